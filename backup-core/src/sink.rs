@@ -1,0 +1,70 @@
+//! Sinks: where a restore's bytes go.
+//!
+//! A [`Sink`] consumes the plaintext native stream of a backup (after decryption and
+//! decompression) and writes it into a database or a file.
+//!
+//! Contract: the restore pipeline delivers a clean end of stream only after the whole
+//! artifact was authenticated and its digests matched the manifest; it holds back the
+//! last chunk until then. Any read error means the artifact is corrupt, truncated or
+//! tampered: the sink MUST then leave its target as it was (roll back its transaction,
+//! drop what it created) and return the error. A sink commits only after a clean end of
+//! stream.
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::error::{Error, Result};
+use crate::manifest::Manifest;
+
+/// The reader a sink reads the plaintext stream from.
+pub type StreamReader<'a> = &'a mut (dyn AsyncRead + Send + Unpin);
+
+/// What a sink reports when it is done.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SinkReport {
+    /// Bytes consumed.
+    pub bytes: u64,
+    /// Free-form facts for the user ("restored 12 tables into app").
+    pub summary: Vec<String>,
+}
+
+/// Consumes a native backup stream.
+#[async_trait]
+pub trait Sink: Send {
+    /// Restores from `input` (the plaintext stream of the backup `manifest` describes).
+    async fn restore(&mut self, manifest: &Manifest, input: StreamReader<'_>)
+        -> Result<SinkReport>;
+}
+
+/// A sink that writes the plaintext stream to any writer (standard output, a file).
+pub struct WriterSink<W> {
+    writer: W,
+}
+
+impl<W> WriterSink<W> {
+    /// A sink into `writer`.
+    pub fn new(writer: W) -> Self {
+        WriterSink { writer }
+    }
+}
+
+#[async_trait]
+impl<W: AsyncWrite + Send + Unpin> Sink for WriterSink<W> {
+    async fn restore(
+        &mut self,
+        _manifest: &Manifest,
+        input: StreamReader<'_>,
+    ) -> Result<SinkReport> {
+        let bytes = tokio::io::copy(input, &mut self.writer)
+            .await
+            .map_err(|e| Error::from_io(e, "writing the restored stream"))?;
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| Error::io("flushing the restored stream", e))?;
+        Ok(SinkReport {
+            bytes,
+            summary: vec![format!("wrote {bytes} bytes")],
+        })
+    }
+}

@@ -1,0 +1,219 @@
+//! Sources: where a backup's bytes come from.
+//!
+//! A [`Source`] writes one native byte stream (the database's own backup format) into
+//! the pipeline and, when the stream ends, returns facts about what it read from
+//! ([`SourceFacts`]: server version, database name, host without credentials...). The
+//! contents summary is computed by the [`FormatReader`](crate::FormatReader) the source
+//! names, from the stream itself.
+//!
+//! Contract: a source returns `Ok` only when it wrote the complete stream. Any failure
+//! of the database or its tool (a non-zero exit, a dropped connection) MUST be an `Err`:
+//! the pipeline then commits no manifest.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+
+use crate::contents::{FormatReader, RawFormat};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Facts about a source, recorded in the manifest's `source` section. Never holds a
+/// secret (see [`crate::secret::redact_url`]).
+pub type SourceFacts = BTreeMap<String, serde_json::Value>;
+
+/// The writer a source writes its stream into.
+pub type StreamWriter<'a> = &'a mut (dyn AsyncWrite + Send + Unpin);
+
+/// Produces a native backup stream.
+#[async_trait]
+pub trait Source: Send {
+    /// The datastore kind recorded in the manifest ("postgres", "redis", "command").
+    fn kind(&self) -> &str;
+    /// The reader for the stream's format; its name is the artifact's format.
+    fn format_reader(&self) -> Arc<dyn FormatReader>;
+    /// Writes the complete stream into `out` (without shutting it down) and returns the
+    /// source facts.
+    async fn dump(&mut self, out: StreamWriter<'_>) -> Result<SourceFacts>;
+}
+
+/// A source that runs a command and streams its standard output: anything that dumps
+/// to stdout (`pg_dumpall`, `mysqldump`, `tar c`). A non-zero exit fails the backup.
+pub struct CommandSource {
+    argv: Vec<String>,
+    envs: Vec<(String, crate::secret::SecretString)>,
+    format: Arc<dyn FormatReader>,
+    kind: String,
+}
+
+impl std::fmt::Debug for CommandSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CommandSource")
+            .field("argv", &self.argv)
+            .field(
+                "envs",
+                &self.envs.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl CommandSource {
+    /// A source running `argv[0]` with the remaining arguments.
+    pub fn new(argv: Vec<String>) -> Result<Self> {
+        if argv.is_empty() {
+            return Err(Error::Config("command source: no command given".into()));
+        }
+        Ok(CommandSource {
+            argv,
+            envs: Vec::new(),
+            format: Arc::new(RawFormat),
+            kind: "command".into(),
+        })
+    }
+
+    /// Sets an environment variable for the command (e.g. a password: environment, not
+    /// argv, is where secrets go).
+    pub fn env(mut self, key: impl Into<String>, value: crate::secret::SecretString) -> Self {
+        self.envs.push((key.into(), value));
+        self
+    }
+
+    /// Declares the format of the command's output (default: `raw`).
+    pub fn with_format(mut self, reader: Arc<dyn FormatReader>) -> Self {
+        self.format = reader;
+        self
+    }
+
+    /// Sets the datastore kind recorded in the manifest (default: `command`).
+    pub fn with_kind(mut self, kind: impl Into<String>) -> Self {
+        self.kind = kind.into();
+        self
+    }
+}
+
+/// Copies `input` to `out`, returning the number of bytes.
+pub async fn copy_stream(
+    input: &mut (dyn AsyncRead + Send + Unpin),
+    out: StreamWriter<'_>,
+) -> std::io::Result<u64> {
+    tokio::io::copy(input, out).await
+}
+
+#[async_trait]
+impl Source for CommandSource {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+
+    fn format_reader(&self) -> Arc<dyn FormatReader> {
+        self.format.clone()
+    }
+
+    async fn dump(&mut self, out: StreamWriter<'_>) -> Result<SourceFacts> {
+        let program = &self.argv[0];
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(&self.argv[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in &self.envs {
+            cmd.env(k, v.expose());
+        }
+        let what = format!("command `{program}`");
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::datastore(&what, ErrorKind::Config, format!("cannot start: {e}"))
+        })?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        // Keep the last 8 KiB of stderr for the error message.
+        let stderr_task = tokio::spawn(async move {
+            let mut tail = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stderr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        tail.extend_from_slice(&buf[..n]);
+                        if tail.len() > 8192 {
+                            tail.drain(..tail.len() - 8192);
+                        }
+                    }
+                }
+            }
+            String::from_utf8_lossy(&tail).trim().to_string()
+        });
+        let copied = tokio::io::copy(&mut stdout, out).await;
+        if let Err(e) = copied {
+            let _ = child.kill().await;
+            return Err(Error::from_io(e, format!("{what}: streaming its output")));
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| Error::io(format!("{what}: waiting for it"), e))?;
+        let stderr_tail = stderr_task.await.unwrap_or_default();
+        if !status.success() {
+            let code = status.code().map_or_else(
+                || "was killed by a signal".to_string(),
+                |c| format!("exited with status {c}"),
+            );
+            let detail = if stderr_tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {stderr_tail}")
+            };
+            return Err(Error::datastore(
+                &what,
+                ErrorKind::Other,
+                format!("{code}{detail}"),
+            ));
+        }
+        let mut facts = SourceFacts::new();
+        facts.insert("command".into(), serde_json::json!(self.argv[0]));
+        Ok(facts)
+    }
+}
+
+/// A source reading any async reader to its end (standard input, a file).
+pub struct ReaderSource<R> {
+    reader: R,
+    kind: String,
+    format: Arc<dyn FormatReader>,
+}
+
+impl<R> ReaderSource<R> {
+    /// A source over `reader`, recorded as datastore kind `kind` (e.g. "stdin").
+    pub fn new(reader: R, kind: impl Into<String>) -> Self {
+        ReaderSource {
+            reader,
+            kind: kind.into(),
+            format: Arc::new(RawFormat),
+        }
+    }
+
+    /// Declares the stream's format (default: `raw`).
+    pub fn with_format(mut self, reader: Arc<dyn FormatReader>) -> Self {
+        self.format = reader;
+        self
+    }
+}
+
+#[async_trait]
+impl<R: AsyncRead + Send + Unpin> Source for ReaderSource<R> {
+    fn kind(&self) -> &str {
+        &self.kind
+    }
+    fn format_reader(&self) -> Arc<dyn FormatReader> {
+        self.format.clone()
+    }
+    async fn dump(&mut self, out: StreamWriter<'_>) -> Result<SourceFacts> {
+        tokio::io::copy(&mut self.reader, out)
+            .await
+            .map_err(|e| Error::from_io(e, format!("reading {}", self.kind)))?;
+        Ok(SourceFacts::new())
+    }
+}

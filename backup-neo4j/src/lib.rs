@@ -1,0 +1,1 @@
+//! backup-neo4j (see its issue).

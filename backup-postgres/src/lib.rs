@@ -1,0 +1,1 @@
+//! backup-postgres (see its issue).

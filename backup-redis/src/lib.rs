@@ -1,0 +1,1 @@
+//! backup-redis (see its issue).

@@ -1,0 +1,1 @@
+//! backup-timescale (see its issue).
