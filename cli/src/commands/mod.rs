@@ -1,0 +1,8 @@
+//! One module per `dbseal` subcommand.
+
+pub mod backup;
+pub mod keygen;
+pub mod list;
+pub mod restore;
+pub mod show;
+pub mod verify;

@@ -1,0 +1,45 @@
+//! `dbseal backup neo4j`, restore and level-3 verification for neo4j.
+//!
+//! STUB to be filled by the neo4j crate's author: keep the four entry points and their
+//! signatures (see `db/mod.rs`); add flags to `BackupArgs`; read the restore flags you
+//! need from `RestoreTarget` (add fields there if the issue asks for new ones).
+
+use backup_core::{FormatRegistry, Manifest, VerifyReport};
+
+use super::{not_wired, BackupContext, RestoreContext, RestoreOutcome};
+use crate::commands::restore::RestoreTarget;
+use crate::exit::CliResult;
+
+/// Flags of `dbseal backup neo4j`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// Connection URL (credentials are better passed through the environment).
+    #[arg(long)]
+    pub url: Option<String>,
+}
+
+/// Runs `dbseal backup neo4j`.
+pub async fn backup(_args: &BackupArgs, _ctx: &BackupContext) -> CliResult<Manifest> {
+    Err(not_wired("neo4j"))
+}
+
+/// Restores a neo4j backup into the target.
+pub async fn restore(
+    _manifest: &Manifest,
+    _target: &RestoreTarget,
+    _ctx: &RestoreContext,
+) -> CliResult<RestoreOutcome> {
+    Err(not_wired("neo4j"))
+}
+
+/// Level-3 verification into a scratch database at `url`.
+pub async fn verify_restore(
+    _manifest: &Manifest,
+    _url: &str,
+    _ctx: &RestoreContext,
+) -> CliResult<VerifyReport> {
+    Err(not_wired("neo4j"))
+}
+
+/// Registers the neo4j format reader.
+pub fn register_formats(_reg: &mut FormatRegistry) {}

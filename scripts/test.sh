@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what the tests need, builds once, starts the real test servers on 127.0.0.1
+# (stopped at exit, even on failure), and runs every test: the Rust workspace and the
+# Python suite.
+#
+#   scripts/test.sh            # everything
+#   scripts/test.sh -p backup-core   # extra arguments go to `cargo test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+scripts/install-deps.sh
+
+# Build first (all targets) so compile time is not counted against servers' lifetimes.
+cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
+
+SERVICES_DIR=$(mktemp -d /tmp/dbseal-test.XXXXXX)
+cleanup() {
+  "$ROOT/scripts/services.sh" stop "$SERVICES_DIR" || true
+  rm -rf "$SERVICES_DIR"
+}
+trap cleanup EXIT INT TERM
+scripts/services.sh start "$SERVICES_DIR"
+# shellcheck disable=SC1091
+source "$SERVICES_DIR/env.sh"
+export DBSEAL_BIN="$ROOT/target/debug/dbseal"
+
+status=0
+cargo test --workspace --locked "$@" -- --test-threads=2 || status=$?
+
+if [ -x scripts/test-python.sh ] && [ $# -eq 0 ]; then
+  scripts/test-python.sh || status=$?
+fi
+exit $status
