@@ -1,0 +1,650 @@
+//! Restore: the decrypted pg_dump archive into `pg_restore`, in one transaction.
+//!
+//! Safety argument (a corrupt, truncated, wrongly keyed or tampered artifact leaves the
+//! target exactly as it was):
+//!
+//! - Everything is restored in ONE transaction. Any error of the input (the pipeline
+//!   reports a failed check as a read error) makes the sink KILL the PostgreSQL client
+//!   processes without closing their input cleanly: the server sees the connection drop
+//!   and rolls the transaction back. A database the sink created is dropped again.
+//! - The transaction must not commit before the input reached its clean end, i.e.
+//!   before every digest and authentication check passed:
+//!   - **Whole restore** (no `schemas`/`tables`): `pg_restore --single-transaction`
+//!     writes into the database itself. It restores every data block, so it reads the
+//!     archive up to its very last bytes before it commits; the pipeline holds the last
+//!     plaintext chunk back until all checks passed, so pg_restore cannot commit early.
+//!   - **Selective restore**: pg_restore stops reading once it has the objects it was
+//!     asked for, so it could commit before the end of the artifact was checked. Here
+//!     pg_restore only turns the archive into SQL (`--file=-`) and `psql
+//!     --single-transaction` executes it; psql commits when its input ends, and the sink
+//!     closes psql's input only after the artifact's clean end. Until then the
+//!     transaction stays open; on an error psql is killed.
+//! - A non-empty target is refused unless `replace` (then `--clean --if-exists`, inside
+//!   the same transaction).
+
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use backup_core::sink::StreamReader;
+use backup_core::{Error, Manifest, Result, Sink, SinkReport};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin};
+
+use crate::config::{major_of, quote_ident, tool_failure, Connection, PostgresConfig, StderrTail, Tool};
+use crate::error::{PgResult, PostgresError};
+use crate::format::FORMAT;
+use crate::source::KIND;
+
+/// Where and how to restore. Field names follow `dbseal restore`'s flags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RestoreTarget {
+    /// Create the target database (from `template0`) if it does not exist.
+    pub create_db: bool,
+    /// Restore into a non-empty database, replacing the objects the backup contains
+    /// (`pg_restore --clean --if-exists`, inside the single transaction).
+    pub replace: bool,
+    /// Restore only these schemas (`pg_restore --schema`).
+    pub schemas: Vec<String>,
+    /// Restore only these tables (`pg_restore --table`; views, sequences and
+    /// materialized views match too).
+    pub tables: Vec<String>,
+    /// Do not restore object ownership (`--no-owner`).
+    pub no_owner: bool,
+    /// Do not restore privileges (`--no-privileges`).
+    pub no_privileges: bool,
+    /// Restore as this role (`--role`, `SET ROLE`).
+    pub role: Option<String>,
+    /// Database to connect to for `CREATE DATABASE` / `DROP DATABASE` (default
+    /// `postgres`).
+    pub maintenance_db: Option<String>,
+}
+
+impl RestoreTarget {
+    fn selective(&self) -> bool {
+        !self.schemas.is_empty() || !self.tables.is_empty()
+    }
+
+    fn validate(&self) -> PgResult<()> {
+        if self.schemas.iter().chain(&self.tables).any(|p| p.trim().is_empty()) {
+            return Err(PostgresError::Config(
+                "--schema and --table need a non-empty name".into(),
+            ));
+        }
+        if self.role.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            return Err(PostgresError::Config("--role needs a role name".into()));
+        }
+        Ok(())
+    }
+
+    /// The pg_restore flags selecting and shaping what is restored.
+    fn pg_restore_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for s in &self.schemas {
+            args.push(format!("--schema={s}"));
+        }
+        for t in &self.tables {
+            args.push(format!("--table={t}"));
+        }
+        if self.no_owner {
+            args.push("--no-owner".into());
+        }
+        if self.no_privileges {
+            args.push("--no-privileges".into());
+        }
+        if let Some(r) = &self.role {
+            args.push(format!("--role={r}"));
+        }
+        if self.replace {
+            args.push("--clean".into());
+            args.push("--if-exists".into());
+        }
+        args
+    }
+}
+
+/// The restore side of PostgreSQL: a [`Sink`] that runs pg_restore (see the module
+/// docs for why a bad artifact never reaches a commit).
+pub struct PostgresSink {
+    conn: Connection,
+    target: RestoreTarget,
+    kinds: Vec<String>,
+    skip_empty_check: bool,
+}
+
+impl std::fmt::Debug for PostgresSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSink")
+            .field("conn", &self.conn)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl PostgresSink {
+    /// A sink into the database `config` names. Validates the configuration now.
+    pub fn new(config: &PostgresConfig, target: RestoreTarget) -> Result<Self> {
+        Self::with_connection(config.resolve()?, target)
+    }
+
+    /// A sink over an already resolved connection.
+    pub fn with_connection(conn: Connection, target: RestoreTarget) -> Result<Self> {
+        target.validate()?;
+        Ok(PostgresSink {
+            conn,
+            target,
+            kinds: vec![KIND.to_string()],
+            skip_empty_check: false,
+        })
+    }
+
+    /// Also accepts backups of these datastore kinds (e.g. `timescale`, whose data
+    /// artifact is a pg_dump archive too).
+    pub fn accept_kinds(mut self, kinds: &[&str]) -> Self {
+        self.kinds.extend(kinds.iter().map(|k| k.to_string()));
+        self
+    }
+
+    /// The target connection.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Skips the emptiness check (the caller created the database itself).
+    pub(crate) fn assume_empty(mut self) -> Self {
+        self.skip_empty_check = true;
+        self
+    }
+
+    /// What a restore of `manifest` would do, one line each (for `--dry-run`). Touches
+    /// nothing.
+    pub fn plan(&self, manifest: &Manifest) -> Vec<String> {
+        let mut lines = vec![format!(
+            "read {} ({} bytes stored, {} bytes of pg_dump archive)",
+            manifest.artifact.key, manifest.artifact.stored_size, manifest.artifact.plaintext_size
+        )];
+        let db = format!("{}/{}", self.conn.server(), self.conn.database());
+        if self.target.create_db {
+            lines.push(format!("create database {db} from template0 if it does not exist (dropped again if the restore fails)"));
+        }
+        let tables = manifest.contents.counts.get("tables");
+        if self.target.selective() {
+            lines.push(format!(
+                "restore schemas [{}] tables [{}] into {db} in one transaction (pg_restore | psql --single-transaction)",
+                self.target.schemas.join(", "),
+                self.target.tables.join(", ")
+            ));
+        } else {
+            lines.push(format!(
+                "restore {} tables ({} rows) into {db} in one transaction (pg_restore --single-transaction)",
+                tables.map_or(0, |t| t.len()),
+                tables.map_or(0, |t| t.values().sum::<u64>())
+            ));
+        }
+        if self.target.replace {
+            lines.push(format!(
+                "drop and recreate, in the same transaction, every object of the backup that exists in {db} (--clean --if-exists)"
+            ));
+        } else {
+            lines.push(format!("refuse if {db} is not empty"));
+        }
+        lines
+    }
+
+    fn check_manifest(&self, manifest: &Manifest) -> PgResult<()> {
+        let kind = &manifest.datastore.kind;
+        if !self.kinds.iter().any(|k| k == kind) {
+            return Err(PostgresError::WrongArtifact(format!(
+                "backup {} is a `{kind}` backup (datastore {}), not a PostgreSQL one: it cannot be restored into PostgreSQL",
+                manifest.backup_id, manifest.datastore.name
+            )));
+        }
+        if manifest.artifact.format != FORMAT {
+            return Err(PostgresError::WrongArtifact(format!(
+                "backup {}: artifact {} has format `{}`, not a pg_dump custom archive (`{FORMAT}`)",
+                manifest.backup_id, manifest.artifact.key, manifest.artifact.format
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_tool(&self, tool: &Tool, manifest: &Manifest) -> PgResult<()> {
+        let dumped_by = manifest
+            .source
+            .get("pg_dump_version")
+            .and_then(|v| v.as_str())
+            .or_else(|| manifest.contents.facts.get("pg_dump_version").map(String::as_str));
+        if let Some(v) = dumped_by {
+            if let Some(m) = major_of(v) {
+                if tool.major < m {
+                    return Err(PostgresError::Version(format!(
+                        "backup {} was made by pg_dump {v}; {} {} ({}) cannot read its archive. Install the PostgreSQL {m} client (e.g. postgresql-client-{m}) and point --pg-bin-dir / PG_BIN_DIR at its bin directory",
+                        manifest.backup_id, tool.name, tool.version, tool.path.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the target database exists (creating it if asked) and is empty
+    /// (unless `replace`). Returns whether this sink created it.
+    async fn prepare_target(&self) -> PgResult<bool> {
+        match self.conn.connect().await {
+            Ok(client) => {
+                if !self.target.replace && !self.skip_empty_check {
+                    check_empty(&self.conn, &client).await?;
+                }
+                Ok(false)
+            }
+            Err(PostgresError::NoSuchDatabase { database, server }) => {
+                if !self.target.create_db {
+                    return Err(PostgresError::Config(format!(
+                        "target database \"{database}\" does not exist on {server}: create it, or pass --create-db"
+                    )));
+                }
+                create_database(&self.maintenance(), self.conn.database()).await?;
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn maintenance(&self) -> Connection {
+        self.conn.with_database(
+            self.target
+                .maintenance_db
+                .clone()
+                .unwrap_or_else(|| "postgres".to_string()),
+        )
+    }
+
+    async fn run(&self, manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+        let pg_restore = self.conn.binaries().tool("pg_restore").await?;
+        self.check_tool(&pg_restore, manifest)?;
+        let psql = if self.target.selective() {
+            Some(self.conn.binaries().tool("psql").await?)
+        } else {
+            None
+        };
+        let mut procs = Processes::start(&self.conn, &self.target, &pg_restore, psql.as_ref())?;
+        let fed = feed(&mut *input, procs.stdin.take().expect("piped")).await;
+        match fed {
+            Fed::InputFailed(e, bytes, stdin) => {
+                procs.kill().await;
+                drop(stdin);
+                tracing::warn!(bytes, error = %e, "artifact failed while restoring; pg_restore killed, transaction rolled back");
+                Err(e)
+            }
+            Fed::Complete(bytes) => {
+                procs.finish(false).await?;
+                Ok(SinkReport {
+                    bytes,
+                    summary: self.summary(manifest),
+                })
+            }
+            Fed::ReaderStopped(mut bytes) => {
+                // pg_restore stopped reading: it failed, or (selective restore) it has
+                // all it needs. Nothing may commit before the input's clean end.
+                let failed = match procs.pg_restore.wait().await {
+                    Ok(status) => !status.success(),
+                    Err(_) => true,
+                };
+                if !failed {
+                    let mut buf = vec![0u8; 256 * 1024];
+                    loop {
+                        match input.read(&mut buf).await {
+                            Ok(0) => break,
+                            Ok(n) => bytes += n as u64,
+                            Err(e) => {
+                                procs.kill().await;
+                                return Err(Error::from_io(e, "reading the artifact"));
+                            }
+                        }
+                    }
+                }
+                procs.finish(true).await?;
+                Ok(SinkReport {
+                    bytes,
+                    summary: self.summary(manifest),
+                })
+            }
+        }
+    }
+
+    fn summary(&self, manifest: &Manifest) -> Vec<String> {
+        let db = format!("{}/{}", self.conn.server(), self.conn.database());
+        if self.target.selective() {
+            return vec![format!(
+                "restored schemas [{}] tables [{}] of backup {} into {db}",
+                self.target.schemas.join(", "),
+                self.target.tables.join(", "),
+                manifest.backup_id
+            )];
+        }
+        let tables = manifest.contents.counts.get("tables");
+        vec![format!(
+            "restored {} tables ({} rows) of backup {} into {db}",
+            tables.map_or(0, |t| t.len()),
+            tables.map_or(0, |t| t.values().sum::<u64>()),
+            manifest.backup_id
+        )]
+    }
+}
+
+#[async_trait]
+impl Sink for PostgresSink {
+    async fn restore(&mut self, manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+        self.check_manifest(manifest)?;
+        let created = self.prepare_target().await?;
+        let result = self.run(manifest, input).await;
+        if result.is_err() && created {
+            if let Err(e) = drop_database(&self.maintenance(), self.conn.database()).await {
+                tracing::warn!(error = %e, "could not drop the database created for the failed restore");
+            }
+        }
+        result
+    }
+}
+
+/// Refuses a database holding any user object.
+pub(crate) async fn check_empty(conn: &Connection, client: &tokio_postgres::Client) -> PgResult<()> {
+    // Objects that belong to an extension (pg_depend 'e') are not the user's; plpgsql
+    // and the public schema come with every database.
+    let sql = r#"
+WITH ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
+user_ns AS (
+  SELECT oid, nspname FROM pg_namespace
+  WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+    AND nspname NOT LIKE 'pg_temp_%' AND nspname NOT LIKE 'pg_toast_temp_%'
+)
+SELECT what FROM (
+  SELECT 'schema ' || quote_ident(n.nspname) AS what FROM user_ns n
+   WHERE n.nspname <> 'public'
+     AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_namespace'::regclass AND objid = n.oid)
+  UNION ALL
+  SELECT CASE c.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view ' WHEN 'S' THEN 'sequence '
+         WHEN 'f' THEN 'foreign table ' ELSE 'table ' END || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+    FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+     AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_class'::regclass AND objid = c.oid)
+  UNION ALL
+  SELECT 'function ' || quote_ident(n.nspname) || '.' || quote_ident(p.proname)
+    FROM pg_proc p JOIN user_ns n ON n.oid = p.pronamespace
+   WHERE NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_proc'::regclass AND objid = p.oid)
+  UNION ALL
+  SELECT 'type ' || quote_ident(n.nspname) || '.' || quote_ident(t.typname)
+    FROM pg_type t JOIN user_ns n ON n.oid = t.typnamespace
+   WHERE t.typtype IN ('e', 'd', 'c', 'r', 'm') AND (t.typrelid = 0 OR t.typtype <> 'c')
+     AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_type'::regclass AND objid = t.oid)
+  UNION ALL
+  SELECT 'extension ' || quote_ident(extname) FROM pg_extension WHERE extname <> 'plpgsql'
+  UNION ALL
+  SELECT 'large object ' || oid FROM pg_largeobject_metadata
+) objects LIMIT 6
+"#;
+    let rows = client
+        .query(sql, &[])
+        .await
+        .map_err(|e| conn.query_error("checking that the target is empty", e))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut found: Vec<String> = rows.iter().take(5).map(|r| r.get::<_, String>(0)).collect();
+    if rows.len() > 5 {
+        found.push("…".into());
+    }
+    Err(PostgresError::NotEmpty {
+        database: conn.database().to_string(),
+        server: conn.server(),
+        found: found.join(", "),
+    })
+}
+
+/// `CREATE DATABASE name TEMPLATE template0` through the maintenance connection.
+pub(crate) async fn create_database(maintenance: &Connection, name: &str) -> PgResult<()> {
+    let client = maintenance.connect().await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name)))
+        .await
+        .map_err(|e| maintenance.query_error(&format!("creating database \"{name}\""), e))?;
+    tracing::info!(database = name, "created database");
+    Ok(())
+}
+
+/// `DROP DATABASE IF EXISTS name WITH (FORCE)` through the maintenance connection.
+pub(crate) async fn drop_database(maintenance: &Connection, name: &str) -> PgResult<()> {
+    let client = maintenance.connect().await?;
+    client
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            quote_ident(name)
+        ))
+        .await
+        .map_err(|e| maintenance.query_error(&format!("dropping database \"{name}\""), e))?;
+    tracing::info!(database = name, "dropped database");
+    Ok(())
+}
+
+/// The client processes of one restore.
+struct Processes {
+    pg_restore: Child,
+    pg_restore_err: Option<StderrTail>,
+    stdin: Option<ChildStdin>,
+    psql: Option<PsqlStage>,
+}
+
+struct PsqlStage {
+    child: Child,
+    stderr: Option<StderrTail>,
+    /// Copies pg_restore's SQL into psql; closes psql's input only when told to.
+    pump: tokio::task::JoinHandle<()>,
+    /// Reports the end of the copy (all SQL handed to psql, or psql stopped reading).
+    copied: Option<tokio::sync::oneshot::Receiver<std::io::Result<()>>>,
+    /// Dropping it without sending makes the pump keep psql's input open; only a send
+    /// closes it, which lets psql commit.
+    commit: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+enum Fed {
+    /// The input ended cleanly: every check passed.
+    Complete(u64),
+    /// The reader (pg_restore) stopped reading before the end of the input.
+    ReaderStopped(u64),
+    /// The input failed: the artifact is bad. Carries pg_restore's input, still
+    /// open, so the caller can kill pg_restore before it could see a clean end.
+    InputFailed(Error, u64, Option<ChildStdin>),
+}
+
+/// Copies `input` into pg_restore's stdin. Closes stdin only at the input's clean end.
+async fn feed(input: StreamReader<'_>, stdin: ChildStdin) -> Fed {
+    let mut stdin = Some(stdin);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut bytes = 0u64;
+    loop {
+        let n = match input.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                // Do NOT close stdin: the caller kills the processes first.
+                return Fed::InputFailed(Error::from_io(e, "reading the artifact"), bytes, stdin);
+            }
+        };
+        bytes += n as u64;
+        if let Some(w) = stdin.as_mut() {
+            if let Err(e) = w.write_all(&buf[..n]).await {
+                tracing::debug!(error = %e, "pg_restore stopped reading its input");
+                return Fed::ReaderStopped(bytes);
+            }
+        }
+    }
+    drop(stdin);
+    Fed::Complete(bytes)
+}
+
+impl Processes {
+    fn start(
+        conn: &Connection,
+        target: &RestoreTarget,
+        pg_restore: &Tool,
+        psql: Option<&Tool>,
+    ) -> PgResult<Self> {
+        let mut cmd = tokio::process::Command::new(&pg_restore.path);
+        cmd.arg("--format=custom").args(target.pg_restore_args());
+        conn.apply_env(&mut cmd);
+        cmd.stdin(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        if psql.is_none() {
+            cmd.arg("--single-transaction")
+                .arg("--exit-on-error")
+                .arg("--no-password")
+                .arg(format!("--dbname={}", conn.conninfo()))
+                .stdout(Stdio::null());
+        } else {
+            cmd.arg("--file=-").stdout(Stdio::piped());
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| PostgresError::Binary(format!("cannot start {}: {e}", pg_restore.path.display())))?;
+        let stdin = child.stdin.take();
+        let err = StderrTail::spawn("pg_restore", child.stderr.take().expect("piped"));
+        let psql_stage = match psql {
+            None => None,
+            Some(psql) => {
+                let mut sql = child.stdout.take().expect("piped");
+                let mut pcmd = tokio::process::Command::new(&psql.path);
+                pcmd.arg("--no-psqlrc")
+                    .arg("--quiet")
+                    .arg("--no-password")
+                    .arg("--set=ON_ERROR_STOP=1")
+                    .arg("--single-transaction")
+                    .arg("--file=-")
+                    .arg(format!("--dbname={}", conn.conninfo()));
+                conn.apply_env(&mut pcmd);
+                pcmd.stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .kill_on_drop(true);
+                let mut pchild = match pcmd.spawn() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = child.start_kill();
+                        return Err(PostgresError::Binary(format!(
+                            "cannot start {}: {e}",
+                            psql.path.display()
+                        )));
+                    }
+                };
+                let mut pin = pchild.stdin.take().expect("piped");
+                let perr = StderrTail::spawn("psql", pchild.stderr.take().expect("piped"));
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                let (copied_tx, copied_rx) = tokio::sync::oneshot::channel();
+                let pump = tokio::spawn(async move {
+                    let copied = async {
+                        tokio::io::copy(&mut sql, &mut pin).await?;
+                        pin.flush().await
+                    }
+                    .await;
+                    let ok = copied.is_ok();
+                    let _ = copied_tx.send(copied);
+                    // psql commits when its input ends: close it only on the signal.
+                    // Without it, `pin` lives until psql has been killed.
+                    if ok && rx.await.is_ok() {
+                        drop(pin);
+                    }
+                });
+                Some(PsqlStage {
+                    child: pchild,
+                    stderr: Some(perr),
+                    pump,
+                    copied: Some(copied_rx),
+                    commit: Some(tx),
+                })
+            }
+        };
+        Ok(Processes {
+            pg_restore: child,
+            pg_restore_err: Some(err),
+            stdin,
+            psql: psql_stage,
+        })
+    }
+
+    /// Kills everything: the server rolls back the open transaction.
+    async fn kill(&mut self) {
+        let _ = self.pg_restore.start_kill();
+        if let Some(p) = self.psql.as_mut() {
+            let _ = p.child.start_kill();
+            let _ = p.child.wait().await;
+            // Only now may the pump drop psql's input.
+            p.commit.take();
+        }
+        let _ = self.pg_restore.wait().await;
+    }
+
+    /// After the input's clean end: waits for pg_restore, then lets psql commit.
+    async fn finish(&mut self, reader_stopped: bool) -> PgResult<()> {
+        let status = self
+            .pg_restore
+            .wait()
+            .await
+            .map_err(|e| PostgresError::io("waiting for pg_restore", e))?;
+        let restore_err = self.pg_restore_err.take().expect("once").text().await;
+        if let Some(p) = self.psql.as_mut() {
+            let copied = match p.copied.take().expect("once").await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::other("the SQL pump stopped")),
+            };
+            if !status.success() || copied.is_err() {
+                // pg_restore failed, or psql failed (and stopped reading).
+                let _ = p.child.start_kill();
+                let pstatus = p.child.wait().await.ok();
+                p.commit.take();
+                let perr = p.stderr.take().expect("once").text().await;
+                if let Some(ps) = pstatus.filter(|s| s.code().is_some_and(|c| c != 0)) {
+                    return Err(tool_failure("psql", ps, &perr));
+                }
+                if !status.success() {
+                    return Err(tool_failure("pg_restore", status, &restore_err));
+                }
+                return Err(PostgresError::Tool {
+                    tool: "psql".into(),
+                    status: "stopped reading the restore script".into(),
+                    detail: if perr.is_empty() { String::new() } else { format!(": {perr}") },
+                });
+            }
+            // Every check passed and psql has all the SQL: let it commit.
+            if let Some(tx) = p.commit.take() {
+                let _ = tx.send(());
+            }
+            let _ = (&mut p.pump).await;
+            let pstatus = p
+                .child
+                .wait()
+                .await
+                .map_err(|e| PostgresError::io("waiting for psql", e))?;
+            let perr = p.stderr.take().expect("once").text().await;
+            if !pstatus.success() {
+                return Err(tool_failure("psql", pstatus, &perr));
+            }
+            return Ok(());
+        }
+        if !status.success() {
+            return Err(tool_failure("pg_restore", status, &restore_err));
+        }
+        if reader_stopped {
+            // A whole restore reads to the end; stopping early with success would mean
+            // pg_restore ignored part of the archive.
+            return Err(PostgresError::Tool {
+                tool: "pg_restore".into(),
+                status: "stopped reading before the end of the archive".into(),
+                detail: if restore_err.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {restore_err}")
+                },
+            });
+        }
+        Ok(())
+    }
+}
