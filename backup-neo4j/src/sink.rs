@@ -1,0 +1,856 @@
+//! Restore: the graph stream imported over Bolt ([`Neo4jSink`]) or a `neo4j-admin`
+//! dump loaded offline ([`Neo4jAdminSink`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use backup_core::sink::StreamReader;
+use backup_core::{Error, ErrorKind, Manifest, Result, Sink, SinkReport};
+use neo4rs::{query, BoltInteger, BoltList, BoltMap, BoltString, BoltType};
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::bolt::{props_to_bolt, quote, Db};
+use crate::config::Neo4jConfig;
+use crate::format::{Record, SchemaItem, SchemaKind, StreamCheck, FORMAT_NAME};
+use crate::source::{connect, read_schema};
+
+/// The label every imported node without labels carries until the import finishes.
+pub const IMPORT_LABEL: &str = "__DbsealImport";
+/// The property holding a node's source id until the import finishes.
+pub const IMPORT_ID: &str = "__dbseal_id";
+/// Prefix of the temporary id indexes the import creates and drops.
+pub const IMPORT_INDEX_PREFIX: &str = "__dbseal_import_";
+
+/// When the backed-up indexes and constraints are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemaTiming {
+    /// Before the data: every write maintains the indexes and checks the constraints.
+    BeforeData,
+    /// After the data (default): indexes are built once over the loaded graph; a
+    /// constraint the data violates fails the restore, which is then rolled back.
+    #[default]
+    AfterData,
+}
+
+/// How to restore.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Neo4jSinkOptions {
+    /// Replace a non-empty target. Its old contents are deleted only after the whole
+    /// artifact was read and verified and the new graph is in place; until then a
+    /// failure restores the target's old schema and removes what was imported.
+    #[serde(default)]
+    pub replace: bool,
+    /// Nodes per `UNWIND` batch (one transaction each; default 10,000).
+    #[serde(default = "default_batch")]
+    pub node_batch: usize,
+    /// Relationships per `UNWIND` batch (default 10,000).
+    #[serde(default = "default_batch")]
+    pub relationship_batch: usize,
+    /// When to create the backed-up schema (default: after the data).
+    #[serde(default)]
+    pub schema_timing: SchemaTiming,
+}
+
+fn default_batch() -> usize {
+    10_000
+}
+
+impl Default for Neo4jSinkOptions {
+    fn default() -> Self {
+        Neo4jSinkOptions {
+            replace: false,
+            node_batch: default_batch(),
+            relationship_batch: default_batch(),
+            schema_timing: SchemaTiming::default(),
+        }
+    }
+}
+
+/// Rebuilds a graph from the dbseal graph stream over Bolt.
+///
+/// - Refuses a non-empty target (nodes, indexes or constraints) unless
+///   [`Neo4jSinkOptions::replace`].
+/// - Nodes are created in large `UNWIND $rows` batches grouped by label set; each gets
+///   its source id in the temporary property `__dbseal_id`, indexed per *key label*
+///   (the node's first label in sorted order; unlabeled nodes get the temporary label
+///   `__DbsealImport`). The stream records the label sets of every relationship's
+///   endpoints, so relationships are created in batches grouped by (type, start key
+///   label, end key label) with index lookups and no id map in memory.
+/// - Every value goes as a typed Bolt parameter: types are kept exactly.
+/// - After a clean end of stream (the artifact passed every check), it creates the
+///   schema (by default after the data), deletes the old contents when replacing,
+///   removes the temporary property, label and indexes.
+/// - On any failure before that it removes every imported node (they are the ones
+///   carrying `__dbseal_id`) with their relationships, drops the schema it created,
+///   restores the schema it dropped, and says so in the error.
+pub struct Neo4jSink {
+    config: Neo4jConfig,
+    options: Neo4jSinkOptions,
+}
+
+impl std::fmt::Debug for Neo4jSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Neo4jSink")
+            .field("config", &self.config)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// What the import changed, so a failure can undo it.
+#[derive(Default)]
+struct ImportState {
+    /// Key labels used by imported nodes (each has a temporary id index).
+    key_labels: BTreeSet<String>,
+    /// Temporary indexes created, by key label.
+    import_indexes: BTreeMap<String, String>,
+    /// Schema items of the backup already created.
+    created_schema: Vec<SchemaItem>,
+    /// The target's own schema, dropped before the import (replace).
+    dropped_schema: Vec<SchemaItem>,
+    /// Whether the old contents were deleted (replace): past this point a rollback
+    /// cannot bring them back.
+    old_contents_deleted: bool,
+    nodes: u64,
+    relationships: u64,
+    schema: Vec<SchemaItem>,
+}
+
+/// A unit of work for the writer.
+enum Batch {
+    Schema(SchemaItem),
+    Nodes {
+        labels: Vec<String>,
+        rows: Vec<BoltType>,
+    },
+    Relationships {
+        rel_type: String,
+        start_key: String,
+        end_key: String,
+        rows: Vec<BoltType>,
+    },
+    /// The stream was complete and valid.
+    End,
+}
+
+fn key_label(labels: &[String]) -> String {
+    labels
+        .first()
+        .cloned()
+        .unwrap_or_else(|| IMPORT_LABEL.to_string())
+}
+
+impl Neo4jSink {
+    /// A sink into the database `config` names.
+    pub fn new(config: Neo4jConfig, options: Neo4jSinkOptions) -> Self {
+        Neo4jSink { config, options }
+    }
+
+    /// Removes what an interrupted import left behind (nodes carrying `__dbseal_id`
+    /// or the label `__DbsealImport`, and the temporary indexes), e.g. after the server
+    /// went away during a restore. Returns the number of nodes deleted.
+    pub async fn remove_interrupted_import(config: &Neo4jConfig) -> Result<u64> {
+        let db = connect(config)?;
+        let mut state = ImportState::default();
+        // Every label may hold imported nodes: find them through the labels in use.
+        let rows = db
+            .rows("listing labels", query("CALL db.labels() YIELD label RETURN label"))
+            .await?;
+        for r in rows {
+            if let Ok(l) = r.get::<String>("label") {
+                state.key_labels.insert(l);
+            }
+        }
+        state.key_labels.insert(IMPORT_LABEL.into());
+        for item in read_schema(&db, None).await? {
+            if item.name.starts_with(IMPORT_INDEX_PREFIX) {
+                state.import_indexes.insert(item.name.clone(), item.name);
+            }
+        }
+        let mut deleted = delete_imported(&db, &state, 10_000).await?;
+        // Unlabeled leftovers without the label (cannot happen with this version, but
+        // the property is the marker that counts).
+        loop {
+            let n = db
+                .count(
+                    "removing imported nodes",
+                    query(&format!(
+                        "MATCH (n) WHERE n.{} IS NOT NULL WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS c",
+                        quote(IMPORT_ID)
+                    )),
+                )
+                .await?;
+            deleted += n as u64;
+            if n == 0 {
+                break;
+            }
+        }
+        drop_import_indexes(&db, &state).await?;
+        Ok(deleted)
+    }
+}
+
+fn rows_param(rows: Vec<BoltType>) -> BoltType {
+    BoltType::List(BoltList { value: rows })
+}
+
+fn node_row(id: i64, props: &crate::format::Properties) -> BoltType {
+    let mut m = BoltMap::new();
+    m.put(BoltString::new("i"), BoltType::Integer(BoltInteger::new(id)));
+    m.put(BoltString::new("p"), BoltType::Map(props_to_bolt(props)));
+    BoltType::Map(m)
+}
+
+fn rel_row(start: i64, end: i64, props: &crate::format::Properties) -> BoltType {
+    let mut m = BoltMap::new();
+    m.put(BoltString::new("s"), BoltType::Integer(BoltInteger::new(start)));
+    m.put(BoltString::new("e"), BoltType::Integer(BoltInteger::new(end)));
+    m.put(BoltString::new("p"), BoltType::Map(props_to_bolt(props)));
+    BoltType::Map(m)
+}
+
+/// Reads and checks the stream, groups records into batches and hands them to the
+/// writer. Memory: one pending batch per label set / relationship group, flushed when
+/// full, and all flushed when the section ends.
+async fn produce(
+    input: StreamReader<'_>,
+    tx: mpsc::Sender<Batch>,
+    options: &Neo4jSinkOptions,
+) -> Result<u64> {
+    let mut reader = BufReader::with_capacity(256 * 1024, input);
+    let mut line = Vec::with_capacity(4096);
+    let mut check = StreamCheck::new();
+    let mut line_no = 0u64;
+    let mut bytes = 0u64;
+    let mut node_groups: BTreeMap<Vec<String>, Vec<BoltType>> = BTreeMap::new();
+    let mut rel_groups: BTreeMap<(String, String, String), Vec<BoltType>> = BTreeMap::new();
+    let mut pending = 0usize;
+    let max_pending = options.node_batch.max(options.relationship_batch) * 8;
+    let closed = || Error::Interrupted("the graph writer stopped".into());
+    let bad = |line_no: u64, e: String| Error::Format {
+        format: FORMAT_NAME.into(),
+        reason: format!("line {line_no}: {e}"),
+    };
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|e| Error::from_io(e, "reading the graph stream"))?;
+        bytes += n as u64;
+        line_no += 1;
+        if n == 0 {
+            if !check.complete() {
+                return Err(bad(
+                    line_no,
+                    "the stream ends before its trailer record (truncated)".into(),
+                ));
+            }
+            break;
+        }
+        if check.complete() {
+            return Err(bad(line_no, "data after the trailer record".into()));
+        }
+        if line.last() != Some(&b'\n') {
+            return Err(bad(line_no, "the last line has no newline (truncated)".into()));
+        }
+        line.pop();
+        let record = Record::parse(&line).map_err(|e| bad(line_no, e))?;
+        check.check(&record).map_err(|e| bad(line_no, e))?;
+        match record {
+            Record::Header(_) => {}
+            Record::Schema(s) => tx.send(Batch::Schema(s)).await.map_err(|_| closed())?,
+            Record::Node(n) => {
+                let rows = node_groups.entry(n.labels).or_default();
+                rows.push(node_row(n.id, &n.props));
+                pending += 1;
+                if rows.len() >= options.node_batch || pending >= max_pending {
+                    let full: Vec<Vec<String>> = node_groups
+                        .iter()
+                        .filter(|(_, r)| r.len() >= options.node_batch || pending >= max_pending)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for labels in full {
+                        let rows = node_groups.remove(&labels).unwrap_or_default();
+                        pending -= rows.len();
+                        tx.send(Batch::Nodes { labels, rows })
+                            .await
+                            .map_err(|_| closed())?;
+                    }
+                }
+            }
+            Record::Relationship(r) => {
+                if !node_groups.is_empty() {
+                    for (labels, rows) in std::mem::take(&mut node_groups) {
+                        tx.send(Batch::Nodes { labels, rows })
+                            .await
+                            .map_err(|_| closed())?;
+                    }
+                    pending = 0;
+                }
+                let key = (
+                    r.rel_type.clone(),
+                    key_label(&r.start_labels),
+                    key_label(&r.end_labels),
+                );
+                let rows = rel_groups.entry(key).or_default();
+                rows.push(rel_row(r.start, r.end, &r.props));
+                pending += 1;
+                if rows.len() >= options.relationship_batch || pending >= max_pending {
+                    let full: Vec<(String, String, String)> = rel_groups
+                        .iter()
+                        .filter(|(_, r)| {
+                            r.len() >= options.relationship_batch || pending >= max_pending
+                        })
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for key in full {
+                        let rows = rel_groups.remove(&key).unwrap_or_default();
+                        pending -= rows.len();
+                        tx.send(Batch::Relationships {
+                            rel_type: key.0,
+                            start_key: key.1,
+                            end_key: key.2,
+                            rows,
+                        })
+                        .await
+                        .map_err(|_| closed())?;
+                    }
+                }
+            }
+            Record::Trailer(_) => {
+                for (labels, rows) in std::mem::take(&mut node_groups) {
+                    tx.send(Batch::Nodes { labels, rows })
+                        .await
+                        .map_err(|_| closed())?;
+                }
+                for (key, rows) in std::mem::take(&mut rel_groups) {
+                    tx.send(Batch::Relationships {
+                        rel_type: key.0,
+                        start_key: key.1,
+                        end_key: key.2,
+                        rows,
+                    })
+                    .await
+                    .map_err(|_| closed())?;
+                }
+            }
+        }
+    }
+    // A clean end of stream: the restore pipeline has checked every digest.
+    tx.send(Batch::End).await.map_err(|_| closed())?;
+    Ok(bytes)
+}
+
+/// Waits until every temporary index is online (population is asynchronous in Neo4j).
+async fn await_import_indexes(db: &Db, state: &ImportState) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    loop {
+        let rows = db
+            .rows("waiting for the import indexes", query("SHOW INDEXES YIELD *"))
+            .await?;
+        let pending: Vec<String> = rows
+            .iter()
+            .filter_map(|r| {
+                let name = r.get::<String>("name").ok()?;
+                let state_ = r.get::<Option<String>>("state").ok().flatten();
+                (state.import_indexes.values().any(|n| *n == name)
+                    && state_.as_deref().is_some_and(|s| s != "ONLINE"))
+                .then_some(name)
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(db.fail(
+                "waiting for the import indexes",
+                ErrorKind::Other,
+                format!("indexes {pending:?} did not come online within 10 minutes"),
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn create_schema_item(db: &Db, item: &SchemaItem) -> Result<()> {
+    db.run(
+        &format!("creating {} `{}`", item.kind.as_str(), item.name),
+        query(&item.statement),
+    )
+    .await
+}
+
+async fn drop_schema_item(db: &Db, item: &SchemaItem) -> Result<()> {
+    let stmt = match item.kind {
+        SchemaKind::Index => format!("DROP INDEX {} IF EXISTS", quote(&item.name)),
+        SchemaKind::Constraint => format!("DROP CONSTRAINT {} IF EXISTS", quote(&item.name)),
+    };
+    db.run(
+        &format!("dropping {} `{}`", item.kind.as_str(), item.name),
+        query(&stmt),
+    )
+    .await
+}
+
+/// Applies the batches as they come.
+async fn consume(
+    db: &Db,
+    mut rx: mpsc::Receiver<Batch>,
+    options: &Neo4jSinkOptions,
+    state: &mut ImportState,
+) -> Result<bool> {
+    let mut indexes_ready = false;
+    while let Some(batch) = rx.recv().await {
+        match batch {
+            Batch::Schema(item) => {
+                if options.schema_timing == SchemaTiming::BeforeData {
+                    create_schema_item(db, &item).await?;
+                    state.created_schema.push(item.clone());
+                }
+                state.schema.push(item);
+            }
+            Batch::Nodes { labels, rows } => {
+                let key = key_label(&labels);
+                if !state.import_indexes.contains_key(&key) {
+                    let name = format!("{IMPORT_INDEX_PREFIX}{}", state.import_indexes.len());
+                    db.run(
+                        &format!("creating the temporary id index on :{key}"),
+                        query(&format!(
+                            "CREATE INDEX {} IF NOT EXISTS FOR (n:{}) ON (n.{})",
+                            quote(&name),
+                            quote(&key),
+                            quote(IMPORT_ID)
+                        )),
+                    )
+                    .await?;
+                    state.import_indexes.insert(key.clone(), name);
+                }
+                state.key_labels.insert(key.clone());
+                let label_expr: String = if labels.is_empty() {
+                    format!(":{}", quote(IMPORT_LABEL))
+                } else {
+                    labels.iter().map(|l| format!(":{}", quote(l))).collect()
+                };
+                let n = rows.len() as i64;
+                let q = query(&format!(
+                    "UNWIND $rows AS row CREATE (n{label_expr}) SET n = row.p, n.{} = row.i RETURN count(*) AS c",
+                    quote(IMPORT_ID)
+                ))
+                .param("rows", rows_param(rows));
+                let op = format!("creating nodes{label_expr}");
+                let created = db.count(&op, q).await?;
+                if created != n {
+                    return Err(db.fail(
+                        op,
+                        ErrorKind::Other,
+                        format!("the server created {created} of {n} nodes"),
+                    ));
+                }
+                state.nodes += n as u64;
+            }
+            Batch::Relationships {
+                rel_type,
+                start_key,
+                end_key,
+                rows,
+            } => {
+                if !indexes_ready {
+                    await_import_indexes(db, state).await?;
+                    indexes_ready = true;
+                }
+                let n = rows.len() as i64;
+                let q = query(&format!(
+                    "UNWIND $rows AS row \
+                     MATCH (a:{} {{{id}: row.s}}) MATCH (b:{} {{{id}: row.e}}) \
+                     CREATE (a)-[r:{}]->(b) SET r = row.p RETURN count(*) AS c",
+                    quote(&start_key),
+                    quote(&end_key),
+                    quote(&rel_type),
+                    id = quote(IMPORT_ID),
+                ))
+                .param("rows", rows_param(rows));
+                let op = format!("creating relationships of type {rel_type}");
+                let created = db.count(&op, q).await?;
+                if created != n {
+                    return Err(db.fail(
+                        op,
+                        ErrorKind::Other,
+                        format!(
+                            "only {created} of {n} relationships found both endpoints among the imported nodes"
+                        ),
+                    ));
+                }
+                state.relationships += n as u64;
+            }
+            Batch::End => return Ok(true),
+        }
+    }
+    Ok(false)
+}
+
+/// Deletes every imported node (with its relationships).
+async fn delete_imported(db: &Db, state: &ImportState, batch: usize) -> Result<u64> {
+    let mut deleted = 0u64;
+    for key in &state.key_labels {
+        loop {
+            let n = db
+                .count(
+                    "removing imported nodes",
+                    query(&format!(
+                        "MATCH (n:{}) WHERE n.{} IS NOT NULL WITH n LIMIT {batch} DETACH DELETE n RETURN count(*) AS c",
+                        quote(key),
+                        quote(IMPORT_ID)
+                    )),
+                )
+                .await?;
+            deleted += n as u64;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+async fn drop_import_indexes(db: &Db, state: &ImportState) -> Result<()> {
+    for name in state.import_indexes.values() {
+        db.run(
+            "dropping the temporary id index",
+            query(&format!("DROP INDEX {} IF EXISTS", quote(name))),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Undoes an import; returns what it did, for the error message.
+async fn rollback(db: &Db, state: &ImportState, batch: usize) -> Result<String> {
+    let deleted = delete_imported(db, state, batch).await?;
+    drop_import_indexes(db, state).await?;
+    for item in state.created_schema.iter().rev() {
+        drop_schema_item(db, item).await?;
+    }
+    for item in &state.dropped_schema {
+        create_schema_item(db, item).await?;
+    }
+    let mut what = format!("removed the {deleted} imported nodes with their relationships");
+    if !state.created_schema.is_empty() {
+        what.push_str(&format!(
+            ", dropped the {} indexes/constraints it created",
+            state.created_schema.len()
+        ));
+    }
+    if !state.dropped_schema.is_empty() {
+        what.push_str(&format!(
+            ", recreated the target's {} indexes/constraints",
+            state.dropped_schema.len()
+        ));
+    }
+    Ok(what)
+}
+
+/// Checks the target is empty; with `replace`, drops its schema (remembered for a
+/// rollback). Returns whether it held data.
+async fn prepare_target(
+    db: &Db,
+    options: &Neo4jSinkOptions,
+    state: &mut ImportState,
+) -> Result<bool> {
+    let nodes = db
+        .count(
+            "checking whether the target is empty",
+            query("MATCH (n) RETURN count(n) AS c"),
+        )
+        .await?;
+    let schema = read_schema(db, None).await?;
+    if nodes == 0 && schema.is_empty() {
+        return Ok(false);
+    }
+    if !options.replace {
+        return Err(db.fail(
+            "restoring",
+            ErrorKind::Refused,
+            format!(
+                "the target database is not empty ({nodes} nodes, {} indexes/constraints); \
+                 restore into an empty database or ask to replace its contents",
+                schema.len()
+            ),
+        ));
+    }
+    // Constraints first: dropping one also drops the index it owns.
+    for item in schema.iter().filter(|s| s.kind == SchemaKind::Constraint) {
+        drop_schema_item(db, item).await?;
+        state.dropped_schema.push(item.clone());
+    }
+    for item in schema.iter().filter(|s| s.kind == SchemaKind::Index) {
+        drop_schema_item(db, item).await?;
+        state.dropped_schema.push(item.clone());
+    }
+    Ok(nodes > 0)
+}
+
+/// Everything after a clean end of stream.
+async fn finish(
+    db: &Db,
+    options: &Neo4jSinkOptions,
+    state: &mut ImportState,
+    had_data: bool,
+) -> Result<()> {
+    if had_data {
+        let batch = options.node_batch;
+        state.old_contents_deleted = true;
+        loop {
+            let n = db
+                .count(
+                    "deleting the target's old contents",
+                    query(&format!(
+                        "MATCH (n) WHERE n.{} IS NULL WITH n LIMIT {batch} DETACH DELETE n RETURN count(*) AS c",
+                        quote(IMPORT_ID)
+                    )),
+                )
+                .await?;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    if options.schema_timing == SchemaTiming::AfterData {
+        for item in state.schema.clone() {
+            create_schema_item(db, &item).await?;
+            state.created_schema.push(item);
+        }
+    }
+    // Remove the temporary marks. Past this point imported nodes are no longer
+    // recognisable, so nothing below may fail the restore's contents.
+    let batch = options.node_batch;
+    for key in state.key_labels.clone() {
+        let stmt = if key == IMPORT_LABEL {
+            format!(
+                "MATCH (n:{l}) WITH n LIMIT {batch} REMOVE n:{l}, n.{p} RETURN count(*) AS c",
+                l = quote(IMPORT_LABEL),
+                p = quote(IMPORT_ID)
+            )
+        } else {
+            format!(
+                "MATCH (n:{}) WHERE n.{p} IS NOT NULL WITH n LIMIT {batch} REMOVE n.{p} RETURN count(*) AS c",
+                quote(&key),
+                p = quote(IMPORT_ID)
+            )
+        };
+        loop {
+            let n = db
+                .count("removing the temporary import marks", query(&stmt))
+                .await?;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    drop_import_indexes(db, state).await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Sink for Neo4jSink {
+    async fn restore(&mut self, _manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+        if self.options.node_batch == 0 || self.options.relationship_batch == 0 {
+            return Err(Error::Config("neo4j restore batch sizes must be at least 1".into()));
+        }
+        let db = connect(&self.config)?;
+        let mut state = ImportState::default();
+        let had_data = prepare_target(&db, &self.options, &mut state).await?;
+        let (tx, rx) = mpsc::channel::<Batch>(4);
+        let options = self.options.clone();
+        let producer = async {
+            let r = produce(input, tx, &options).await;
+            r
+        };
+        let consumer = consume(&db, rx, &options, &mut state);
+        let (produced, consumed) = tokio::join!(producer, consumer);
+        // The consumer's error is the cause when the producer only saw it stop.
+        let result: Result<u64> = match (produced, consumed) {
+            (Ok(bytes), Ok(true)) => Ok(bytes),
+            (Ok(_), Ok(false)) => Err(Error::Interrupted("the graph stream ended early".into())),
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(e),
+        };
+        let result = match result {
+            Ok(bytes) => finish(&db, &self.options, &mut state, had_data)
+                .await
+                .map(|()| bytes),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(bytes) => Ok(SinkReport {
+                bytes,
+                summary: vec![format!(
+                    "restored {} nodes, {} relationships, {} indexes/constraints into {}",
+                    state.nodes,
+                    state.relationships,
+                    state.schema.len(),
+                    db.target
+                )],
+            }),
+            Err(e) => {
+                let undo = if state.old_contents_deleted {
+                    Err(db.fail(
+                        "rolling back",
+                        ErrorKind::Other,
+                        "the target's old contents were already deleted (replace)",
+                    ))
+                } else {
+                    rollback(&db, &state, self.options.node_batch).await
+                };
+                let note = match undo {
+                    Ok(what) => format!("the target was left as it was: {what}"),
+                    Err(u) => format!(
+                        "the target could NOT be rolled back ({u}); imported nodes carry the \
+                         property {IMPORT_ID} (unlabeled ones the label {IMPORT_LABEL}): remove them \
+                         with Neo4jSink::remove_interrupted_import (`MATCH (n) WHERE n.{IMPORT_ID} IS NOT NULL DETACH DELETE n`)"
+                    ),
+                };
+                Err(with_note(e, &note))
+            }
+        }
+    }
+}
+
+/// Appends `note` to an error's message, keeping its kind.
+fn with_note(e: Error, note: &str) -> Error {
+    let kind = e.kind();
+    match e {
+        Error::Datastore {
+            datastore,
+            message,
+            kind,
+        } => Error::datastore(datastore, kind, format!("{message}; {note}")),
+        Error::Verification { id, key, what } => Error::Verification {
+            id,
+            key,
+            what: format!("{what}; {note}"),
+        },
+        Error::Format { format, reason } => Error::Format {
+            format,
+            reason: format!("{reason}; {note}"),
+        },
+        other => Error::datastore("neo4j restore", kind, format!("{other}; {note}")),
+    }
+}
+
+/// Loads a `neo4j-admin` dump offline: streams the artifact into
+/// `neo4j-admin database load --from-stdin --overwrite-destination=true DB`.
+///
+/// This is the Community Edition path: the database must be stopped (the tool refuses
+/// otherwise). The stream is fed as it is decrypted; if the artifact turns out to be
+/// bad, the tool is killed before it sees the end of its input, so it never completes
+/// a load of a damaged dump (neo4j-admin reads the whole archive before it swaps the
+/// database in; a killed load may leave the database stopped and needing a new load).
+#[derive(Debug, Clone)]
+pub struct Neo4jAdminSink {
+    binary: PathBuf,
+    database: String,
+}
+
+impl Neo4jAdminSink {
+    /// A sink running `binary` (the `neo4j-admin` executable) for `database`.
+    pub fn new(binary: impl Into<PathBuf>, database: impl Into<String>) -> Self {
+        Neo4jAdminSink {
+            binary: binary.into(),
+            database: database.into(),
+        }
+    }
+
+    /// The command line (holds no secret).
+    pub fn argv(&self) -> Vec<String> {
+        vec![
+            self.binary.display().to_string(),
+            "database".into(),
+            "load".into(),
+            "--from-stdin".into(),
+            "--overwrite-destination=true".into(),
+            self.database.clone(),
+        ]
+    }
+}
+
+#[async_trait]
+impl Sink for Neo4jAdminSink {
+    async fn restore(&mut self, _manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+        let what = format!("neo4j-admin database load {}", self.database);
+        let argv = self.argv();
+        let mut child = tokio::process::Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                Error::datastore(&what, ErrorKind::Config, format!("cannot start {}: {e}", argv[0]))
+            })?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let err_task = tokio::spawn(async move {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s).await;
+            s
+        });
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut bytes = 0u64;
+        let copied: Result<()> = async {
+            loop {
+                let n = input
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| Error::from_io(e, "reading the dump"))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                bytes += n as u64;
+                stdin.write_all(&buf[..n]).await.map_err(|e| {
+                    Error::datastore(&what, ErrorKind::Other, format!("the tool stopped reading: {e}"))
+                })?;
+            }
+        }
+        .await;
+        if let Err(e) = copied {
+            // Kill before the tool sees a clean end of input: it must not load a bad dump.
+            let _ = child.kill().await;
+            let tail = err_task.await.unwrap_or_default();
+            return Err(with_note(
+                e,
+                &format!(
+                    "neo4j-admin was stopped before the end of its input{}",
+                    if tail.trim().is_empty() { String::new() } else { format!(" (it said: {})", tail.trim()) }
+                ),
+            ));
+        }
+        drop(stdin);
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| Error::io(format!("{what}: waiting for it"), e))?;
+        let tail = err_task.await.unwrap_or_default();
+        if !status.success() {
+            return Err(Error::datastore(
+                &what,
+                ErrorKind::Other,
+                format!(
+                    "exited with {status}: {} (Community Edition loads only into a stopped database)",
+                    tail.trim()
+                ),
+            ));
+        }
+        Ok(SinkReport {
+            bytes,
+            summary: vec![format!("loaded {bytes} bytes into {} with neo4j-admin", self.database)],
+        })
+    }
+}
