@@ -268,7 +268,9 @@ impl PostgresSink {
         } else {
             None
         };
-        let mut procs = Processes::start(&self.conn, &self.target, &pg_restore, psql.as_ref())?;
+        let preamble = self.preamble(manifest);
+        let mut procs =
+            Processes::start(&self.conn, &self.target, &pg_restore, psql.as_ref(), preamble)?;
         let fed = feed(&mut *input, procs.stdin.take().expect("piped")).await;
         match fed {
             Fed::InputFailed(e, bytes, stdin) => {
@@ -311,6 +313,29 @@ impl PostgresSink {
                 })
             }
         }
+    }
+
+    /// SQL run first in a selective restore's transaction: pg_restore `--schema` /
+    /// `--table` restore the objects *in* a schema but not the schema itself, so the
+    /// schemas named, and those of the tables named (from the manifest's table list),
+    /// are created if missing.
+    fn preamble(&self, manifest: &Manifest) -> String {
+        let mut schemas: Vec<String> = self.target.schemas.clone();
+        if let Some(tables) = manifest.contents.counts.get("tables") {
+            for t in &self.target.tables {
+                for key in tables.keys() {
+                    if let Some(ns) = key.strip_suffix(t.as_str()).and_then(|k| k.strip_suffix('.')) {
+                        schemas.push(ns.to_string());
+                    }
+                }
+            }
+        }
+        schemas.sort();
+        schemas.dedup();
+        schemas
+            .iter()
+            .map(|s| format!("CREATE SCHEMA IF NOT EXISTS {};\n", quote_ident(s)))
+            .collect()
     }
 
     fn summary(&self, manifest: &Manifest) -> Vec<String> {
@@ -489,6 +514,7 @@ impl Processes {
         target: &RestoreTarget,
         pg_restore: &Tool,
         psql: Option<&Tool>,
+        preamble: String,
     ) -> PgResult<Self> {
         let mut cmd = tokio::process::Command::new(&pg_restore.path);
         cmd.arg("--format=custom").args(target.pg_restore_args());
@@ -541,6 +567,7 @@ impl Processes {
                 let (copied_tx, copied_rx) = tokio::sync::oneshot::channel();
                 let pump = tokio::spawn(async move {
                     let copied = async {
+                        pin.write_all(preamble.as_bytes()).await?;
                         tokio::io::copy(&mut sql, &mut pin).await?;
                         pin.flush().await
                     }

@@ -352,7 +352,7 @@ impl FormatReader for GlobalsFormat {
             (b"CREATE TABLESPACE ", "TABLESPACE"),
         ];
         let mut contents = Contents::default();
-        let mut head: Vec<u8> = Vec::with_capacity(32);
+        let mut head: Vec<u8> = Vec::with_capacity(64);
         let mut at_start = true;
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = 0u64;
@@ -383,7 +383,7 @@ impl FormatReader for GlobalsFormat {
                     }
                     flush(&mut head, &mut contents);
                     at_start = true;
-                } else if at_start && head.len() < 32 {
+                } else if at_start && head.len() < 64 {
                     head.push(b);
                 } else {
                     at_start = false;
