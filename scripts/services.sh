@@ -49,8 +49,14 @@ local all all trust
 host all all 127.0.0.1/32 scram-sha-256
 host replication all 127.0.0.1/32 scram-sha-256
 HBA
+  # TimescaleDB is in no registry: where someone built and installed it on this machine,
+  # preload it so its tests run; elsewhere they skip with a message.
+  local extra=""
+  if [ -f "$("$PG_BIN/pg_config" --sharedir 2>/dev/null || echo /nonexistent)/extension/timescaledb.control" ]; then
+    extra="-c shared_preload_libraries=timescaledb -c timescaledb.telemetry_level=off"
+  fi
   "${as[@]}" "$PG_BIN/pg_ctl" -D "$d/data" -l "$d/server.log" -w \
-    -o "-p $PG_PORT -k $d -c listen_addresses=127.0.0.1 -c max_connections=100 -c wal_level=replica -c max_wal_senders=5 -c fsync=off" start >/dev/null
+    -o "-p $PG_PORT -k $d -c listen_addresses=127.0.0.1 -c max_connections=100 -c wal_level=replica -c max_wal_senders=5 -c fsync=off $extra" start >/dev/null
   "${as[@]}" "$PG_BIN/psql" -h "$d" -p "$PG_PORT" -U postgres -qc "ALTER USER postgres PASSWORD 'dbseal-test-pg'" >/dev/null
   head -1 "$d/data/postmaster.pid" >"$DIR/postgres.pid"
   cat >>"$DIR/env.sh" <<ENV
