@@ -5,7 +5,17 @@
 //! ```text
 //! {prefix}/{datastore}/{backup_id}/data.{format}.zst.age
 //! {prefix}/{datastore}/{backup_id}/manifest.json
+//! {prefix}/{datastore}/{backup_id}/verified.json   (optional, overwritable)
+//! {prefix}/_{reserved}/...                          (e.g. `_sets/`: not datastores)
 //! ```
+//!
+//! Folders whose name starts with `_` are reserved for dbseal's own records (backup
+//! sets): they are never datastores, [`BackupStore::scan`] skips them and
+//! [`BackupStore::validate_datastore_name`] refuses such names.
+//!
+//! `verified.json` is a [`VerificationRecord`]: when and at which level a backup was
+//! last verified, and whether it passed. Unlike the manifest it is overwritten by every
+//! verification; it never makes a folder count as a backup (only the manifest does).
 //!
 //! URLs: a plain path or `file:///abs/path` (local file system; the default is
 //! `./backups`), `memory://` (tests), `s3://bucket/prefix` (AWS and S3-compatible stores;
@@ -33,6 +43,10 @@ pub const UPLOAD_CONCURRENCY: usize = 2;
 
 /// The manifest's file name inside a backup's folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// The verification record's file name inside a backup's folder.
+pub const VERIFIED_FILE: &str = "verified.json";
+/// Top-level folders starting with this character are dbseal's own, never datastores.
+pub const RESERVED_PREFIX: char = '_';
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.
 pub fn install_crypto_provider() {
@@ -211,21 +225,28 @@ impl BackupStore {
         }
     }
 
-    /// Checks that a datastore name is usable as a folder name.
+    /// Checks that a datastore name is usable as a folder name. Names starting with `_`
+    /// are reserved for dbseal's own records (`_sets/`).
     pub fn validate_datastore_name(name: &str) -> Result<()> {
         let ok = !name.is_empty()
             && name.len() <= 128
             && name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && !name.starts_with('.');
+            && !name.starts_with('.')
+            && !name.starts_with(RESERVED_PREFIX);
         if ok {
             Ok(())
         } else {
             Err(Error::Config(format!(
-                "invalid datastore name `{name}`: use letters, digits, `-`, `_` and `.` (not leading)"
+                "invalid datastore name `{name}`: use letters, digits, `-`, `_` and `.` (not leading; a leading `_` is reserved)"
             )))
         }
+    }
+
+    /// Whether a top-level folder is one of dbseal's reserved folders (not a datastore).
+    pub fn is_reserved_folder(name: &str) -> bool {
+        name.starts_with(RESERVED_PREFIX)
     }
 
     /// The folder of a backup, relative to the store root.
@@ -236,6 +257,11 @@ impl BackupStore {
     /// The manifest key of a backup.
     pub fn manifest_key(datastore: &str, id: &BackupId) -> String {
         format!("{datastore}/{id}/{MANIFEST_FILE}")
+    }
+
+    /// The verification record key of a backup.
+    pub fn verification_key(datastore: &str, id: &BackupId) -> String {
+        format!("{datastore}/{id}/{VERIFIED_FILE}")
     }
 
     /// Opens a streaming upload to `key` with bounded memory. Abort it on failure.
@@ -369,7 +395,10 @@ impl BackupStore {
             BTreeMap::new();
         for (key, meta) in keys {
             let parts: Vec<&str> = key.split('/').collect();
-            if parts.len() < 3 || parts[1].parse::<BackupId>().is_err() {
+            if parts.len() < 3
+                || Self::is_reserved_folder(parts[0])
+                || parts[1].parse::<BackupId>().is_err()
+            {
                 continue;
             }
             folders
@@ -427,6 +456,9 @@ impl BackupStore {
             .map_err(self.store_err("list", ""))?;
         for folder in listing.common_prefixes {
             let ds = self.relative(&folder);
+            if Self::is_reserved_folder(&ds) {
+                continue;
+            }
             let key = Self::manifest_key(&ds, id);
             match self.get_bytes(&key).await {
                 Ok(bytes) => return Manifest::from_json(&bytes, &key),
@@ -442,6 +474,112 @@ impl BackupStore {
             store: self.url.clone(),
             key: format!("*/{id}/{MANIFEST_FILE}"),
         })
+    }
+
+    /// Writes (or overwrites) the verification record of a backup, next to its
+    /// manifest. The manifest itself stays create-only.
+    pub async fn put_verification(&self, record: &VerificationRecord) -> Result<()> {
+        BackupStore::validate_datastore_name(&record.datastore)?;
+        let key = Self::verification_key(&record.datastore, &record.backup_id);
+        let mut data = serde_json::to_vec_pretty(record).expect("record serializes");
+        data.push(b'\n');
+        self.put_bytes(&key, data).await
+    }
+
+    /// The verification record of a backup, if it was ever verified with a record.
+    pub async fn verification(
+        &self,
+        datastore: &str,
+        id: &BackupId,
+    ) -> Result<Option<VerificationRecord>> {
+        let key = Self::verification_key(datastore, id);
+        match self.get_bytes(&key).await {
+            Ok(bytes) => VerificationRecord::from_json(&bytes, &key).map(Some),
+            Err(Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every verification record under `datastore` (or the whole store), by
+    /// `(datastore, backup id)`. Unreadable records are skipped with a warning.
+    pub async fn verifications(
+        &self,
+        datastore: Option<&str>,
+    ) -> Result<BTreeMap<(String, BackupId), VerificationRecord>> {
+        let mut out = BTreeMap::new();
+        for (key, _) in self.list_keys(datastore.unwrap_or("")).await? {
+            let parts: Vec<&str> = key.split('/').collect();
+            if parts.len() != 3 || parts[2] != VERIFIED_FILE || Self::is_reserved_folder(parts[0]) {
+                continue;
+            }
+            let Ok(id) = parts[1].parse::<BackupId>() else {
+                continue;
+            };
+            match self
+                .get_bytes(&key)
+                .await
+                .and_then(|b| VerificationRecord::from_json(&b, &key))
+            {
+                Ok(r) => {
+                    out.insert((parts[0].to_string(), id), r);
+                }
+                // A record deleted between list and get (a concurrent prune) is no record.
+                Err(Error::Store {
+                    source: object_store::Error::NotFound { .. },
+                    ..
+                }) => {}
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "skipping unreadable verification record")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a complete backup: the manifest first (so the backup stops existing at
+    /// once), then every other object of its folder. An interruption leaves debris
+    /// without a manifest, which a later prune removes. Returns the keys deleted.
+    pub async fn delete_backup(&self, manifest: &Manifest) -> Result<Vec<String>> {
+        let ds = &manifest.datastore.name;
+        BackupStore::validate_datastore_name(ds)?;
+        let folder = Self::backup_folder(ds, &manifest.backup_id);
+        let manifest_key = Self::manifest_key(ds, &manifest.backup_id);
+        self.delete(&manifest_key).await?;
+        let mut deleted = vec![manifest_key.clone()];
+        for (key, _) in self.list_keys(&folder).await? {
+            if key != manifest_key && key.starts_with(&format!("{folder}/")) {
+                self.delete(&key).await?;
+                deleted.push(key);
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Deletes the objects of an incomplete backup folder (debris) as [`BackupStore::scan`]
+    /// found them. Refuses if a manifest appeared since (the backup completed).
+    pub async fn delete_incomplete(&self, debris: &IncompleteBackup) -> Result<Vec<String>> {
+        let id: BackupId = debris.backup_id.parse().map_err(|e| {
+            Error::Config(format!(
+                "debris folder {}/{}: {e}",
+                debris.datastore, debris.backup_id
+            ))
+        })?;
+        let manifest_key = Self::manifest_key(&debris.datastore, &id);
+        if self.size_of(&manifest_key).await?.is_some() {
+            return Err(Error::AlreadyExists {
+                id: debris.backup_id.clone(),
+                key: manifest_key,
+            });
+        }
+        let mut deleted = Vec::new();
+        for key in &debris.keys {
+            self.delete(key).await?;
+            deleted.push(key.clone());
+        }
+        Ok(deleted)
     }
 }
 
@@ -479,5 +617,114 @@ impl ArtifactUpload {
     /// Abandons the upload, removing what was written where the store allows it.
     pub async fn abort(mut self) {
         let _ = self.writer.abort().await;
+    }
+}
+
+/// When and how a backup was last verified: `{datastore}/{id}/verified.json`.
+///
+/// Written by `dbseal verify` after every verification, passed or failed; overwritten by
+/// the next one. Retention treats a backup whose record says `ok` as verified.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerificationRecord {
+    /// The backup verified.
+    pub backup_id: BackupId,
+    /// Its datastore.
+    pub datastore: String,
+    /// The level attempted: `stored`, `content` or `restore`.
+    pub level: String,
+    /// When the verification finished.
+    pub verified_at: chrono::DateTime<chrono::Utc>,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was checked, or what failed (never a secret).
+    pub message: String,
+    /// The tool that verified it.
+    pub tool: crate::manifest::ToolInfo,
+    /// Fields a newer version wrote, kept as they were.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl VerificationRecord {
+    /// A record made now by this build.
+    pub fn new(
+        datastore: &str,
+        backup_id: &BackupId,
+        level: &str,
+        ok: bool,
+        message: impl Into<String>,
+    ) -> Self {
+        VerificationRecord {
+            backup_id: backup_id.clone(),
+            datastore: datastore.to_string(),
+            level: level.to_string(),
+            verified_at: chrono::Utc::now(),
+            ok,
+            message: message.into(),
+            tool: crate::manifest::ToolInfo::default(),
+            extra: Default::default(),
+        }
+    }
+
+    /// Parses a record; `key` names it in errors.
+    pub fn from_json(bytes: &[u8], key: &str) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::InvalidManifest {
+            key: key.to_string(),
+            reason: format!("not a verification record: {e}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{backup, BackupOptions, KeyPair, ReaderSource};
+
+    #[tokio::test]
+    async fn reserved_folders_and_records_do_not_disturb_scan() {
+        let store = BackupStore::open("memory://", &Default::default()).unwrap();
+        let keys = KeyPair::generate();
+        let mut src = ReaderSource::new(&b"payload"[..], "stdin");
+        let m = backup(
+            &store,
+            &mut src,
+            BackupOptions::new("app", keys.encryption()),
+        )
+        .await
+        .unwrap();
+        // A set manifest in a reserved folder whose second part looks like a backup id.
+        let set_key = format!("_sets/{}/set.json", m.backup_id);
+        store.put_bytes(&set_key, b"{}".to_vec()).await.unwrap();
+        assert!(BackupStore::validate_datastore_name("_sets").is_err());
+        assert!(BackupStore::validate_datastore_name("app_db").is_ok());
+
+        let rec = VerificationRecord::new("app", &m.backup_id, "stored", true, "ok");
+        store.put_verification(&rec).await.unwrap();
+        // Overwritable, unlike the manifest.
+        let rec2 = VerificationRecord::new("app", &m.backup_id, "content", false, "bad");
+        store.put_verification(&rec2).await.unwrap();
+
+        let listing = store.scan(None).await.unwrap();
+        assert_eq!(listing.backups.len(), 1);
+        assert!(listing.incomplete.is_empty(), "{:?}", listing.incomplete);
+        assert_eq!(
+            store.manifest(&m.backup_id).await.unwrap().backup_id,
+            m.backup_id
+        );
+        let got = store
+            .verification("app", &m.backup_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.level.as_str(), got.ok), ("content", false));
+        let all = store.verifications(None).await.unwrap();
+        assert_eq!(all.len(), 1);
+
+        let deleted = store.delete_backup(&m).await.unwrap();
+        assert_eq!(deleted[0], BackupStore::manifest_key("app", &m.backup_id));
+        assert_eq!(deleted.len(), 3, "{deleted:?}");
+        let listing = store.scan(None).await.unwrap();
+        assert!(listing.backups.is_empty() && listing.incomplete.is_empty());
+        assert!(store.size_of(&set_key).await.unwrap().is_some());
     }
 }
