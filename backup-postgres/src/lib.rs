@@ -32,9 +32,11 @@
 pub mod config;
 pub mod error;
 pub mod format;
+pub mod physical;
 pub mod sink;
 pub mod source;
 pub mod verify;
+pub mod wal;
 
 pub use config::{Binaries, Connection, PostgresConfig, Tool, PG_BIN_DIR_ENV};
 pub use error::PostgresError;
@@ -50,4 +52,7 @@ pub use verify::{compare_live_counts, verify_restore, verify_restore_as, SCRATCH
 pub fn register_formats(registry: &mut backup_core::FormatRegistry) {
     registry.register(std::sync::Arc::new(PgDumpFormat));
     registry.register(std::sync::Arc::new(GlobalsFormat));
+    registry.register(std::sync::Arc::new(physical::BaseBackupFormat));
+    registry.register(std::sync::Arc::new(wal::WalSegmentFormat));
+    registry.register(std::sync::Arc::new(wal::WalTextFormat));
 }
