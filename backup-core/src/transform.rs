@@ -316,6 +316,19 @@ impl Transform for Age {
         }
         let reader = decryption.with_identities(|ids| decryptor.decrypt_async(ids));
         let mut reader = reader.map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys
+                if !self.passphrase && holds_identity_of(decryption, &self.recipients) =>
+            {
+                // The right key, yet it does not unwrap the file key: the header changed.
+                Error::Verification {
+                    id: ctx.backup_id.clone(),
+                    key: ctx.key.clone(),
+                    what: "the age header is corrupted or tampered: the given identity \
+                           belongs to a recipient the manifest records but does not unwrap \
+                           the artifact's file key"
+                        .into(),
+                }
+            }
             age::DecryptError::NoMatchingKeys => fail(if self.passphrase {
                 "wrong passphrase".to_string()
             } else {
@@ -324,6 +337,13 @@ impl Transform for Age {
                     self.recipients.join(", ")
                 )
             }),
+            // A scrypt stanza that does not open: a wrong passphrase, or a damaged header
+            // (indistinguishable without the passphrase).
+            age::DecryptError::DecryptionFailed if self.passphrase => fail(
+                "wrong passphrase (or a damaged age header: level-1 verification, which \
+                 needs no key, tells them apart)"
+                    .into(),
+            ),
             age::DecryptError::DecryptionFailed
             | age::DecryptError::InvalidHeader
             | age::DecryptError::InvalidMac => Error::Verification {
@@ -360,4 +380,32 @@ impl Transform for Age {
         }
         Ok(())
     }
+}
+
+/// Whether one of the identities in `decryption` belongs to one of `recipients`: encrypts
+/// a probe to the recipients and tries to open it. Tells a wrong key from a damaged
+/// header when the artifact's file key does not unwrap.
+fn holds_identity_of(decryption: &Decryption, recipients: &[String]) -> bool {
+    let parsed: Vec<crate::keys::Recipient> =
+        recipients.iter().filter_map(|r| r.parse().ok()).collect();
+    if parsed.is_empty() {
+        return false;
+    }
+    let Ok(encryptor) = age::Encryptor::with_recipients(parsed.iter().map(|r| r.as_age())) else {
+        return false;
+    };
+    let mut probe = Vec::new();
+    let sealed = encryptor.wrap_output(&mut probe).and_then(|mut w| {
+        std::io::Write::write_all(&mut w, b"probe")?;
+        w.finish()
+    });
+    if sealed.is_err() {
+        return false;
+    }
+    let Ok(decryptor) = age::Decryptor::new(&probe[..]) else {
+        return false;
+    };
+    decryption
+        .with_identities(|ids| decryptor.decrypt(ids))
+        .is_ok_and(|mut r| std::io::Read::read_to_end(&mut r, &mut Vec::new()).is_ok())
 }
