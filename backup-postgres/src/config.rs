@@ -501,7 +501,7 @@ impl Connection {
     }
 
     /// Wraps a query error with this connection's target.
-    pub(crate) fn query_error(&self, what: &str, e: tokio_postgres::Error) -> PostgresError {
+    pub fn query_error(&self, what: &str, e: tokio_postgres::Error) -> PostgresError {
         let reason = match e.as_db_error() {
             Some(db) => db.message().to_string(),
             None => e.to_string(),
@@ -813,6 +813,6 @@ pub(crate) fn tool_failure(
 }
 
 /// Quotes an SQL identifier.
-pub(crate) fn quote_ident(name: &str) -> String {
+pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

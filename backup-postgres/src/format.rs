@@ -538,6 +538,11 @@ fn read_data(
         let Some(block) = r.byte_or_eof()? else {
             break;
         };
+        if block != BLK_DATA && block != BLK_BLOBS {
+            return Err(invalid(format!(
+                "unknown data block type {block} at byte {at} (corrupt archive or trailing bytes)"
+            )));
+        }
         let id = read_int_with(r, &ints, "a data block header")?;
         let entry = entries.get_mut(&id).ok_or_else(|| {
             invalid(format!(

@@ -152,7 +152,7 @@ impl PostgresSink {
     }
 
     /// Skips the emptiness check (the caller created the database itself).
-    pub(crate) fn assume_empty(mut self) -> Self {
+    pub fn assume_empty(mut self) -> Self {
         self.skip_empty_check = true;
         self
     }
@@ -428,7 +428,7 @@ SELECT what FROM (
 }
 
 /// `CREATE DATABASE name TEMPLATE template0` through the maintenance connection.
-pub(crate) async fn create_database(maintenance: &Connection, name: &str) -> PgResult<()> {
+pub async fn create_database(maintenance: &Connection, name: &str) -> PgResult<()> {
     let client = maintenance.connect().await?;
     client
         .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name)))
@@ -439,7 +439,7 @@ pub(crate) async fn create_database(maintenance: &Connection, name: &str) -> PgR
 }
 
 /// `DROP DATABASE IF EXISTS name WITH (FORCE)` through the maintenance connection.
-pub(crate) async fn drop_database(maintenance: &Connection, name: &str) -> PgResult<()> {
+pub async fn drop_database(maintenance: &Connection, name: &str) -> PgResult<()> {
     let client = maintenance.connect().await?;
     client
         .batch_execute(&format!(

@@ -96,7 +96,7 @@ async fn rich_schema_round_trip() {
     assert!(a["S app.counter"].starts_with("4242/"), "{}", a["S app.counter"]);
 }
 
-pub async fn no_scratch_databases() -> bool {
+async fn no_scratch_databases() -> bool {
     let c = connect("postgres").await;
     let n: i64 = c
         .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE 'dbseal_verify_%'", &[])
