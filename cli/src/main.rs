@@ -5,12 +5,13 @@
 
 mod commands;
 mod common;
+mod config;
 mod db;
 mod exit;
 mod output;
 mod progress;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::common::StoreArgs;
 use crate::exit::CliError;
@@ -23,6 +24,10 @@ use crate::output::Output;
 struct Cli {
     #[command(flatten)]
     store: StoreArgs,
+    /// Configuration file (store, keys, retention, datastores). Default: ./dbseal.toml
+    /// when it exists. Flags override it.
+    #[arg(long, env = config::CONFIG_ENV, global = true, value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
     /// Print one JSON document on stdout (errors too) instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -55,6 +60,8 @@ enum Command {
     List(commands::list::ListArgs),
     /// Show a backup's manifest.
     Show(commands::show::ShowArgs),
+    /// Check the configuration file.
+    Config(commands::config::ConfigArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -72,24 +79,85 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-async fn run(cli: Cli) -> Result<(), CliError> {
+/// Where a flag's value came from, looked up in the deepest subcommand that has it.
+pub(crate) fn value_source(matches: &ArgMatches, id: &str) -> Option<clap::parser::ValueSource> {
+    let mut found = None;
+    let mut m = Some(matches);
+    while let Some(cur) = m {
+        if cur.ids().any(|i| i.as_str() == id) {
+            found = cur.value_source(id);
+        }
+        m = cur.subcommand().map(|(_, sub)| sub);
+    }
+    found
+}
+
+/// Whether the user gave a flag (on the command line or through its variable).
+pub(crate) fn given(matches: &ArgMatches, id: &str) -> bool {
+    matches!(
+        value_source(matches, id),
+        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+    )
+}
+
+/// Fills what the flags left unset from the config file: flags win over the file.
+fn apply_config(cli: &mut Cli, matches: &ArgMatches, cfg: &config::Config) {
+    if let Some(store) = &cfg.store {
+        if !given(matches, "store") {
+            cli.store.store = store.url.clone();
+        }
+        // File options first, so the same key on the command line overrides it.
+        let mut options: Vec<String> = store
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        options.append(&mut cli.store.store_options);
+        cli.store.store_options = options;
+    }
+    match &mut cli.command {
+        Command::Backup(a) => a.apply_config(cfg, given(matches, "zstd_level")),
+        Command::Restore(a) => commands::restore::apply_key_config(&mut a.keys, cfg),
+        Command::Verify(a) => commands::restore::apply_key_config(&mut a.keys, cfg),
+        _ => {}
+    }
+}
+
+async fn run(mut cli: Cli, matches: ArgMatches) -> Result<(), CliError> {
     let out = Output {
         json: cli.json,
         quiet: cli.quiet,
     };
+    let cfg = config::load(cli.config.as_deref())?;
+    if let Some(c) = &cfg {
+        apply_config(&mut cli, &matches, c);
+    }
+    let result = dispatch(&cli, cfg.as_ref(), out).await;
+    // No secret the configuration knows ever reaches the terminal in an error.
+    result.map_err(|mut e| {
+        if let Some(c) = &cfg {
+            e.message = c.scrub(&e.message);
+        }
+        e
+    })
+}
+
+async fn dispatch(cli: &Cli, cfg: Option<&config::Config>, out: Output) -> Result<(), CliError> {
     let store = &cli.store;
     match &cli.command {
         Command::Keygen(a) => commands::keygen::run(a, out),
-        Command::Backup(a) => commands::backup::run(a, store, out).await,
-        Command::Restore(a) => commands::restore::run(a, store, out).await,
-        Command::Verify(a) => commands::verify::run(a, store, out).await,
+        Command::Backup(a) => commands::backup::run(a, store, cfg, out).await,
+        Command::Restore(a) => commands::restore::run(a, store, cfg, out).await,
+        Command::Verify(a) => commands::verify::run(a, store, cfg, out).await,
         Command::List(a) => commands::list::run(a, store, out).await,
         Command::Show(a) => commands::show::run(a, store, out).await,
+        Command::Config(a) => commands::config::run(a, cfg, out),
     }
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     backup_core::store::install_crypto_provider();
     let json = cli.json;
@@ -99,7 +167,7 @@ fn main() {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         tokio::select! {
-            r = run(cli) => r,
+            r = run(cli, matches) => r,
             _ = tokio::signal::ctrl_c() => Err(CliError { message: "interrupted: no manifest was written for an unfinished backup".into(), code: 130 }),
         }
     });

@@ -1,6 +1,7 @@
 //! One module per `dbseal` subcommand.
 
 pub mod backup;
+pub mod config;
 pub mod keygen;
 pub mod list;
 pub mod restore;
