@@ -314,7 +314,7 @@ impl RedisConnection {
         let name = command_name(args);
         self.wbuf.clear();
         encode_command(&mut self.wbuf, args);
-        let op = format!("{name}");
+        let op = name;
         write_all(&mut self.writer, &self.wbuf, self.timeout, &op).await?;
         read_reply(&mut self.reader, self.timeout, &op).await
     }

@@ -181,10 +181,10 @@ pub fn dump_payload(type_byte: u8, value: &[u8], rdb_version: u32, out: &mut Vec
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
-/// Splits a `DUMP` payload into (type byte, value bytes, RDB version), checking its
-/// CRC-64.
-pub fn split_dump_payload(payload: &[u8]) -> std::result::Result<(u8, &[u8], u32), String> {
-    if payload.len() < 11 {
+/// Checks the footer of a `DUMP` / `FUNCTION DUMP` payload (RDB version and CRC-64)
+/// and returns the body before it with the version.
+pub fn check_dump_footer(payload: &[u8]) -> std::result::Result<(&[u8], u32), String> {
+    if payload.len() < 10 {
         return Err(format!(
             "DUMP payload of {} bytes is too short",
             payload.len()
@@ -192,12 +192,21 @@ pub fn split_dump_payload(payload: &[u8]) -> std::result::Result<(u8, &[u8], u32
     }
     let (body, crc) = payload.split_at(payload.len() - 8);
     let expected = u64::from_le_bytes(crc.try_into().expect("8 bytes"));
-    let actual = CRC64.checksum(body);
-    if expected != actual {
+    if expected != CRC64.checksum(body) {
         return Err("DUMP payload checksum mismatch".into());
     }
     let version = u16::from_le_bytes([body[body.len() - 2], body[body.len() - 1]]) as u32;
-    Ok((body[0], &body[1..body.len() - 2], version))
+    Ok((&body[..body.len() - 2], version))
+}
+
+/// Splits a `DUMP` payload into (type byte, value bytes, RDB version), checking its
+/// CRC-64.
+pub fn split_dump_payload(payload: &[u8]) -> std::result::Result<(u8, &[u8], u32), String> {
+    let (body, version) = check_dump_footer(payload)?;
+    let (t, value) = body
+        .split_first()
+        .ok_or_else(|| "DUMP payload without a value".to_string())?;
+    Ok((*t, value, version))
 }
 
 /// One key as the parser sees it.

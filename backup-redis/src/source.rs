@@ -27,7 +27,9 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::client::{parse_info, server_error, RedisConnection, Reply};
 use crate::config::RedisConfig;
 use crate::error::RedisError;
-use crate::format::{max_rdb_for_redis, split_dump_payload, RdbBuilder, RdbFormat};
+use crate::format::{
+    check_dump_footer, max_rdb_for_redis, split_dump_payload, RdbBuilder, RdbFormat,
+};
 
 /// How a backup reads the server.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -435,12 +437,11 @@ async fn scan(
 
     let functions = match conn.command(&[&b"FUNCTION"[..], b"DUMP"]).await? {
         Reply::Bulk(Some(payload)) => {
-            let (_, _, _) = split_dump_payload(&payload).map_err(|e| RedisError::Protocol {
+            let (entries, _) = check_dump_footer(&payload).map_err(|e| RedisError::Protocol {
                 operation: "FUNCTION DUMP".into(),
                 message: e,
             })?;
-            // Entries without the 10-byte footer.
-            payload[..payload.len() - 10].to_vec()
+            entries.to_vec()
         }
         Reply::Error(e) if e.to_ascii_uppercase().contains("UNKNOWN COMMAND") => Vec::new(),
         Reply::Error(e) => return Err(server_error("FUNCTION DUMP", &e).into()),

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{ErrorKind, FormatRegistry, KeyPair, Manifest, Progress, RestoreOptions};
+use backup_core::{ErrorKind, FormatRegistry, Manifest, RestoreOptions};
 use backup_redis::sink::RestoreOutcome;
 use backup_redis::{
     verify_restore, BackupMode, RdbFileSink, RdbFormat, RedisConfig, RedisConnection,
@@ -476,5 +476,203 @@ async fn redis8_new_encodings_vector_sets_and_falkordb_graph_round_trip() {
     );
     assert_eq!(e.kind(), ErrorKind::VersionMismatch);
     assert_eq!(sizes(&mut c7).await.iter().sum::<u64>(), 0);
+    reset(&mut c).await;
+}
+
+/// Loads `n` mixed keys (strings, hashes, lists, sets, 1 in 10 with a TTL) into `db`.
+async fn load_mixed(c: &mut RedisConnection, db: u32, n: usize, prefix: &str) {
+    select(c, db).await;
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::with_capacity(20_000);
+    for i in 0..n {
+        let k = format!("{prefix}:{i}").into_bytes();
+        let cmd = match i % 10 {
+            0 => vec![
+                b"SET".to_vec(),
+                k,
+                format!("value-{i}").into_bytes(),
+                b"EX".to_vec(),
+                (3600 + i % 1000).to_string().into_bytes(),
+            ],
+            1 => vec![
+                b"HSET".to_vec(),
+                k,
+                b"a".to_vec(),
+                i.to_string().into_bytes(),
+                b"b".to_vec(),
+                b"x".to_vec(),
+            ],
+            2 => vec![b"RPUSH".to_vec(), k, b"one".to_vec(), b"two".to_vec()],
+            3 => vec![
+                b"SADD".to_vec(),
+                k,
+                i.to_string().into_bytes(),
+                b"7".to_vec(),
+            ],
+            _ => vec![
+                b"SET".to_vec(),
+                k,
+                format!("value-{i}-{}", "v".repeat(i % 40)).into_bytes(),
+            ],
+        };
+        cmds.push(cmd);
+        if cmds.len() == 20_000 {
+            c.pipeline(&cmds).await.unwrap();
+            cmds.clear();
+        }
+    }
+    if !cmds.is_empty() {
+        c.pipeline(&cmds).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn one_million_keys_round_trip_with_ttls() {
+    let _g = SERIAL.lock().await;
+    let cfg = redis7();
+    let mut c = conn(&cfg).await;
+    reset(&mut c).await;
+    load_mixed(&mut c, 3, 1_000_000, "k").await;
+    let vault = Vault::new();
+    let m = vault.backup(&cfg, BackupMode::Replication).await.unwrap();
+    let keys = &m.contents.counts["keys"];
+    assert_eq!(keys.values().sum::<u64>(), 1_000_000);
+    assert_eq!(keys["db3.hash"], 100_000);
+    assert_eq!(m.contents.counts["expires"]["db3"], 100_000);
+    let before = snapshot(&mut c, 3).await;
+    restore(&vault, &m, &cfg, map(&[(3, 4)]), &vault.restore_options())
+        .await
+        .unwrap();
+    assert_same(&before, &snapshot(&mut c, 4).await);
+    reset(&mut c).await;
+}
+
+#[tokio::test]
+async fn disk_transfer_scan_mode_and_plain_rdb_file() {
+    let _g = SERIAL.lock().await;
+    let cfg = redis7();
+    let mut c = conn(&cfg).await;
+    reset(&mut c).await;
+    populate(&mut c, 1).await;
+    load_mixed(&mut c, 2, 5000, "m").await;
+    let before1 = snapshot(&mut c, 1).await;
+    let before2 = snapshot(&mut c, 2).await;
+    let vault = Vault::new();
+
+    // Disk-based transfer: `$<length>` then the bytes.
+    q(&mut c, &[b"CONFIG", b"SET", b"repl-diskless-sync", b"no"]).await;
+    let disk = vault.backup(&cfg, BackupMode::Replication).await;
+    q(&mut c, &[b"CONFIG", b"SET", b"repl-diskless-sync", b"yes"]).await;
+    let disk = disk.unwrap();
+    assert_eq!(disk.source["transfer"], "disk");
+
+    // Scan mode builds the same format, with the same counts.
+    let scanned = vault.backup(&cfg, BackupMode::Scan).await.unwrap();
+    assert_eq!(scanned.source["backup_mode"], "scan");
+    assert!(scanned.source["consistency"]
+        .as_str()
+        .unwrap()
+        .contains("not point-in-time"));
+    assert_eq!(
+        scanned.contents.counts["keys"],
+        disk.contents.counts["keys"]
+    );
+    assert_eq!(
+        scanned.contents.counts["expires"],
+        disk.contents.counts["expires"]
+    );
+    backup_core::verify_content(
+        &vault.store,
+        &scanned,
+        &registry(),
+        &vault.restore_options(),
+    )
+    .await
+    .unwrap();
+    for m in [&disk, &scanned] {
+        restore(
+            &vault,
+            m,
+            &cfg,
+            map(&[(1, 5), (2, 6)]),
+            &vault.restore_options(),
+        )
+        .await
+        .unwrap();
+        assert_same(&before1, &snapshot(&mut c, 5).await);
+        assert_same(&before2, &snapshot(&mut c, 6).await);
+        flush(&mut c, &[5, 6]).await;
+    }
+
+    // The plain dump.rdb of both loads in a fresh server at start-up.
+    let dir = tempfile::tempdir().unwrap();
+    for (i, m) in [&disk, &scanned].into_iter().enumerate() {
+        let path = dir.path().join(format!("dump{i}.rdb"));
+        let mut sink = RdbFileSink::new(&path, false);
+        backup_core::restore(&vault.store, m, "data", &mut sink, &vault.restore_options())
+            .await
+            .unwrap();
+        // An existing file is not overwritten.
+        let mut again = RdbFileSink::new(&path, false);
+        let e = backup_core::restore(
+            &vault.store,
+            m,
+            "data",
+            &mut again,
+            &vault.restore_options(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+        let server = PrivateServer::start(
+            "redis-server",
+            56584,
+            &[
+                "--dbfilename",
+                path.file_name().unwrap().to_str().unwrap(),
+                "--dir",
+                dir.path().to_str().unwrap(),
+            ],
+        );
+        let mut s = conn(&server.config()).await;
+        assert_same(&before1, &snapshot(&mut s, 1).await);
+        assert_same(&before2, &snapshot(&mut s, 2).await);
+    }
+    reset(&mut c).await;
+}
+
+#[tokio::test]
+async fn non_empty_target_is_refused_unless_replace() {
+    let _g = SERIAL.lock().await;
+    let cfg = redis7();
+    let mut c = conn(&cfg).await;
+    reset(&mut c).await;
+    load_mixed(&mut c, 1, 1000, "a").await;
+    let vault = Vault::new();
+    let m = vault.backup(&cfg, BackupMode::Replication).await.unwrap();
+    select(&mut c, 5).await;
+    q(&mut c, &[b"SET", b"precious", b"1"]).await;
+    let e = restore(&vault, &m, &cfg, map(&[(1, 5)]), &vault.restore_options())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Refused);
+    assert!(
+        e.to_string().contains("target database 5 holds 1 keys"),
+        "{e}"
+    );
+    assert_eq!(snapshot(&mut c, 5).await.len(), 1);
+    let mut o = map(&[(1, 5)]);
+    o.replace = true;
+    restore(&vault, &m, &cfg, o, &vault.restore_options())
+        .await
+        .unwrap();
+    let after = snapshot(&mut c, 5).await;
+    assert_eq!(after.len(), 1000);
+    assert!(!after.contains_key(&b"precious"[..]));
+    assert_eq!(sizes(&mut c).await.iter().filter(|n| **n > 0).count(), 2);
+    // A database the backup does not have is named.
+    let e = restore(&vault, &m, &cfg, map(&[(9, 9)]), &vault.restore_options())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("database 9 is not in backup"), "{e}");
     reset(&mut c).await;
 }

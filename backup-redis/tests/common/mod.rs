@@ -49,12 +49,13 @@ pub async fn flush(c: &mut RedisConnection, dbs: &[u32]) {
     }
 }
 
-/// What a key looks like: its DUMP payload, PTTL, encoding and, for hash-table
+/// What a key looks like: its DUMP payload, absolute expiry, encoding and, for hash-table
 /// encodings (whose DUMP order depends on the table's history), its sorted contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyState {
     pub dump: Vec<u8>,
-    pub pttl: i64,
+    /// Absolute expiry in Unix ms (PEXPIRETIME), -1 without one.
+    pub expire_at: i64,
     pub encoding: String,
     pub canonical: Option<Vec<Vec<u8>>>,
 }
@@ -87,7 +88,7 @@ pub async fn snapshot(c: &mut RedisConnection, db: u32) -> BTreeMap<Vec<u8>, Key
         let mut cmds: Vec<Vec<&[u8]>> = Vec::new();
         for k in &keys {
             cmds.push(vec![b"DUMP", k]);
-            cmds.push(vec![b"PTTL", k]);
+            cmds.push(vec![b"PEXPIRETIME", k]);
             cmds.push(vec![b"OBJECT", b"ENCODING", k]);
             cmds.push(vec![b"TYPE", k]);
         }
@@ -97,7 +98,7 @@ pub async fn snapshot(c: &mut RedisConnection, db: u32) -> BTreeMap<Vec<u8>, Key
         for (k, r) in keys.iter().zip(replies.chunks(4)) {
             let state = KeyState {
                 dump: r[0].as_bytes().map(<[u8]>::to_vec).unwrap_or_default(),
-                pttl: r[1].as_int().unwrap(),
+                expire_at: r[1].as_int().unwrap(),
                 encoding: r[2].as_text().unwrap_or_default(),
                 canonical: None,
             };
@@ -161,14 +162,14 @@ pub fn assert_same(src: &BTreeMap<Vec<u8>, KeyState>, dst: &BTreeMap<Vec<u8>, Ke
                 "DUMP of {name:?} differs"
             );
         }
-        if a.pttl < 0 {
-            assert_eq!(b.pttl, a.pttl, "TTL of {name:?}");
+        if a.expire_at < 0 {
+            assert_eq!(b.expire_at, a.expire_at, "TTL of {name:?}");
         } else {
             assert!(
-                (a.pttl - b.pttl).abs() <= 1000,
+                (a.expire_at - b.expire_at).abs() <= 1000,
                 "TTL of {name:?}: {} vs {}",
-                a.pttl,
-                b.pttl
+                a.expire_at,
+                b.expire_at
             );
         }
     }
