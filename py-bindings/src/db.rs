@@ -11,6 +11,7 @@ use backup_core::{
 };
 use backup_neo4j::{Neo4jConfig, Neo4jSink, Neo4jSinkOptions, Neo4jSource};
 use backup_postgres::{DumpOptions, PostgresConfig, PostgresSink, PostgresSource};
+use backup_timescale::{TimescaleRestoreOptions, TimescaleSink, TimescaleSource};
 use backup_redis::{BackupMode, RedisConfig, RedisRestoreOptions, RedisSink, RedisSource};
 use pyo3::prelude::*;
 
@@ -59,6 +60,7 @@ pub const KINDS: [&str; 4] = ["postgres", "timescale", "redis", "neo4j"];
 /// Registers the format reader of every database kind built in.
 pub fn register_formats(reg: &mut FormatRegistry) {
     backup_postgres::register_formats(reg);
+    backup_timescale::register_formats(reg);
     reg.register(std::sync::Arc::new(backup_redis::RdbFormat));
     for r in backup_neo4j::format_readers() {
         reg.register(r);
@@ -170,6 +172,25 @@ pub async fn restore(
             )?;
             backup_core::restore(store, manifest, "data", &mut sink, options).await
         }
+        "timescale" => {
+            let config = postgres_config(url_of(target, "TimescaleDB")?, target.password.clone(), None);
+            if !target.schemas.is_empty() || !target.tables.is_empty() || target.role.is_some() {
+                return Err(backup_core::Error::Config(
+                    "TimescaleDB restores are whole-database: schemas, tables and role do not apply".into(),
+                ));
+            }
+            let mut sink = TimescaleSink::new(
+                &config,
+                TimescaleRestoreOptions {
+                    create_db: target.create_db,
+                    replace: target.replace,
+                    allow_version_mismatch: target.allow_version_mismatch,
+                    no_owner: target.no_owner,
+                    ..Default::default()
+                },
+            )?;
+            backup_core::restore(store, manifest, "data", &mut sink, options).await
+        }
         "redis" => {
             let config = redis_config(url_of(target, "Redis")?, target.user.clone(), target.password.clone())?;
             let (dbs, db_map) = redis_dbs(&target.dbs)?;
@@ -221,6 +242,10 @@ pub async fn verify_restore(
         "postgres" => {
             let config = postgres_config(url_of(target, "PostgreSQL")?, target.password.clone(), None);
             backup_postgres::verify_restore(store, manifest, &config, options).await
+        }
+        "timescale" => {
+            let config = postgres_config(url_of(target, "TimescaleDB")?, target.password.clone(), None);
+            backup_timescale::verify_restore(store, manifest, &config, options).await
         }
         "redis" => {
             let config = redis_config(url_of(target, "Redis")?, target.user.clone(), target.password.clone())?;
@@ -321,10 +346,12 @@ pub fn py_backup_postgres(
     run_db_backup(py, &secrets, async move { backup_postgres::backup(&store, &mut source, options).await })
 }
 
-/// Backs up a TimescaleDB database (kind `timescale`): PostgreSQL plus the extension
-/// version, restored with `timescaledb_pre_restore()` / `timescaledb_post_restore()`.
+/// Backs up a TimescaleDB database (kind `timescale`): the PostgreSQL backup plus the
+/// extension version, hypertables, chunks, continuous aggregates and jobs in the
+/// manifest; restored with `CREATE EXTENSION … VERSION`, `timescaledb_pre_restore()` and
+/// `timescaledb_post_restore()`.
 #[pyfunction]
-#[pyo3(name = "backup_timescale", signature = (url, store, *, datastore, recipients=None, passphrase=None, zstd_level=3, labels=None, password=None, pg_bin_dir=None))]
+#[pyo3(name = "backup_timescale", signature = (url, store, *, datastore, recipients=None, passphrase=None, zstd_level=3, labels=None, password=None, schemas=None, exclude_schemas=None, tables=None, exclude_tables=None, exclude_table_data=None, globals=false, pg_bin_dir=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn py_backup_timescale(
     py: Python<'_>,
@@ -336,13 +363,28 @@ pub fn py_backup_timescale(
     zstd_level: i32,
     labels: Option<BTreeMap<String, String>>,
     password: Option<String>,
+    schemas: Option<Vec<String>>,
+    exclude_schemas: Option<Vec<String>>,
+    tables: Option<Vec<String>>,
+    exclude_tables: Option<Vec<String>>,
+    exclude_table_data: Option<Vec<String>>,
+    globals: bool,
     pg_bin_dir: Option<PathBuf>,
 ) -> PyResult<Manifest> {
-    let (_store, mut secrets) = store.open(py)?;
+    let (store, mut secrets) = store.open(py)?;
     add_password(&mut secrets, &url, &password);
-    let _options = Seal { datastore, recipients, passphrase, zstd_level, labels }.options(py, &mut secrets)?;
-    let _ = pg_bin_dir;
-    Err(to_py(py, &not_built("timescale"), &secrets))
+    let options = Seal { datastore, recipients, passphrase, zstd_level, labels }.options(py, &mut secrets)?;
+    let config = postgres_config(&url, password.map(SecretString::new), pg_bin_dir);
+    let dump = DumpOptions {
+        schemas: schemas.unwrap_or_default(),
+        exclude_schemas: exclude_schemas.unwrap_or_default(),
+        tables: tables.unwrap_or_default(),
+        exclude_tables: exclude_tables.unwrap_or_default(),
+        exclude_table_data: exclude_table_data.unwrap_or_default(),
+        globals,
+    };
+    let mut source = TimescaleSource::new(&config, dump).map_err(|e| to_py(py, &e, &secrets))?;
+    run_db_backup(py, &secrets, async move { backup_timescale::backup(&store, &mut source, options).await })
 }
 
 /// Backs up a whole Redis server (every database) as its RDB snapshot, fetched over the

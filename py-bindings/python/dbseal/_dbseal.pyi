@@ -248,6 +248,12 @@ def backup_timescale(
     zstd_level: int = 3,
     labels: Optional[Mapping[str, str]] = None,
     password: Optional[str] = None,
+    schemas: Optional[Sequence[str]] = None,
+    exclude_schemas: Optional[Sequence[str]] = None,
+    tables: Optional[Sequence[str]] = None,
+    exclude_tables: Optional[Sequence[str]] = None,
+    exclude_table_data: Optional[Sequence[str]] = None,
+    globals: bool = False,
     pg_bin_dir: Optional[_Path] = None,
 ) -> Manifest: ...
 def backup_redis(

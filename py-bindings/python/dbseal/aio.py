@@ -171,6 +171,12 @@ async def backup_timescale(
     zstd_level: int = 3,
     labels: Optional[Mapping[str, str]] = None,
     password: Optional[str] = None,
+    schemas: Optional[Sequence[str]] = None,
+    exclude_schemas: Optional[Sequence[str]] = None,
+    tables: Optional[Sequence[str]] = None,
+    exclude_tables: Optional[Sequence[str]] = None,
+    exclude_table_data: Optional[Sequence[str]] = None,
+    globals: bool = False,
     pg_bin_dir: Optional[_Path] = None,
 ) -> Manifest:
     """:func:`dbseal.backup_timescale` in a worker thread."""
@@ -184,6 +190,12 @@ async def backup_timescale(
         zstd_level=zstd_level,
         labels=labels,
         password=password,
+        schemas=schemas,
+        exclude_schemas=exclude_schemas,
+        tables=tables,
+        exclude_tables=exclude_tables,
+        exclude_table_data=exclude_table_data,
+        globals=globals,
         pg_bin_dir=pg_bin_dir,
     )
 
