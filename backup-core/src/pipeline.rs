@@ -116,6 +116,14 @@ impl std::fmt::Debug for BackupSession {
     }
 }
 
+/// A spawned stage: its name, its task, and the states of its input and output pipes.
+type PendingStage = (
+    &'static str,
+    JoinHandle<Result<()>>,
+    Option<Arc<PipeState>>,
+    Option<Arc<PipeState>>,
+);
+
 /// One stage's outcome with what it saw at its pipe ends.
 struct StageOutcome {
     name: &'static str,
@@ -291,12 +299,7 @@ impl BackupSession {
         // Source → tee.
         let (mut src_w, src_r) = pipe(PIPE_CAPACITY);
         let src_state = src_w.state();
-        let mut outcomes_handles: Vec<(
-            &'static str,
-            JoinHandle<Result<()>>,
-            Option<Arc<PipeState>>,
-            Option<Arc<PipeState>>,
-        )> = Vec::new();
+        let mut outcomes_handles: Vec<PendingStage> = Vec::new();
 
         // Tee: plaintext digest, size, progress and a copy for the format reader.
         let (feed, chunk_reader) = blocking_chunks(PIPE_CAPACITY);
@@ -461,9 +464,7 @@ impl BackupSession {
             input: Some(upload_in_state),
             output: None,
         });
-        if let Err(e) = first_cause(outcomes) {
-            return Err(e);
-        }
+        first_cause(outcomes)?;
         let contents = inspector_result.map_err(|e| match e {
             Error::Format { .. } => e,
             other => Error::Format {
@@ -563,12 +564,7 @@ pub async fn restore(
         backup_id: manifest.backup_id.to_string(),
         key: artifact.key.clone(),
     };
-    let mut stages: Vec<(
-        &'static str,
-        JoinHandle<Result<()>>,
-        Option<Arc<PipeState>>,
-        Option<Arc<PipeState>>,
-    )> = Vec::new();
+    let mut stages: Vec<PendingStage> = Vec::new();
 
     // Download with the stored digest check.
     let (dl_w, mut next_r) = pipe(PIPE_CAPACITY);
