@@ -218,6 +218,8 @@ fn percent_decode(s: &str) -> String {
 impl Endpoint {
     /// Connects (lazily: the driver opens connections on first use).
     pub fn graph(&self, fetch_size: usize) -> Result<neo4rs::Graph> {
+        // The workspace's one TLS provider (for bolt+s / neo4j+s); a no-op when set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = neo4rs::ConfigBuilder::default()
             .uri(self.uri.clone())
             .user(self.user.clone())

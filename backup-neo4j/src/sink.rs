@@ -174,23 +174,12 @@ impl Neo4jSink {
             }
         }
         let mut deleted = delete_imported(&db, &state, 10_000).await?;
-        // Unlabeled leftovers without the label (cannot happen with this version, but
-        // the property is the marker that counts).
-        loop {
-            let n = db
-                .count(
-                    "removing imported nodes",
-                    query(&format!(
-                        "MATCH (n) WHERE n.{} IS NOT NULL WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS c",
-                        quote(IMPORT_ID)
-                    )),
-                )
-                .await?;
-            deleted += n as u64;
-            if n == 0 {
-                break;
-            }
-        }
+        // Whatever still carries the property (it is the marker that counts).
+        let stmt = format!(
+            "MATCH (n) WHERE n.{} IS NOT NULL WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS c",
+            quote(IMPORT_ID)
+        );
+        deleted += drain(&db, "removing imported nodes", &stmt, u64::MAX / 2, 10_000).await?;
         drop_import_indexes(&db, &state).await?;
         Ok(deleted)
     }
@@ -495,26 +484,36 @@ async fn consume(
     Ok(false)
 }
 
+/// Runs a `... LIMIT batch ... RETURN count(*) AS c` statement until it affects nothing.
+/// `expected` bounds the number of rounds, so a server that reports work it did not do
+/// fails the restore instead of looping forever.
+async fn drain(db: &Db, op: &str, stmt: &str, expected: u64, batch: usize) -> Result<u64> {
+    let max_rounds = expected / batch as u64 + 3;
+    let mut total = 0u64;
+    for _ in 0..max_rounds {
+        let n = db.count(op, query(stmt)).await?;
+        if n == 0 {
+            return Ok(total);
+        }
+        total += n as u64;
+    }
+    Err(db.fail(
+        op,
+        ErrorKind::Other,
+        format!("the server still reports matches after {max_rounds} rounds of {batch}: it did not apply the change"),
+    ))
+}
+
 /// Deletes every imported node (with its relationships).
 async fn delete_imported(db: &Db, state: &ImportState, batch: usize) -> Result<u64> {
     let mut deleted = 0u64;
     for key in &state.key_labels {
-        loop {
-            let n = db
-                .count(
-                    "removing imported nodes",
-                    query(&format!(
-                        "MATCH (n:{}) WHERE n.{} IS NOT NULL WITH n LIMIT {batch} DETACH DELETE n RETURN count(*) AS c",
-                        quote(key),
-                        quote(IMPORT_ID)
-                    )),
-                )
-                .await?;
-            deleted += n as u64;
-            if n == 0 {
-                break;
-            }
-        }
+        let stmt = format!(
+            "MATCH (n:{}) WHERE n.{} IS NOT NULL WITH n LIMIT {batch} DETACH DELETE n RETURN count(*) AS c",
+            quote(key),
+            quote(IMPORT_ID)
+        );
+        deleted += drain(db, "removing imported nodes", &stmt, u64::MAX / 2, batch).await?;
     }
     Ok(deleted)
 }
@@ -606,20 +605,11 @@ async fn finish(
     if had_data {
         let batch = options.node_batch;
         state.old_contents_deleted = true;
-        loop {
-            let n = db
-                .count(
-                    "deleting the target's old contents",
-                    query(&format!(
-                        "MATCH (n) WHERE n.{} IS NULL WITH n LIMIT {batch} DETACH DELETE n RETURN count(*) AS c",
-                        quote(IMPORT_ID)
-                    )),
-                )
-                .await?;
-            if n == 0 {
-                break;
-            }
-        }
+        let stmt = format!(
+            "MATCH (n) WHERE n.{} IS NULL WITH n LIMIT {batch} DETACH DELETE n RETURN count(*) AS c",
+            quote(IMPORT_ID)
+        );
+        drain(db, "deleting the target's old contents", &stmt, u64::MAX / 2, batch).await?;
     }
     if options.schema_timing == SchemaTiming::AfterData {
         for item in state.schema.clone() {
@@ -631,27 +621,22 @@ async fn finish(
     // recognisable, so nothing below may fail the restore's contents.
     let batch = options.node_batch;
     for key in state.key_labels.clone() {
+        // `SET p = null` is Cypher's property removal (REMOVE after `WITH .. LIMIT`
+        // is ignored by some Bolt servers; SET null is understood by all).
         let stmt = if key == IMPORT_LABEL {
             format!(
-                "MATCH (n:{l}) WITH n LIMIT {batch} REMOVE n:{l}, n.{p} RETURN count(*) AS c",
+                "MATCH (n:{l}) WITH n LIMIT {batch} REMOVE n:{l} SET n.{p} = null RETURN count(*) AS c",
                 l = quote(IMPORT_LABEL),
                 p = quote(IMPORT_ID)
             )
         } else {
             format!(
-                "MATCH (n:{}) WHERE n.{p} IS NOT NULL WITH n LIMIT {batch} REMOVE n.{p} RETURN count(*) AS c",
+                "MATCH (n:{}) WHERE n.{p} IS NOT NULL WITH n LIMIT {batch} SET n.{p} = null RETURN count(*) AS c",
                 quote(&key),
                 p = quote(IMPORT_ID)
             )
         };
-        loop {
-            let n = db
-                .count("removing the temporary import marks", query(&stmt))
-                .await?;
-            if n == 0 {
-                break;
-            }
-        }
+        drain(db, "removing the temporary import marks", &stmt, state.nodes, batch).await?;
     }
     drop_import_indexes(db, state).await?;
     Ok(())
