@@ -44,7 +44,8 @@ struct Cli {
 const EXIT_CODES: &str =
     "Exit codes: 0 ok, 1 failure, 2 invalid arguments/config/keys, 3 not found, \
 4 verification failed, 5 decryption failed, 6 connection failed, 7 version mismatch, \
-8 refused (target not empty, production, exists), 130 interrupted.";
+8 refused (target not empty, production, exists), 9 status: a datastore is unhealthy, \
+10 backup set: a member failed, 130 interrupted.";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -62,6 +63,11 @@ enum Command {
     Show(commands::show::ShowArgs),
     /// Check the configuration file.
     Config(commands::config::ConfigArgs),
+    /// Delete backups outside the retention policy (GFS), and debris of failed backups.
+    Prune(commands::prune::PruneArgs),
+    /// Newest backup, age, size and last verification of every datastore; exit 9 when
+    /// any is too old or failed its last verification.
+    Status(commands::status::StatusArgs),
 }
 
 fn init_logging(verbose: u8) {
@@ -152,6 +158,8 @@ async fn dispatch(cli: &Cli, cfg: Option<&config::Config>, out: Output) -> Resul
         Command::List(a) => commands::list::run(a, store, out).await,
         Command::Show(a) => commands::show::run(a, store, out).await,
         Command::Config(a) => commands::config::run(a, cfg, out),
+        Command::Prune(a) => commands::prune::run(a, store, cfg, out).await,
+        Command::Status(a) => commands::status::run(a, store, cfg, out).await,
     }
 }
 

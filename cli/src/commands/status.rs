@@ -1,0 +1,440 @@
+//! `dbseal status`: is every datastore backed up recently and verified?
+//!
+//! For each datastore (those of the config file, else those in the store): the newest
+//! complete backup, its age, size and duration, and the last verification. A datastore
+//! is *unhealthy* when it has no backup, its newest backup is older than its max age
+//! (`--max-age`, else its `max_age` in the config file, else 25h), or its most recent
+//! verification failed. Any unhealthy datastore makes the exit code 9 (for cron and
+//! Kubernetes alerting). `--metrics-file` writes the same as Prometheus text for
+//! node_exporter's textfile collector (written to a temporary file, then renamed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use backup_core::retention::Span;
+use backup_core::{BackupId, Manifest, VerificationRecord};
+use chrono::{DateTime, Utc};
+use clap::Args;
+
+use crate::common::{human_bytes, StoreArgs};
+use crate::config::Config;
+use crate::exit::{CliError, CliResult};
+use crate::output::Output;
+
+/// The exit code when any datastore is unhealthy.
+pub const UNHEALTHY: i32 = 9;
+
+/// The default maximum age of the newest backup.
+pub const DEFAULT_MAX_AGE: Span = Span {
+    months: 0,
+    seconds: 25 * 3600,
+};
+
+/// Reports the newest backup and last verification of every datastore.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Unhealthy when the newest backup is older than this (e.g. 25h, 8d). Overrides
+    /// each datastore's `max_age`; default 25h.
+    #[arg(long, value_name = "DURATION", value_parser = crate::commands::prune::parse_span)]
+    pub max_age: Option<Span>,
+    /// Only this datastore (repeatable).
+    #[arg(long = "datastore", short = 'd', value_name = "NAME")]
+    pub datastores: Vec<String>,
+    /// Also write Prometheus metrics to this file (node_exporter textfile collector;
+    /// name it *.prom in the collector's directory).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// One datastore's status.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DatastoreStatus {
+    /// The datastore.
+    pub datastore: String,
+    /// Its kind (from the newest manifest, else the config).
+    pub kind: Option<String>,
+    /// Whether it is configured in the config file.
+    pub configured: bool,
+    /// Complete backups in the store.
+    pub backups: usize,
+    /// The newest complete backup.
+    pub newest: Option<NewestBackup>,
+    /// The most recent verification record of any of its backups.
+    pub last_verification: Option<VerificationRecord>,
+    /// The maximum age in force.
+    pub max_age: String,
+    /// Whether everything is fine.
+    pub healthy: bool,
+    /// Why not.
+    pub problems: Vec<String>,
+}
+
+/// The newest backup of a datastore.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NewestBackup {
+    /// Its id.
+    pub backup_id: BackupId,
+    /// When it finished.
+    pub finished_at: DateTime<Utc>,
+    /// Seconds since it finished.
+    pub age_seconds: i64,
+    /// How long it took, in seconds.
+    pub duration_seconds: f64,
+    /// Stored bytes (all artifacts).
+    pub stored_bytes: u64,
+    /// Plaintext bytes (all artifacts).
+    pub plaintext_bytes: u64,
+    /// Its own verification record, if any.
+    pub verification: Option<VerificationRecord>,
+}
+
+/// Computes the status of datastores from a store listing (pure, for tests).
+pub fn compute(
+    names: &[(String, bool)],
+    backups: &[Manifest],
+    records: &BTreeMap<(String, BackupId), VerificationRecord>,
+    max_age_for: &dyn Fn(&str) -> Span,
+    now: DateTime<Utc>,
+) -> Vec<DatastoreStatus> {
+    let mut out = Vec::new();
+    for (name, configured) in names {
+        let mine: Vec<&Manifest> = backups
+            .iter()
+            .filter(|m| &m.datastore.name == name)
+            .collect();
+        let newest = mine.iter().max_by_key(|m| (&m.finished_at, &m.backup_id));
+        let last_verification = records
+            .iter()
+            .filter(|((ds, _), _)| ds == name)
+            .map(|(_, r)| r)
+            .max_by_key(|r| r.verified_at)
+            .cloned();
+        let max_age = max_age_for(name);
+        let mut problems = Vec::new();
+        let newest = newest.map(|m| NewestBackup {
+            backup_id: m.backup_id.clone(),
+            finished_at: m.finished_at,
+            age_seconds: (now - m.finished_at).num_seconds(),
+            duration_seconds: (m.finished_at - m.started_at).num_milliseconds() as f64 / 1000.0,
+            stored_bytes: m.artifacts().map(|a| a.stored_size).sum(),
+            plaintext_bytes: m.artifacts().map(|a| a.plaintext_size).sum(),
+            verification: records.get(&(name.clone(), m.backup_id.clone())).cloned(),
+        });
+        match &newest {
+            None => problems.push("no complete backup".to_string()),
+            Some(n) => {
+                if n.finished_at <= max_age.before(now) {
+                    problems.push(format!(
+                        "newest backup {} is {} old (max {max_age})",
+                        n.backup_id,
+                        age_text(n.age_seconds)
+                    ));
+                }
+            }
+        }
+        if let Some(v) = last_verification.as_ref().filter(|v| !v.ok) {
+            problems.push(format!(
+                "last verification of {} ({}, {}) failed: {}",
+                v.backup_id,
+                v.level,
+                v.verified_at.format("%Y-%m-%d %H:%M UTC"),
+                v.message
+            ));
+        }
+        out.push(DatastoreStatus {
+            datastore: name.clone(),
+            kind: mine.last().map(|m| m.datastore.kind.clone()),
+            configured: *configured,
+            backups: mine.len(),
+            newest,
+            last_verification,
+            max_age: max_age.to_string(),
+            healthy: problems.is_empty(),
+            problems,
+        });
+    }
+    out
+}
+
+fn age_text(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 3600 {
+        format!("{}m", s / 60)
+    } else if s < 172_800 {
+        format!("{}h{:02}m", s / 3600, (s % 3600) / 60)
+    } else {
+        format!("{}d{}h", s / 86_400, (s % 86_400) / 3600)
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The statuses as Prometheus text exposition format.
+pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
+    let mut families: Vec<(&str, &str, Vec<String>)> = vec![
+        (
+            "dbseal_datastore_healthy",
+            "1 if the datastore has a recent backup and its last verification did not fail.",
+            vec![],
+        ),
+        (
+            "dbseal_backups",
+            "Complete backups of the datastore in the store.",
+            vec![],
+        ),
+        (
+            "dbseal_last_success_timestamp_seconds",
+            "Unix time the newest complete backup finished.",
+            vec![],
+        ),
+        (
+            "dbseal_last_backup_age_seconds",
+            "Seconds since the newest complete backup finished.",
+            vec![],
+        ),
+        (
+            "dbseal_last_backup_duration_seconds",
+            "How long the newest complete backup took.",
+            vec![],
+        ),
+        (
+            "dbseal_last_backup_stored_bytes",
+            "Stored (compressed, encrypted) bytes of the newest backup.",
+            vec![],
+        ),
+        (
+            "dbseal_last_backup_plaintext_bytes",
+            "Plaintext bytes of the newest backup.",
+            vec![],
+        ),
+        (
+            "dbseal_max_age_seconds",
+            "The maximum age of the newest backup before it is unhealthy.",
+            vec![],
+        ),
+        (
+            "dbseal_last_verification_timestamp_seconds",
+            "Unix time of the most recent verification of any backup of the datastore.",
+            vec![],
+        ),
+        (
+            "dbseal_last_verification_success",
+            "1 if the most recent verification passed, 0 if it failed.",
+            vec![],
+        ),
+        (
+            "dbseal_last_verification_level",
+            "Level of the most recent verification (1 stored, 2 content, 3 restore).",
+            vec![],
+        ),
+    ];
+    let mut push = |i: usize, labels: &str, v: String| {
+        let name = families[i].0;
+        families[i].2.push(format!("{name}{{{labels}}} {v}"));
+    };
+    for s in statuses {
+        let l = format!(
+            "datastore=\"{}\",kind=\"{}\"",
+            label(&s.datastore),
+            label(s.kind.as_deref().unwrap_or(""))
+        );
+        push(0, &l, u8::from(s.healthy).to_string());
+        push(1, &l, s.backups.to_string());
+        if let Some(n) = &s.newest {
+            push(2, &l, n.finished_at.timestamp().to_string());
+            push(
+                3,
+                &l,
+                (now - n.finished_at).num_seconds().max(0).to_string(),
+            );
+            push(4, &l, format!("{:.3}", n.duration_seconds));
+            push(5, &l, n.stored_bytes.to_string());
+            push(6, &l, n.plaintext_bytes.to_string());
+        }
+        if let Ok(span) = s.max_age.parse::<Span>() {
+            let secs = (now - span.before(now)).num_seconds();
+            push(7, &l, secs.to_string());
+        }
+        if let Some(v) = &s.last_verification {
+            push(8, &l, v.verified_at.timestamp().to_string());
+            push(9, &l, u8::from(v.ok).to_string());
+            let level = match v.level.as_str() {
+                "stored" => 1,
+                "content" => 2,
+                "restore" => 3,
+                _ => 0,
+            };
+            push(10, &l, level.to_string());
+        }
+    }
+    let mut text = String::new();
+    for (name, help, samples) in families {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for line in samples {
+            text.push_str(&line);
+            text.push('\n');
+        }
+    }
+    text
+}
+
+/// Writes `text` to `path` atomically: a temporary file in the same directory, then a
+/// rename (so node_exporter never reads half a file).
+pub fn write_atomically(path: &Path, text: &str) -> CliResult<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
+    let file_name = path.file_name().ok_or_else(|| {
+        CliError::usage(format!(
+            "--metrics-file {} is not a file path",
+            path.display()
+        ))
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let fail = |what: &str, e: std::io::Error| CliError {
+        message: format!("cannot {what} metrics file {}: {e}", path.display()),
+        code: 1,
+    };
+    std::fs::write(&tmp, text).map_err(|e| fail("write", e))?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail("rename into", e));
+    }
+    Ok(())
+}
+
+/// Runs `dbseal status`.
+pub async fn run(
+    args: &StatusArgs,
+    store: &StoreArgs,
+    cfg: Option<&Config>,
+    out: Output,
+) -> CliResult<()> {
+    let store = store.open()?;
+    let listing = store.scan(None).await?;
+    for (key, reason) in &listing.unreadable {
+        eprintln!("dbseal: warning: unreadable manifest {key}: {reason}");
+    }
+    let records = store.verifications(None).await?;
+    let configured: BTreeSet<String> = cfg
+        .map(|c| c.datastores.keys().cloned().collect())
+        .unwrap_or_default();
+    let names: Vec<(String, bool)> = if !args.datastores.is_empty() {
+        args.datastores
+            .iter()
+            .map(|n| (n.clone(), configured.contains(n)))
+            .collect()
+    } else if !configured.is_empty() {
+        configured.iter().map(|n| (n.clone(), true)).collect()
+    } else {
+        let found: BTreeSet<String> = listing
+            .backups
+            .iter()
+            .map(|m| m.datastore.name.clone())
+            .collect();
+        found.into_iter().map(|n| (n, false)).collect()
+    };
+    if names.is_empty() {
+        return Err(CliError {
+            message: format!(
+                "no datastore to report on: {} holds no backup and no config file names any",
+                store.url()
+            ),
+            code: UNHEALTHY,
+        });
+    }
+    let max_age_for = |name: &str| -> Span {
+        args.max_age
+            .or_else(|| {
+                cfg.and_then(|c| c.datastores.get(name))
+                    .and_then(|d| d.max_age)
+            })
+            .unwrap_or(DEFAULT_MAX_AGE)
+    };
+    let now = Utc::now();
+    let statuses = compute(&names, &listing.backups, &records, &max_age_for, now);
+    if let Some(path) = &args.metrics_file {
+        write_atomically(path, &metrics(&statuses, now))?;
+    }
+    out.emit(&statuses, || {
+        let mut s = format!(
+            "{:<20} {:<10} {:<27} {:>9} {:>10} {:<28} {}\n",
+            "DATASTORE", "KIND", "NEWEST BACKUP", "AGE", "STORED", "LAST VERIFICATION", "STATUS"
+        );
+        for st in &statuses {
+            let (id, age, size) = match &st.newest {
+                Some(n) => (
+                    n.backup_id.to_string(),
+                    age_text(n.age_seconds),
+                    human_bytes(n.stored_bytes),
+                ),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            let verification = match &st.last_verification {
+                Some(v) => format!(
+                    "{} {} {} ago",
+                    if v.ok { "ok" } else { "FAILED" },
+                    v.level,
+                    age_text((now - v.verified_at).num_seconds())
+                ),
+                None => "never".into(),
+            };
+            s.push_str(&format!(
+                "{:<20} {:<10} {:<27} {:>9} {:>10} {:<28} {}\n",
+                st.datastore,
+                st.kind.as_deref().unwrap_or("-"),
+                id,
+                age,
+                size,
+                verification,
+                if st.healthy {
+                    "ok".to_string()
+                } else {
+                    format!("UNHEALTHY: {}", st.problems.join("; "))
+                }
+            ));
+        }
+        s
+    });
+    let bad: Vec<&str> = statuses
+        .iter()
+        .filter(|s| !s.healthy)
+        .map(|s| s.datastore.as_str())
+        .collect();
+    if bad.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError {
+            message: format!(
+                "{} of {} datastores unhealthy: {}",
+                bad.len(),
+                statuses.len(),
+                bad.join(", ")
+            ),
+            code: UNHEALTHY,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(age_text(90), "1m");
+        assert_eq!(age_text(26 * 3600 + 60), "26h01m");
+        assert_eq!(age_text(3 * 86_400 + 7200), "3d2h");
+    }
+}
