@@ -607,6 +607,17 @@ impl ArtifactUpload {
     pub async fn finish(mut self) -> Result<()> {
         use tokio::io::AsyncWriteExt;
         self.writer.shutdown().await.map_err(|e| {
+            // The buffered writer wraps the store's error in an io::Error: unwrap it so
+            // the kind (unreachable, refused credentials...) survives.
+            if e.get_ref().is_some_and(|i| i.is::<object_store::Error>()) {
+                let inner = e.into_inner().expect("checked");
+                return Error::Store {
+                    store: self.store.clone(),
+                    operation: "write",
+                    key: self.key.clone(),
+                    source: *inner.downcast::<object_store::Error>().expect("checked"),
+                };
+            }
             Error::from_io(
                 e,
                 format!("store {}: cannot write {}", self.store, self.key),
