@@ -7,6 +7,38 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union, final
 
 __version__: str
+__all__ = [
+    "Artifact",
+    "ConfigError",
+    "ConnectionError",
+    "Contents",
+    "DbsealConnectionError",
+    "DbsealError",
+    "DecryptionError",
+    "Identity",
+    "LevelReport",
+    "Manifest",
+    "NotFoundError",
+    "RefusedError",
+    "RestoreReport",
+    "Store",
+    "VerificationError",
+    "VerifyReport",
+    "VersionMismatchError",
+    "__version__",
+    "backup_bytes",
+    "backup_command",
+    "backup_file",
+    "backup_neo4j",
+    "backup_postgres",
+    "backup_redis",
+    "backup_timescale",
+    "generate_identity",
+    "restore",
+    "restore_bytes",
+    "restore_to_file",
+    "verify",
+]
 
 _Path = Union[str, "os.PathLike[str]"]
 _Recipient = Union[str, "Identity"]

@@ -1,0 +1,167 @@
+"""The Python API's objects: identities, stores, manifests and reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import dbseal
+
+
+def test_identity_save_load_and_secret_hygiene(tmp_path: Path) -> None:
+    identity = dbseal.generate_identity()
+    assert identity.recipient.startswith("age1")
+    assert identity.recipients == [identity.recipient]
+    for shown in (str(identity), repr(identity)):
+        assert "AGE-SECRET-KEY" not in shown
+        assert identity.recipient in shown
+    path = tmp_path / "key.txt"
+    identity.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text()
+    assert f"# public key: {identity.recipient}" in text
+    assert "AGE-SECRET-KEY-1" in text
+    loaded = dbseal.Identity.from_file(path)
+    assert loaded.recipient == identity.recipient
+    assert loaded.source == str(path)
+    with pytest.raises(dbseal.ConfigError, match="refusing to overwrite"):
+        identity.save(path)
+    with pytest.raises(dbseal.ConfigError, match="cannot be pickled"):
+        pickle.dumps(identity)
+
+
+def test_identity_from_age_keygen_file_decrypts(tmp_path: Path) -> None:
+    """Keys made by age-keygen work, both as an Identity and as a path."""
+    key = tmp_path / "age.key"
+    subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+    identity = dbseal.Identity.from_file(key)
+    store = dbseal.Store(tmp_path / "store")
+    m = dbseal.backup_bytes(b"interop", store, datastore="x", recipients=[identity.recipient])
+    assert dbseal.restore_bytes(store, m, identity=identity) == b"interop"
+    assert dbseal.restore_bytes(store, m, identity=str(key)) == b"interop"
+    assert dbseal.restore_bytes(store, m, identity=[key]) == b"interop"
+
+
+def test_identity_from_a_file_that_is_not_one(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("hello\n")
+    with pytest.raises(dbseal.ConfigError, match="not an age identity file"):
+        dbseal.Identity.from_file(bad)
+    with pytest.raises(dbseal.ConfigError, match="cannot read identity file"):
+        dbseal.Identity.from_file(tmp_path / "missing.txt")
+
+
+def test_artifact_is_a_standard_age_zstd_file(tmp_path: Path) -> None:
+    """The escape hatch: `age -d -i key | zstd -d` recovers the plaintext without dbseal."""
+    identity = dbseal.generate_identity()
+    key = tmp_path / "key.txt"
+    identity.save(key)
+    store_dir = tmp_path / "store"
+    payload = os.urandom(1000) * 50
+    m = dbseal.backup_bytes(payload, dbseal.Store(store_dir), datastore="x", recipients=identity)
+    artifact = store_dir / m.artifact.key
+    assert artifact.stat().st_size == m.artifact.stored_size
+    dec = subprocess.run(["age", "-d", "-i", str(key), str(artifact)], check=True, capture_output=True).stdout
+    plain = subprocess.run(["zstd", "-d", "-c"], input=dec, check=True, capture_output=True).stdout
+    assert plain == payload
+
+
+def test_several_recipients_each_decrypt(tmp_path: Path) -> None:
+    a, b = dbseal.generate_identity(), dbseal.generate_identity()
+    store = dbseal.Store(tmp_path)
+    m = dbseal.backup_bytes(b"shared", store, datastore="x", recipients=[a, b.recipient])
+    assert sorted(m.recipients) == sorted([a.recipient, b.recipient])
+    assert dbseal.restore_bytes(store, m, identity=a) == b"shared"
+    assert dbseal.restore_bytes(store, m, identity=b) == b"shared"
+    # A comma-separated string works as well (like DBSEAL_RECIPIENTS).
+    m2 = dbseal.backup_bytes(b"x", store, datastore="x", recipients=f"{a.recipient},{b.recipient}")
+    assert len(m2.recipients) == 2
+
+
+def test_store_listing_and_manifest_objects(tmp_path: Path) -> None:
+    identity = dbseal.generate_identity()
+    store = dbseal.Store(tmp_path / "s")
+    assert store.list() == []
+    assert store.latest() is None
+    m1 = dbseal.backup_bytes(b"one", store, datastore="alpha", recipients=identity, labels={"env": "test"})
+    m2 = dbseal.backup_bytes(b"two", store, datastore="beta", recipients=identity, zstd_level=19)
+    m3 = dbseal.backup_bytes(b"three", store, datastore="alpha", recipients=identity)
+    assert [m.backup_id for m in store.list()] == sorted([m1.backup_id, m2.backup_id, m3.backup_id])
+    assert [m.backup_id for m in store.list("alpha")] == sorted([m1.backup_id, m3.backup_id])
+    assert store.latest("beta") == m2
+    assert store.manifest(m1.backup_id) == m1
+    assert store.manifest(m1) == m1
+    assert len({m1, store.manifest(m1.backup_id)}) == 1
+
+    assert m1.datastore == "alpha" and m1.kind == "bytes"
+    assert m1.labels == {"env": "test"}
+    assert m1.format_version.startswith("1.")
+    assert m1.tool_version == dbseal.__version__
+    assert m1.started_at.tzinfo is not None and m1.started_at <= m1.finished_at
+    assert m1.key == f"alpha/{m1.backup_id}/manifest.json"
+    assert (tmp_path / "s" / m1.key).exists()
+    assert m1.artifact.name == "data" and m1.artifact.format == "raw"
+    assert m1.artifact.plaintext_size == 3
+    assert m1.attachments == [] and m1.parent is None
+    assert m2.transforms[0] == {"type": "zstd", "level": 19}
+
+    # to_dict() is exactly the stored JSON document.
+    stored = json.loads((tmp_path / "s" / m1.key).read_text())
+    assert m1.to_dict() == stored
+    assert json.loads(m1.to_json()) == stored
+    assert m1.artifact.to_dict() == {k: stored["artifact"][k] for k in m1.artifact.to_dict()}
+    assert m1.contents.to_dict() == {"facts": {}, "counts": {}}
+    assert repr(m1).startswith("Manifest(backup_id=")
+
+
+def test_store_accepts_paths_urls_and_store_objects(tmp_path: Path) -> None:
+    identity = dbseal.generate_identity()
+    m = dbseal.backup_bytes(b"p", tmp_path, datastore="x", recipients=identity)
+    assert dbseal.Store(f"file://{tmp_path}").manifest(m.backup_id) == m
+    assert dbseal.verify(str(tmp_path), m.backup_id).level == "stored"
+    mem = dbseal.Store("memory://")
+    m2 = dbseal.backup_bytes(b"mem", mem, datastore="x", recipients=identity)
+    assert mem.list() == [m2]
+    assert repr(mem) == 'Store("memory://")'
+
+
+def test_verify_levels_and_report(tmp_path: Path) -> None:
+    identity = dbseal.generate_identity()
+    store = dbseal.Store(tmp_path)
+    m = dbseal.backup_bytes(b"v" * 10_000, store, datastore="x", recipients=identity)
+    stored = dbseal.verify(store, m)
+    assert (stored.level, stored.level_number, stored.ok) == ("stored", 1, True)
+    assert [r.level for r in stored.reports] == ["stored"]
+    assert m.artifact.key in stored.checks[0] and m.artifact.stored_sha256 in stored.checks[0]
+    content = dbseal.verify(store, m, identity=identity)
+    assert [r.level_number for r in content.reports] == [1, 2]
+    assert dbseal.verify(store, m, identity=identity, level=1).level == "stored"
+    d = content.to_dict()
+    assert d["ok"] is True and d["level"] == "content" and len(d["reports"]) == 2
+    with pytest.raises(dbseal.ConfigError, match="restore_to"):
+        dbseal.verify(store, m, identity=identity, level="restore")
+    with pytest.raises(dbseal.ConfigError, match="level `deep`"):
+        dbseal.verify(store, m, identity=identity, level="deep")
+    with pytest.raises(dbseal.ConfigError, match="level 4"):
+        dbseal.verify(store, m, identity=identity, level=4)
+
+
+def test_restore_to_file_overwrite_and_report(tmp_path: Path) -> None:
+    identity = dbseal.generate_identity()
+    store = dbseal.Store(tmp_path / "s")
+    m = dbseal.backup_bytes(b"fresh", store, datastore="x", recipients=identity)
+    out = tmp_path / "out.bin"
+    out.write_bytes(b"old")
+    with pytest.raises(dbseal.RefusedError, match="overwrite=True"):
+        dbseal.restore_to_file(store, m, out, identity=identity)
+    assert out.read_bytes() == b"old"
+    report = dbseal.restore_to_file(store, m, out, identity=identity, overwrite=True)
+    assert out.read_bytes() == b"fresh"
+    assert report.to_dict() == {"backup_id": m.backup_id, "target": str(out), "bytes": 5, "summary": report.summary}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.bin", "s"]  # no partial file left

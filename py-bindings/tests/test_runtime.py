@@ -1,0 +1,91 @@
+"""Blocking calls release the GIL and can be interrupted with Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import dbseal
+
+
+def test_blocking_calls_release_the_gil(tmp_path: Path) -> None:
+    """While a backup waits on its command for a second, other Python threads run."""
+    identity = dbseal.generate_identity()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def backup() -> None:
+        try:
+            dbseal.backup_command(["sleep", "1"], tmp_path, datastore="gil", recipients=identity)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=backup)
+    ticks = 0
+    worker.start()
+    time.sleep(0.2)  # the backup is now inside Rust
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0.001)
+    worker.join()
+    assert not errors, errors
+    # Holding the GIL for the whole second would have allowed next to no ticks.
+    assert ticks > 100, f"the main thread ran only {ticks} times during the backup"
+
+
+def test_ctrl_c_interrupts_a_backup_and_commits_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    pidfile = tmp_path / "child.pid"
+    script = textwrap.dedent(
+        f"""
+        import sys, dbseal
+        print("ready", flush=True)
+        try:
+            dbseal.backup_command(
+                ["sh", "-c", "echo $$ > {pidfile}; exec sleep 60"],
+                {str(store)!r}, datastore="slow", recipients=dbseal.generate_identity(),
+            )
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(42)
+        print("finished", flush=True)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 20
+        while not pidfile.exists() or not pidfile.read_text().strip():
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.05)
+        child = int(pidfile.read_text())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 42, (out, err)
+    assert "interrupted" in out
+    assert dbseal.Store(store).list() == []
+    # The command was killed with the backup (give the kernel a moment to reap it).
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        state = Path(f"/proc/{child}/stat").read_text().split()[2] if Path(f"/proc/{child}/stat").exists() else "Z"
+        if state == "Z":
+            break
+        assert time.monotonic() < deadline, f"command {child} still runs after the interrupt"
+        time.sleep(0.05)
