@@ -57,10 +57,7 @@ fn deserialize_secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SecretSt
 impl std::fmt::Debug for PostgresConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresConfig")
-            .field(
-                "url",
-                &self.url.as_deref().map(backup_core::redact_url),
-            )
+            .field("url", &self.url.as_deref().map(backup_core::redact_url))
             .field("host", &self.host)
             .field("port", &self.port)
             .field("user", &self.user)
@@ -283,7 +280,9 @@ fn parse_url(raw: &str) -> PgResult<UrlParts> {
             "host" => parts.host = Some(v),
             "port" => {
                 parts.port = Some(v.parse().map_err(|_| {
-                    PostgresError::Config(format!("connection URL {shown}: port `{v}` is not a number"))
+                    PostgresError::Config(format!(
+                        "connection URL {shown}: port `{v}` is not a number"
+                    ))
                 })?)
             }
             "user" => parts.user = Some(v),
@@ -416,9 +415,10 @@ impl Connection {
         if let Some(p) = &self.password {
             return Some(p.clone());
         }
-        let file = self.passfile.clone().or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass"))
-        })?;
+        let file = self
+            .passfile
+            .clone()
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")))?;
         passfile_lookup(&file, &self.host, self.port, &self.database, &self.user)
     }
 
@@ -524,7 +524,11 @@ fn passfile_lookup(
     user: &str,
 ) -> Option<SecretString> {
     let text = std::fs::read_to_string(file).ok()?;
-    let host = if host.starts_with('/') { "localhost" } else { host };
+    let host = if host.starts_with('/') {
+        "localhost"
+    } else {
+        host
+    };
     let port = port.to_string();
     for line in text.lines() {
         if line.starts_with('#') || line.trim().is_empty() {
@@ -549,7 +553,10 @@ fn passfile_lookup(
             continue;
         }
         let m = |pat: &str, v: &str| pat == "*" || pat == v;
-        if m(&fields[0], host) && m(&fields[1], &port) && m(&fields[2], database) && m(&fields[3], user)
+        if m(&fields[0], host)
+            && m(&fields[1], &port)
+            && m(&fields[2], database)
+            && m(&fields[3], user)
         {
             return Some(SecretString::new(fields[4].clone()));
         }
@@ -615,9 +622,7 @@ impl Binaries {
             .stdin(std::process::Stdio::null())
             .output()
             .await
-            .map_err(|e| {
-                PostgresError::Binary(format!("cannot run {}: {e}", path.display()))
-            })?;
+            .map_err(|e| PostgresError::Binary(format!("cannot run {}: {e}", path.display())))?;
         let text = String::from_utf8_lossy(&out.stdout);
         let (major, version) = parse_tool_version(&text).ok_or_else(|| {
             PostgresError::Binary(format!(
@@ -649,108 +654,6 @@ pub(crate) fn parse_tool_version(text: &str) -> Option<(u32, String)> {
 pub(crate) fn major_of(version: &str) -> Option<u32> {
     let digits: String = version.chars().take_while(|c| c.is_ascii_digit()).collect();
     digits.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env_none(_: &str) -> Option<String> {
-        None
-    }
-
-    #[test]
-    fn url_fields_and_overrides() {
-        let mut c = PostgresConfig::from_url("postgres://al%40ice:s3cr%3At@db.example:6543/app?sslmode=disable&application_name=x");
-        let conn = c.resolve_with(&env_none).unwrap();
-        assert_eq!(conn.host(), "db.example");
-        assert_eq!(conn.port(), 6543);
-        assert_eq!(conn.user(), "al@ice");
-        assert_eq!(conn.database(), "app");
-        assert_eq!(conn.password.as_ref().unwrap().expose(), "s3cr:t");
-        let ci = conn.conninfo();
-        assert!(!ci.contains("s3cr"), "{ci}");
-        assert!(ci.contains("sslmode='disable'"), "{ci}");
-        let dbg = format!("{conn:?} {c:?}");
-        assert!(!dbg.contains("s3cr"), "{dbg}");
-        c.database = Some("other".into());
-        c.port = Some(7000);
-        let conn = c.resolve_with(&env_none).unwrap();
-        assert_eq!((conn.database(), conn.port()), ("other", 7000));
-    }
-
-    #[test]
-    fn environment_fills_gaps() {
-        let env = |k: &str| match k {
-            "PGHOST" => Some("h".to_string()),
-            "PGPORT" => Some("6000".to_string()),
-            "PGUSER" => Some("u".to_string()),
-            "PGPASSWORD" => Some("pw".to_string()),
-            _ => None,
-        };
-        let conn = PostgresConfig::default().resolve_with(&env).unwrap();
-        assert_eq!(conn.describe(), "h:6000/u as user u");
-        assert_eq!(conn.tool_env()[0].0, "PGPASSWORD");
-    }
-
-    #[test]
-    fn bad_config_is_one_clear_error() {
-        let e = PostgresConfig::from_url("mysql://x:pw@h/db")
-            .resolve_with(&env_none)
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("postgres://") && !e.contains("pw@"), "{e}");
-        let e = PostgresConfig {
-            sslmode: Some("sometimes".into()),
-            ..Default::default()
-        }
-        .resolve_with(&env_none)
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("sslmode `sometimes`"), "{e}");
-        let env = |k: &str| (k == "PGPORT").then(|| "abc".to_string());
-        let e = PostgresConfig::default().resolve_with(&env).unwrap_err().to_string();
-        assert!(e.contains("PGPORT"), "{e}");
-    }
-
-    #[test]
-    fn conninfo_quotes_values() {
-        let conn = PostgresConfig {
-            host: Some("h".into()),
-            database: Some("it's a \\ db".into()),
-            user: Some("u".into()),
-            ..Default::default()
-        }
-        .resolve_with(&env_none)
-        .unwrap();
-        assert_eq!(
-            conn.conninfo(),
-            "host='h' port=5432 user='u' dbname='it\\'s a \\\\ db'"
-        );
-    }
-
-    #[test]
-    fn passfile_matching() {
-        let dir = tempfile::tempdir().unwrap();
-        let f = dir.path().join("pgpass");
-        std::fs::write(&f, "# c\nother:*:*:*:no\nlocalhost:5432:*:bob:pa\\:ss\n").unwrap();
-        let p = passfile_lookup(&f, "/tmp/sock", 5432, "db", "bob").unwrap();
-        assert_eq!(p.expose(), "pa:ss");
-        assert!(passfile_lookup(&f, "localhost", 5433, "db", "bob").is_none());
-    }
-
-    #[test]
-    fn tool_versions() {
-        assert_eq!(
-            parse_tool_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
-            Some((15, "15.18".to_string()))
-        );
-        assert_eq!(
-            parse_tool_version("pg_restore (PostgreSQL) 17devel"),
-            Some((17, "17devel".to_string()))
-        );
-        assert_eq!(parse_tool_version("bash 5"), None);
-    }
 }
 
 /// Collects the last bytes a child process writes to stderr, for error messages.
@@ -815,4 +718,111 @@ pub(crate) fn tool_failure(
 /// Quotes an SQL identifier.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_none(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn url_fields_and_overrides() {
+        let mut c = PostgresConfig::from_url(
+            "postgres://al%40ice:s3cr%3At@db.example:6543/app?sslmode=disable&application_name=x",
+        );
+        let conn = c.resolve_with(&env_none).unwrap();
+        assert_eq!(conn.host(), "db.example");
+        assert_eq!(conn.port(), 6543);
+        assert_eq!(conn.user(), "al@ice");
+        assert_eq!(conn.database(), "app");
+        assert_eq!(conn.password.as_ref().unwrap().expose(), "s3cr:t");
+        let ci = conn.conninfo();
+        assert!(!ci.contains("s3cr"), "{ci}");
+        assert!(ci.contains("sslmode='disable'"), "{ci}");
+        let dbg = format!("{conn:?} {c:?}");
+        assert!(!dbg.contains("s3cr"), "{dbg}");
+        c.database = Some("other".into());
+        c.port = Some(7000);
+        let conn = c.resolve_with(&env_none).unwrap();
+        assert_eq!((conn.database(), conn.port()), ("other", 7000));
+    }
+
+    #[test]
+    fn environment_fills_gaps() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("h".to_string()),
+            "PGPORT" => Some("6000".to_string()),
+            "PGUSER" => Some("u".to_string()),
+            "PGPASSWORD" => Some("pw".to_string()),
+            _ => None,
+        };
+        let conn = PostgresConfig::default().resolve_with(&env).unwrap();
+        assert_eq!(conn.describe(), "h:6000/u as user u");
+        assert_eq!(conn.tool_env()[0].0, "PGPASSWORD");
+    }
+
+    #[test]
+    fn bad_config_is_one_clear_error() {
+        let e = PostgresConfig::from_url("mysql://x:pw@h/db")
+            .resolve_with(&env_none)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("postgres://") && !e.contains("pw@"), "{e}");
+        let e = PostgresConfig {
+            sslmode: Some("sometimes".into()),
+            ..Default::default()
+        }
+        .resolve_with(&env_none)
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("sslmode `sometimes`"), "{e}");
+        let env = |k: &str| (k == "PGPORT").then(|| "abc".to_string());
+        let e = PostgresConfig::default()
+            .resolve_with(&env)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("PGPORT"), "{e}");
+    }
+
+    #[test]
+    fn conninfo_quotes_values() {
+        let conn = PostgresConfig {
+            host: Some("h".into()),
+            database: Some("it's a \\ db".into()),
+            user: Some("u".into()),
+            ..Default::default()
+        }
+        .resolve_with(&env_none)
+        .unwrap();
+        assert_eq!(
+            conn.conninfo(),
+            "host='h' port=5432 user='u' dbname='it\\'s a \\\\ db'"
+        );
+    }
+
+    #[test]
+    fn passfile_matching() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("pgpass");
+        std::fs::write(&f, "# c\nother:*:*:*:no\nlocalhost:5432:*:bob:pa\\:ss\n").unwrap();
+        let p = passfile_lookup(&f, "/tmp/sock", 5432, "db", "bob").unwrap();
+        assert_eq!(p.expose(), "pa:ss");
+        assert!(passfile_lookup(&f, "localhost", 5433, "db", "bob").is_none());
+    }
+
+    #[test]
+    fn tool_versions() {
+        assert_eq!(
+            parse_tool_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n"),
+            Some((15, "15.18".to_string()))
+        );
+        assert_eq!(
+            parse_tool_version("pg_restore (PostgreSQL) 17devel"),
+            Some((17, "17devel".to_string()))
+        );
+        assert_eq!(parse_tool_version("bash 5"), None);
+    }
 }

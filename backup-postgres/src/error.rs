@@ -100,9 +100,7 @@ impl PostgresError {
             PostgresError::Connect { .. } => ErrorKind::Connection,
             PostgresError::NoSuchDatabase { .. } => ErrorKind::NotFound,
             PostgresError::Version(_) => ErrorKind::VersionMismatch,
-            PostgresError::NotEmpty { .. } | PostgresError::WrongArtifact(_) => {
-                ErrorKind::Refused
-            }
+            PostgresError::NotEmpty { .. } | PostgresError::WrongArtifact(_) => ErrorKind::Refused,
             PostgresError::Mismatch(_) => ErrorKind::Verification,
             PostgresError::Query { .. } | PostgresError::Tool { .. } | PostgresError::Io { .. } => {
                 ErrorKind::Other

@@ -70,7 +70,10 @@ pub fn read_archive(input: &mut dyn Read) -> Result<Contents> {
     let mut contents = Contents::default();
     contents.fact(
         "archive_version",
-        format!("{}.{}-{}", header.version.0, header.version.1, header.version.2),
+        format!(
+            "{}.{}-{}",
+            header.version.0, header.version.1, header.version.2
+        ),
     );
     contents.fact("format", "custom");
     contents.fact("compression", header.compression.clone());
@@ -266,7 +269,7 @@ fn read_header(r: &mut Input) -> Result<Header> {
     } else {
         0
     };
-    if major != 1 || minor < 10 || minor > 16 {
+    if major != 1 || !(10..=16).contains(&minor) {
         return Err(invalid(format!(
             "archive version {major}.{minor}-{rev} is not supported (this reader knows 1.10 to 1.16, written by pg_dump 9.0 to 17)"
         )));

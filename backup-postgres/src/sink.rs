@@ -31,7 +31,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin};
 
-use crate::config::{major_of, quote_ident, tool_failure, Connection, PostgresConfig, StderrTail, Tool};
+use crate::config::{
+    major_of, quote_ident, tool_failure, Connection, PostgresConfig, StderrTail, Tool,
+};
 use crate::error::{PgResult, PostgresError};
 use crate::format::FORMAT;
 use crate::source::KIND;
@@ -67,7 +69,12 @@ impl RestoreTarget {
     }
 
     fn validate(&self) -> PgResult<()> {
-        if self.schemas.iter().chain(&self.tables).any(|p| p.trim().is_empty()) {
+        if self
+            .schemas
+            .iter()
+            .chain(&self.tables)
+            .any(|p| p.trim().is_empty())
+        {
             return Err(PostgresError::Config(
                 "--schema and --table need a non-empty name".into(),
             ));
@@ -214,7 +221,13 @@ impl PostgresSink {
             .source
             .get("pg_dump_version")
             .and_then(|v| v.as_str())
-            .or_else(|| manifest.contents.facts.get("pg_dump_version").map(String::as_str));
+            .or_else(|| {
+                manifest
+                    .contents
+                    .facts
+                    .get("pg_dump_version")
+                    .map(String::as_str)
+            });
         if let Some(v) = dumped_by {
             if let Some(m) = major_of(v) {
                 if tool.major < m {
@@ -269,8 +282,13 @@ impl PostgresSink {
             None
         };
         let preamble = self.preamble(manifest);
-        let mut procs =
-            Processes::start(&self.conn, &self.target, &pg_restore, psql.as_ref(), preamble)?;
+        let mut procs = Processes::start(
+            &self.conn,
+            &self.target,
+            &pg_restore,
+            psql.as_ref(),
+            preamble,
+        )?;
         let fed = feed(&mut *input, procs.stdin.take().expect("piped")).await;
         match fed {
             Fed::InputFailed(e, bytes, stdin) => {
@@ -324,7 +342,10 @@ impl PostgresSink {
         if let Some(tables) = manifest.contents.counts.get("tables") {
             for t in &self.target.tables {
                 for key in tables.keys() {
-                    if let Some(ns) = key.strip_suffix(t.as_str()).and_then(|k| k.strip_suffix('.')) {
+                    if let Some(ns) = key
+                        .strip_suffix(t.as_str())
+                        .and_then(|k| k.strip_suffix('.'))
+                    {
                         schemas.push(ns.to_string());
                     }
                 }
@@ -360,7 +381,11 @@ impl PostgresSink {
 
 #[async_trait]
 impl Sink for PostgresSink {
-    async fn restore(&mut self, manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+    async fn restore(
+        &mut self,
+        manifest: &Manifest,
+        input: StreamReader<'_>,
+    ) -> Result<SinkReport> {
         self.check_manifest(manifest)?;
         let created = self.prepare_target().await?;
         let result = self.run(manifest, input).await;
@@ -374,7 +399,10 @@ impl Sink for PostgresSink {
 }
 
 /// Refuses a database holding any user object.
-pub(crate) async fn check_empty(conn: &Connection, client: &tokio_postgres::Client) -> PgResult<()> {
+pub(crate) async fn check_empty(
+    conn: &Connection,
+    client: &tokio_postgres::Client,
+) -> PgResult<()> {
     // Objects that belong to an extension (pg_depend 'e') are not the user's; plpgsql
     // and the public schema come with every database.
     let sql = r#"
@@ -431,7 +459,10 @@ SELECT what FROM (
 pub async fn create_database(maintenance: &Connection, name: &str) -> PgResult<()> {
     let client = maintenance.connect().await?;
     client
-        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name)))
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            quote_ident(name)
+        ))
         .await
         .map_err(|e| maintenance.query_error(&format!("creating database \"{name}\""), e))?;
     tracing::info!(database = name, "created database");
@@ -519,7 +550,9 @@ impl Processes {
         let mut cmd = tokio::process::Command::new(&pg_restore.path);
         cmd.arg("--format=custom").args(target.pg_restore_args());
         conn.apply_env(&mut cmd);
-        cmd.stdin(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.stdin(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         if psql.is_none() {
             cmd.arg("--single-transaction")
                 .arg("--exit-on-error")
@@ -529,9 +562,9 @@ impl Processes {
         } else {
             cmd.arg("--file=-").stdout(Stdio::piped());
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| PostgresError::Binary(format!("cannot start {}: {e}", pg_restore.path.display())))?;
+        let mut child = cmd.spawn().map_err(|e| {
+            PostgresError::Binary(format!("cannot start {}: {e}", pg_restore.path.display()))
+        })?;
         let stdin = child.stdin.take();
         let err = StderrTail::spawn("pg_restore", child.stderr.take().expect("piped"));
         let psql_stage = match psql {
@@ -637,7 +670,11 @@ impl Processes {
                 return Err(PostgresError::Tool {
                     tool: "psql".into(),
                     status: "stopped reading the restore script".into(),
-                    detail: if perr.is_empty() { String::new() } else { format!(": {perr}") },
+                    detail: if perr.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {perr}")
+                    },
                 });
             }
             // Every check passed and psql has all the SQL: let it commit.

@@ -58,7 +58,9 @@ impl DumpOptions {
             ("exclude-table-data", &self.exclude_table_data),
         ] {
             if list.iter().any(|p| p.trim().is_empty()) {
-                return Err(PostgresError::Config(format!("--{flag} needs a non-empty pattern")));
+                return Err(PostgresError::Config(format!(
+                    "--{flag} needs a non-empty pattern"
+                )));
             }
         }
         Ok(())
@@ -104,7 +106,9 @@ impl ServerInfo {
 }
 
 /// Asks the server for its version, database and extensions.
-pub(crate) async fn server_info(conn: &Connection) -> PgResult<(String, u32, String, Vec<(String, String)>)> {
+pub(crate) async fn server_info(
+    conn: &Connection,
+) -> PgResult<(String, u32, String, Vec<(String, String)>)> {
     let client = conn.connect().await?;
     let row = client
         .query_one(
@@ -247,7 +251,11 @@ impl PostgresSource {
 }
 
 /// Refuses a client binary older than the server.
-pub(crate) fn check_tool_version(tool: &Tool, server_major: u32, server_version: &str) -> PgResult<()> {
+pub(crate) fn check_tool_version(
+    tool: &Tool,
+    server_major: u32,
+    server_version: &str,
+) -> PgResult<()> {
     if tool.major < server_major {
         return Err(PostgresError::Version(format!(
             "{name} {tv} ({path}) is older than the server (PostgreSQL {sv}): a dump made by an older {name} can be incomplete. Install the PostgreSQL {m} client (e.g. postgresql-client-{m}) and point --pg-bin-dir / PG_BIN_DIR at its bin directory (e.g. /usr/lib/postgresql/{m}/bin)",
@@ -394,7 +402,8 @@ impl FormatReader for GlobalsFormat {
         if total > 0 && !seen_header {
             return Err(Error::Format {
                 format: GLOBALS_FORMAT.into(),
-                reason: "not a pg_dumpall script: no \"PostgreSQL database cluster dump\" header".into(),
+                reason: "not a pg_dumpall script: no \"PostgreSQL database cluster dump\" header"
+                    .into(),
             });
         }
         Ok(contents)
@@ -409,7 +418,9 @@ pub struct GlobalsSource {
 
 impl std::fmt::Debug for GlobalsSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GlobalsSource").field("conn", &self.conn).finish()
+        f.debug_struct("GlobalsSource")
+            .field("conn", &self.conn)
+            .finish()
     }
 }
 

@@ -75,7 +75,9 @@ pub async fn verify_restore_as(
         return Err(Error::datastore(
             "postgres",
             ErrorKind::Other,
-            format!("verification passed but the scratch database {scratch} could not be dropped: {e}"),
+            format!(
+                "verification passed but the scratch database {scratch} could not be dropped: {e}"
+            ),
         ));
     }
     checks.insert(
@@ -96,7 +98,13 @@ pub async fn verify_restore_as(
 fn scratch_name(backup_id: &str) -> String {
     let id: String = backup_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(40)
         .collect();
     let salt: u32 = rand::thread_rng().gen_range(0..0x100_0000);
@@ -130,17 +138,25 @@ pub async fn compare_live_counts(conn: &Connection, manifest: &Manifest) -> PgRe
     let mut rows_total = 0u64;
     for (name, &expected) in tables {
         let Some((ns, rel)) = live.get(name) else {
-            diffs.push(format!("table {name} is missing (the manifest records {expected} rows)"));
+            diffs.push(format!(
+                "table {name} is missing (the manifest records {expected} rows)"
+            ));
             continue;
         };
-        let sql = format!("SELECT count(*) FROM ONLY {}.{}", quote_ident(ns), quote_ident(rel));
+        let sql = format!(
+            "SELECT count(*) FROM ONLY {}.{}",
+            quote_ident(ns),
+            quote_ident(rel)
+        );
         let found: i64 = client
             .query_one(&sql, &[])
             .await
             .map_err(|e| conn.query_error(&format!("counting the rows of {name}"), e))?
             .get(0);
         if found as u64 != expected {
-            diffs.push(format!("table {name}: {found} rows live, the manifest records {expected}"));
+            diffs.push(format!(
+                "table {name}: {found} rows live, the manifest records {expected}"
+            ));
         }
         rows_total += expected;
     }
@@ -160,7 +176,9 @@ pub async fn compare_live_counts(conn: &Connection, manifest: &Manifest) -> PgRe
             .map_err(|e| conn.query_error("counting large objects", e))?
             .get(0);
         if found as u64 != *expected {
-            diffs.push(format!("{found} large objects live, the manifest records {expected}"));
+            diffs.push(format!(
+                "{found} large objects live, the manifest records {expected}"
+            ));
         } else {
             checks.push(format!("{found} large objects"));
         }

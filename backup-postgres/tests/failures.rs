@@ -28,9 +28,13 @@ async fn small_backup() -> (TempDb, tempfile::TempDir, BackupStore, KeyPair, Man
     exec(&src.name, SMALL_SCHEMA).await;
     let (dir, store, keys) = store();
     let mut source = PostgresSource::new(&config(&src.name), DumpOptions::default()).unwrap();
-    let manifest = backup_postgres::backup(&store, &mut source, BackupOptions::new("bad", keys.encryption()))
-        .await
-        .unwrap();
+    let manifest = backup_postgres::backup(
+        &store,
+        &mut source,
+        BackupOptions::new("bad", keys.encryption()),
+    )
+    .await
+    .unwrap();
     (src, dir, store, keys, manifest)
 }
 
@@ -43,26 +47,51 @@ fn opts(keys: &KeyPair) -> RestoreOptions {
 
 /// Stores `bytes` as the manifest's artifact, and returns a manifest whose stored size
 /// and digest describe them (so only the age authentication can catch a tampering).
-async fn replace_artifact(store: &BackupStore, manifest: &Manifest, bytes: Vec<u8>, fix_manifest: bool) -> Manifest {
+async fn replace_artifact(
+    store: &BackupStore,
+    manifest: &Manifest,
+    bytes: Vec<u8>,
+    fix_manifest: bool,
+) -> Manifest {
     let mut m = manifest.clone();
     if fix_manifest {
         m.artifact.stored_size = bytes.len() as u64;
         m.artifact.stored_sha256 = hex::encode(Sha256::digest(&bytes));
     }
-    store.put_bytes(&manifest.artifact.key, bytes).await.unwrap();
+    store
+        .put_bytes(&manifest.artifact.key, bytes)
+        .await
+        .unwrap();
     m
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_truncated_tampered_or_wrongly_keyed_artifacts_leave_the_target_as_it_was() {
     let (_src, _dir, store, keys, manifest) = small_backup().await;
-    let original = store.get_bytes(&manifest.artifact.key).await.unwrap().to_vec();
-    assert!(original.len() > 1_000_000, "artifact too small to span many chunks: {}", original.len());
+    let original = store
+        .get_bytes(&manifest.artifact.key)
+        .await
+        .unwrap()
+        .to_vec();
+    assert!(
+        original.len() > 1_000_000,
+        "artifact too small to span many chunks: {}",
+        original.len()
+    );
 
     // A target in a known state: the backup restored, then changed.
     let target = TempDb::named("bad_target");
-    let mut sink = PostgresSink::new(&config(&target.name), RestoreTarget { create_db: true, ..Default::default() }).unwrap();
-    backup_core::restore(&store, &manifest, "data", &mut sink, &opts(&keys)).await.unwrap();
+    let mut sink = PostgresSink::new(
+        &config(&target.name),
+        RestoreTarget {
+            create_db: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    backup_core::restore(&store, &manifest, "data", &mut sink, &opts(&keys))
+        .await
+        .unwrap();
     exec(&target.name, "DELETE FROM app.orders WHERE id > 50000; UPDATE app.customers SET name = 'changed' WHERE id < 10; CREATE TABLE public.marker (x int); INSERT INTO public.marker VALUES (1)").await;
     let before = fingerprint(&target.name).await;
 
@@ -70,13 +99,38 @@ async fn corrupted_truncated_tampered_or_wrongly_keyed_artifacts_leave_the_targe
     let mut cases: Vec<(&str, Vec<u8>, bool, RestoreOptions)> = Vec::new();
     let mut flipped_end = original.clone();
     flipped_end[near_end] ^= 0x01;
-    cases.push(("a flipped byte near the end", flipped_end.clone(), false, opts(&keys)));
+    cases.push((
+        "a flipped byte near the end",
+        flipped_end.clone(),
+        false,
+        opts(&keys),
+    ));
     let mut flipped_mid = original.clone();
     flipped_mid[original.len() / 2] ^= 0x80;
-    cases.push(("a flipped byte in the middle", flipped_mid, false, opts(&keys)));
-    cases.push(("a truncated artifact", original[..original.len() - 1000].to_vec(), false, opts(&keys)));
-    cases.push(("a tampered artifact whose manifest digest was forged", flipped_end, true, opts(&keys)));
-    cases.push(("a wrong key", original.clone(), false, opts(&KeyPair::generate())));
+    cases.push((
+        "a flipped byte in the middle",
+        flipped_mid,
+        false,
+        opts(&keys),
+    ));
+    cases.push((
+        "a truncated artifact",
+        original[..original.len() - 1000].to_vec(),
+        false,
+        opts(&keys),
+    ));
+    cases.push((
+        "a tampered artifact whose manifest digest was forged",
+        flipped_end,
+        true,
+        opts(&keys),
+    ));
+    cases.push((
+        "a wrong key",
+        original.clone(),
+        false,
+        opts(&KeyPair::generate()),
+    ));
 
     for (what, bytes, forge, key_opts) in cases {
         for selective in [false, true] {
@@ -85,7 +139,11 @@ async fn corrupted_truncated_tampered_or_wrongly_keyed_artifacts_leave_the_targe
                 &config(&target.name),
                 RestoreTarget {
                     replace: true,
-                    tables: if selective { vec!["orders".into()] } else { vec![] },
+                    tables: if selective {
+                        vec!["orders".into()]
+                    } else {
+                        vec![]
+                    },
                     ..Default::default()
                 },
             )
@@ -98,30 +156,60 @@ async fn corrupted_truncated_tampered_or_wrongly_keyed_artifacts_leave_the_targe
                 "{what} (selective {selective}): unexpected error kind {:?}: {err}",
                 err.kind()
             );
-            assert!(err.to_string().contains(&manifest.backup_id.to_string()), "{what}: {err}");
-            assert_eq!(fingerprint(&target.name).await, before, "{what} (selective {selective}) changed the target");
+            assert!(
+                err.to_string().contains(&manifest.backup_id.to_string()),
+                "{what}: {err}"
+            );
+            assert_eq!(
+                fingerprint(&target.name).await,
+                before,
+                "{what} (selective {selective}) changed the target"
+            );
         }
         // Into a database the sink creates: it is dropped again.
         let m = replace_artifact(&store, &manifest, bytes.clone(), forge).await;
         let fresh = TempDb::named("bad_fresh");
-        let mut sink = PostgresSink::new(&config(&fresh.name), RestoreTarget { create_db: true, ..Default::default() }).unwrap();
+        let mut sink = PostgresSink::new(
+            &config(&fresh.name),
+            RestoreTarget {
+                create_db: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         backup_core::restore(&store, &m, "data", &mut sink, &key_opts)
             .await
             .expect_err(what);
-        assert!(!db_exists(&fresh.name).await, "{what}: the database created for the failed restore is still there");
+        assert!(
+            !db_exists(&fresh.name).await,
+            "{what}: the database created for the failed restore is still there"
+        );
     }
 
     // The intact artifact still restores (the checks above were not false alarms).
     replace_artifact(&store, &manifest, original, false).await;
-    let mut sink = PostgresSink::new(&config(&target.name), RestoreTarget { replace: true, ..Default::default() }).unwrap();
-    backup_core::restore(&store, &manifest, "data", &mut sink, &opts(&keys)).await.unwrap();
+    let mut sink = PostgresSink::new(
+        &config(&target.name),
+        RestoreTarget {
+            replace: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    backup_core::restore(&store, &manifest, "data", &mut sink, &opts(&keys))
+        .await
+        .unwrap();
     assert_eq!(live_counts(&target.name).await["app.orders"], 60000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_connections_and_tools_are_clear_errors_with_no_manifest() {
     let src = TempDb::create("conn_src").await;
-    exec(&src.name, "CREATE TABLE t (x int); INSERT INTO t VALUES (1)").await;
+    exec(
+        &src.name,
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
+    )
+    .await;
     let (_dir, store, keys) = store();
     let (host, port) = host_port();
     let encryption = keys.encryption();
@@ -130,7 +218,8 @@ async fn bad_connections_and_tools_are_clear_errors_with_no_manifest() {
         let encryption = encryption.clone();
         async move {
             let mut source = PostgresSource::new(&config, options)?;
-            backup_postgres::backup(&store, &mut source, BackupOptions::new("conn", encryption)).await
+            backup_postgres::backup(&store, &mut source, BackupOptions::new("conn", encryption))
+                .await
         }
     };
 
@@ -140,7 +229,10 @@ async fn bad_connections_and_tools_are_clear_errors_with_no_manifest() {
     let err = backup(c, DumpOptions::default()).await.unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Connection, "{msg}");
-    assert!(msg.contains(&format!("{host}:{port}")) && msg.contains("password authentication failed"), "{msg}");
+    assert!(
+        msg.contains(&format!("{host}:{port}")) && msg.contains("password authentication failed"),
+        "{msg}"
+    );
     assert!(!msg.contains("not-the-password-42"), "{msg}");
 
     // Unreachable host.
@@ -151,9 +243,15 @@ async fn bad_connections_and_tools_are_clear_errors_with_no_manifest() {
     assert!(err.to_string().contains(&format!("{host}:1")), "{err}");
 
     // Missing database.
-    let err = backup(config("no_such_database_here"), DumpOptions::default()).await.unwrap_err();
+    let err = backup(config("no_such_database_here"), DumpOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    assert!(err.to_string().contains("\"no_such_database_here\" does not exist"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("\"no_such_database_here\" does not exist"),
+        "{err}"
+    );
 
     // pg_dump older than the server. Only PostgreSQL 15 binaries exist on this
     // machine, so this is a FAKE pg_dump: a script reporting version 14 that records
@@ -175,7 +273,10 @@ async fn bad_connections_and_tools_are_clear_errors_with_no_manifest() {
     let err = backup(c, DumpOptions::default()).await.unwrap_err();
     let msg = err.to_string();
     assert_eq!(err.kind(), ErrorKind::VersionMismatch, "{msg}");
-    assert!(msg.contains("14.11") && msg.contains("postgresql-client-15") && msg.contains("PG_BIN_DIR"), "{msg}");
+    assert!(
+        msg.contains("14.11") && msg.contains("postgresql-client-15") && msg.contains("PG_BIN_DIR"),
+        "{msg}"
+    );
     assert!(!ran.exists(), "the too-old pg_dump was run to dump");
 
     // A binary directory without pg_dump.
@@ -187,37 +288,70 @@ async fn bad_connections_and_tools_are_clear_errors_with_no_manifest() {
     // pg_dump itself failing (no table matches): non-zero exit, its message shown.
     let err = backup(
         config(&src.name),
-        DumpOptions { tables: vec!["no_such_table".into()], ..Default::default() },
+        DumpOptions {
+            tables: vec!["no_such_table".into()],
+            ..Default::default()
+        },
     )
     .await
     .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("pg_dump failed") && msg.contains("no matching tables"), "{msg}");
+    assert!(
+        msg.contains("pg_dump failed") && msg.contains("no matching tables"),
+        "{msg}"
+    );
 
     // None of these left a backup behind.
-    assert!(store.list(None).await.unwrap().is_empty(), "a failed backup wrote a manifest");
+    assert!(
+        store.list(None).await.unwrap().is_empty(),
+        "a failed backup wrote a manifest"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn artifacts_of_another_kind_or_format_are_refused_and_level3_mismatches_name_the_table() {
     let (_src, _dir, store, keys, manifest) = small_backup().await;
     let target = TempDb::create("kind_target").await;
-    exec(&target.name, "CREATE TABLE keep (x int); INSERT INTO keep VALUES (7)").await;
+    exec(
+        &target.name,
+        "CREATE TABLE keep (x int); INSERT INTO keep VALUES (7)",
+    )
+    .await;
     let before = fingerprint(&target.name).await;
 
     // A Redis backup (a raw stream recorded as kind `redis`).
     let mut other = ReaderSource::new(&b"REDIS0010 not a pg archive"[..], "redis");
-    let foreign = backup_core::backup(&store, &mut other, BackupOptions::new("cache", keys.encryption()))
-        .await
-        .unwrap();
+    let foreign = backup_core::backup(
+        &store,
+        &mut other,
+        BackupOptions::new("cache", keys.encryption()),
+    )
+    .await
+    .unwrap();
     // A `postgres` backup whose artifact is not a pg_dump archive.
     let mut raw = ReaderSource::new(&b"-- plain SQL"[..], "postgres");
-    let not_archive = backup_core::backup(&store, &mut raw, BackupOptions::new("raw", keys.encryption()))
-        .await
+    let not_archive = backup_core::backup(
+        &store,
+        &mut raw,
+        BackupOptions::new("raw", keys.encryption()),
+    )
+    .await
+    .unwrap();
+    for (m, needle) in [
+        (&foreign, "`redis` backup"),
+        (&not_archive, "not a pg_dump custom archive"),
+    ] {
+        let mut sink = PostgresSink::new(
+            &config(&target.name),
+            RestoreTarget {
+                replace: true,
+                ..Default::default()
+            },
+        )
         .unwrap();
-    for (m, needle) in [(&foreign, "`redis` backup"), (&not_archive, "not a pg_dump custom archive")] {
-        let mut sink = PostgresSink::new(&config(&target.name), RestoreTarget { replace: true, ..Default::default() }).unwrap();
-        let err = backup_core::restore(&store, m, "data", &mut sink, &opts(&keys)).await.unwrap_err();
+        let err = backup_core::restore(&store, m, "data", &mut sink, &opts(&keys))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
         assert!(err.to_string().contains(needle), "{err}");
         assert_eq!(fingerprint(&target.name).await, before);
@@ -238,13 +372,22 @@ async fn artifacts_of_another_kind_or_format_are_refused_and_level3_mismatches_n
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Verification, "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("app.orders: 60000 rows live, the manifest records 60001"), "{msg}");
+    assert!(
+        msg.contains("app.orders: 60000 rows live, the manifest records 60001"),
+        "{msg}"
+    );
     assert!(!msg.contains("app.customers"), "{msg}");
     let prefix: String = manifest
         .backup_id
         .to_string()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     let c = connect("postgres").await;
     let left: i64 = c

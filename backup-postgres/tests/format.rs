@@ -22,11 +22,24 @@ fn pg_dump(db: &str, flags: &[&str]) -> Vec<u8> {
     let (_, pw) = server();
     let out = Command::new(pg_bin("pg_dump"))
         .args(flags)
-        .args(["-h", &host, "-p", &port.to_string(), "-U", "postgres", "-d", db])
+        .args([
+            "-h",
+            &host,
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
         .env("PGPASSWORD", pw)
         .output()
         .unwrap();
-    assert!(out.status.success(), "pg_dump: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -35,11 +48,21 @@ fn pg_restore_list(archive: &[u8]) -> (u64, u64) {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("a.dump");
     std::fs::write(&f, archive).unwrap();
-    let out = Command::new(pg_bin("pg_restore")).arg("--list").arg(&f).output().unwrap();
+    let out = Command::new(pg_bin("pg_restore"))
+        .arg("--list")
+        .arg(&f)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    let entries: Vec<&str> = text.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).collect();
-    let data = entries.iter().filter(|l| l.contains(" TABLE DATA ")).count();
+    let entries: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .collect();
+    let data = entries
+        .iter()
+        .filter(|l| l.contains(" TABLE DATA "))
+        .count();
     let header: u64 = text
         .lines()
         .find_map(|l| l.split("TOC Entries:").nth(1))
@@ -96,8 +119,10 @@ async fn every_truncation_and_foreign_dumps_are_clear_errors() {
     // Every proper prefix is refused as truncated, including cuts between two data
     // blocks.
     for cut in 0..archive.len() {
-        let err = read_archive(&mut &archive[..cut])
-            .expect_err(&format!("a cut at byte {cut} of {} was accepted", archive.len()));
+        let err = read_archive(&mut &archive[..cut]).expect_err(&format!(
+            "a cut at byte {cut} of {} was accepted",
+            archive.len()
+        ));
         let msg = err.to_string();
         assert!(msg.contains("truncated"), "cut at {cut}: {msg}");
     }
@@ -123,7 +148,10 @@ async fn every_truncation_and_foreign_dumps_are_clear_errors() {
     exec(&rich.name, RICH_SCHEMA).await;
     let big = pg_dump(&rich.name, &["-Fc", "-Z0"]);
     let step = (big.len() / 300).max(1);
-    for cut in (0..big.len()).step_by(step).chain(big.len() - 64..big.len()) {
+    for cut in (0..big.len())
+        .step_by(step)
+        .chain(big.len() - 64..big.len())
+    {
         let msg = read_archive(&mut &big[..cut]).unwrap_err().to_string();
         assert!(msg.contains("truncated"), "cut at {cut}: {msg}");
     }

@@ -23,35 +23,60 @@ async fn pgbench_70_round_trip() {
     // d: drop, t: tables, G: server-side generation, p: primary keys (no vacuum).
     let out = Command::new(pgbench)
         .args(["-i", "-s", "70", "-I", "dtGp", "-q"])
-        .args(["-h", &host, "-p", &port.to_string(), "-U", "postgres", &src.name])
+        .args([
+            "-h",
+            &host,
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            &src.name,
+        ])
         .env("PGPASSWORD", &pw)
         .output()
         .unwrap();
-    assert!(out.status.success(), "pgbench: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t_load = started.elapsed();
 
     let (_dir, store, keys) = store();
     let t = Instant::now();
     let mut source = PostgresSource::new(&config(&src.name), DumpOptions::default()).unwrap();
-    let manifest = backup_postgres::backup(&store, &mut source, BackupOptions::new("pgbench", keys.encryption()))
-        .await
-        .unwrap();
+    let manifest = backup_postgres::backup(
+        &store,
+        &mut source,
+        BackupOptions::new("pgbench", keys.encryption()),
+    )
+    .await
+    .unwrap();
     let t_backup = t.elapsed();
     let tables = &manifest.contents.counts["tables"];
     assert_eq!(tables["public.pgbench_accounts"], 7_000_000);
     assert_eq!(tables["public.pgbench_branches"], 70);
     assert_eq!(tables["public.pgbench_tellers"], 700);
     assert_eq!(tables, &live_counts(&src.name).await);
-    assert!(manifest.artifact.plaintext_size > 500_000_000, "{}", manifest.artifact.plaintext_size);
+    assert!(
+        manifest.artifact.plaintext_size > 500_000_000,
+        "{}",
+        manifest.artifact.plaintext_size
+    );
 
-    let opts = RestoreOptions { decryption: Some(keys.decryption().into()), ..Default::default() };
+    let opts = RestoreOptions {
+        decryption: Some(keys.decryption().into()),
+        ..Default::default()
+    };
     let t = Instant::now();
     backup_core::verify_stored(&store, &manifest).await.unwrap();
     let t_v1 = t.elapsed();
     let t = Instant::now();
     let mut formats = FormatRegistry::new();
     backup_postgres::register_formats(&mut formats);
-    backup_core::verify_content(&store, &manifest, &formats, &opts).await.unwrap();
+    backup_core::verify_content(&store, &manifest, &formats, &opts)
+        .await
+        .unwrap();
     let t_v2 = t.elapsed();
     let t = Instant::now();
     let report = backup_postgres::verify_restore(&store, &manifest, &config("postgres"), &opts)
@@ -64,8 +89,17 @@ async fn pgbench_70_round_trip() {
 
     let t = Instant::now();
     let dst = TempDb::named("pgbench70_dst");
-    let mut sink = PostgresSink::new(&config(&dst.name), RestoreTarget { create_db: true, ..Default::default() }).unwrap();
-    backup_core::restore(&store, &manifest, "data", &mut sink, &opts).await.unwrap();
+    let mut sink = PostgresSink::new(
+        &config(&dst.name),
+        RestoreTarget {
+            create_db: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
+        .await
+        .unwrap();
     let t_restore = t.elapsed();
     assert_eq!(&live_counts(&dst.name).await, tables);
     eprintln!(

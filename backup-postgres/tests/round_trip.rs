@@ -27,9 +27,13 @@ async fn rich_schema_round_trip() {
         },
     )
     .unwrap();
-    let manifest = backup_postgres::backup(&store, &mut source, BackupOptions::new("rich", keys.encryption()))
-        .await
-        .unwrap();
+    let manifest = backup_postgres::backup(
+        &store,
+        &mut source,
+        BackupOptions::new("rich", keys.encryption()),
+    )
+    .await
+    .unwrap();
 
     // The contents summary equals what the live database holds.
     let live = live_counts(&src.name).await;
@@ -44,17 +48,41 @@ async fn rich_schema_round_trip() {
     assert_eq!(lo["count"], 2);
     assert_eq!(lo["bytes"], 5 + 13 * 20000);
     let objects = manifest.contents.counts.get("objects").unwrap();
-    for kind in ["TABLE", "VIEW", "MATERIALIZED VIEW", "FUNCTION", "TRIGGER", "INDEX", "SEQUENCE", "TYPE", "DOMAIN", "EXTENSION", "COMMENT", "FK CONSTRAINT", "BLOB", "SCHEMA"] {
-        assert!(objects.get(kind).copied().unwrap_or(0) > 0, "no {kind} in {objects:?}");
+    for kind in [
+        "TABLE",
+        "VIEW",
+        "MATERIALIZED VIEW",
+        "FUNCTION",
+        "TRIGGER",
+        "INDEX",
+        "SEQUENCE",
+        "TYPE",
+        "DOMAIN",
+        "EXTENSION",
+        "COMMENT",
+        "FK CONSTRAINT",
+        "BLOB",
+        "SCHEMA",
+    ] {
+        assert!(
+            objects.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} in {objects:?}"
+        );
     }
     assert_eq!(manifest.contents.facts["archive_version"], "1.14-0");
     assert_eq!(manifest.contents.facts["database"], src.name);
     assert!(manifest.contents.facts["server_version"].starts_with("15."));
     assert_eq!(manifest.datastore.kind, "postgres");
     assert_eq!(manifest.source["database"], src.name.as_str());
-    assert!(manifest.source["server_version"].as_str().unwrap().starts_with("15."));
-    assert!(manifest.source["pg_dump_version"].as_str().unwrap().starts_with("15."));
-    assert_eq!(manifest.source["extensions"]["hstore"].as_str().is_some(), true);
+    assert!(manifest.source["server_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("15."));
+    assert!(manifest.source["pg_dump_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("15."));
+    assert!(manifest.source["extensions"]["hstore"].as_str().is_some());
     // The globals artifact: roles of the cluster.
     assert_eq!(manifest.attachments.len(), 1);
     assert_eq!(manifest.attachments[0].artifact.name, "globals");
@@ -89,17 +117,31 @@ async fn rich_schema_round_trip() {
     let report = backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
         .await
         .unwrap();
-    assert!(report.summary[0].contains("restored"), "{:?}", report.summary);
+    assert!(
+        report.summary[0].contains("restored"),
+        "{:?}",
+        report.summary
+    );
     let (a, b) = (fingerprint(&src.name).await, fingerprint(&dst.name).await);
     assert!(a.len() > 20, "{a:?}");
-    assert_eq!(a, b, "fingerprints differ between source and restored database");
-    assert!(a["S app.counter"].starts_with("4242/"), "{}", a["S app.counter"]);
+    assert_eq!(
+        a, b,
+        "fingerprints differ between source and restored database"
+    );
+    assert!(
+        a["S app.counter"].starts_with("4242/"),
+        "{}",
+        a["S app.counter"]
+    );
 }
 
 async fn no_scratch_databases() -> bool {
     let c = connect("postgres").await;
     let n: i64 = c
-        .query_one("SELECT count(*) FROM pg_database WHERE datname LIKE 'dbseal_verify_%'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'dbseal_verify_%'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -112,9 +154,13 @@ async fn selective_and_replace_restores() {
     exec(&src.name, RICH_SCHEMA).await;
     let (_dir, store, keys) = store();
     let mut source = PostgresSource::new(&config(&src.name), DumpOptions::default()).unwrap();
-    let manifest = backup_postgres::backup(&store, &mut source, BackupOptions::new("sel", keys.encryption()))
-        .await
-        .unwrap();
+    let manifest = backup_postgres::backup(
+        &store,
+        &mut source,
+        BackupOptions::new("sel", keys.encryption()),
+    )
+    .await
+    .unwrap();
     let opts = RestoreOptions {
         decryption: Some(keys.decryption().into()),
         ..Default::default()
@@ -161,14 +207,21 @@ async fn selective_and_replace_restores() {
 
     // A non-empty target is refused...
     let dst3 = TempDb::create("replace").await;
-    exec(&dst3.name, "CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (1)").await;
+    exec(
+        &dst3.name,
+        "CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (1)",
+    )
+    .await;
     let mut sink = PostgresSink::new(&config(&dst3.name), RestoreTarget::default()).unwrap();
     let err = backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
     let msg = err.to_string();
-    assert!(msg.contains("not empty") && msg.contains("keep_me") && msg.contains("--replace"), "{msg}");
+    assert!(
+        msg.contains("not empty") && msg.contains("keep_me") && msg.contains("--replace"),
+        "{msg}"
+    );
     assert_eq!(live_counts(&dst3.name).await.len(), 1);
 
     // ... and replaced when asked: the backup's objects are recreated, others stay.

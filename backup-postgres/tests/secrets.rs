@@ -27,14 +27,21 @@ impl std::io::Write for Logs {
 
 /// Scans every process's command line until stopped: (tool command lines seen, any
 /// command line containing the secret).
-fn scan_cmdlines(secret: String, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(Vec<String>, Vec<String>)> {
+fn scan_cmdlines(
+    secret: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(Vec<String>, Vec<String>)> {
     std::thread::spawn(move || {
         let mut seen = Vec::new();
         let mut leaks = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            let Ok(dir) = std::fs::read_dir("/proc") else { break };
+            let Ok(dir) = std::fs::read_dir("/proc") else {
+                break;
+            };
             for entry in dir.flatten() {
-                let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else { continue };
+                let Ok(raw) = std::fs::read(entry.path().join("cmdline")) else {
+                    continue;
+                };
                 let line = String::from_utf8_lossy(&raw).replace('\0', " ");
                 if line.contains(&secret) {
                     leaks.push(line.clone());
@@ -73,34 +80,71 @@ async fn password_in_no_argv_log_manifest_debug_or_error() {
     let stop = Arc::new(AtomicBool::new(false));
     let scanner = scan_cmdlines(pw.clone(), stop.clone());
     let (_dir, store, keys) = store();
-    let mut source = PostgresSource::new(&cfg, DumpOptions { globals: true, ..Default::default() }).unwrap();
-    let manifest = backup_postgres::backup(&store, &mut source, BackupOptions::new("secret", keys.encryption()))
-        .await
-        .unwrap();
-    let opts = RestoreOptions { decryption: Some(keys.decryption().into()), ..Default::default() };
+    let mut source = PostgresSource::new(
+        &cfg,
+        DumpOptions {
+            globals: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let manifest = backup_postgres::backup(
+        &store,
+        &mut source,
+        BackupOptions::new("secret", keys.encryption()),
+    )
+    .await
+    .unwrap();
+    let opts = RestoreOptions {
+        decryption: Some(keys.decryption().into()),
+        ..Default::default()
+    };
     // pg_restore (whole restore) and pg_restore | psql (selective restore).
     let mut server_cfg = PostgresConfig::from_url(with_pw.clone());
     server_cfg.database = Some("postgres".into());
-    backup_postgres::verify_restore(&store, &manifest, &server_cfg, &opts).await.unwrap();
+    backup_postgres::verify_restore(&store, &manifest, &server_cfg, &opts)
+        .await
+        .unwrap();
     let dst = TempDb::named("secret_dst");
     let mut dst_cfg = PostgresConfig::from_url(with_pw.clone());
     dst_cfg.database = Some(dst.name.clone());
-    let mut sink = PostgresSink::new(&dst_cfg, RestoreTarget { create_db: true, tables: vec!["t".into()], ..Default::default() }).unwrap();
-    backup_core::restore(&store, &manifest, "data", &mut sink, &opts).await.unwrap();
+    let mut sink = PostgresSink::new(
+        &dst_cfg,
+        RestoreTarget {
+            create_db: true,
+            tables: vec!["t".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
+        .await
+        .unwrap();
     assert_eq!(live_counts(&dst.name).await["public.t"], 300000);
     stop.store(true, Ordering::Relaxed);
     let (seen, leaks) = scanner.join().unwrap();
 
     assert!(leaks.is_empty(), "the password appeared in argv: {leaks:?}");
     for tool in ["pg_dump ", "pg_restore ", "psql "] {
-        assert!(seen.iter().any(|l| l.contains(tool)), "the scan never saw {tool}: {seen:?}");
+        assert!(
+            seen.iter().any(|l| l.contains(tool)),
+            "the scan never saw {tool}: {seen:?}"
+        );
     }
     let manifest_json = String::from_utf8(manifest.to_json()).unwrap();
     assert!(!manifest_json.contains(&pw), "{manifest_json}");
     let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
-    assert!(logged.contains("running pg_dump"), "logging was not captured: {logged}");
+    assert!(
+        logged.contains("running pg_dump"),
+        "logging was not captured: {logged}"
+    );
     assert!(!logged.contains(&pw), "the password appeared in the logs");
-    for dbg in [format!("{cfg:?}"), format!("{source:?}"), format!("{sink:?}"), format!("{:?}", cfg.resolve().unwrap())] {
+    for dbg in [
+        format!("{cfg:?}"),
+        format!("{source:?}"),
+        format!("{sink:?}"),
+        format!("{:?}", cfg.resolve().unwrap()),
+    ] {
         assert!(!dbg.contains(&pw), "{dbg}");
     }
 
@@ -109,9 +153,18 @@ async fn password_in_no_argv_log_manifest_debug_or_error() {
     let mut bad = PostgresConfig::from_url(wrong);
     bad.database = Some(src.name.clone());
     let mut source = PostgresSource::new(&bad, DumpOptions::default()).unwrap();
-    let err = backup_postgres::backup(&store, &mut source, BackupOptions::new("secret", keys.encryption()))
-        .await
-        .unwrap_err();
-    assert!(!format!("{err} {err:?}").contains("Wr0ng-Secret-99"), "{err:?}");
-    assert!(!String::from_utf8(logs.0.lock().unwrap().clone()).unwrap().contains("Wr0ng-Secret-99"));
+    let err = backup_postgres::backup(
+        &store,
+        &mut source,
+        BackupOptions::new("secret", keys.encryption()),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        !format!("{err} {err:?}").contains("Wr0ng-Secret-99"),
+        "{err:?}"
+    );
+    assert!(!String::from_utf8(logs.0.lock().unwrap().clone())
+        .unwrap()
+        .contains("Wr0ng-Secret-99"));
 }

@@ -79,7 +79,11 @@ impl TempDb {
     /// Creates an empty database.
     pub async fn create(prefix: &str) -> TempDb {
         let name = unique_name(prefix);
-        exec("postgres", &format!("CREATE DATABASE \"{name}\" TEMPLATE template0")).await;
+        exec(
+            "postgres",
+            &format!("CREATE DATABASE \"{name}\" TEMPLATE template0"),
+        )
+        .await;
         TempDb { name }
     }
 
@@ -164,7 +168,11 @@ pub async fn fingerprint(database: &str) -> BTreeMap<String, String> {
         let (n, t, k): (String, String, String) = (r.get(0), r.get(1), r.get(2));
         let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
         let sql = if k == "S" {
-            format!("SELECT last_value::text || '/' || is_called::text FROM {}.{}", q(&n), q(&t))
+            format!(
+                "SELECT last_value::text || '/' || is_called::text FROM {}.{}",
+                q(&n),
+                q(&t)
+            )
         } else {
             format!(
                 "SELECT count(*)::text || ':' || coalesce(md5(string_agg(x::text, E'\\n' ORDER BY x::text)), '') FROM ONLY {}.{} x",
