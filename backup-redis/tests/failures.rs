@@ -291,3 +291,100 @@ fn config_debug_and_errors_never_show_the_password() {
     let shown = format!("{cfg:?} {source:?} {sink:?} {}", cfg.redacted_url());
     assert!(!shown.contains("pa55word-xyz"), "{shown}");
 }
+
+#[tokio::test]
+async fn tls_backups_verify_the_server_certificate() {
+    // A private CA and a server certificate for 127.0.0.1, made with the openssl CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sh = |script: &str| {
+        let ok = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(d)
+            .status()
+            .expect("openssl (Debian package `openssl`) is needed for the TLS test")
+            .success();
+        assert!(ok, "{script}");
+    };
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj /CN=dbseal-test-ca 2>/dev/null");
+    sh("openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=localhost 2>/dev/null");
+    sh("printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > ext && openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 2 -extfile ext 2>/dev/null");
+    sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 2 -subj /CN=someone-else 2>/dev/null");
+    let p = |f: &str| d.join(f).to_str().unwrap().to_string();
+    let server = PrivateServer::start(
+        "redis-server",
+        56586,
+        &[
+            "--port",
+            "0",
+            "--tls-port",
+            "56586",
+            "--tls-cert-file",
+            &p("srv.crt"),
+            "--tls-key-file",
+            &p("srv.key"),
+            "--tls-ca-cert-file",
+            &p("ca.crt"),
+            "--tls-auth-clients",
+            "no",
+        ],
+    );
+    let base = format!("rediss://127.0.0.1:{}", server.port);
+    let trusted = RedisConfig::from_url(&format!("{base}?tls_ca_file={}", p("ca.crt"))).unwrap();
+    let mut c = conn(&trusted).await;
+    select(&mut c, 2).await;
+    q(&mut c, &[b"SET", b"over-tls", b"1"]).await;
+    let vault = Vault::new();
+    let m = vault
+        .backup(&trusted, BackupMode::Replication)
+        .await
+        .unwrap();
+    assert_eq!(m.contents.counts["keys"]["db2.string"], 1);
+    assert_eq!(m.source["host"], "127.0.0.1:56586");
+
+    // Restore over TLS too.
+    let opts = RedisRestoreOptions {
+        db_map: [(2, 3)].into_iter().collect(),
+        ..Default::default()
+    };
+    let mut sink = RedisSink::new(trusted.clone(), opts).unwrap();
+    backup_core::restore(
+        &vault.store,
+        &m,
+        "data",
+        &mut sink,
+        &vault.restore_options(),
+    )
+    .await
+    .unwrap();
+    select(&mut c, 3).await;
+    assert_eq!(
+        q(&mut c, &[b"GET", b"over-tls"]).await.as_text().as_deref(),
+        Some("1")
+    );
+
+    // A certificate from an unknown CA is refused; `#insecure` skips the check.
+    let wrong_ca =
+        RedisConfig::from_url(&format!("{base}?tls_ca_file={}", p("other.crt"))).unwrap();
+    let e = vault
+        .backup(&wrong_ca, BackupMode::Replication)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    assert!(
+        e.to_string().contains("TLS") && e.to_string().contains("handshake failed"),
+        "{e}"
+    );
+    let insecure = RedisConfig::from_url(&format!("{base}#insecure")).unwrap();
+    vault
+        .backup(&insecure, BackupMode::Replication)
+        .await
+        .unwrap();
+    // Plain TCP to a TLS port fails with a clear error, no manifest added.
+    let before = vault.manifests().await;
+    let plain =
+        RedisConfig::from_url(&format!("redis://127.0.0.1:{}?timeout=2", server.port)).unwrap();
+    assert!(vault.backup(&plain, BackupMode::Replication).await.is_err());
+    assert_eq!(vault.manifests().await, before);
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Redis benchmark of issue 4 ("Measure"). Run once, by hand, on an otherwise idle
+# machine; it prints a Markdown table to paste into bench/redis/RESULTS.md.
+#
+#   bench/redis/run.sh            (BENCH_KEYS=2000000 BENCH_DIR=/tmp/dbseal-bench-redis)
+#
+# 1. Loads BENCH_KEYS mixed keys into a throwaway redis-server with `redis-cli --pipe`
+#    (repl-diskless-sync-delay 0).
+# 2. Snapshot: `redis-cli --rdb` against a dbseal backup (replication snapshot, zstd -3,
+#    age, SHA-256, RDB parse and counts, written to a local file store).
+# 3. Restore into an empty server: the server loading the dump.rdb at start-up (the
+#    physical limit), `redis-cli --pipe` of the equivalent RESTORE commands, and the dbseal
+#    restore (decrypt, decompress, verify, parse, pipelined RESTORE into staging
+#    databases, SWAPDB).
+# Wall time and peak RSS come from /usr/bin/time. The dbseal side is the release build of
+# backup-redis/examples/redis_bench.rs (same library calls as the CLI).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+W=${BENCH_DIR:-/tmp/dbseal-bench-redis}
+KEYS=${BENCH_KEYS:-2000000}
+PORT=${BENCH_REDIS_PORT:-56690}
+PORT2=$((PORT + 1))
+BIN=$ROOT/target/release/examples/redis_bench
+
+(cd "$ROOT" && cargo build --release -q -p backup-redis --example redis_bench)
+rm -rf "$W"
+mkdir -p "$W/src" "$W/dst" "$W/load"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+start() { # dir port [args...] -> pid
+  local d=$1 p=$2; shift 2
+  redis-server --port "$p" --bind 127.0.0.1 --save "" --appendonly no --dir "$d" \
+    --daemonize yes --pidfile "$d/redis.pid" --logfile "$d/redis.log" \
+    --repl-diskless-sync-delay 0 "$@"
+  for _ in $(seq 1 600); do
+    if [ -s "$d/redis.pid" ] && [ "$(redis-cli -p "$p" info persistence 2>/dev/null | tr -d '\r' | grep -c '^loading:0')" = 1 ]; then
+      break
+    fi
+    sleep 0.01
+  done
+  PIDS+=("$(cat "$d/redis.pid")")
+}
+stop() { # port
+  local pid
+  pid=$(redis-cli -p "$1" info server | tr -d '\r' | sed -n 's/^process_id://p')
+  kill "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done
+}
+timed() { # label command... -> "seconds max_rss_kb" on fd 3
+  /usr/bin/time -f "%e %M" -o "$W/time.$1" "${@:2}" >/dev/null 2>"$W/err.$1" || { cat "$W/err.$1"; exit 1; }
+  cat "$W/time.$1"
+}
+
+echo "loading $KEYS mixed keys..." >&2
+start "$W/src" "$PORT"
+awk -v n="$KEYS" 'function cmd(a,  i, s) { s = "*" length(a) "\r\n"; for (i = 1; i <= length(a); i++) s = s "$" length(a[i]) "\r\n" a[i] "\r\n"; printf "%s", s }
+BEGIN {
+  for (i = 0; i < n; i++) {
+    k = "key:" i; m = i % 10; delete a
+    if (m < 5) { a[1]="SET"; a[2]=k; a[3]="value-" i "-" substr("abcdefghijklmnopqrstuvwxyz0123456789", 1, i % 36) }
+    else if (m == 5) { a[1]="SET"; a[2]=k; a[3]="ttl-" i; a[4]="EX"; a[5]=3600 + i % 5000 }
+    else if (m == 6) { a[1]="HSET"; a[2]=k; a[3]="name"; a[4]="user" i; a[5]="visits"; a[6]=i % 977; a[7]="tier"; a[8]="gold" }
+    else if (m == 7) { a[1]="RPUSH"; a[2]=k; a[3]="e1-" i; a[4]="e2"; a[5]="e3"; a[6]=i }
+    else if (m == 8) { a[1]="SADD"; a[2]=k; a[3]="m" i; a[4]="m" (i+1); a[5]="m" (i+2) }
+    else { a[1]="ZADD"; a[2]=k; a[3]=i % 100; a[4]="a"; a[5]=(i % 7) ".5"; a[6]="b" }
+    cmd(a)
+  }
+}' | redis-cli -p "$PORT" --pipe >/dev/null
+DBSIZE=$(redis-cli -p "$PORT" dbsize)
+echo "loaded $DBSIZE keys" >&2
+
+"$BIN" keygen "$W/identity"
+# Snapshot, twice each, alternating; the faster run of each counts.
+for run in 1 2; do
+  read -r RDB_T[$run] RDB_M[$run] < <(timed "rdb$run" redis-cli -p "$PORT" --rdb "$W/ref.rdb")
+  read -r BK_T[$run] BK_M[$run] < <(timed "backup$run" "$BIN" backup "redis://127.0.0.1:$PORT" "$W/store$run" "$W/identity")
+done
+RDB_SIZE=$(stat -c %s "$W/ref.rdb")
+ID=$("$BIN" backup "redis://127.0.0.1:$PORT" "$W/store" "$W/identity" 2>/dev/null)
+STORED=$(du -sb "$W/store" | cut -f1)
+stop "$PORT"
+
+# Restore 1: the server loads dump.rdb at start-up.
+cp "$W/ref.rdb" "$W/load/dump.rdb"
+T0=$(date +%s.%N)
+start "$W/load" "$PORT2" --dbfilename dump.rdb
+T1=$(date +%s.%N)
+LOAD_T=$(echo "$T1 - $T0" | bc)
+LOAD_LOG=$(grep -o 'DB loaded from disk: [0-9.]* seconds' "$W/load/redis.log" | grep -o '[0-9.]*' | head -1)
+[ "$(redis-cli -p "$PORT2" dbsize)" = "$DBSIZE" ] || { echo "start-up load: wrong key count" >&2; exit 1; }
+stop "$PORT2"
+
+# Restore 2: redis-cli --pipe of the equivalent RESTORE commands (generated beforehand).
+"$BIN" restore-commands "$W/ref.rdb" >"$W/restore.resp"
+start "$W/dst" "$PORT2"
+read -r PIPE_T PIPE_M < <(timed pipe sh -c "redis-cli -p $PORT2 --pipe < $W/restore.resp")
+[ "$(redis-cli -p "$PORT2" dbsize)" = "$DBSIZE" ] || { echo "--pipe: wrong key count" >&2; exit 1; }
+
+# Restore 3: dbseal, into the same (flushed) server.
+redis-cli -p "$PORT2" flushall sync >/dev/null
+read -r RS_T RS_M < <(timed restore "$BIN" restore "redis://127.0.0.1:$PORT2" "$W/store" "$W/identity" "$ID")
+[ "$(redis-cli -p "$PORT2" dbsize)" = "$DBSIZE" ] || { echo "dbseal restore: wrong key count" >&2; exit 1; }
+stop "$PORT2"
+
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
+RDB_BEST=$(min "${RDB_T[1]}" "${RDB_T[2]}")
+BK_BEST=$(min "${BK_T[1]}" "${BK_T[2]}")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+cat <<MD
+## $(date -u +%Y-%m-%d) — $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB, $(redis-server --version | grep -o 'v=[0-9.]*')
+
+$DBSIZE keys (50% strings, 10% strings with TTL, 10% hashes, 10% lists, 10% sets, 10% sorted sets); RDB $RDB_SIZE bytes; dbseal artifact $STORED bytes (zstd -3 + age).
+
+| step | time (s) | peak RSS (KiB) | ratio |
+|---|---|---|---|
+| snapshot: \`redis-cli --rdb\` (runs ${RDB_T[1]}, ${RDB_T[2]}) | $RDB_BEST | ${RDB_M[1]} | 1.00 |
+| snapshot: dbseal backup (runs ${BK_T[1]}, ${BK_T[2]}) | $BK_BEST | ${BK_M[1]} | $(ratio "$BK_BEST" "$RDB_BEST") × redis-cli --rdb |
+| restore: server loads dump.rdb at start-up (log: ${LOAD_LOG}s) | $LOAD_T | — | $(ratio "$LOAD_T" "$PIPE_T") × --pipe |
+| restore: \`redis-cli --pipe\` of RESTORE commands | $PIPE_T | $PIPE_M | 1.00 |
+| restore: dbseal restore | $RS_T | $RS_M | $(ratio "$RS_T" "$PIPE_T") × --pipe |
+MD
