@@ -1811,7 +1811,35 @@ pub async fn restore_physical(
             manifest.datastore.name
         )));
     }
+    let list = |ps: &[crate::wal::WalProblem]| {
+        ps.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; ")
+    };
+    if !plan.damaged_consistency.is_empty() {
+        return Err(refuse(format!(
+            "the WAL archive of datastore `{}` holds unusable segment(s) base backup {id} needs to become consistent: {}",
+            manifest.datastore.name,
+            list(&plan.damaged_consistency)
+        )));
+    }
     let mut warnings = Vec::new();
+    if !plan.damaged.is_empty() {
+        let msg = format!(
+            "the WAL archive of datastore `{}` holds unusable segment(s) on the recovery path: {}",
+            manifest.datastore.name,
+            list(&plan.damaged)
+        );
+        match &restore.target {
+            RecoveryTarget::Latest | RecoveryTarget::Lsn(_) => {
+                return Err(refuse(format!(
+                    "{msg}. Check the archive with `dbseal wal-verify --datastore {}`",
+                    manifest.datastore.name
+                )))
+            }
+            _ => warnings.push(format!(
+                "{msg}; recovery aborts there if the target lies beyond"
+            )),
+        }
+    }
     if !plan.missing.is_empty() {
         let gap = format!(
             "gap in the WAL archive of datastore `{}`: {} missing (recovery from base backup {id} would stop at {})",
@@ -1836,6 +1864,12 @@ pub async fn restore_physical(
                 "the WAL archive has a gap: {} missing; recovery can reach {} at most, and PostgreSQL refuses to start (\"recovery ended before configured recovery target was reached\") if the target lies beyond it",
                 full.missing.join(", "),
                 full.reachable.as_deref().unwrap_or("the backup's end")
+            ));
+        }
+        if !full.damaged.is_empty() {
+            warnings.push(format!(
+                "the WAL archive holds unusable segment(s) on the recovery path: {}; recovery aborts there if the target lies beyond",
+                list(&full.damaged)
             ));
         }
     }

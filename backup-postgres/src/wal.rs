@@ -2370,11 +2370,71 @@ pub async fn plan_recovery(
     let end_segno = end.map(|l| l.segno(seg_size));
     let (missing, reachable) = missing_segments(&mut path, &segments, end_segno, seg_size);
     let stop = backup.stop_lsn.unwrap_or(backup.start_lsn);
+    let stop_segno = stop.segno(seg_size);
     let (consistency_missing, _) = {
         let mut p = timeline_path(backup.timeline, backup.start_lsn, target, &histories, seg_size)
             .unwrap_or_default();
-        missing_segments(&mut p, &segments, Some(stop.segno(seg_size)), seg_size)
+        missing_segments(&mut p, &segments, Some(stop_segno), seg_size)
     };
+    // The archived segments on the path: their manifests must name this system and
+    // their stored objects must be there (content is checked by wal-fetch itself).
+    let mut needed = Vec::new();
+    for r in &path {
+        let Some(to) = r.to_segno else { continue };
+        let to = end_segno.map_or(to, |e| to.min(e));
+        for s in r.from_segno..=to {
+            let name = segment_name(r.timeline, s, seg_size);
+            if let Some(f) = listing.files.get(&name) {
+                if f.manifest_key.is_some() {
+                    needed.push((s, f.clone()));
+                }
+            }
+        }
+    }
+    let checks = futures::stream::iter(needed.into_iter().map(|(segno, f)| async move {
+        let problem = match archive.file_manifest(&f.file).await {
+            Ok(Some(m)) => match archive.check_file_manifest(&f.file, &m, Some(sysid)) {
+                Err(p) => Some(p),
+                Ok(()) => match f.objects.iter().find(|(k, _)| *k == m.artifact.key) {
+                    Some((_, size)) if *size == m.artifact.stored_size => None,
+                    Some((key, size)) => Some(WalProblem {
+                        kind: WalProblemKind::Corrupt,
+                        file: Some(f.file.name.clone()),
+                        message: format!(
+                            "{}: {key} is {size} bytes, its manifest records {} (truncated or replaced)",
+                            f.file.name, m.artifact.stored_size
+                        ),
+                    }),
+                    None => Some(WalProblem {
+                        kind: WalProblemKind::Corrupt,
+                        file: Some(f.file.name.clone()),
+                        message: format!("{}: its stored object {} is missing", f.file.name, m.artifact.key),
+                    }),
+                },
+            },
+            Ok(None) => None,
+            Err(e) => Some(WalProblem {
+                kind: WalProblemKind::Invalid,
+                file: Some(f.file.name.clone()),
+                message: format!("{}: {e}", f.file.name),
+            }),
+        };
+        problem.map(|p| (segno, p))
+    }))
+    .buffer_unordered(16)
+    .collect::<Vec<_>>()
+    .await;
+    let mut damaged = Vec::new();
+    let mut damaged_consistency = Vec::new();
+    for (segno, p) in checks.into_iter().flatten() {
+        if segno <= stop_segno {
+            damaged_consistency.push(p);
+        } else {
+            damaged.push(p);
+        }
+    }
+    damaged.sort_by(|a, b| a.file.cmp(&b.file));
+    damaged_consistency.sort_by(|a, b| a.file.cmp(&b.file));
     Ok(RecoveryPlan {
         system_identifier: sysid,
         segment_size: seg_size,
@@ -2383,6 +2443,8 @@ pub async fn plan_recovery(
         missing,
         consistency_missing,
         reachable,
+        damaged,
+        damaged_consistency,
     })
 }
 
@@ -2403,6 +2465,11 @@ pub struct RecoveryPlan {
     pub consistency_missing: Vec<String>,
     /// The newest segment reachable without a gap.
     pub reachable: Option<String>,
+    /// Archived segments on the path, after the consistency point, whose manifest names
+    /// another database system or whose stored object is missing or has the wrong size.
+    pub damaged: Vec<WalProblem>,
+    /// The same, up to the consistency point (fatal for any target).
+    pub damaged_consistency: Vec<WalProblem>,
 }
 
 // ---------------------------------------------------------------------------------

@@ -61,6 +61,13 @@ enum Command {
     List(commands::list::ListArgs),
     /// Show a backup's manifest.
     Show(commands::show::ShowArgs),
+    /// PostgreSQL archive_command: seal one WAL file into the datastore's WAL archive.
+    WalPush(commands::wal::WalPushArgs),
+    /// PostgreSQL restore_command: fetch, verify and write one archived WAL file
+    /// (exit 3: not archived; 255: any other failure, so recovery aborts).
+    WalFetch(commands::wal::WalFetchArgs),
+    /// Check a datastore's WAL archive: gaps, timelines, foreign or corrupted segments.
+    WalVerify(commands::wal::WalVerifyArgs),
     /// Check the configuration file.
     Config(commands::config::ConfigArgs),
     /// Delete backups outside the retention policy (GFS), and debris of failed backups.
@@ -157,6 +164,9 @@ async fn dispatch(cli: &Cli, cfg: Option<&config::Config>, out: Output) -> Resul
         Command::Verify(a) => commands::verify::run(a, store, cfg, out).await,
         Command::List(a) => commands::list::run(a, store, out).await,
         Command::Show(a) => commands::show::run(a, store, out).await,
+        Command::WalPush(a) => commands::wal::run_push(a, store, out).await,
+        Command::WalFetch(a) => commands::wal::run_fetch(a, store, out).await,
+        Command::WalVerify(a) => commands::wal::run_verify(a, store, out).await,
         Command::Config(a) => commands::config::run(a, cfg, out),
         Command::Prune(a) => commands::prune::run(a, store, cfg, out).await,
         Command::Status(a) => commands::status::run(a, store, cfg, out).await,

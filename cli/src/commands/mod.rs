@@ -9,3 +9,4 @@ pub mod restore;
 pub mod show;
 pub mod status;
 pub mod verify;
+pub mod wal;

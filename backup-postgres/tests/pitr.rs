@@ -1,0 +1,507 @@
+//! Point-in-time recovery against real PostgreSQL 15 clusters: base backups, the WAL
+//! archive fed by `archive_command = 'dbseal wal-push …'`, restores that PostgreSQL
+//! recovers through `restore_command = 'dbseal wal-fetch …'`, and an archive with gaps,
+//! corrupted and foreign segments, or an unwritable store.
+//!
+//! Each test starts its own clusters (initdb as `postgres`, own port) and stops them
+//! in a Drop guard. The archive_command calls the built `dbseal` binary (`DBSEAL_BIN`,
+//! else `target/debug/dbseal`).
+
+mod pitr_common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use backup_core::{BackupOptions, FormatRegistry, Manifest, RestoreOptions, SecretString};
+use backup_postgres::physical::{
+    self, PhysicalOptions, PhysicalRestore, PhysicalRestoreReport, PhysicalSource,
+    RecoveryTarget, TargetAction, RESTORE_ENV_FILE,
+};
+use backup_postgres::wal::{segment_name, Lsn, WalArchive, WalFile, WalVerifyLevel};
+use pitr_common::*;
+
+fn restore_options(archive: &Archive) -> RestoreOptions {
+    RestoreOptions {
+        decryption: Some(archive.keys.decryption().into()),
+        progress: None,
+    }
+}
+
+/// Takes a physical base backup of `cluster` into `archive`'s datastore.
+async fn base_backup(cluster: &Cluster, archive: &Archive) -> Manifest {
+    let mut source = PhysicalSource::new(
+        &cluster.config(),
+        PhysicalOptions {
+            fast_checkpoint: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    physical::backup_physical(
+        &archive.store(),
+        &mut source,
+        BackupOptions::new(archive.datastore.clone(), archive.keys.encryption()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("base backup failed: {e}\n{}", cluster.log_tail(30)))
+}
+
+/// Restores `manifest` into `pgdata` the way `dbseal restore --pgdata` does.
+async fn restore_to(
+    archive: &Archive,
+    manifest: &Manifest,
+    pgdata: &Path,
+    target: RecoveryTarget,
+) -> backup_core::Result<PhysicalRestoreReport> {
+    let sysid: u64 = manifest.source["system_identifier"].as_str().unwrap().parse().unwrap();
+    let restore = PhysicalRestore {
+        pgdata: pgdata.to_path_buf(),
+        restore_command: physical::wal_fetch_command(
+            &dbseal_bin(),
+            Some(&pgdata.join(RESTORE_ENV_FILE)),
+            &archive.datastore,
+            sysid,
+            target == RecoveryTarget::Latest,
+        ),
+        target,
+        action: TargetAction::Promote,
+        timeline: None,
+        env_file: Some(SecretString::new(format!(
+            "DBSEAL_STORE={}\nDBSEAL_IDENTITY={}\n",
+            archive.store_dir.display(),
+            archive.identity.display()
+        ))),
+    };
+    physical::restore_physical(&archive.store(), manifest, &restore, &restore_options(archive)).await
+}
+
+/// Count and digest of table `t` (id, batch, payload), or `absent`.
+async fn fingerprint(cluster: &Cluster) -> String {
+    let c = cluster.client().await;
+    let exists: bool = c
+        .query_one("SELECT to_regclass('public.t') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    if !exists {
+        return "absent".into();
+    }
+    c.query_one(
+        "SELECT count(*)::text || ':' || coalesce(md5(string_agg(id::text || ',' || batch::text || ',' || payload, ';' ORDER BY id)), '') FROM t",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+async fn insert_batch(cluster: &Cluster, batch: i32, rows: i32) {
+    cluster
+        .exec(&format!(
+            "INSERT INTO t (id, batch, payload) SELECT {batch} * 100000 + g, {batch}, md5(g::text) || repeat('x', g % 50) FROM generate_series(1, {rows}) g"
+        ))
+        .await;
+}
+
+async fn now(cluster: &Cluster) -> String {
+    cluster.query_text("SELECT clock_timestamp()::text").await
+}
+
+/// Starts a restored cluster and waits until recovery finished (promoted).
+async fn start_restored(tree: &TempTree, pgdata: &Path, name: &str) -> Cluster {
+    let mut c = Cluster::existing(tree, pgdata, name);
+    c.start(&["archive_mode=off"])
+        .unwrap_or_else(|log| panic!("the restored cluster {name} did not start:\n{log}"));
+    c.wait_promoted().await;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() {
+    let tree = TempTree::new("dbseal-pitr-e2e");
+    let archive = Archive::new(&tree, "app");
+    let cluster = Cluster::create(
+        &tree,
+        "primary",
+        &ClusterOptions {
+            wal_segsize_mb: 16,
+            archive_command: Some(archive.archive_command()),
+        },
+    );
+    cluster
+        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
+        .await;
+    insert_batch(&cluster, 0, 500).await;
+
+    let manifest = base_backup(&cluster, &archive).await;
+    let sysid = cluster.system_identifier().await;
+    assert_eq!(manifest.datastore.kind, "postgres");
+    assert_eq!(manifest.artifact.format, "tar");
+    assert_eq!(manifest.source["physical"], true);
+    assert_eq!(manifest.source["system_identifier"], sysid.to_string());
+    assert_eq!(manifest.source["wal_archived"], true, "pg_basebackup returns once the stop segment is archived");
+    let start: Lsn = manifest.source["start_lsn"].as_str().unwrap().parse().unwrap();
+    let stop: Lsn = manifest.source["stop_lsn"].as_str().unwrap().parse().unwrap();
+    assert!(start <= stop);
+    assert_eq!(
+        manifest.source["start_segment"],
+        segment_name(1, start.segno(16 << 20), 16 << 20)
+    );
+    assert_eq!(manifest.contents.facts["system_identifier"], sysid.to_string());
+    assert_eq!(manifest.contents.facts["manifest_checked"], "sizes and checksums");
+    assert!(manifest.contents.counts["files"]["base"] > 100);
+
+    // Level 2: decrypt, parse the tar, check every file against PostgreSQL's manifest.
+    let mut formats = FormatRegistry::new();
+    backup_postgres::register_formats(&mut formats);
+    backup_core::verify_content(&archive.store(), &manifest, &formats, &restore_options(&archive))
+        .await
+        .expect("the base backup verifies at level 2");
+
+    // The workload: batches with known times, then the bad change.
+    insert_batch(&cluster, 1, 700).await;
+    let _t1 = now(&cluster).await;
+    cluster.switch_wal().await;
+    insert_batch(&cluster, 2, 900).await;
+    let t2 = now(&cluster).await;
+    let state_at_t2 = fingerprint(&cluster).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cluster.switch_wal().await;
+    cluster.exec("DROP TABLE t").await;
+    cluster
+        .exec("CREATE TABLE after_drop (x int); INSERT INTO after_drop SELECT generate_series(1, 42)")
+        .await;
+    let last = cluster.switch_wal().await;
+    cluster.wait_archived(&last).await;
+    assert!(state_at_t2.starts_with("2100:"), "{state_at_t2}");
+
+    // Restore to t2, before the DROP: exactly the state at t2.
+    let pgdata = tree.path.join("restored-t2");
+    let report = restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Time(t2.clone()))
+        .await
+        .unwrap();
+    assert!(report.files > 100, "{report:?}");
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert!(pgdata.join("recovery.signal").is_file());
+    let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
+    assert!(auto.contains("restore_command = '") && auto.contains("wal-fetch"), "{auto}");
+    assert!(auto.contains(&format!("recovery_target_time = '{t2}'")), "{auto}");
+    assert!(!auto.contains("AGE-SECRET-KEY"), "no secret in postgresql.auto.conf");
+    let restored = start_restored(&tree, &pgdata, "restored-t2").await;
+    assert_eq!(fingerprint(&restored).await, state_at_t2, "data equals the state at t2");
+    let after_drop: bool = restored
+        .client()
+        .await
+        .query_one("SELECT to_regclass('public.after_drop') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!after_drop, "nothing after the target was replayed");
+    let log = restored.log_text();
+    assert!(log.contains("recovery stopping before commit"), "{}", restored.log_tail(30));
+    drop(restored);
+
+    // --latest: everything archived, the DROP included.
+    let pgdata = tree.path.join("restored-latest");
+    restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
+    assert!(auto.contains("--fail-on-gap"), "{auto}");
+    let restored = start_restored(&tree, &pgdata, "restored-latest").await;
+    assert_eq!(fingerprint(&restored).await, "absent");
+    let n: i64 = restored
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM after_drop", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 42);
+
+    // A non-empty data directory is refused before anything is read.
+    let e = restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("is not empty"), "{e}");
+}
+
+/// Moves a WAL file's manifest and object aside (to put them back later).
+fn hide(archive: &Archive, name: &str, to: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let f = WalFile::parse(name).unwrap();
+    let dir = archive.timeline_dir(f.timeline);
+    let mut moved = Vec::new();
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap().to_string_lossy().starts_with(name) {
+            let dest = to.join(p.file_name().unwrap());
+            std::fs::rename(&p, &dest).unwrap();
+            moved.push((dest, p));
+        }
+    }
+    assert!(!moved.is_empty(), "{name} is archived");
+    moved
+}
+
+fn put_back(moved: &[(PathBuf, PathBuf)]) {
+    for (from, to) in moved {
+        std::fs::rename(from, to).unwrap();
+    }
+}
+
+fn object_of(archive: &Archive, name: &str) -> PathBuf {
+    let f = WalFile::parse(name).unwrap();
+    archive.timeline_dir(f.timeline).join(format!("{name}.zst.age"))
+}
+
+/// Waits until the server process is gone (recovery aborted) or `timeout` passes.
+async fn wait_stopped(c: &Cluster, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if !c.data.join("postmaster.pid").exists() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_restore() {
+    let tree = TempTree::new("dbseal-pitr-bad");
+    let archive = Archive::new(&tree, "b");
+    let seg: u64 = 1 << 20;
+    let cluster = Cluster::create(
+        &tree,
+        "b",
+        &ClusterOptions {
+            wal_segsize_mb: 1,
+            archive_command: Some(archive.archive_command()),
+        },
+    );
+    cluster
+        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
+        .await;
+    let manifest = base_backup(&cluster, &archive).await;
+    let stop: Lsn = manifest.source["stop_lsn"].as_str().unwrap().parse().unwrap();
+    let mut last = String::new();
+    for batch in 1..=6 {
+        insert_batch(&cluster, batch, 200).await;
+        last = cluster.switch_wal().await;
+    }
+    cluster.wait_archived(&last).await;
+    let last_segno = WalFile::parse(&last).unwrap().segno(seg);
+    let stop_segno = stop.segno(seg);
+    assert!(last_segno >= stop_segno + 5, "{last} vs stop {stop}");
+    let gap = segment_name(1, stop_segno + 2, seg);
+    let corrupt = segment_name(1, stop_segno + 3, seg);
+    let foreign = segment_name(1, stop_segno + 4, seg);
+    let ident = archive.identity.to_str().unwrap().to_string();
+
+    // A healthy archive.
+    let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "b", "-i", &ident]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("ok") && out.contains("complete"), "{out}");
+
+    // --- A gap.
+    let moved = hide(&archive, &gap, &tree.path.join("hidden"));
+    let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(out.contains(&format!("gap: {gap} is missing")), "{out}");
+    let e = restore_to(&archive, &manifest, &tree.path.join("r-gap"), RecoveryTarget::Latest)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gap") && e.contains(&gap), "{e}");
+    assert!(!tree.path.join("r-gap").exists(), "nothing written");
+    let lsn_after = Lsn((stop_segno + 3) * seg);
+    let e = restore_to(&archive, &manifest, &tree.path.join("r-gap"), RecoveryTarget::Lsn(lsn_after))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&gap), "{e}");
+    let target = tree.path.join("fetched");
+    let (code, _, err) = archive.dbseal(&["wal-fetch", "--datastore", "b", "-i", &ident, &gap, target.to_str().unwrap()]);
+    assert_eq!(code, 3, "a missing segment is 'not found' for PostgreSQL: {err}");
+    assert!(err.contains("a gap"), "{err}");
+    let (code, _, err) = archive.dbseal(&["wal-fetch", "--datastore", "b", "-i", &ident, "--fail-on-gap", &gap, target.to_str().unwrap()]);
+    assert_eq!(code, 255, "--fail-on-gap aborts recovery: {err}");
+    assert!(!target.exists());
+    put_back(&moved);
+    let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // --- A corrupted segment (one flipped byte in the stored object).
+    let obj = object_of(&archive, &corrupt);
+    let original = std::fs::read(&obj).unwrap();
+    let mut bad = original.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    std::fs::write(&obj, &bad).unwrap();
+    let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "b"]);
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(out.contains(&format!("corrupt: {corrupt}")) && out.contains("SHA-256"), "{out}");
+    let (code, _, err) = archive.dbseal(&["wal-fetch", "--datastore", "b", "-i", &ident, &corrupt, target.to_str().unwrap()]);
+    assert_eq!(code, 255, "a corrupted segment aborts recovery: {err}");
+    assert!(err.contains(&corrupt) && err.contains("corrupted"), "{err}");
+    assert!(!target.exists(), "nothing written for a corrupted segment");
+    // Restore: the metadata is intact, so the restore is written; PostgreSQL then
+    // aborts recovery at the corrupted segment instead of promoting without it.
+    let pgdata = tree.path.join("r-corrupt");
+    restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    let mut restored = Cluster::existing(&tree, &pgdata, "r-corrupt");
+    let _ = restored.start(&["archive_mode=off"]);
+    assert!(
+        wait_stopped(&restored, Duration::from_secs(60)).await,
+        "recovery must abort at the corrupted segment\n{}",
+        restored.log_tail(30)
+    );
+    let log = restored.log_text();
+    assert!(
+        log.contains(&format!("wal-fetch {corrupt}")) && log.contains("corrupted"),
+        "the server log names the corrupted segment:\n{log}"
+    );
+    assert!(log.contains("FATAL"), "{log}");
+    assert!(!log.contains("selected new timeline ID"), "it must not promote without the segment: {log}");
+    restored.stop();
+    std::fs::write(&obj, &original).unwrap();
+
+    // --- A foreign segment: another cluster's WAL under the same name.
+    let other_archive = Archive::new(&tree, "c");
+    let other = Cluster::create(
+        &tree,
+        "c",
+        &ClusterOptions {
+            wal_segsize_mb: 1,
+            archive_command: Some(other_archive.archive_command()),
+        },
+    );
+    assert_ne!(other.system_identifier().await, cluster.system_identifier().await);
+    let foreign_segno = WalFile::parse(&foreign).unwrap().segno(seg);
+    loop {
+        let s = other.switch_wal().await;
+        if WalFile::parse(&s).unwrap().segno(seg) > foreign_segno {
+            other.wait_archived(&s).await;
+            break;
+        }
+    }
+    // wal-push refuses it outright.
+    let raw = tree.path.join(&foreign);
+    let other_ident = other_archive.identity.to_str().unwrap().to_string();
+    let (code, _, err) = other_archive.dbseal(&["wal-fetch", "--datastore", "c", "-i", &other_ident, &foreign, raw.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = archive.dbseal(&[
+        "wal-push", "--datastore", "b", "-r", &archive.keys.recipient(), raw.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 8, "{err}");
+    assert!(err.contains("another cluster") && err.contains("database system"), "{err}");
+    // Copied into the archive behind dbseal's back, it is found.
+    let moved = hide(&archive, &foreign, &tree.path.join("hidden-own"));
+    for ext in [".json", ".zst.age"] {
+        let name = format!("{foreign}{ext}");
+        std::fs::copy(
+            other_archive.timeline_dir(1).join(&name),
+            archive.timeline_dir(1).join(&name),
+        )
+        .unwrap();
+    }
+    let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(out.contains(&format!("foreign: {foreign} belongs to database system")), "{out}");
+    let e = restore_to(&archive, &manifest, &tree.path.join("r-foreign"), RecoveryTarget::Latest)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(&foreign) && e.contains("another cluster"), "{e}");
+    let (code, _, err) = archive.dbseal(&["wal-fetch", "--datastore", "b", "-i", &ident, &foreign, target.to_str().unwrap()]);
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("another cluster"), "{err}");
+    for ext in [".json", ".zst.age"] {
+        std::fs::remove_file(archive.timeline_dir(1).join(format!("{foreign}{ext}"))).unwrap();
+    }
+    put_back(&moved);
+    let report = WalArchive::new(archive.store(), "b")
+        .unwrap()
+        .verify(
+            &[physical::base_backup_wal(&manifest).unwrap()],
+            WalVerifyLevel::Content,
+            Some(archive.keys.decryption().into()),
+        )
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(report.backups[0].complete);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_push_failures_lose_nothing_and_archiving_catches_up() {
+    use std::os::unix::fs::PermissionsExt;
+    let tree = TempTree::new("dbseal-pitr-outage");
+    let archive = Archive::new(&tree, "d");
+    let cluster = Cluster::create(
+        &tree,
+        "d",
+        &ClusterOptions {
+            wal_segsize_mb: 1,
+            archive_command: Some(archive.archive_command()),
+        },
+    );
+    cluster
+        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
+        .await;
+    let manifest = base_backup(&cluster, &archive).await;
+    insert_batch(&cluster, 1, 300).await;
+    let s1 = cluster.switch_wal().await;
+    cluster.wait_archived(&s1).await;
+
+    // The store becomes unwritable for the server.
+    let tl_dir = archive.timeline_dir(1);
+    std::fs::set_permissions(&tl_dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+    insert_batch(&cluster, 2, 300).await;
+    let s2 = cluster.switch_wal().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let row = cluster
+            .client()
+            .await
+            .query_one("SELECT failed_count, coalesce(last_failed_wal, '') FROM pg_stat_archiver", &[])
+            .await
+            .unwrap();
+        let (failed, last_failed): (i64, String) = (row.get(0), row.get(1));
+        if failed > 0 && last_failed == s2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the archiver never reported a failure\n{}", cluster.log_tail(30));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // PostgreSQL keeps the segment and its .ready marker.
+    assert!(cluster.data.join("pg_wal").join(&s2).is_file());
+    assert!(cluster.data.join("pg_wal/archive_status").join(format!("{s2}.ready")).is_file());
+    let log = cluster.log_text();
+    assert!(log.contains("archive command failed"), "{log}");
+    assert!(log.contains("dbseal: error"), "dbseal says why: {log}");
+    assert!(!archive.timeline_dir(1).join(format!("{s2}.json")).exists());
+
+    // The store comes back: the next wake-up archives the backlog, oldest first.
+    std::fs::set_permissions(&tl_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    insert_batch(&cluster, 3, 300).await;
+    let s3 = cluster.switch_wal().await;
+    cluster.wait_archived(&s3).await;
+    assert!(archive.timeline_dir(1).join(format!("{s2}.json")).is_file());
+    let expected = fingerprint(&cluster).await;
+    assert!(expected.starts_with("900:"), "{expected}");
+
+    let (code, out, err) = archive.dbseal(&[
+        "wal-verify", "--datastore", "d", "-i", archive.identity.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let pgdata = tree.path.join("restored");
+    restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    let restored = start_restored(&tree, &pgdata, "restored").await;
+    assert_eq!(fingerprint(&restored).await, expected, "nothing was lost");
+}
