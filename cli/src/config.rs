@@ -267,9 +267,8 @@ pub fn load(explicit: Option<&Path>) -> CliResult<Option<Config>> {
             p
         }
     };
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        CliError::usage(format!("cannot read config file {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| CliError::usage(format!("cannot read config file {}: {e}", path.display())))?;
     Config::parse(&text, &path, &|k| std::env::var(k).ok()).map(Some)
 }
 
@@ -293,9 +292,17 @@ fn is_secret_name(name: &str) -> bool {
 
 fn is_secret_var(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    ["PASS", "SECRET", "TOKEN", "KEY", "CREDENTIAL", "AUTH", "PRIVATE"]
-        .iter()
-        .any(|s| n.contains(s))
+    [
+        "PASS",
+        "SECRET",
+        "TOKEN",
+        "KEY",
+        "CREDENTIAL",
+        "AUTH",
+        "PRIVATE",
+    ]
+    .iter()
+    .any(|s| n.contains(s))
 }
 
 /// The password written literally in a URL's user-info, if any (`${…}` does not count).
@@ -416,11 +423,7 @@ impl Expander<'_> {
                     ))
                 })?;
                 let name = &body[..end];
-                if name.is_empty()
-                    || !name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-                {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(CliError::usage(format!(
                         "{}: `{path}`: `${{{name}}}` is not an environment variable name",
                         self.origin
@@ -523,9 +526,8 @@ impl Config {
     fn validate(&self) -> CliResult<()> {
         let origin = self.path.display();
         for (name, ds) in &self.datastores {
-            BackupStore::validate_datastore_name(name).map_err(|e| {
-                CliError::usage(format!("{origin}: [datastores.{name}]: {e}"))
-            })?;
+            BackupStore::validate_datastore_name(name)
+                .map_err(|e| CliError::usage(format!("{origin}: [datastores.{name}]: {e}")))?;
             if ds.url.is_some() && (ds.host.is_some() || ds.port.is_some()) {
                 return Err(CliError::usage(format!(
                     "{origin}: [datastores.{name}]: set either url or host/port, not both"
@@ -542,7 +544,10 @@ impl Config {
                         "{origin}: [datastores.{name}.options]: write option `{key}` without leading dashes"
                     )));
                 }
-                if matches!(key.as_str(), "url" | "datastore" | "recipient" | "zstd-level" | "label") {
+                if matches!(
+                    key.as_str(),
+                    "url" | "datastore" | "recipient" | "zstd-level" | "label"
+                ) {
                     return Err(CliError::usage(format!(
                         "{origin}: [datastores.{name}.options]: `{key}` is set by the datastore's own keys, not in options"
                     )));
@@ -795,12 +800,14 @@ impl DatastoreConfig {
                         ))
                     })?;
                     if parsed.password().is_none() {
-                        parsed.set_password(Some(&encode_userinfo(pw.expose()))).map_err(|_| {
-                            CliError::usage(format!(
-                                "datastore `{name}`: url {} cannot carry a password",
-                                backup_core::redact_url(u)
-                            ))
-                        })?;
+                        parsed
+                            .set_password(Some(&encode_userinfo(pw.expose())))
+                            .map_err(|_| {
+                                CliError::usage(format!(
+                                    "datastore `{name}`: url {} cannot carry a password",
+                                    backup_core::redact_url(u)
+                                ))
+                            })?;
                         url = parsed.to_string();
                     }
                 }
@@ -911,7 +918,10 @@ dbname = "2"
     fn parses_expands_and_redacts() {
         let c = parse(
             GOOD,
-            &[("S3_SECRET", "s3-very-secret"), ("APP_DB_PASSWORD", "pg-pa$$word")],
+            &[
+                ("S3_SECRET", "s3-very-secret"),
+                ("APP_DB_PASSWORD", "pg-pa$$word"),
+            ],
         )
         .unwrap();
         assert_eq!(c.zstd_level, Some(5));
@@ -926,10 +936,20 @@ dbname = "2"
         assert_eq!(c.retention_for("cache").keep_daily, Some(7));
         assert_eq!(
             app.option_flags("app").unwrap(),
-            ["--exclude-table", "audit", "--exclude-table", "log", "--globals"]
+            [
+                "--exclude-table",
+                "audit",
+                "--exclude-table",
+                "log",
+                "--globals"
+            ]
         );
         assert_eq!(
-            c.datastore("cache").unwrap().connection_url("cache").unwrap().expose(),
+            c.datastore("cache")
+                .unwrap()
+                .connection_url("cache")
+                .unwrap()
+                .expose(),
             "redis://127.0.0.1:6379/2"
         );
         let shown = serde_json::to_string(&c.redacted()).unwrap();
@@ -941,7 +961,10 @@ dbname = "2"
         assert!(!format!("{c:?}").contains("s3-very-secret"));
         assert_eq!(c.scrub("x s3-very-secret y"), "x **REDACTED** y");
         let err = c.datastore("nope").unwrap_err().message;
-        assert!(err.contains("`nope`") && err.contains("app, cache"), "{err}");
+        assert!(
+            err.contains("`nope`") && err.contains("app, cache"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -955,21 +978,34 @@ dbname = "2"
         let e = parse("[store]\nurl = \"/x\"\nregion = \"eu\"\n", &[]).unwrap_err();
         assert!(e.message.contains("`region` in [store]"), "{}", e.message);
         let e = parse("zstd = 3\n", &[]).unwrap_err();
-        assert!(e.message.contains("`zstd` at the top level"), "{}", e.message);
+        assert!(
+            e.message.contains("`zstd` at the top level"),
+            "{}",
+            e.message
+        );
         let e = parse("[retention]\nkeep_dayly = 3\n", &[]).unwrap_err();
-        assert!(e.message.contains("`keep_dayly` in [retention]"), "{}", e.message);
+        assert!(
+            e.message.contains("`keep_dayly` in [retention]"),
+            "{}",
+            e.message
+        );
         let e = parse(
             "[datastores.a]\nkind = \"postgres\"\nurl = \"postgres://h/db\"\n[datastores.a.retention]\nkeep_hourly = 1\nkeep_minutely = 3\n",
             &[],
         )
         .unwrap_err();
         assert!(
-            e.message.contains("`keep_minutely` in [datastores.a.retention]"),
+            e.message
+                .contains("`keep_minutely` in [datastores.a.retention]"),
             "{}",
             e.message
         );
         let e = parse("[datastores.a]\nkind = \"mysql\"\nurl = \"x://h\"\n", &[]).unwrap_err();
-        assert!(e.message.contains("mysql") && e.message.contains("postgres"), "{}", e.message);
+        assert!(
+            e.message.contains("mysql") && e.message.contains("postgres"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -986,7 +1022,11 @@ dbname = "2"
             &[],
         )
         .unwrap_err();
-        assert!(e.message.contains("store.options.aws_secret_access_key"), "{}", e.message);
+        assert!(
+            e.message.contains("store.options.aws_secret_access_key"),
+            "{}",
+            e.message
+        );
         assert!(!e.message.contains("abc123"));
         let e = parse(
             "[datastores.a]\nkind = \"redis\"\nurl = \"redis://:${REDIS_PW}@h\"\n",
@@ -996,7 +1036,11 @@ dbname = "2"
         assert!(e.message.contains("`REDIS_PW` is not set"), "{}", e.message);
         let e = parse("[datastores.a]\nkind = \"redis\"\n", &[]).unwrap_err();
         assert!(e.message.contains("set url"), "{}", e.message);
-        let e = parse("[datastores._x]\nkind = \"redis\"\nurl = \"redis://h\"\n", &[]).unwrap_err();
+        let e = parse(
+            "[datastores._x]\nkind = \"redis\"\nurl = \"redis://h\"\n",
+            &[],
+        )
+        .unwrap_err();
         assert!(e.message.contains("reserved"), "{}", e.message);
     }
 
@@ -1018,7 +1062,13 @@ dbname = "2"
             c.production_datastore_for_url("postgresql://other@DB.internal:5432/app"),
             Some("app")
         );
-        assert_eq!(c.production_datastore_for_url("postgres://db.internal/app2"), None);
-        assert_eq!(c.production_datastore_for_url("redis://db.internal/app"), None);
+        assert_eq!(
+            c.production_datastore_for_url("postgres://db.internal/app2"),
+            None
+        );
+        assert_eq!(
+            c.production_datastore_for_url("redis://db.internal/app"),
+            None
+        );
     }
 }

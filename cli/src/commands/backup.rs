@@ -39,7 +39,12 @@ pub struct ConfiguredArgs {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
     /// Recipient public key (overrides the config's), repeatable.
-    #[arg(long = "recipient", short = 'r', env = "DBSEAL_RECIPIENTS", value_delimiter = ',')]
+    #[arg(
+        long = "recipient",
+        short = 'r',
+        env = "DBSEAL_RECIPIENTS",
+        value_delimiter = ','
+    )]
     pub recipients: Vec<String>,
     /// Encrypt to a passphrase read from this file (overrides the config's).
     #[arg(long, env = "DBSEAL_PASSPHRASE_FILE", conflicts_with = "recipients")]
@@ -266,11 +271,10 @@ pub async fn read_set(
         }
         Err(e) => return Err(e.into()),
     };
-    serde_json::from_slice(&bytes)
-        .map_err(|e| CliError {
-            message: format!("backup set manifest {key} is invalid: {e}"),
-            code: 4,
-        })
+    serde_json::from_slice(&bytes).map_err(|e| CliError {
+        message: format!("backup set manifest {key} is invalid: {e}"),
+        code: 4,
+    })
 }
 
 /// Exit code of a backup set with failed members.

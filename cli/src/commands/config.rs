@@ -61,8 +61,7 @@ fn check(config: Option<&Config>, out: Output) -> CliResult<()> {
         }
     }
     if !config.encryption.recipients.is_empty() {
-        if let Err(e) = backup_core::Encryption::parse_recipients(&config.encryption.recipients)
-        {
+        if let Err(e) = backup_core::Encryption::parse_recipients(&config.encryption.recipients) {
             problems.push(format!("[encryption] recipients: {e}"));
         }
     }
@@ -77,9 +76,9 @@ fn check(config: Option<&Config>, out: Output) -> CliResult<()> {
     strip_nulls(&mut value);
     out.emit(&value, || {
         let mut s = format!("{}: ok\n", config.path.display());
-        s.push_str(&config.scrub(
-            &toml::to_string_pretty(&value).unwrap_or_else(|_| value.to_string()),
-        ));
+        s.push_str(
+            &config.scrub(&toml::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())),
+        );
         s
     });
     Ok(())

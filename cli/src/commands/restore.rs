@@ -57,7 +57,8 @@ pub struct RestoreArgs {
 /// Fills the identity or passphrase from the config file when no flag set one.
 pub fn apply_key_config(keys: &mut KeyArgs, cfg: &Config) {
     if keys.identities.is_empty() && keys.passphrase_file.is_none() {
-        keys.identities.extend(cfg.encryption.identity.iter().cloned());
+        keys.identities
+            .extend(cfg.encryption.identity.iter().cloned());
         keys.passphrase_file = cfg.encryption.passphrase_file.clone();
     }
 }
@@ -112,6 +113,8 @@ pub struct RestoreTarget {
     /// Neo4j: the target database name.
     #[arg(long)]
     pub database: Option<String>,
+    #[command(flatten)]
+    pub pitr: crate::commands::wal::PitrArgs,
     /// Print what would be read and written, and touch nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -265,7 +268,11 @@ fn safety_encryption(
     keys: &KeyArgs,
 ) -> CliResult<(Vec<String>, Option<PathBuf>)> {
     if let Ok(env) = std::env::var("DBSEAL_RECIPIENTS") {
-        let r: Vec<String> = env.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        let r: Vec<String> = env
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
         if !r.is_empty() {
             return Ok((r, None));
         }
@@ -372,16 +379,23 @@ pub async fn run(
     cfg: Option<&Config>,
     out: Output,
 ) -> CliResult<()> {
+    let store_args = store;
     let store = store.open()?;
     if let Some(set) = &args.set {
         return restore_set(args, set, &store, cfg, out).await;
     }
     let id = crate::commands::show::parse_id(args.id.as_deref().unwrap_or_default())?;
     let manifest = store.manifest(&id).await?;
+    if args.target.pitr.pgdata.is_some() {
+        // PostgreSQL physical backup into a new data directory (point-in-time recovery).
+        return crate::commands::wal::run_restore_pgdata(args, &manifest, store, store_args, out).await;
+    }
     let plan = plan_target(args.datastore.as_deref(), &args.target, &manifest, cfg)?;
     if args.target.dry_run {
         let value = dry_run_plan(args, &plan, &manifest);
-        out.emit(&value, || dry_run_text(args, &plan, &manifest) + "nothing was changed");
+        out.emit(&value, || {
+            dry_run_text(args, &plan, &manifest) + "nothing was changed"
+        });
         return Ok(());
     }
     if let (true, Some(name)) = (plan.production, &plan.name) {
@@ -419,7 +433,10 @@ pub async fn run(
 
 fn dry_run_plan(args: &RestoreArgs, plan: &TargetPlan, manifest: &Manifest) -> serde_json::Value {
     let t = &plan.target;
-    let safety = t.replace && !args.no_safety_backup && plan.writes_database() && kind_of(manifest).is_some();
+    let safety = t.replace
+        && !args.no_safety_backup
+        && plan.writes_database()
+        && kind_of(manifest).is_some();
     serde_json::json!({
         "dry_run": true,
         "backup_id": manifest.backup_id,
@@ -450,7 +467,9 @@ fn dry_run_text(args: &RestoreArgs, plan: &TargetPlan, manifest: &Manifest) -> S
     }
     if let (true, Some(name)) = (plan.production, &plan.name) {
         if args.confirm_production.contains(name) {
-            s.push_str(&format!("  confirm  production datastore `{name}`: confirmed\n"));
+            s.push_str(&format!(
+                "  confirm  production datastore `{name}`: confirmed\n"
+            ));
         } else {
             s.push_str(&format!(
                 "  confirm  production datastore `{name}`: would be refused without --confirm-production {name}\n"
@@ -552,7 +571,12 @@ async fn restore_set(
     let id = crate::commands::show::parse_id(set_id)?;
     let set = crate::commands::backup::read_set(store, &id).await?;
     if !set.ok {
-        let failed: Vec<&str> = set.members.iter().filter(|m| !m.ok).map(|m| m.datastore.as_str()).collect();
+        let failed: Vec<&str> = set
+            .members
+            .iter()
+            .filter(|m| !m.ok)
+            .map(|m| m.datastore.as_str())
+            .collect();
         return Err(CliError {
             message: format!(
                 "backup set {id} is incomplete ({} failed): restore its good members one by one with `dbseal restore ID --datastore NAME`",
@@ -573,14 +597,23 @@ async fn restore_set(
         members.push((manifest, plan));
     }
     if args.target.dry_run {
-        let plans: Vec<serde_json::Value> = members.iter().map(|(m, p)| dry_run_plan(args, p, m)).collect();
-        out.emit(&serde_json::json!({"dry_run": true, "set_id": id, "members": plans}), || {
-            let mut s = format!("dry run: would restore backup set {id} ({} members)\n", members.len());
-            for (m, p) in &members {
-                s.push_str(&dry_run_text(args, p, m));
-            }
-            s + "nothing was changed"
-        });
+        let plans: Vec<serde_json::Value> = members
+            .iter()
+            .map(|(m, p)| dry_run_plan(args, p, m))
+            .collect();
+        out.emit(
+            &serde_json::json!({"dry_run": true, "set_id": id, "members": plans}),
+            || {
+                let mut s = format!(
+                    "dry run: would restore backup set {id} ({} members)\n",
+                    members.len()
+                );
+                for (m, p) in &members {
+                    s.push_str(&dry_run_text(args, p, m));
+                }
+                s + "nothing was changed"
+            },
+        );
         return Ok(());
     }
     for (_, plan) in &members {
@@ -599,7 +632,11 @@ async fn restore_set(
             ),
             code: e.code,
         })?;
-        out.info(&format!("  {}: restored {}", plan.name.as_deref().unwrap_or(""), manifest.backup_id));
+        out.info(&format!(
+            "  {}: restored {}",
+            plan.name.as_deref().unwrap_or(""),
+            manifest.backup_id
+        ));
         results.push(serde_json::json!({
             "datastore": plan.name,
             "backup_id": manifest.backup_id,
@@ -608,17 +645,23 @@ async fn restore_set(
             "safety_backup": safety.as_ref().map(|m| &m.backup_id),
         }));
     }
-    out.emit(&serde_json::json!({"set_id": id, "restored": results}), || {
-        let mut s = format!("restored backup set {id}\n");
-        for r in &results {
-            s.push_str(&format!(
-                "  {} <- {}{}\n",
-                r["datastore"].as_str().unwrap_or(""),
-                r["backup_id"].as_str().unwrap_or(""),
-                r["safety_backup"].as_str().map(|x| format!(" (safety backup {x})")).unwrap_or_default()
-            ));
-        }
-        s
-    });
+    out.emit(
+        &serde_json::json!({"set_id": id, "restored": results}),
+        || {
+            let mut s = format!("restored backup set {id}\n");
+            for r in &results {
+                s.push_str(&format!(
+                    "  {} <- {}{}\n",
+                    r["datastore"].as_str().unwrap_or(""),
+                    r["backup_id"].as_str().unwrap_or(""),
+                    r["safety_backup"]
+                        .as_str()
+                        .map(|x| format!(" (safety backup {x})"))
+                        .unwrap_or_default()
+                ));
+            }
+            s
+        },
+    );
     Ok(())
 }

@@ -24,7 +24,12 @@ pub struct VerifyArgs {
     #[arg(long)]
     pub latest: bool,
     /// With --latest: only this datastore (repeatable).
-    #[arg(long = "datastore", short = 'd', value_name = "NAME", requires = "latest")]
+    #[arg(
+        long = "datastore",
+        short = 'd',
+        value_name = "NAME",
+        requires = "latest"
+    )]
     pub datastores: Vec<String>,
     #[command(flatten)]
     pub keys: KeyArgs,
