@@ -354,6 +354,8 @@ struct RestoreVisitor {
     want_functions: bool,
     functions: Vec<u8>,
     outcome: RestoreOutcome,
+    /// Keys restored per (target db, type), folded into `outcome` at the end.
+    counts: Vec<((u32, String), u64)>,
     payload: Vec<u8>,
 }
 
@@ -484,11 +486,16 @@ impl RdbVisitor for RestoreVisitor {
             key,
             module: (e.type_byte == types::MODULE_2).then(|| e.type_name.to_string()),
         });
-        *self
-            .outcome
-            .restored
-            .entry((target, e.type_name.to_string()))
-            .or_default() += 1;
+        // Counted without allocating per key: a BTreeMap lookup by (db, &str) would
+        // need an owned String.
+        match self
+            .counts
+            .iter_mut()
+            .find(|((db, t), _)| *db == target && t == e.type_name)
+        {
+            Some((_, n)) => *n += 1,
+            None => self.counts.push(((target, e.type_name.to_string()), 1)),
+        }
         if self.batch.bytes.len() >= BATCH_BYTES || self.batch.labels.len() >= BATCH_COMMANDS {
             self.flush()?;
         }
@@ -774,6 +781,7 @@ impl RedisSink {
                 db_map: plan.targets.clone(),
                 ..Default::default()
             },
+            counts: Vec::new(),
             payload: Vec::new(),
         };
         let parser = tokio::task::spawn_blocking(move || {
@@ -784,7 +792,9 @@ impl RedisSink {
             };
             let result = parse_rdb(&mut r, &mut visitor).and_then(|_| visitor.flush());
             drop(r);
-            result.map(|_| (visitor.outcome, visitor.functions, visitor.rdb_version))
+            let mut outcome = visitor.outcome;
+            outcome.restored.extend(visitor.counts);
+            result.map(|_| (outcome, visitor.functions, visitor.rdb_version))
         });
 
         // Replies, in order, checked against what was sent.
