@@ -3,6 +3,11 @@
 
 mod common;
 
+/// The embedding example, run as a test.
+#[path = "../examples/embed.rs"]
+#[allow(dead_code)]
+mod embed;
+
 use std::time::Instant;
 
 use backup_core::{
@@ -240,4 +245,16 @@ async fn empty_stream_round_trip_on_s3() {
     assert!(sink.saw_eof);
     assert!(sink.data.is_empty());
     common::empty_store(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedding_example_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::DataGen::bytes(5, 2 * 1024 * 1024);
+    let restored = embed::run(dir.path().to_str().unwrap(), data.clone())
+        .await
+        .expect("the example runs");
+    assert!(restored == data, "the example restored different bytes");
+    let restored = embed::run("memory://", b"x".to_vec()).await.unwrap();
+    assert_eq!(restored, b"x");
 }
