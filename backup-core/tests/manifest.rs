@@ -272,7 +272,7 @@ fn contents_add_accumulates_and_serializes_compactly() {
     c.add("tables", "public.a", 3);
     assert_eq!(c.counts["tables"]["public.a"], 5);
     assert_eq!(
-        serde_json::to_value(&Contents::default()).unwrap(),
+        serde_json::to_value(Contents::default()).unwrap(),
         json!({})
     );
     c.fact("archive_version", "1.15");
