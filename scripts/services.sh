@@ -6,7 +6,8 @@
 #   scripts/services.sh stop DIR
 #
 # `start` writes DIR/env.sh: `source` it to get the DBSEAL_TEST_* variables the tests
-# read. Ports are fixed (override with the variables below) so a developer can reach them.
+# read. Ports are fixed (override with the variables below) so a developer can reach them;
+# SeaweedFS uses the nine ports after DBSEAL_TEST_S3_PORT for its internal servers.
 set -euo pipefail
 
 PG_PORT=${DBSEAL_TEST_PG_PORT:-55432}
@@ -104,7 +105,12 @@ start_s3() {
 {"identities":[{"name":"admin","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],"actions":["Admin","Read","List","Tagging","Write"]}]}
 JSON
   (cd "$d" && exec weed mini -dir="$d/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$d/s3.json" \
-    -bucket=backups -s3.port="$S3_PORT" -webdav=false -admin.ui=false -s3.port.iceberg=0 \
+    -bucket=backups -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 1)) \
+    -master.port=$((S3_PORT + 2)) -master.port.grpc=$((S3_PORT + 3)) \
+    -volume.port=$((S3_PORT + 4)) -volume.port.grpc=$((S3_PORT + 5)) \
+    -filer.port=$((S3_PORT + 6)) -filer.port.grpc=$((S3_PORT + 7)) \
+    -admin.port=$((S3_PORT + 8)) -admin.port.grpc=$((S3_PORT + 9)) \
+    -webdav=false -admin.ui=false -s3.port.iceberg=0 \
     -s3.port.lance=0 -master.telemetry=false >"$d/weed.log" 2>&1) &
   echo $! >"$DIR/s3.pid"
   wait_for seaweedfs 30 port_open "$S3_PORT"
