@@ -92,6 +92,15 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// Set by commands whose failure is already described by the JSON document they
+/// printed (status, verify --latest, backup sets), so stdout stays one document.
+static RESULT_EMITTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the command's JSON result as printed (see [`RESULT_EMITTED`]).
+pub(crate) fn result_emitted() {
+    RESULT_EMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
 /// Where a flag's value came from, looked up in the deepest subcommand that has it.
 pub(crate) fn value_source(matches: &ArgMatches, id: &str) -> Option<clap::parser::ValueSource> {
     let mut found = None;
@@ -193,7 +202,7 @@ fn main() {
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     if let Err(e) = result {
         eprintln!("dbseal: error: {}", e.message);
-        if json {
+        if json && !RESULT_EMITTED.load(std::sync::atomic::Ordering::SeqCst) {
             println!(
                 "{}",
                 serde_json::json!({ "error": { "class": e.class(), "code": e.code, "message": e.message } })

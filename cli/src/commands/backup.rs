@@ -383,6 +383,21 @@ pub async fn backup_kind(
     }
 }
 
+/// Checks that a configured datastore's options are flags its kind knows (no
+/// connection is made), for `dbseal config check`.
+pub fn check_kind_options(name: &str, ds: &crate::config::DatastoreConfig, cfg: &Config) -> CliResult<()> {
+    use crate::config::Kind;
+    let mut argv = vec!["--url".to_string(), "x://check".to_string()];
+    argv.extend(ds.option_flags(name)?);
+    let k = ds.kind.as_str();
+    match ds.kind {
+        Kind::Postgres => parse_kind_args::<db::postgres::BackupArgs>(name, k, argv, Some(cfg)).map(drop),
+        Kind::Timescale => parse_kind_args::<db::timescale::BackupArgs>(name, k, argv, Some(cfg)).map(drop),
+        Kind::Redis => parse_kind_args::<db::redis::BackupArgs>(name, k, argv, Some(cfg)).map(drop),
+        Kind::Neo4j => parse_kind_args::<db::neo4j::BackupArgs>(name, k, argv, Some(cfg)).map(drop),
+    }
+}
+
 /// Backs up one configured datastore.
 pub async fn backup_configured(name: &str, job: &ConfiguredBackup<'_>) -> CliResult<Manifest> {
     let ds = job.cfg.datastore(name)?;
@@ -539,6 +554,7 @@ async fn run_set(
         }
         .into());
     }
+    crate::result_emitted();
     out.emit(&set, || {
         let mut s = format!(
             "backup set {} {}: {}\n",

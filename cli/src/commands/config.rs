@@ -43,7 +43,7 @@ fn check(config: Option<&Config>, out: Output) -> CliResult<()> {
         if let Err(e) = ds.password(name) {
             problems.push(e.message);
         }
-        if let Err(e) = ds.option_flags(name) {
+        if let Err(e) = crate::commands::backup::check_kind_options(name, ds, config) {
             problems.push(e.message);
         }
     }

@@ -366,6 +366,7 @@ pub async fn run(
     if let Some(path) = &args.metrics_file {
         write_atomically(path, &metrics(&statuses, now))?;
     }
+    crate::result_emitted();
     out.emit(&statuses, || {
         let mut s = format!(
             "{:<20} {:<10} {:<27} {:>9} {:>10} {:<28} {}\n",

@@ -318,6 +318,7 @@ async fn run_latest(
             },
         });
     }
+    crate::result_emitted();
     out.emit(&results, || {
         let mut s = String::new();
         for r in &results {

@@ -1,0 +1,407 @@
+//! verify --latest and its records, status (exit 9, Prometheus metrics) and prune
+//! (retention, dry run, never-delete rules, debris) on a local store. These need no
+//! database: the backups are of standard input.
+
+mod ops_common;
+
+use std::path::Path;
+
+use ops_common::*;
+
+/// Makes a stdin backup of `ds` and returns its id.
+fn backup(w: &Work, ds: &str, data: &str) -> String {
+    let out = w.run_stdin(
+        &[
+            "--json",
+            "--store",
+            w.store().to_str().unwrap(),
+            "backup",
+            "stdin",
+            "-d",
+            ds,
+            "-r",
+            &w.recipient,
+        ],
+        data.as_bytes(),
+    );
+    ok(&out);
+    json(&out)["backup_id"].as_str().unwrap().to_string()
+}
+
+fn s<'a>(w: &'a Work, args: &[&'a str]) -> Vec<String> {
+    let mut v = vec![
+        "--store".to_string(),
+        w.store().to_str().unwrap().to_string(),
+    ];
+    v.extend(args.iter().map(|a| a.to_string()));
+    v
+}
+
+fn run(w: &Work, args: &[&str]) -> std::process::Output {
+    let args = s(w, args);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    w.run(&refs)
+}
+
+fn record(w: &Work, ds: &str, id: &str) -> Option<serde_json::Value> {
+    let p = w.store().join(ds).join(id).join("verified.json");
+    std::fs::read(&p)
+        .ok()
+        .map(|b| serde_json::from_slice(&b).unwrap())
+}
+
+#[test]
+fn verify_latest_records_verdicts_and_status_reports_them() {
+    let w = Work::new();
+    let _old = backup(&w, "app", "old");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let newest = backup(&w, "app", "new");
+    let other = backup(&w, "other", "x");
+
+    // Before any verification: healthy (recent), verification "never".
+    let st = json(&run(&w, &["--json", "status"]));
+    assert_eq!(st.as_array().unwrap().len(), 2);
+    assert!(st[0]["last_verification"].is_null());
+    assert_eq!(st[0]["healthy"], true);
+
+    // verify --latest: content level with the identity; one record per newest backup.
+    let out = run(&w, &["--json", "verify", "--latest", "-i", "identity.txt"]);
+    let results = json(&out);
+    assert_eq!(results.as_array().unwrap().len(), 2, "{results}");
+    assert!(results
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["ok"] == true && r["level"] == "content"));
+    let rec = record(&w, "app", &newest).expect("verified.json next to the manifest");
+    assert_eq!(
+        (rec["ok"].clone(), rec["level"].clone()),
+        (true.into(), "content".into())
+    );
+    assert_eq!(rec["tool"]["name"], "dbseal");
+    assert!(rec["verified_at"].as_str().is_some());
+    assert!(
+        record(&w, "app", &_old).is_none(),
+        "only the newest is verified"
+    );
+    assert!(record(&w, "other", &other).is_some());
+    // The record does not disturb listing (the folder stays one complete backup).
+    assert_eq!(
+        json(&run(&w, &["--json", "list"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // --datastore narrows; --no-record leaves no trace; stored level without a key.
+    let before = std::fs::read(w.store().join("other").join(&other).join("verified.json")).unwrap();
+    ok(&run(
+        &w,
+        &["verify", "--latest", "-d", "other", "--no-record"],
+    ));
+    assert_eq!(
+        before,
+        std::fs::read(w.store().join("other").join(&other).join("verified.json")).unwrap()
+    );
+    ok(&run(&w, &["verify", "--latest", "-d", "other"]));
+    assert_eq!(record(&w, "other", &other).unwrap()["level"], "stored");
+    let err = fails_with(&run(&w, &["verify", "--latest", "-d", "nope"]), 3);
+    assert!(err.contains("nope"), "{err}");
+
+    // status: newest, size, last verification, and a Prometheus textfile.
+    let metrics = w.path("metrics/dbseal.prom");
+    std::fs::create_dir_all(metrics.parent().unwrap()).unwrap();
+    let out = run(
+        &w,
+        &[
+            "--json",
+            "status",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    let st = json(&out);
+    let app = &st[0];
+    assert_eq!(app["datastore"], "app");
+    assert_eq!(app["backups"], 2);
+    assert_eq!(app["newest"]["backup_id"], newest.as_str());
+    assert!(app["newest"]["stored_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(app["last_verification"]["ok"], true);
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    for line in [
+        "# TYPE dbseal_last_success_timestamp_seconds gauge",
+        "dbseal_datastore_healthy{datastore=\"app\",kind=\"stdin\"} 1",
+        "dbseal_backups{datastore=\"app\",kind=\"stdin\"} 2",
+        "dbseal_last_verification_success{datastore=\"app\",kind=\"stdin\"} 1",
+        "dbseal_last_verification_level{datastore=\"app\",kind=\"stdin\"} 2",
+        "dbseal_max_age_seconds{datastore=\"app\",kind=\"stdin\"} 90000",
+    ] {
+        assert!(prom.contains(line), "`{line}` missing:\n{prom}");
+    }
+    assert!(prom
+        .lines()
+        .any(|l| l.starts_with("dbseal_last_backup_stored_bytes{datastore=\"app\"")));
+    assert!(prom
+        .lines()
+        .any(|l| l.starts_with("dbseal_last_backup_duration_seconds{datastore=\"app\"")));
+    // Written by rename: no temporary file left behind.
+    assert_eq!(
+        std::fs::read_dir(metrics.parent().unwrap())
+            .unwrap()
+            .count(),
+        1
+    );
+    // Text output has the columns.
+    let text = ok(&run(&w, &["status"]));
+    assert!(
+        text.contains("NEWEST BACKUP") && text.contains(&newest) && text.contains("ok content"),
+        "{text}"
+    );
+}
+
+#[test]
+fn status_exits_9_when_stale_or_when_the_last_verification_failed() {
+    let w = Work::new();
+    let id = backup(&w, "app", "data");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Stale.
+    let out = run(&w, &["status", "--max-age", "1s"]);
+    let err = fails_with(&out, 9);
+    assert!(err.contains("app"), "{err}");
+    assert!(
+        stdout(&out).contains("UNHEALTHY") && stdout(&out).contains("max 1s"),
+        "{}",
+        stdout(&out)
+    );
+    ok(&run(&w, &["status", "--max-age", "1h"]));
+
+    // Tamper with the artifact: verification fails, is recorded, and status alerts.
+    let artifact = w.store().join("app").join(&id).join("data.raw.zst.age");
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 1;
+    std::fs::write(&artifact, bytes).unwrap();
+    let err = fails_with(&run(&w, &["verify", "--latest", "-i", "identity.txt"]), 4);
+    assert!(err.contains(&id), "{err}");
+    let rec = record(&w, "app", &id).unwrap();
+    assert_eq!(rec["ok"], false);
+    assert!(
+        rec["message"].as_str().unwrap().contains("SHA-256"),
+        "{rec}"
+    );
+    let metrics = w.path("dbseal.prom");
+    let out = run(
+        &w,
+        &[
+            "status",
+            "--max-age",
+            "1h",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+    );
+    fails_with(&out, 9);
+    assert!(
+        stdout(&out).contains("last verification of") && stdout(&out).contains("failed"),
+        "{}",
+        stdout(&out)
+    );
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("dbseal_last_verification_success{datastore=\"app\",kind=\"stdin\"} 0"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("dbseal_datastore_healthy{datastore=\"app\",kind=\"stdin\"} 0"),
+        "{prom}"
+    );
+
+    // A configured datastore without any backup is unhealthy too.
+    w.write(
+        "dbseal.toml",
+        "[datastores.fresh]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:1\"\nmax_age = \"8d\"\n",
+    );
+    let out = run(&w, &["--json", "status", "-d", "fresh"]);
+    fails_with(&out, 9);
+    let st = json(&out);
+    assert_eq!(st[0]["problems"][0], "no complete backup");
+    assert_eq!(st[0]["max_age"], "8d");
+}
+
+#[test]
+fn prune_dry_run_lists_exactly_what_it_would_delete_then_prunes_it() {
+    let w = Work::new();
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(backup(&w, "app", &format!("v{i}")));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    ok(&run(&w, &["verify", "--latest", "-i", "identity.txt"]));
+    let before = files(&w.store());
+
+    let out = run(&w, &["prune", "--keep-last", "2", "--dry-run"]);
+    let text = ok(&out);
+    assert_eq!(files(&w.store()), before, "a dry run deletes nothing");
+    assert!(
+        text.contains(&format!("keep    {}  last (1/2)", ids[3])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("keep    {}  last (2/2)", ids[2])),
+        "{text}"
+    );
+    for gone in &ids[..2] {
+        assert!(text.contains(&format!("would delete {gone}")), "{text}");
+        assert!(
+            text.contains(&format!("app/{gone}/manifest.json")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("app/{gone}/data.raw.zst.age")),
+            "{text}"
+        );
+    }
+    let plan = json(&run(
+        &w,
+        &["--json", "prune", "--keep-last", "2", "--dry-run"],
+    ));
+    let p = &plan[0];
+    assert_eq!(p["executed"], false);
+    let listed: Vec<&str> = p["deleted_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = before
+        .iter()
+        .filter(|f| f.contains(&ids[0]) || f.contains(&ids[1]))
+        .cloned()
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted, expected,
+        "the dry run lists exactly the objects of the deleted backups"
+    );
+
+    // For real: exactly those objects go.
+    ok(&run(&w, &["prune", "--keep-last", "2"]));
+    let after = files(&w.store());
+    let remaining: Vec<String> = before
+        .into_iter()
+        .filter(|f| !expected.contains(f))
+        .collect();
+    assert_eq!(after, remaining);
+    assert_eq!(
+        json(&run(&w, &["--json", "list"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn prune_deletes_nothing_while_the_newest_backup_is_unverified() {
+    let w = Work::new();
+    for i in 0..3 {
+        backup(&w, "app", &format!("v{i}"));
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    ok(&run(&w, &["verify", "--latest", "-i", "identity.txt"]));
+    let newest = backup(&w, "app", "unverified");
+    let before = files(&w.store());
+    let out = run(&w, &["prune", "--keep-last", "1"]);
+    let text = ok(&out);
+    assert_eq!(files(&w.store()), before);
+    assert!(
+        text.contains("BLOCKED") && text.contains(&newest) && text.contains("not verified"),
+        "{text}"
+    );
+    assert!(stderr(&out).contains("nothing deleted"), "{}", stderr(&out));
+    assert!(
+        text.contains("newest verified backup (never deleted)"),
+        "{text}"
+    );
+    // Once verified, the policy applies.
+    ok(&run(&w, &["verify", "--latest", "-i", "identity.txt"]));
+    ok(&run(&w, &["prune", "--keep-last", "1"]));
+    assert_eq!(
+        json(&run(&w, &["--json", "list"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn prune_removes_debris_only_after_the_grace_period_and_uses_config_policies() {
+    let w = Work::new();
+    let a1 = backup(&w, "app", "1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let a2 = backup(&w, "app", "2");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let a3 = backup(&w, "app", "3");
+    let c1 = backup(&w, "cache", "1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let c2 = backup(&w, "cache", "2");
+    ok(&run(&w, &["verify", "--latest", "-i", "identity.txt"]));
+    // Debris of a failed backup, older than the newest complete one (an id from 2020).
+    let debris = "20200101T000000Z-deadbeef";
+    let part = w.store().join("app").join(debris).join("data.raw.zst.age");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, b"partial upload").unwrap();
+    assert_eq!(
+        json(&run(&w, &["--json", "list"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        5,
+        "debris is not a backup"
+    );
+
+    // Config: keep 1 by default, 2 for app.
+    w.write(
+        "dbseal.toml",
+        &format!(
+            "[store]\nurl = \"{}\"\n[retention]\nkeep_last = 1\n[datastores.app]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:1\"\n[datastores.app.retention]\nkeep_last = 2\n",
+            w.store().display()
+        ),
+    );
+    // Young debris is kept (it may be a running backup).
+    let text = ok(&w.run(&["prune", "--dry-run"]));
+    assert!(
+        text.contains(&format!("keep    debris {debris}")) && text.contains("still running"),
+        "{text}"
+    );
+    assert!(
+        text.contains("policy: last 2") && text.contains("policy: last 1"),
+        "{text}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let text = ok(&w.run(&["prune", "--debris-grace", "1s"]));
+    assert!(text.contains(&format!("deleted debris {debris}")), "{text}");
+    assert!(!Path::new(&part).exists());
+    let left: Vec<String> = json(&w.run(&["--json", "list"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["backup_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut expected = vec![a2.clone(), a3.clone(), c2.clone()];
+    expected.sort();
+    assert_eq!(left, expected);
+    assert!(!left.contains(&a1) && !left.contains(&c1));
+    // Flags override the config: keep 1 for app too.
+    ok(&w.run(&["prune", "--keep-last", "1", "-d", "app"]));
+    assert_eq!(
+        json(&w.run(&["--json", "list", "-d", "app"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
