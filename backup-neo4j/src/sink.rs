@@ -693,7 +693,7 @@ impl Sink for Neo4jSink {
                 } else {
                     rollback(&db, &state, self.options.node_batch).await
                 };
-                let note = match undo {
+                let note = match &undo {
                     Ok(what) => format!("the target was left as it was: {what}"),
                     Err(u) => format!(
                         "the target could NOT be rolled back ({u}); imported nodes carry the \
@@ -701,6 +701,13 @@ impl Sink for Neo4jSink {
                          with Neo4jSink::remove_interrupted_import (`MATCH (n) WHERE n.{IMPORT_ID} IS NOT NULL DETACH DELETE n`)"
                     ),
                 };
+                // The pipeline may report another stage's error as the cause (a bad
+                // artifact): the log always says what happened to the target.
+                if undo.is_ok() {
+                    tracing::warn!(target = %db.target, error = %e, "neo4j restore failed; {note}");
+                } else {
+                    tracing::error!(target = %db.target, error = %e, "neo4j restore failed; {note}");
+                }
                 Err(with_note(e, &note))
             }
         }

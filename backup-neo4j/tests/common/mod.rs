@@ -374,6 +374,26 @@ impl PrivateServer {
         s
     }
 
+    /// Waits until the `neo4j` database answers (it opens a little after the port).
+    pub async fn ready(self) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let g = self.graph();
+            if let Ok(mut t) = g.start_txn().await {
+                if t.run(query("RETURN 1")).await.is_ok() {
+                    let _ = t.commit().await;
+                    return self;
+                }
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                panic!("private ArcadeDB database did not open; server log:\n{tail}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     pub fn config(&self) -> Neo4jConfig {
         Neo4jConfig::new(format!("bolt://127.0.0.1:{}", self.bolt_port))
             .user(env("DBSEAL_TEST_BOLT_USER"))
