@@ -385,14 +385,22 @@ pub async fn backup_kind(
 
 /// Checks that a configured datastore's options are flags its kind knows (no
 /// connection is made), for `dbseal config check`.
-pub fn check_kind_options(name: &str, ds: &crate::config::DatastoreConfig, cfg: &Config) -> CliResult<()> {
+pub fn check_kind_options(
+    name: &str,
+    ds: &crate::config::DatastoreConfig,
+    cfg: &Config,
+) -> CliResult<()> {
     use crate::config::Kind;
     let mut argv = vec!["--url".to_string(), "x://check".to_string()];
     argv.extend(ds.option_flags(name)?);
     let k = ds.kind.as_str();
     match ds.kind {
-        Kind::Postgres => parse_kind_args::<db::postgres::BackupArgs>(name, k, argv, Some(cfg)).map(drop),
-        Kind::Timescale => parse_kind_args::<db::timescale::BackupArgs>(name, k, argv, Some(cfg)).map(drop),
+        Kind::Postgres => {
+            parse_kind_args::<db::postgres::BackupArgs>(name, k, argv, Some(cfg)).map(drop)
+        }
+        Kind::Timescale => {
+            parse_kind_args::<db::timescale::BackupArgs>(name, k, argv, Some(cfg)).map(drop)
+        }
         Kind::Redis => parse_kind_args::<db::redis::BackupArgs>(name, k, argv, Some(cfg)).map(drop),
         Kind::Neo4j => parse_kind_args::<db::neo4j::BackupArgs>(name, k, argv, Some(cfg)).map(drop),
     }

@@ -388,7 +388,8 @@ pub async fn run(
     let manifest = store.manifest(&id).await?;
     if args.target.pitr.pgdata.is_some() {
         // PostgreSQL physical backup into a new data directory (point-in-time recovery).
-        return crate::commands::wal::run_restore_pgdata(args, &manifest, store, store_args, out).await;
+        return crate::commands::wal::run_restore_pgdata(args, &manifest, store, store_args, out)
+            .await;
     }
     let plan = plan_target(args.datastore.as_deref(), &args.target, &manifest, cfg)?;
     if args.target.dry_run {
