@@ -34,8 +34,8 @@ use backup_core::pipe::{blocking_chunks, PIPE_CAPACITY};
 use backup_core::sink::StreamReader;
 use backup_core::source::StreamWriter;
 use backup_core::{
-    BackupOptions, BackupSession, BackupStore, Contents, Error, ErrorKind, FormatReader,
-    Manifest, Result, RestoreOptions, Sink, SinkReport, Source, SourceFacts,
+    BackupOptions, BackupSession, BackupStore, Contents, Error, ErrorKind, FormatReader, Manifest,
+    RestoreOptions, Result, Sink, SinkReport, Source, SourceFacts,
 };
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,9 @@ use tokio::io::{AsyncReadExt, AsyncWrite};
 use crate::config::{Connection, PostgresConfig, Tool};
 use crate::error::{PgResult, PostgresError};
 use crate::source::{check_tool_version, stream_command, KIND};
-use crate::wal::{label_lsn, parse_label, plan_recovery, segment_name, BaseBackupWal, Lsn, WalArchive};
+use crate::wal::{
+    label_lsn, parse_label, plan_recovery, segment_name, BaseBackupWal, Lsn, WalArchive,
+};
 
 /// The format name of physical base backups: a tar archive of the data directory.
 pub const TAR_FORMAT: &str = "tar";
@@ -325,7 +327,13 @@ impl TarParser {
         let sum: u64 = block
             .iter()
             .enumerate()
-            .map(|(i, b)| if (148..156).contains(&i) { 32 } else { u64::from(*b) })
+            .map(|(i, b)| {
+                if (148..156).contains(&i) {
+                    32
+                } else {
+                    u64::from(*b)
+                }
+            })
             .sum();
         if sum != stored {
             return Err(tar_error(format!(
@@ -399,7 +407,10 @@ impl TarParser {
             size,
             mode,
         };
-        if matches!(entry.kind, TarEntryKind::Symlink(_) | TarEntryKind::HardLink(_)) {
+        if matches!(
+            entry.kind,
+            TarEntryKind::Symlink(_) | TarEntryKind::HardLink(_)
+        ) {
             // Links carry no data whatever their size field says.
             self.remaining = 0;
             self.padding = 0;
@@ -418,9 +429,12 @@ impl TarParser {
     pub fn finish(&self) -> Result<()> {
         match self.state {
             TarState::End => Ok(()),
-            TarState::Header if self.block.is_empty() && self.zero_blocks == 0 => Err(tar_error(
-                format!("the archive ends without its end-of-archive marker after {} bytes (truncated)", self.offset),
-            )),
+            TarState::Header if self.block.is_empty() && self.zero_blocks == 0 => {
+                Err(tar_error(format!(
+                    "the archive ends without its end-of-archive marker after {} bytes (truncated)",
+                    self.offset
+                )))
+            }
             _ => Err(tar_error(format!(
                 "the archive is cut off inside a member after {} bytes (truncated)",
                 self.offset
@@ -590,7 +604,10 @@ impl BaseBackupScanner {
         }
         let f = &self.facts;
         let c = &mut self.contents;
-        c.fact("system_identifier", f.system_identifier.expect("checked").to_string());
+        c.fact(
+            "system_identifier",
+            f.system_identifier.expect("checked").to_string(),
+        );
         if let Some(v) = &f.pg_version {
             c.fact("pg_version", v.clone());
         }
@@ -613,7 +630,11 @@ impl BaseBackupScanner {
             c.fact("manifest_files", n.to_string());
             c.fact(
                 "manifest_checked",
-                if self.verify { "sizes and checksums" } else { "no" },
+                if self.verify {
+                    "sizes and checksums"
+                } else {
+                    "no"
+                },
             );
         }
         Ok((self.contents, self.facts))
@@ -658,12 +679,18 @@ impl BaseBackupScanner {
                 continue;
             };
             if *size != f.size {
-                problems.push(format!("{path} is {size} bytes, the manifest says {}", f.size));
+                problems.push(format!(
+                    "{path} is {size} bytes, the manifest says {}",
+                    f.size
+                ));
                 continue;
             }
             if f.algorithm.as_deref() == Some("CRC32C") {
                 let found = hex::encode(crc.to_le_bytes());
-                if f.checksum.as_deref().is_some_and(|c| !c.eq_ignore_ascii_case(&found)) {
+                if f.checksum
+                    .as_deref()
+                    .is_some_and(|c| !c.eq_ignore_ascii_case(&found))
+                {
                     problems.push(format!(
                         "{path} has CRC-32C {found}, the manifest says {}",
                         f.checksum.as_deref().unwrap_or_default()
@@ -1012,11 +1039,18 @@ impl PhysicalSource {
             .arg("--wal-method=none")
             .arg(format!(
                 "--checkpoint={}",
-                if self.options.fast_checkpoint { "fast" } else { "spread" }
+                if self.options.fast_checkpoint {
+                    "fast"
+                } else {
+                    "spread"
+                }
             ))
             .arg(format!(
                 "--label={}",
-                self.options.label.as_deref().unwrap_or("dbseal base backup")
+                self.options
+                    .label
+                    .as_deref()
+                    .unwrap_or("dbseal base backup")
             ))
             .arg("--manifest-checksums=CRC32C")
             .arg("--no-password")
@@ -1062,7 +1096,10 @@ impl Source for PhysicalSource {
         let timeline = facts.start_timeline.unwrap_or(1);
         let mut f = SourceFacts::new();
         f.insert("physical".into(), json!(true));
-        f.insert("archive".into(), json!("pg_basebackup --format=tar --wal-method=none"));
+        f.insert(
+            "archive".into(),
+            json!("pg_basebackup --format=tar --wal-method=none"),
+        );
         f.insert(
             "consistency".into(),
             json!("physical base backup: consistent once recovery replays the archived WAL up to stop_lsn"),
@@ -1072,15 +1109,24 @@ impl Source for PhysicalSource {
         f.insert("host".into(), json!(self.conn.host()));
         f.insert("port".into(), json!(self.conn.port()));
         f.insert("user".into(), json!(self.conn.user()));
-        f.insert("pg_basebackup_version".into(), json!(info.pg_basebackup.version));
+        f.insert(
+            "pg_basebackup_version".into(),
+            json!(info.pg_basebackup.version),
+        );
         f.insert(
             "system_identifier".into(),
-            json!(facts.system_identifier.expect("checked by finish").to_string()),
+            json!(facts
+                .system_identifier
+                .expect("checked by finish")
+                .to_string()),
         );
         f.insert("wal_segment_size".into(), json!(seg));
         f.insert("timeline".into(), json!(timeline));
         f.insert("start_lsn".into(), json!(start.to_string()));
-        f.insert("start_segment".into(), json!(segment_name(timeline, start.segno(seg), seg)));
+        f.insert(
+            "start_segment".into(),
+            json!(segment_name(timeline, start.segno(seg), seg)),
+        );
         if let Some(c) = facts.checkpoint_lsn {
             f.insert("checkpoint_lsn".into(), json!(c.to_string()));
         }
@@ -1088,9 +1134,16 @@ impl Source for PhysicalSource {
             let stl = facts.stop_timeline.unwrap_or(timeline);
             f.insert("stop_lsn".into(), json!(stop.to_string()));
             f.insert("stop_timeline".into(), json!(stl));
-            f.insert("stop_segment".into(), json!(segment_name(stl, stop.segno(seg), seg)));
+            f.insert(
+                "stop_segment".into(),
+                json!(segment_name(stl, stop.segno(seg), seg)),
+            );
         }
-        for (key, name) in [("START TIME", "start_time"), ("LABEL", "label"), ("BACKUP FROM", "backup_from")] {
+        for (key, name) in [
+            ("START TIME", "start_time"),
+            ("LABEL", "label"),
+            ("BACKUP FROM", "backup_from"),
+        ] {
             if let Some(v) = facts.label.get(key) {
                 f.insert(name.into(), json!(v));
             }
@@ -1121,7 +1174,10 @@ pub async fn backup_physical(
     let mut facts = session.write_artifact("data", source).await?;
     // pg_basebackup waited until the server archived the stop segment; check that it
     // went to this datastore's archive (else dbseal cannot restore the backup).
-    let archived = match (facts.get("stop_segment").and_then(|v| v.as_str()), facts.get("timeline")) {
+    let archived = match (
+        facts.get("stop_segment").and_then(|v| v.as_str()),
+        facts.get("timeline"),
+    ) {
         (Some(stop), Some(_)) => {
             let archive = WalArchive::new(store.clone(), &datastore)?;
             match crate::wal::WalFile::parse(stop) {
@@ -1174,7 +1230,9 @@ pub fn base_backup_wal(m: &Manifest) -> Result<BaseBackupWal> {
         system_identifier: s("system_identifier")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| bad("system_identifier"))?,
-        timeline: n("timeline").map(|t| t as u32).ok_or_else(|| bad("timeline"))?,
+        timeline: n("timeline")
+            .map(|t| t as u32)
+            .ok_or_else(|| bad("timeline"))?,
         start_lsn: s("start_lsn")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| bad("start_lsn"))?,
@@ -1187,7 +1245,10 @@ pub fn base_backup_wal(m: &Manifest) -> Result<BaseBackupWal> {
 }
 
 /// The physical base backups of a datastore, oldest first.
-pub async fn base_backups(store: &BackupStore, datastore: &str) -> Result<Vec<(Manifest, BaseBackupWal)>> {
+pub async fn base_backups(
+    store: &BackupStore,
+    datastore: &str,
+) -> Result<Vec<(Manifest, BaseBackupWal)>> {
     let mut out = Vec::new();
     for m in store.list(Some(datastore)).await? {
         if m.datastore.name == datastore && is_physical(&m) {
@@ -1301,7 +1362,10 @@ pub fn wal_fetch_command(
     system_identifier: u64,
     fail_on_gap: bool,
 ) -> String {
-    let mut words = vec![shell_word(&dbseal.to_string_lossy()), "wal-fetch".to_string()];
+    let mut words = vec![
+        shell_word(&dbseal.to_string_lossy()),
+        "wal-fetch".to_string(),
+    ];
     if let Some(f) = env_file {
         words.push("--env-file".into());
         words.push(shell_word(&f.to_string_lossy()));
@@ -1324,10 +1388,7 @@ fn conf_value(s: &str) -> String {
 }
 
 /// The lines appended to `postgresql.auto.conf`.
-pub fn recovery_settings(
-    backup_id: &str,
-    restore: &PhysicalRestore,
-) -> String {
+pub fn recovery_settings(backup_id: &str, restore: &PhysicalRestore) -> String {
     let mut s = format!(
         "\n# Recovery settings written by `dbseal restore {backup_id}` at {}.\n# PostgreSQL fetches WAL with restore_command until the target, then {}.\n",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -1336,13 +1397,20 @@ pub fn recovery_settings(
             _ => format!("{}s", restore.action.as_str()),
         }
     );
-    s.push_str(&format!("restore_command = {}\n", conf_value(&restore.restore_command)));
+    s.push_str(&format!(
+        "restore_command = {}\n",
+        conf_value(&restore.restore_command)
+    ));
     match &restore.target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Immediate => s.push_str("recovery_target = 'immediate'\n"),
-        RecoveryTarget::Time(t) => s.push_str(&format!("recovery_target_time = {}\n", conf_value(t))),
+        RecoveryTarget::Time(t) => {
+            s.push_str(&format!("recovery_target_time = {}\n", conf_value(t)))
+        }
         RecoveryTarget::Lsn(l) => s.push_str(&format!("recovery_target_lsn = '{l}'\n")),
-        RecoveryTarget::Name(n) => s.push_str(&format!("recovery_target_name = {}\n", conf_value(n))),
+        RecoveryTarget::Name(n) => {
+            s.push_str(&format!("recovery_target_name = {}\n", conf_value(n)))
+        }
     }
     if restore.target != RecoveryTarget::Latest {
         s.push_str(&format!(
@@ -1412,14 +1480,20 @@ pub struct PhysicalSink {
 
 impl std::fmt::Debug for PhysicalSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PhysicalSink").field("pgdata", &self.pgdata).finish()
+        f.debug_struct("PhysicalSink")
+            .field("pgdata", &self.pgdata)
+            .finish()
     }
 }
 
 impl PhysicalSink {
     /// A sink into `pgdata` that appends `settings` to `postgresql.auto.conf`, writes
     /// `recovery.signal` and the env file at the end.
-    pub fn new(pgdata: PathBuf, settings: String, env_file: Option<backup_core::SecretString>) -> Self {
+    pub fn new(
+        pgdata: PathBuf,
+        settings: String,
+        env_file: Option<backup_core::SecretString>,
+    ) -> Self {
         PhysicalSink {
             pgdata,
             settings,
@@ -1441,11 +1515,7 @@ struct Extractor {
 impl Extractor {
     fn target(&self, path: &str) -> Result<PathBuf> {
         let rel = Path::new(path);
-        if path.is_empty()
-            || rel
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_)))
-        {
+        if path.is_empty() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
             return Err(tar_error(format!(
                 "member `{path}` has an unsafe path (absolute or with ..): refusing to unpack it"
             )));
@@ -1540,7 +1610,13 @@ impl TarVisitor for Extractor {
     }
 }
 
-fn write_file(path: &Path, data: &[u8], mode: u32, append: bool, owner: Option<(u32, u32)>) -> Result<()> {
+fn write_file(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    append: bool,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -1628,9 +1704,21 @@ fn extract_blocking(
     }
     // The commit point: recovery settings, env file, then recovery.signal.
     if let Some(env) = env_file {
-        write_file(&root.join(RESTORE_ENV_FILE), env.expose().as_bytes(), 0o600, false, owner)?;
+        write_file(
+            &root.join(RESTORE_ENV_FILE),
+            env.expose().as_bytes(),
+            0o600,
+            false,
+            owner,
+        )?;
     }
-    write_file(&root.join("postgresql.auto.conf"), settings.as_bytes(), 0o600, true, owner)?;
+    write_file(
+        &root.join("postgresql.auto.conf"),
+        settings.as_bytes(),
+        0o600,
+        true,
+        owner,
+    )?;
     write_file(&root.join("recovery.signal"), b"", 0o600, false, owner)?;
     if let Ok(d) = std::fs::File::open(&root) {
         let _ = d.sync_all();
@@ -1640,7 +1728,11 @@ fn extract_blocking(
 
 #[async_trait]
 impl Sink for PhysicalSink {
-    async fn restore(&mut self, _manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+    async fn restore(
+        &mut self,
+        _manifest: &Manifest,
+        input: StreamReader<'_>,
+    ) -> Result<SinkReport> {
         check_empty_dir(&self.pgdata)?;
         let created = !self.pgdata.exists();
         let owner = restore_owner(&self.pgdata);
@@ -1725,7 +1817,11 @@ fn parse_target_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
         return Some(d.with_timezone(&chrono::Utc));
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z", "%Y-%m-%d %H:%M:%S%.f %#z"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f%#z",
+        "%Y-%m-%d %H:%M:%S%#z",
+        "%Y-%m-%d %H:%M:%S%.f %#z",
+    ] {
         if let Ok(d) = chrono::DateTime::parse_from_str(t, fmt) {
             return Some(d.with_timezone(&chrono::Utc));
         }
@@ -1784,7 +1880,9 @@ pub async fn restore_physical(
     }
     if let RecoveryTarget::Name(n) = &restore.target {
         if n.is_empty() {
-            return Err(Error::Config("--target-name needs a restore point name".into()));
+            return Err(Error::Config(
+                "--target-name needs a restore point name".into(),
+            ));
         }
     }
     let timeline = match restore.timeline.as_deref() {
@@ -1812,7 +1910,10 @@ pub async fn restore_physical(
         )));
     }
     let list = |ps: &[crate::wal::WalProblem]| {
-        ps.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; ")
+        ps.iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ")
     };
     if !plan.damaged_consistency.is_empty() {
         return Err(refuse(format!(
@@ -1856,7 +1957,10 @@ pub async fn restore_physical(
             _ => {}
         }
     }
-    if matches!(restore.target, RecoveryTarget::Time(_) | RecoveryTarget::Name(_)) {
+    if matches!(
+        restore.target,
+        RecoveryTarget::Time(_) | RecoveryTarget::Name(_)
+    ) {
         // Gaps after the consistency point only matter if the target lies beyond them.
         let full = plan_recovery(&archive, &wal, timeline, None).await?;
         if !full.missing.is_empty() {
@@ -2012,7 +2116,11 @@ mod tests {
     #[test]
     fn tar_parser_in_any_chunking() {
         let big = vec![7u8; 1500];
-        let t = tar_of(&[("./base/", b""), ("base/1/1259", &big), ("PG_VERSION", b"15\n")]);
+        let t = tar_of(&[
+            ("./base/", b""),
+            ("base/1/1259", &big),
+            ("PG_VERSION", b"15\n"),
+        ]);
         for chunk in [1usize, 100, 512, 4096] {
             let mut p = TarParser::new();
             let mut c = Collect(Vec::new());
@@ -2027,22 +2135,35 @@ mod tests {
         }
         // Truncated, corrupted header, trailing garbage.
         let mut p = TarParser::new();
-        p.feed(&t[..t.len() - 1024], &mut Collect(Vec::new())).unwrap();
+        p.feed(&t[..t.len() - 1024], &mut Collect(Vec::new()))
+            .unwrap();
         assert!(p.finish().unwrap_err().to_string().contains("truncated"));
         let mut bad = t.clone();
         bad[10] ^= 1;
-        let e = TarParser::new().feed(&bad, &mut Collect(Vec::new())).unwrap_err();
+        let e = TarParser::new()
+            .feed(&bad, &mut Collect(Vec::new()))
+            .unwrap_err();
         assert!(e.to_string().contains("checksum"), "{e}");
         let mut extra = t.clone();
         extra.push(1);
-        assert!(TarParser::new().feed(&extra, &mut Collect(Vec::new())).is_err());
+        assert!(TarParser::new()
+            .feed(&extra, &mut Collect(Vec::new()))
+            .is_err());
     }
 
     #[test]
     fn unsafe_paths_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let t = tar_of(&[("../evil", b"x")]);
-        let e = extract_blocking(dir.path().join("d"), None, &mut &t[..], "", None, &AtomicBool::new(false)).unwrap_err();
+        let e = extract_blocking(
+            dir.path().join("d"),
+            None,
+            &mut &t[..],
+            "",
+            None,
+            &AtomicBool::new(false),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("unsafe path"), "{e}");
     }
 
@@ -2060,7 +2181,10 @@ mod tests {
             "'/opt/db seal/dbseal' wal-fetch --env-file /data/pg/dbseal-restore.env --datastore app-db --system-id 7710549293519418828 --fail-on-gap %f %p"
         );
         assert_eq!(shell_word("50%"), "'50%'");
-        assert!(wal_fetch_command(Path::new("/x/100%/dbseal"), None, "d", 1, false).starts_with("'/x/100%%/dbseal'"));
+        assert!(
+            wal_fetch_command(Path::new("/x/100%/dbseal"), None, "d", 1, false)
+                .starts_with("'/x/100%%/dbseal'")
+        );
         assert_eq!(conf_value("it's a \\ test"), "'it''s a \\\\ test'");
     }
 

@@ -51,7 +51,7 @@ use backup_core::sink::StreamReader;
 use backup_core::transform::{Age, StageContext, Transform, Zstd};
 use backup_core::{
     Artifact, BackupId, BackupStore, Contents, Decryption, Encryption, Error, ErrorKind,
-    FormatReader, Manifest, Result, RestoreOptions, Sink, SinkReport, SourceFacts,
+    FormatReader, Manifest, RestoreOptions, Result, Sink, SinkReport, SourceFacts,
 };
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -117,7 +117,8 @@ impl FromStr for Lsn {
             ))
         };
         let (hi, lo) = s.trim().split_once('/').ok_or_else(bad)?;
-        let ok = |p: &str| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_hexdigit());
+        let ok =
+            |p: &str| !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_hexdigit());
         if !ok(hi) || !ok(lo) {
             return Err(bad());
         }
@@ -182,7 +183,8 @@ pub struct WalFile {
 }
 
 fn is_upper_hex(s: &str) -> bool {
-    s.chars().all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))
+    s.chars()
+        .all(|c| c.is_ascii_digit() || ('A'..='F').contains(&c))
 }
 
 impl WalFile {
@@ -452,7 +454,10 @@ fn segment_facts_json(f: &SegmentFacts) -> SourceFacts {
     );
     facts.insert("wal_segment_size".into(), json!(f.header.segment_size));
     facts.insert("wal_block_size".into(), json!(f.header.block_size));
-    facts.insert("page_magic".into(), json!(format!("{:#06X}", f.header.magic)));
+    facts.insert(
+        "page_magic".into(),
+        json!(format!("{:#06X}", f.header.magic)),
+    );
     facts.insert("page_timeline".into(), json!(f.header.timeline));
     facts.insert("start_lsn".into(), json!(f.header.page_address.to_string()));
     facts
@@ -646,7 +651,10 @@ impl FormatReader for WalTextFormat {
 
 fn text_contents(text: &[u8]) -> Contents {
     let mut c = Contents::default();
-    let lines = text.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count();
+    let lines = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
     c.add("text", "lines", lines as u64);
     c
 }
@@ -683,13 +691,15 @@ pub struct ArchiveRecord {
 impl ArchiveRecord {
     /// The system identifier as a number.
     pub fn system_id(&self) -> Result<u64> {
-        self.system_identifier.parse().map_err(|_| Error::InvalidManifest {
-            key: format!("{}/{WAL_FOLDER}/{ARCHIVE_RECORD}", self.datastore),
-            reason: format!(
-                "system_identifier `{}` is not a number",
-                self.system_identifier
-            ),
-        })
+        self.system_identifier
+            .parse()
+            .map_err(|_| Error::InvalidManifest {
+                key: format!("{}/{WAL_FOLDER}/{ARCHIVE_RECORD}", self.datastore),
+                reason: format!(
+                    "system_identifier `{}` is not a number",
+                    self.system_identifier
+                ),
+            })
     }
 }
 
@@ -1057,7 +1067,12 @@ impl WalArchive {
 
     /// The manifest key of a WAL file.
     pub fn manifest_key(&self, file: &WalFile) -> String {
-        format!("{}/{}/{}.json", self.folder(), file.timeline_folder(), file.name)
+        format!(
+            "{}/{}/{}.json",
+            self.folder(),
+            file.timeline_folder(),
+            file.name
+        )
     }
 
     /// The preferred object key of a WAL file.
@@ -1078,12 +1093,14 @@ impl WalArchive {
     pub async fn record(&self) -> Result<Option<ArchiveRecord>> {
         let key = self.record_key();
         match self.store.get_bytes(&key).await {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::InvalidManifest {
-                    key,
-                    reason: e.to_string(),
-                }),
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| Error::InvalidManifest {
+                        key,
+                        reason: e.to_string(),
+                    })
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -1141,7 +1158,11 @@ impl WalArchive {
         };
         let mut bytes = serde_json::to_vec_pretty(&rec).expect("serializable");
         bytes.push(b'\n');
-        if self.store.put_bytes_create(&self.record_key(), bytes).await? {
+        if self
+            .store
+            .put_bytes_create(&self.record_key(), bytes)
+            .await?
+        {
             tracing::info!(datastore = %self.datastore, system_identifier = sysid, "WAL archive created");
             return Ok(rec);
         }
@@ -1225,7 +1246,10 @@ impl WalArchive {
                     if (t.len() + n) as u64 > MAX_TEXT_FILE {
                         return Err(self.err(
                             ErrorKind::Config,
-                            format!("{} is larger than 16 MiB: not a history or backup history file", path.display()),
+                            format!(
+                                "{} is larger than 16 MiB: not a history or backup history file",
+                                path.display()
+                            ),
                         ));
                     }
                     t.extend_from_slice(chunk);
@@ -1332,7 +1356,11 @@ impl WalArchive {
             let facts = text_facts(&file, text).map_err(|reason| {
                 self.err(
                     ErrorKind::Config,
-                    format!("{} is not a valid {} file: {reason}", path.display(), file.kind.as_str()),
+                    format!(
+                        "{} is not a valid {} file: {reason}",
+                        path.display(),
+                        file.kind.as_str()
+                    ),
                 )
             })?;
             if let Some(rec) = self.record().await? {
@@ -1348,12 +1376,20 @@ impl WalArchive {
             return self
                 .settle_existing(&file, existing, &sealed, None)
                 .await
-                .map(|o| o.unwrap_or_else(|| self.outcome(&file, "already_archived", &sealed, &manifest_key, None)));
+                .map(|o| {
+                    o.unwrap_or_else(|| {
+                        self.outcome(&file, "already_archived", &sealed, &manifest_key, None)
+                    })
+                });
         }
 
         // Store the object, then the manifest (create-only).
         let mut key = self.object_key(&file);
-        if !self.store.put_bytes_create(&key, sealed.stored.clone()).await? {
+        if !self
+            .store
+            .put_bytes_create(&key, sealed.stored.clone())
+            .await?
+        {
             // Debris of an interrupted push, or a concurrent one: never overwrite it.
             let random: u32 = rand::random();
             key = format!(
@@ -1362,8 +1398,15 @@ impl WalArchive {
                 file.timeline_folder(),
                 file.name
             );
-            if !self.store.put_bytes_create(&key, sealed.stored.clone()).await? {
-                return Err(self.err(ErrorKind::Other, format!("object {key} appeared while it was being written")));
+            if !self
+                .store
+                .put_bytes_create(&key, sealed.stored.clone())
+                .await?
+            {
+                return Err(self.err(
+                    ErrorKind::Other,
+                    format!("object {key} appeared while it was being written"),
+                ));
             }
         }
         let transforms = vec![
@@ -1407,11 +1450,20 @@ impl WalArchive {
         }
         // A concurrent push of the same file won: keep its copy if it is the same.
         let existing = self.file_manifest(&file).await?.ok_or_else(|| {
-            self.err(ErrorKind::Other, format!("manifest {manifest_key} vanished"))
+            self.err(
+                ErrorKind::Other,
+                format!("manifest {manifest_key} vanished"),
+            )
         })?;
-        let result = self.settle_existing(&file, existing, &sealed, Some(&key)).await;
+        let result = self
+            .settle_existing(&file, existing, &sealed, Some(&key))
+            .await;
         let _ = self.store.delete(&key).await;
-        result.map(|o| o.unwrap_or_else(|| self.outcome(&file, "already_archived", &sealed, &manifest_key, None)))
+        result.map(|o| {
+            o.unwrap_or_else(|| {
+                self.outcome(&file, "already_archived", &sealed, &manifest_key, None)
+            })
+        })
     }
 
     fn outcome(
@@ -1444,7 +1496,9 @@ impl WalArchive {
     ) -> Result<Option<PushOutcome>> {
         let manifest_key = self.manifest_key(file);
         let a = &existing.artifact;
-        if a.plaintext_sha256 != sealed.plaintext_sha256 || a.plaintext_size != sealed.plaintext_size {
+        if a.plaintext_sha256 != sealed.plaintext_sha256
+            || a.plaintext_size != sealed.plaintext_size
+        {
             return Err(self.err(
                 ErrorKind::Refused,
                 format!(
@@ -1478,14 +1532,27 @@ impl WalArchive {
         repaired.artifact.stored_size = sealed.stored.len() as u64;
         repaired.artifact.stored_sha256 = sealed.stored_sha256.clone();
         repaired.finished_at = Utc::now();
-        self.store.put_bytes(&manifest_key, repaired.to_json()).await?;
+        self.store
+            .put_bytes(&manifest_key, repaired.to_json())
+            .await?;
         tracing::warn!(file = %file.name, old = %a.key, new = %key, "archived WAL object was missing or damaged: rewritten");
-        Ok(Some(self.outcome(file, "repaired", sealed, &manifest_key, Some(&key))))
+        Ok(Some(self.outcome(
+            file,
+            "repaired",
+            sealed,
+            &manifest_key,
+            Some(&key),
+        )))
     }
 
     /// Fetches one WAL file into `dest` (`restore_command = 'dbseal wal-fetch --datastore
     /// N %f %p'`). See the module docs for the contract.
-    pub async fn fetch(&self, name: &str, dest: &Path, options: &FetchOptions) -> Result<FetchOutcome> {
+    pub async fn fetch(
+        &self,
+        name: &str,
+        dest: &Path,
+        options: &FetchOptions,
+    ) -> Result<FetchOutcome> {
         let file = WalFile::parse(name).ok_or_else(|| {
             Error::Config(format!(
                 "`{name}` is not a WAL file name (segment, .partial, .history or .backup): pass %f in restore_command"
@@ -1511,7 +1578,8 @@ impl WalArchive {
         };
         self.check_file_manifest(&file, &manifest, expected)
             .map_err(|p| self.err(ErrorKind::Verification, p.message))?;
-        let mut sink = WalFileSink::new(&self.datastore, file.clone(), dest.to_path_buf(), expected);
+        let mut sink =
+            WalFileSink::new(&self.datastore, file.clone(), dest.to_path_buf(), expected);
         let opts = RestoreOptions {
             decryption: Some(options.decryption.clone()),
             progress: None,
@@ -1560,7 +1628,10 @@ impl WalArchive {
         if m.datastore.kind != WAL_KIND {
             return Err(problem(
                 WalProblemKind::Invalid,
-                format!("{}: the manifest is of kind `{}`, not {WAL_KIND}", file.name, m.datastore.kind),
+                format!(
+                    "{}: the manifest is of kind `{}`, not {WAL_KIND}",
+                    file.name, m.datastore.kind
+                ),
             ));
         }
         let named = m.source.get("wal_file").and_then(|v| v.as_str());
@@ -1626,7 +1697,9 @@ impl WalArchive {
                 let n = match n.rsplit_once('.') {
                     Some((head, tail))
                         if tail.len() == 8
-                            && tail.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+                            && tail
+                                .chars()
+                                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
                             && WalFile::parse(head).is_some() =>
                     {
                         head
@@ -1694,7 +1767,10 @@ impl WalArchive {
     }
 
     /// Reads the histories of all archived history files (timeline → its parents).
-    pub async fn histories(&self, listing: &WalListing) -> Result<BTreeMap<u32, Vec<HistoryEntry>>> {
+    pub async fn histories(
+        &self,
+        listing: &WalListing,
+    ) -> Result<BTreeMap<u32, Vec<HistoryEntry>>> {
         let mut out = BTreeMap::new();
         for f in listing.files.values() {
             if f.file.kind != WalFileKind::History || f.manifest_key.is_none() {
@@ -1730,7 +1806,8 @@ impl WalArchive {
     ) -> Result<WalVerifyReport> {
         if level == WalVerifyLevel::Content && decryption.is_none() {
             return Err(Error::Key(
-                "wal-verify --level content needs an identity (--identity / DBSEAL_IDENTITY)".into(),
+                "wal-verify --level content needs an identity (--identity / DBSEAL_IDENTITY)"
+                    .into(),
             ));
         }
         let listing = self.listing().await?;
@@ -1803,7 +1880,9 @@ impl WalArchive {
             report.files += usize::from(counted);
         }
         for key in &listing.unknown {
-            report.warnings.push(format!("unexpected object {key} in the WAL folder"));
+            report
+                .warnings
+                .push(format!("unexpected object {key} in the WAL folder"));
         }
 
         // Timelines.
@@ -1841,7 +1920,8 @@ impl WalArchive {
         if backups.is_empty() {
             // No base backup: at least each timeline must be contiguous.
             for (tl, segs) in &segments {
-                let (Some(first), Some(last)) = (segs.iter().next(), segs.iter().next_back()) else {
+                let (Some(first), Some(last)) = (segs.iter().next(), segs.iter().next_back())
+                else {
                     continue;
                 };
                 for missing in (*first..=*last).filter(|s| !segs.contains(s)) {
@@ -1904,7 +1984,11 @@ impl WalArchive {
         if f.manifest_key.is_none() {
             warnings.push(format!(
                 "{name}: stored object(s) without a manifest (debris of an interrupted push): {}",
-                f.objects.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")
+                f.objects
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
             return (problems, warnings, 0, false);
         }
@@ -1927,7 +2011,9 @@ impl WalArchive {
         let a = &manifest.artifact;
         for (key, _) in &f.objects {
             if *key != a.key {
-                warnings.push(format!("{name}: unreferenced stored object {key} (debris of an interrupted push)"));
+                warnings.push(format!(
+                    "{name}: unreferenced stored object {key} (debris of an interrupted push)"
+                ));
             }
         }
         match f.objects.iter().find(|(k, _)| *k == a.key) {
@@ -1950,10 +2036,12 @@ impl WalArchive {
         let mut bytes = 0;
         match level {
             WalVerifyLevel::Metadata => {}
-            WalVerifyLevel::Stored => match backup_core::verify_stored(&self.store, &manifest).await {
-                Ok(_) => bytes = a.stored_size,
-                Err(e) => problems.push(corrupt(format!("{name}: {e}"))),
-            },
+            WalVerifyLevel::Stored => {
+                match backup_core::verify_stored(&self.store, &manifest).await {
+                    Ok(_) => bytes = a.stored_size,
+                    Err(e) => problems.push(corrupt(format!("{name}: {e}"))),
+                }
+            }
             WalVerifyLevel::Content => {
                 let mut sink = WalCheckSink {
                     file: f.file.clone(),
@@ -2071,9 +2159,7 @@ pub fn timeline_path(
     let pos = history
         .iter()
         .position(|e| e.timeline == timeline)
-        .ok_or_else(|| {
-            format!("timeline {target} does not descend from timeline {timeline}")
-        })?;
+        .ok_or_else(|| format!("timeline {target} does not descend from timeline {timeline}"))?;
     if history[pos].switchpoint <= start {
         return Err(format!(
             "timeline {target} branched off timeline {timeline} at {}, before {start}",
@@ -2140,7 +2226,11 @@ pub fn missing_segments(
         let segs = segments.get(&last.timeline).unwrap_or(&empty);
         last.to_segno = match end_segno {
             Some(e) => Some(e),
-            None => segs.iter().next_back().copied().filter(|s| *s >= last.from_segno),
+            None => segs
+                .iter()
+                .next_back()
+                .copied()
+                .filter(|s| *s >= last.from_segno),
         };
     }
     let mut missing = Vec::new();
@@ -2179,9 +2269,14 @@ fn backup_coverage(
     let mut problems = Vec::new();
     let start_segment = segment_name(b.timeline, b.start_lsn.segno(seg_size), seg_size);
     let stop_segment = b.stop_lsn.map(|l| {
-        segment_name(b.stop_timeline.unwrap_or(b.timeline), l.segno(seg_size), seg_size)
+        segment_name(
+            b.stop_timeline.unwrap_or(b.timeline),
+            l.segno(seg_size),
+            seg_size,
+        )
     });
-    let target = target.unwrap_or_else(|| newest_descendant(b.timeline, b.start_lsn, histories, seg_size));
+    let target =
+        target.unwrap_or_else(|| newest_descendant(b.timeline, b.start_lsn, histories, seg_size));
     let mut path = match timeline_path(b.timeline, b.start_lsn, target, histories, seg_size) {
         Ok(p) => p,
         Err(e) => {
@@ -2215,7 +2310,9 @@ fn backup_coverage(
         let start = b.start_lsn.segno(seg_size);
         for s in start..stop {
             let name = segment_name(b.timeline, s, seg_size);
-            if !segments.get(&b.timeline).is_some_and(|x| x.contains(&s)) && !missing.contains(&name) {
+            if !segments.get(&b.timeline).is_some_and(|x| x.contains(&s))
+                && !missing.contains(&name)
+            {
                 missing.push(name);
             }
         }
@@ -2356,7 +2453,8 @@ pub async fn plan_recovery(
     let listing = archive.listing().await?;
     let histories = archive.histories(&listing).await?;
     let segments = listing.segments(seg_size);
-    let target = target_timeline.unwrap_or_else(|| latest_timeline(backup.timeline, &listing.history_timelines()));
+    let target = target_timeline
+        .unwrap_or_else(|| latest_timeline(backup.timeline, &listing.history_timelines()));
     let mut path = timeline_path(backup.timeline, backup.start_lsn, target, &histories, seg_size)
         .map_err(|e| {
             archive.err(
@@ -2372,8 +2470,14 @@ pub async fn plan_recovery(
     let stop = backup.stop_lsn.unwrap_or(backup.start_lsn);
     let stop_segno = stop.segno(seg_size);
     let (consistency_missing, _) = {
-        let mut p = timeline_path(backup.timeline, backup.start_lsn, target, &histories, seg_size)
-            .unwrap_or_default();
+        let mut p = timeline_path(
+            backup.timeline,
+            backup.start_lsn,
+            target,
+            &histories,
+            seg_size,
+        )
+        .unwrap_or_default();
         missing_segments(&mut p, &segments, Some(stop_segno), seg_size)
     };
     // The archived segments on the path: their manifests must name this system and
@@ -2529,7 +2633,11 @@ fn check_segment(
 
 #[async_trait]
 impl Sink for WalFileSink {
-    async fn restore(&mut self, _manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+    async fn restore(
+        &mut self,
+        _manifest: &Manifest,
+        input: StreamReader<'_>,
+    ) -> Result<SinkReport> {
         let tmp = self.temp_path();
         let result: Result<u64> = async {
             let mut out = tokio::fs::OpenOptions::new()
@@ -2559,16 +2667,18 @@ impl Sink for WalFileSink {
                 bytes += n as u64;
             }
             if let Some(s) = scanner {
-                check_segment(&self.file, s, self.system_identifier).map_err(|m| {
-                    archive_error(&self.datastore, ErrorKind::Verification, m)
-                })?;
+                check_segment(&self.file, s, self.system_identifier)
+                    .map_err(|m| archive_error(&self.datastore, ErrorKind::Verification, m))?;
             }
             out.sync_all()
                 .await
                 .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
             drop(out);
             tokio::fs::rename(&tmp, &self.dest).await.map_err(|e| {
-                Error::io(format!("renaming {} to {}", tmp.display(), self.dest.display()), e)
+                Error::io(
+                    format!("renaming {} to {}", tmp.display(), self.dest.display()),
+                    e,
+                )
             })?;
             Ok(bytes)
         }
@@ -2596,7 +2706,11 @@ struct WalCheckSink {
 
 #[async_trait]
 impl Sink for WalCheckSink {
-    async fn restore(&mut self, _manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+    async fn restore(
+        &mut self,
+        _manifest: &Manifest,
+        input: StreamReader<'_>,
+    ) -> Result<SinkReport> {
         let mut buf = vec![0u8; 256 * 1024];
         let mut bytes = 0u64;
         loop {
@@ -2613,11 +2727,12 @@ impl Sink for WalCheckSink {
             bytes += n as u64;
         }
         if let Some(s) = self.scanner.take() {
-            check_segment(&self.file, s, Some(self.system_identifier))
-                .map_err(|m| Error::Format {
+            check_segment(&self.file, s, Some(self.system_identifier)).map_err(|m| {
+                Error::Format {
                     format: SEGMENT_FORMAT.into(),
                     reason: m,
-                })?;
+                }
+            })?;
         }
         Ok(SinkReport {
             bytes,
@@ -2664,20 +2779,43 @@ mod tests {
     #[test]
     fn names() {
         let f = WalFile::parse("000000010000000A000000FF").unwrap();
-        assert_eq!((f.kind, f.timeline, f.log, f.seg), (WalFileKind::Segment, 1, 10, 255));
-        assert_eq!(f.segno(16 << 20), 10 * 256 + 255);
-        assert_eq!(segment_name(1, 10 * 256 + 255, 16 << 20), "000000010000000A000000FF");
-        assert_eq!(segment_name(2, 4096 + 3, 1 << 20), "000000020000000100000003");
-        assert_eq!(WalFile::parse("00000002.history").unwrap().kind, WalFileKind::History);
         assert_eq!(
-            WalFile::parse("000000010000000000000002.00000028.backup").unwrap().kind,
+            (f.kind, f.timeline, f.log, f.seg),
+            (WalFileKind::Segment, 1, 10, 255)
+        );
+        assert_eq!(f.segno(16 << 20), 10 * 256 + 255);
+        assert_eq!(
+            segment_name(1, 10 * 256 + 255, 16 << 20),
+            "000000010000000A000000FF"
+        );
+        assert_eq!(
+            segment_name(2, 4096 + 3, 1 << 20),
+            "000000020000000100000003"
+        );
+        assert_eq!(
+            WalFile::parse("00000002.history").unwrap().kind,
+            WalFileKind::History
+        );
+        assert_eq!(
+            WalFile::parse("000000010000000000000002.00000028.backup")
+                .unwrap()
+                .kind,
             WalFileKind::BackupLabel
         );
         assert_eq!(
-            WalFile::parse("000000010000000000000002.partial").unwrap().kind,
+            WalFile::parse("000000010000000000000002.partial")
+                .unwrap()
+                .kind,
             WalFileKind::Partial
         );
-        for bad in ["00000001000000000000000", "0000000100000000000000zz", "RECOVERYXLOG", "00000000.history", "000000010000000000000002.0000028.backup", "archive_status"] {
+        for bad in [
+            "00000001000000000000000",
+            "0000000100000000000000zz",
+            "RECOVERYXLOG",
+            "00000000.history",
+            "000000010000000000000002.0000028.backup",
+            "archive_status",
+        ] {
             assert!(WalFile::parse(bad).is_none(), "{bad}");
         }
     }
@@ -2706,7 +2844,9 @@ mod tests {
         let other = WalFile::parse(&segment_name(3, 78, 1 << 20)).unwrap();
         let mut s = SegmentScanner::new();
         s.feed(&seg);
-        assert!(check_segment(&other, s, None).unwrap_err().contains("renamed"));
+        assert!(check_segment(&other, s, None)
+            .unwrap_err()
+            .contains("renamed"));
         let mut s = SegmentScanner::new();
         s.feed(&seg[..1000]);
         assert!(s.finish().unwrap_err().contains("truncated"));
@@ -2718,7 +2858,10 @@ mod tests {
     #[test]
     fn histories_parse_and_paths_follow_them() {
         let h2 = parse_history("1\t0/5000000\tno recovery target specified\n").unwrap();
-        let h3 = parse_history("1\t0/5000000\tno recovery target specified\n\n2\t0/90000A0\tbefore 2026-01-01\n").unwrap();
+        let h3 = parse_history(
+            "1\t0/5000000\tno recovery target specified\n\n2\t0/90000A0\tbefore 2026-01-01\n",
+        )
+        .unwrap();
         assert!(parse_history("2\t0/5000000\tx\n1\t0/6000000\ty\n").is_err());
         let mut histories = BTreeMap::new();
         histories.insert(2, h2);
@@ -2728,9 +2871,21 @@ mod tests {
         assert_eq!(
             path,
             vec![
-                TimelineRange { timeline: 1, from_segno: 2, to_segno: Some(4) },
-                TimelineRange { timeline: 2, from_segno: 5, to_segno: Some(8) },
-                TimelineRange { timeline: 3, from_segno: 9, to_segno: None },
+                TimelineRange {
+                    timeline: 1,
+                    from_segno: 2,
+                    to_segno: Some(4)
+                },
+                TimelineRange {
+                    timeline: 2,
+                    from_segno: 5,
+                    to_segno: Some(8)
+                },
+                TimelineRange {
+                    timeline: 3,
+                    from_segno: 9,
+                    to_segno: None
+                },
             ]
         );
         // A backup taken after the branch point of timeline 2 is not on its history.
@@ -2757,14 +2912,24 @@ mod tests {
     fn timeline_checks() {
         let mut histories = BTreeMap::new();
         histories.insert(2, parse_history("1\t0/5000000\tx\n").unwrap());
-        histories.insert(3, parse_history("1\t0/4000000\tx\n2\t0/9000000\ty\n").unwrap());
+        histories.insert(
+            3,
+            parse_history("1\t0/4000000\tx\n2\t0/9000000\ty\n").unwrap(),
+        );
         let mut segments: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
         segments.insert(2, [3].into_iter().collect());
         segments.insert(4, [20].into_iter().collect());
         let problems = check_timelines(&histories, &segments, 16 << 20);
         let text: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-        assert!(text.iter().any(|t| t.contains("before timeline 2 began")), "{text:?}");
-        assert!(text.iter().any(|t| t.contains("00000004.history is not archived")), "{text:?}");
+        assert!(
+            text.iter().any(|t| t.contains("before timeline 2 began")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("00000004.history is not archived")),
+            "{text:?}"
+        );
         assert!(text.iter().any(|t| t.contains("disagree")), "{text:?}");
     }
 }

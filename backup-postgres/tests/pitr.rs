@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use backup_core::{BackupOptions, FormatRegistry, Manifest, RestoreOptions, SecretString};
 use backup_postgres::physical::{
-    self, PhysicalOptions, PhysicalRestore, PhysicalRestoreReport, PhysicalSource,
-    RecoveryTarget, TargetAction, RESTORE_ENV_FILE,
+    self, PhysicalOptions, PhysicalRestore, PhysicalRestoreReport, PhysicalSource, RecoveryTarget,
+    TargetAction, RESTORE_ENV_FILE,
 };
 use backup_postgres::wal::{segment_name, Lsn, WalArchive, WalFile, WalVerifyLevel};
 use pitr_common::*;
@@ -53,7 +53,11 @@ async fn restore_to(
     pgdata: &Path,
     target: RecoveryTarget,
 ) -> backup_core::Result<PhysicalRestoreReport> {
-    let sysid: u64 = manifest.source["system_identifier"].as_str().unwrap().parse().unwrap();
+    let sysid: u64 = manifest.source["system_identifier"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let restore = PhysicalRestore {
         pgdata: pgdata.to_path_buf(),
         restore_command: physical::wal_fetch_command(
@@ -72,7 +76,13 @@ async fn restore_to(
             archive.identity.display()
         ))),
     };
-    physical::restore_physical(&archive.store(), manifest, &restore, &restore_options(archive)).await
+    physical::restore_physical(
+        &archive.store(),
+        manifest,
+        &restore,
+        &restore_options(archive),
+    )
+    .await
 }
 
 /// Count and digest of table `t` (id, batch, payload), or `absent`.
@@ -139,24 +149,46 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
     assert_eq!(manifest.artifact.format, "tar");
     assert_eq!(manifest.source["physical"], true);
     assert_eq!(manifest.source["system_identifier"], sysid.to_string());
-    assert_eq!(manifest.source["wal_archived"], true, "pg_basebackup returns once the stop segment is archived");
-    let start: Lsn = manifest.source["start_lsn"].as_str().unwrap().parse().unwrap();
-    let stop: Lsn = manifest.source["stop_lsn"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        manifest.source["wal_archived"], true,
+        "pg_basebackup returns once the stop segment is archived"
+    );
+    let start: Lsn = manifest.source["start_lsn"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stop: Lsn = manifest.source["stop_lsn"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(start <= stop);
     assert_eq!(
         manifest.source["start_segment"],
         segment_name(1, start.segno(16 << 20), 16 << 20)
     );
-    assert_eq!(manifest.contents.facts["system_identifier"], sysid.to_string());
-    assert_eq!(manifest.contents.facts["manifest_checked"], "sizes and checksums");
+    assert_eq!(
+        manifest.contents.facts["system_identifier"],
+        sysid.to_string()
+    );
+    assert_eq!(
+        manifest.contents.facts["manifest_checked"],
+        "sizes and checksums"
+    );
     assert!(manifest.contents.counts["files"]["base"] > 100);
 
     // Level 2: decrypt, parse the tar, check every file against PostgreSQL's manifest.
     let mut formats = FormatRegistry::new();
     backup_postgres::register_formats(&mut formats);
-    backup_core::verify_content(&archive.store(), &manifest, &formats, &restore_options(&archive))
-        .await
-        .expect("the base backup verifies at level 2");
+    backup_core::verify_content(
+        &archive.store(),
+        &manifest,
+        &formats,
+        &restore_options(&archive),
+    )
+    .await
+    .expect("the base backup verifies at level 2");
 
     // The workload: batches with known times, then the bad change.
     insert_batch(&cluster, 1, 700).await;
@@ -169,7 +201,9 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
     cluster.switch_wal().await;
     cluster.exec("DROP TABLE t").await;
     cluster
-        .exec("CREATE TABLE after_drop (x int); INSERT INTO after_drop SELECT generate_series(1, 42)")
+        .exec(
+            "CREATE TABLE after_drop (x int); INSERT INTO after_drop SELECT generate_series(1, 42)",
+        )
         .await;
     let last = cluster.switch_wal().await;
     cluster.wait_archived(&last).await;
@@ -177,18 +211,36 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
 
     // Restore to t2, before the DROP: exactly the state at t2.
     let pgdata = tree.path.join("restored-t2");
-    let report = restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Time(t2.clone()))
-        .await
-        .unwrap();
+    let report = restore_to(
+        &archive,
+        &manifest,
+        &pgdata,
+        RecoveryTarget::Time(t2.clone()),
+    )
+    .await
+    .unwrap();
     assert!(report.files > 100, "{report:?}");
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);
     assert!(pgdata.join("recovery.signal").is_file());
     let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
-    assert!(auto.contains("restore_command = '") && auto.contains("wal-fetch"), "{auto}");
-    assert!(auto.contains(&format!("recovery_target_time = '{t2}'")), "{auto}");
-    assert!(!auto.contains("AGE-SECRET-KEY"), "no secret in postgresql.auto.conf");
+    assert!(
+        auto.contains("restore_command = '") && auto.contains("wal-fetch"),
+        "{auto}"
+    );
+    assert!(
+        auto.contains(&format!("recovery_target_time = '{t2}'")),
+        "{auto}"
+    );
+    assert!(
+        !auto.contains("AGE-SECRET-KEY"),
+        "no secret in postgresql.auto.conf"
+    );
     let restored = start_restored(&tree, &pgdata, "restored-t2").await;
-    assert_eq!(fingerprint(&restored).await, state_at_t2, "data equals the state at t2");
+    assert_eq!(
+        fingerprint(&restored).await,
+        state_at_t2,
+        "data equals the state at t2"
+    );
     let after_drop: bool = restored
         .client()
         .await
@@ -198,7 +250,11 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
         .get(0);
     assert!(!after_drop, "nothing after the target was replayed");
     let log = restored.log_text();
-    assert!(log.contains("recovery stopping before commit"), "{}", restored.log_tail(30));
+    assert!(
+        log.contains("recovery stopping before commit"),
+        "{}",
+        restored.log_tail(30)
+    );
     drop(restored);
 
     // --latest: everything archived, the DROP included.
@@ -252,7 +308,9 @@ fn put_back(moved: &[(PathBuf, PathBuf)]) {
 
 fn object_of(archive: &Archive, name: &str) -> PathBuf {
     let f = WalFile::parse(name).unwrap();
-    archive.timeline_dir(f.timeline).join(format!("{name}.zst.age"))
+    archive
+        .timeline_dir(f.timeline)
+        .join(format!("{name}.zst.age"))
 }
 
 /// Waits until the server process is gone (recovery aborted) or `timeout` passes.
@@ -284,7 +342,11 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
         .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
         .await;
     let manifest = base_backup(&cluster, &archive).await;
-    let stop: Lsn = manifest.source["stop_lsn"].as_str().unwrap().parse().unwrap();
+    let stop: Lsn = manifest.source["stop_lsn"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let mut last = String::new();
     for batch in 1..=6 {
         insert_batch(&cluster, batch, 200).await;
@@ -306,30 +368,62 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
 
     // --- A gap.
     let moved = hide(&archive, &gap, &tree.path.join("hidden"));
-    let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
+    let (code, out, err) =
+        archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
     assert_eq!(code, 4, "{out}\n{err}");
     assert!(out.contains(&format!("gap: {gap} is missing")), "{out}");
-    let e = restore_to(&archive, &manifest, &tree.path.join("r-gap"), RecoveryTarget::Latest)
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = restore_to(
+        &archive,
+        &manifest,
+        &tree.path.join("r-gap"),
+        RecoveryTarget::Latest,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("gap") && e.contains(&gap), "{e}");
     assert!(!tree.path.join("r-gap").exists(), "nothing written");
     let lsn_after = Lsn((stop_segno + 3) * seg);
-    let e = restore_to(&archive, &manifest, &tree.path.join("r-gap"), RecoveryTarget::Lsn(lsn_after))
-        .await
-        .unwrap_err()
-        .to_string();
+    let e = restore_to(
+        &archive,
+        &manifest,
+        &tree.path.join("r-gap"),
+        RecoveryTarget::Lsn(lsn_after),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains(&gap), "{e}");
     let target = tree.path.join("fetched");
-    let (code, _, err) = archive.dbseal(&["wal-fetch", "--datastore", "b", "-i", &ident, &gap, target.to_str().unwrap()]);
-    assert_eq!(code, 3, "a missing segment is 'not found' for PostgreSQL: {err}");
+    let (code, _, err) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "b",
+        "-i",
+        &ident,
+        &gap,
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        code, 3,
+        "a missing segment is 'not found' for PostgreSQL: {err}"
+    );
     assert!(err.contains("a gap"), "{err}");
-    let (code, _, err) = archive.dbseal(&["wal-fetch", "--datastore", "b", "-i", &ident, "--fail-on-gap", &gap, target.to_str().unwrap()]);
+    let (code, _, err) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "b",
+        "-i",
+        &ident,
+        "--fail-on-gap",
+        &gap,
+        target.to_str().unwrap(),
+    ]);
     assert_eq!(code, 255, "--fail-on-gap aborts recovery: {err}");
     assert!(!target.exists());
     put_back(&moved);
-    let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
+    let (code, out, err) =
+        archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
     assert_eq!(code, 0, "{out}\n{err}");
 
     // --- A corrupted segment (one flipped byte in the stored object).
@@ -341,8 +435,19 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
     std::fs::write(&obj, &bad).unwrap();
     let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "b"]);
     assert_eq!(code, 4, "{out}\n{err}");
-    assert!(out.contains(&format!("corrupt: {corrupt}")) && out.contains("SHA-256"), "{out}");
-    let (code, _, err) = archive.dbseal(&["wal-fetch", "--datastore", "b", "-i", &ident, &corrupt, target.to_str().unwrap()]);
+    assert!(
+        out.contains(&format!("corrupt: {corrupt}")) && out.contains("SHA-256"),
+        "{out}"
+    );
+    let (code, _, err) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "b",
+        "-i",
+        &ident,
+        &corrupt,
+        target.to_str().unwrap(),
+    ]);
     assert_eq!(code, 255, "a corrupted segment aborts recovery: {err}");
     assert!(err.contains(&corrupt) && err.contains("corrupted"), "{err}");
     assert!(!target.exists(), "nothing written for a corrupted segment");
@@ -365,7 +470,10 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
         "the server log names the corrupted segment:\n{log}"
     );
     assert!(log.contains("FATAL"), "{log}");
-    assert!(!log.contains("selected new timeline ID"), "it must not promote without the segment: {log}");
+    assert!(
+        !log.contains("selected new timeline ID"),
+        "it must not promote without the segment: {log}"
+    );
     restored.stop();
     std::fs::write(&obj, &original).unwrap();
 
@@ -379,7 +487,10 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
             archive_command: Some(other_archive.archive_command()),
         },
     );
-    assert_ne!(other.system_identifier().await, cluster.system_identifier().await);
+    assert_ne!(
+        other.system_identifier().await,
+        cluster.system_identifier().await
+    );
     let foreign_segno = WalFile::parse(&foreign).unwrap().segno(seg);
     loop {
         let s = other.switch_wal().await;
@@ -391,13 +502,29 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
     // wal-push refuses it outright.
     let raw = tree.path.join(&foreign);
     let other_ident = other_archive.identity.to_str().unwrap().to_string();
-    let (code, _, err) = other_archive.dbseal(&["wal-fetch", "--datastore", "c", "-i", &other_ident, &foreign, raw.to_str().unwrap()]);
+    let (code, _, err) = other_archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "c",
+        "-i",
+        &other_ident,
+        &foreign,
+        raw.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = archive.dbseal(&[
-        "wal-push", "--datastore", "b", "-r", &archive.keys.recipient(), raw.to_str().unwrap(),
+        "wal-push",
+        "--datastore",
+        "b",
+        "-r",
+        &archive.keys.recipient(),
+        raw.to_str().unwrap(),
     ]);
     assert_eq!(code, 8, "{err}");
-    assert!(err.contains("another cluster") && err.contains("database system"), "{err}");
+    assert!(
+        err.contains("another cluster") && err.contains("database system"),
+        "{err}"
+    );
     // Copied into the archive behind dbseal's back, it is found.
     let moved = hide(&archive, &foreign, &tree.path.join("hidden-own"));
     for ext in [".json", ".zst.age"] {
@@ -408,15 +535,32 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
         )
         .unwrap();
     }
-    let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
+    let (code, out, err) =
+        archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
     assert_eq!(code, 4, "{out}\n{err}");
-    assert!(out.contains(&format!("foreign: {foreign} belongs to database system")), "{out}");
-    let e = restore_to(&archive, &manifest, &tree.path.join("r-foreign"), RecoveryTarget::Latest)
-        .await
-        .unwrap_err()
-        .to_string();
+    assert!(
+        out.contains(&format!("foreign: {foreign} belongs to database system")),
+        "{out}"
+    );
+    let e = restore_to(
+        &archive,
+        &manifest,
+        &tree.path.join("r-foreign"),
+        RecoveryTarget::Latest,
+    )
+    .await
+    .unwrap_err()
+    .to_string();
     assert!(e.contains(&foreign) && e.contains("another cluster"), "{e}");
-    let (code, _, err) = archive.dbseal(&["wal-fetch", "--datastore", "b", "-i", &ident, &foreign, target.to_str().unwrap()]);
+    let (code, _, err) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "b",
+        "-i",
+        &ident,
+        &foreign,
+        target.to_str().unwrap(),
+    ]);
     assert_eq!(code, 255, "{err}");
     assert!(err.contains("another cluster"), "{err}");
     for ext in [".json", ".zst.age"] {
@@ -452,7 +596,30 @@ async fn wal_push_failures_lose_nothing_and_archiving_catches_up() {
     cluster
         .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
         .await;
-    let manifest = base_backup(&cluster, &archive).await;
+    // This test drives the CLI: `dbseal backup postgres --physical`.
+    let port = cluster.port.to_string();
+    let (code, out, err) = archive.dbseal(&[
+        "--json",
+        "backup",
+        "postgres",
+        "--physical",
+        "--fast-checkpoint",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--user",
+        "postgres",
+        "--dbname",
+        "postgres",
+        "-d",
+        "d",
+        "-r",
+        &archive.keys.recipient(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let manifest: Manifest = serde_json::from_str(&out).unwrap();
+    assert_eq!(manifest.source["wal_archived"], true, "{out}");
     insert_batch(&cluster, 1, 300).await;
     let s1 = cluster.switch_wal().await;
     cluster.wait_archived(&s1).await;
@@ -467,19 +634,30 @@ async fn wal_push_failures_lose_nothing_and_archiving_catches_up() {
         let row = cluster
             .client()
             .await
-            .query_one("SELECT failed_count, coalesce(last_failed_wal, '') FROM pg_stat_archiver", &[])
+            .query_one(
+                "SELECT failed_count, coalesce(last_failed_wal, '') FROM pg_stat_archiver",
+                &[],
+            )
             .await
             .unwrap();
         let (failed, last_failed): (i64, String) = (row.get(0), row.get(1));
         if failed > 0 && last_failed == s2 {
             break;
         }
-        assert!(Instant::now() < deadline, "the archiver never reported a failure\n{}", cluster.log_tail(30));
+        assert!(
+            Instant::now() < deadline,
+            "the archiver never reported a failure\n{}",
+            cluster.log_tail(30)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // PostgreSQL keeps the segment and its .ready marker.
     assert!(cluster.data.join("pg_wal").join(&s2).is_file());
-    assert!(cluster.data.join("pg_wal/archive_status").join(format!("{s2}.ready")).is_file());
+    assert!(cluster
+        .data
+        .join("pg_wal/archive_status")
+        .join(format!("{s2}.ready"))
+        .is_file());
     let log = cluster.log_text();
     assert!(log.contains("archive command failed"), "{log}");
     assert!(log.contains("dbseal: error"), "dbseal says why: {log}");
@@ -495,13 +673,48 @@ async fn wal_push_failures_lose_nothing_and_archiving_catches_up() {
     assert!(expected.starts_with("900:"), "{expected}");
 
     let (code, out, err) = archive.dbseal(&[
-        "wal-verify", "--datastore", "d", "-i", archive.identity.to_str().unwrap(),
+        "wal-verify",
+        "--datastore",
+        "d",
+        "-i",
+        archive.identity.to_str().unwrap(),
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
+    // `dbseal restore ID --pgdata DIR --latest`.
     let pgdata = tree.path.join("restored");
-    restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
-        .await
-        .unwrap();
+    let id = manifest.backup_id.to_string();
+    let ident = archive.identity.to_str().unwrap().to_string();
+    let (code, out, err) = archive.dbseal(&[
+        "restore",
+        &id,
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+        "--latest",
+        "--dry-run",
+        "-i",
+        &ident,
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("nothing was changed") && !pgdata.exists(),
+        "{out}"
+    );
+    let (code, out, err) = archive.dbseal(&[
+        "restore",
+        &id,
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+        "--latest",
+        "-i",
+        &ident,
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("next: start PostgreSQL"), "{out}");
+    let env = std::fs::read_to_string(pgdata.join(RESTORE_ENV_FILE)).unwrap();
+    assert!(
+        env.contains("DBSEAL_IDENTITY=") && !env.contains("AGE-SECRET-KEY"),
+        "{env}"
+    );
     let restored = start_restored(&tree, &pgdata, "restored").await;
     assert_eq!(fingerprint(&restored).await, expected, "nothing was lost");
 }

@@ -41,7 +41,9 @@ pub fn pg_bin() -> PathBuf {
 
 fn am_root() -> bool {
     use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 /// `(uid, gid)` of the `postgres` user when running as root.
@@ -185,7 +187,10 @@ impl Archive {
 
     /// The folder of a timeline in the WAL archive.
     pub fn timeline_dir(&self, tl: u32) -> PathBuf {
-        self.store_dir.join(&self.datastore).join("wal").join(format!("{tl:08X}"))
+        self.store_dir
+            .join(&self.datastore)
+            .join("wal")
+            .join(format!("{tl:08X}"))
     }
 
     /// Runs `dbseal` with this archive's settings; returns (exit code, stdout, stderr).
@@ -233,7 +238,14 @@ impl Cluster {
             as_server(&bin.join("initdb"))
                 .arg("-D")
                 .arg(&data)
-                .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"])
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--no-locale",
+                ])
                 .arg(format!("--wal-segsize={}", opts.wal_segsize_mb))
                 .output()
                 .unwrap(),
@@ -291,7 +303,10 @@ impl Cluster {
             opts.push_str(&format!(" -c {s}"));
         }
         // The log file must be writable by the server.
-        let _ = std::fs::OpenOptions::new().create(true).append(true).open(&self.log);
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log);
         give_to_server(&self.log);
         let out = as_server(&pg_bin().join("pg_ctl"))
             .arg("-D")
@@ -367,7 +382,12 @@ impl Cluster {
 
     /// One text value.
     pub async fn query_text(&self, sql: &str) -> String {
-        let row = self.client().await.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        let row = self
+            .client()
+            .await
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         row.get::<_, String>(0)
     }
 
@@ -375,9 +395,11 @@ impl Cluster {
     /// the name of the segment switched out.
     pub async fn switch_wal(&self) -> String {
         let c = self.client().await;
-        c.batch_execute("CREATE TABLE IF NOT EXISTS _switch(x int); INSERT INTO _switch VALUES (1)")
-            .await
-            .unwrap();
+        c.batch_execute(
+            "CREATE TABLE IF NOT EXISTS _switch(x int); INSERT INTO _switch VALUES (1)",
+        )
+        .await
+        .unwrap();
         c.query_one("SELECT pg_walfile_name(pg_switch_wal())::text", &[])
             .await
             .unwrap()
@@ -425,7 +447,10 @@ impl Cluster {
                 }
             }
             if Instant::now() > deadline {
-                panic!("the restored server did not finish recovery in 120 s\n--- server log ---\n{}", self.log_tail(60));
+                panic!(
+                    "the restored server did not finish recovery in 120 s\n--- server log ---\n{}",
+                    self.log_tail(60)
+                );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -150,7 +150,7 @@ pub struct WalVerifyArgs {
 pub struct PitrArgs {
     /// PostgreSQL physical backups: unpack into this data directory (absent or empty)
     /// and write the recovery settings; then start PostgreSQL on it.
-    #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "output", "to_stdout"])]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["url", "output", "to_stdout", "to_rdb", "set"])]
     pub pgdata: Option<PathBuf>,
     /// Recover up to this time (e.g. '2026-11-21 14:30:00+00'); give a time zone.
     #[arg(long, requires = "pgdata")]
@@ -476,18 +476,14 @@ pub async fn run_verify(args: &WalVerifyArgs, store: &StoreArgs, out: Output) ->
     }
 }
 
-/// `dbseal backup postgres --physical`.
+/// `dbseal backup postgres --physical`: `config` from the connection flags.
 pub async fn backup_physical(
-    url: Option<&str>,
+    config: &PostgresConfig,
     fast_checkpoint: bool,
     ctx: &BackupContext,
 ) -> CliResult<Manifest> {
-    let config = match url {
-        Some(u) => PostgresConfig::from_url(u),
-        None => PostgresConfig::default(),
-    };
     let mut source = PhysicalSource::new(
-        &config,
+        config,
         PhysicalOptions {
             fast_checkpoint,
             ..Default::default()
@@ -670,4 +666,60 @@ pub async fn restore_pgdata(
         target: pgdata.display().to_string(),
         summary,
     })
+}
+
+/// `dbseal restore ID --pgdata DIR …`: the whole command (dry run, keys, output).
+pub async fn run_restore_pgdata(
+    args: &crate::commands::restore::RestoreArgs,
+    manifest: &Manifest,
+    store: BackupStore,
+    store_args: &StoreArgs,
+    out: Output,
+) -> CliResult<()> {
+    let pitr = &args.target.pitr;
+    let target = target_of(pitr)?;
+    physical::base_backup_wal(manifest)?;
+    let pgdata = absolute(pitr.pgdata.as_deref().expect("called with --pgdata"));
+    if args.target.dry_run {
+        let plan = serde_json::json!({
+            "dry_run": true,
+            "backup_id": manifest.backup_id,
+            "datastore": manifest.datastore,
+            "read": manifest.artifacts().map(|a| serde_json::json!({"key": a.key, "stored_size": a.stored_size})).collect::<Vec<_>>(),
+            "pgdata": pgdata,
+            "target": target,
+        });
+        out.emit(&plan, || {
+            format!(
+                "dry run: would unpack physical backup {} ({} bytes stored) into {} (which must be empty or absent), write recovery.signal and restore_command = dbseal wal-fetch --datastore {} with target {:?}\nnothing was changed",
+                manifest.backup_id,
+                manifest.artifact.stored_size,
+                pgdata.display(),
+                manifest.datastore.name,
+                target
+            )
+        });
+        return Ok(());
+    }
+    let options = args
+        .keys
+        .restore_options(crate::progress::bar("restore", out.quiet || out.json))?;
+    let ctx = RestoreContext { store, options };
+    let outcome = restore_pgdata(manifest, pitr, &ctx, store_args, &args.keys).await?;
+    let value = serde_json::json!({
+        "backup_id": manifest.backup_id,
+        "target": outcome.target,
+        "summary": outcome.summary,
+    });
+    out.emit(&value, || {
+        let mut s = format!(
+            "restored backup {} into {}\n",
+            manifest.backup_id, outcome.target
+        );
+        for line in &outcome.summary {
+            s.push_str(&format!("  {line}\n"));
+        }
+        s
+    });
+    Ok(())
 }
