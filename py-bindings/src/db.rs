@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use backup_core::{
-    BackupStore, ErrorKind, FormatRegistry, Manifest as CoreManifest, RestoreOptions, SecretString, SinkReport,
-    VerifyReport,
+    BackupStore, ErrorKind, FormatRegistry, Manifest as CoreManifest, RestoreOptions, SecretString,
+    SinkReport, VerifyReport,
 };
 use backup_neo4j::{Neo4jConfig, Neo4jSink, Neo4jSinkOptions, Neo4jSource};
 use backup_postgres::{DumpOptions, PostgresConfig, PostgresSink, PostgresSource};
-use backup_timescale::{TimescaleRestoreOptions, TimescaleSink, TimescaleSource};
 use backup_redis::{BackupMode, RedisConfig, RedisRestoreOptions, RedisSink, RedisSource};
+use backup_timescale::{TimescaleRestoreOptions, TimescaleSink, TimescaleSource};
 use pyo3::prelude::*;
 
 use crate::errors::{raise, to_py, Secrets};
@@ -99,14 +99,22 @@ fn url_of<'a>(target: &'a Target, kind: &str) -> backup_core::Result<&'a str> {
         .ok_or_else(|| backup_core::Error::Config(format!("a {kind} URL is needed")))
 }
 
-fn postgres_config(url: &str, password: Option<SecretString>, pg_bin_dir: Option<PathBuf>) -> PostgresConfig {
+fn postgres_config(
+    url: &str,
+    password: Option<SecretString>,
+    pg_bin_dir: Option<PathBuf>,
+) -> PostgresConfig {
     let mut config = PostgresConfig::from_url(url);
     config.password = password;
     config.pg_bin_dir = pg_bin_dir;
     config
 }
 
-fn redis_config(url: &str, user: Option<String>, password: Option<SecretString>) -> backup_core::Result<RedisConfig> {
+fn redis_config(
+    url: &str,
+    user: Option<String>,
+    password: Option<SecretString>,
+) -> backup_core::Result<RedisConfig> {
     let mut config = RedisConfig::from_url(url).map_err(|e| e.at("(URL)"))?;
     if let Some(p) = password {
         config.password = Some(p);
@@ -135,9 +143,13 @@ fn redis_dbs(entries: &[String]) -> backup_core::Result<(Vec<u32>, BTreeMap<u32,
     let mut dbs = Vec::new();
     let mut map = BTreeMap::new();
     for entry in entries {
-        let bad = || backup_core::Error::Config(format!("Redis database `{entry}` is not N or SRC:DEST"));
+        let bad =
+            || backup_core::Error::Config(format!("Redis database `{entry}` is not N or SRC:DEST"));
         let (src, dest) = match entry.split_once(':') {
-            Some((s, d)) => (s.trim().parse().map_err(|_| bad())?, Some(d.trim().parse().map_err(|_| bad())?)),
+            Some((s, d)) => (
+                s.trim().parse().map_err(|_| bad())?,
+                Some(d.trim().parse().map_err(|_| bad())?),
+            ),
             None => (entry.trim().parse().map_err(|_| bad())?, None),
         };
         dbs.push(src);
@@ -157,7 +169,8 @@ pub async fn restore(
 ) -> backup_core::Result<SinkReport> {
     match manifest.datastore.kind.as_str() {
         "postgres" => {
-            let config = postgres_config(url_of(target, "PostgreSQL")?, target.password.clone(), None);
+            let config =
+                postgres_config(url_of(target, "PostgreSQL")?, target.password.clone(), None);
             let mut sink = PostgresSink::new(
                 &config,
                 backup_postgres::RestoreTarget {
@@ -173,7 +186,11 @@ pub async fn restore(
             backup_core::restore(store, manifest, "data", &mut sink, options).await
         }
         "timescale" => {
-            let config = postgres_config(url_of(target, "TimescaleDB")?, target.password.clone(), None);
+            let config = postgres_config(
+                url_of(target, "TimescaleDB")?,
+                target.password.clone(),
+                None,
+            );
             if !target.schemas.is_empty() || !target.tables.is_empty() || target.role.is_some() {
                 return Err(backup_core::Error::Config(
                     "TimescaleDB restores are whole-database: schemas, tables and role do not apply".into(),
@@ -192,7 +209,11 @@ pub async fn restore(
             backup_core::restore(store, manifest, "data", &mut sink, options).await
         }
         "redis" => {
-            let config = redis_config(url_of(target, "Redis")?, target.user.clone(), target.password.clone())?;
+            let config = redis_config(
+                url_of(target, "Redis")?,
+                target.user.clone(),
+                target.password.clone(),
+            )?;
             let (dbs, db_map) = redis_dbs(&target.dbs)?;
             let mut sink = RedisSink::new(
                 config,
@@ -240,21 +261,35 @@ pub async fn verify_restore(
 ) -> backup_core::Result<VerifyReport> {
     match manifest.datastore.kind.as_str() {
         "postgres" => {
-            let config = postgres_config(url_of(target, "PostgreSQL")?, target.password.clone(), None);
+            let config =
+                postgres_config(url_of(target, "PostgreSQL")?, target.password.clone(), None);
             backup_postgres::verify_restore(store, manifest, &config, options).await
         }
         "timescale" => {
-            let config = postgres_config(url_of(target, "TimescaleDB")?, target.password.clone(), None);
+            let config = postgres_config(
+                url_of(target, "TimescaleDB")?,
+                target.password.clone(),
+                None,
+            );
             backup_timescale::verify_restore(store, manifest, &config, options).await
         }
         "redis" => {
-            let config = redis_config(url_of(target, "Redis")?, target.user.clone(), target.password.clone())?;
+            let config = redis_config(
+                url_of(target, "Redis")?,
+                target.user.clone(),
+                target.password.clone(),
+            )?;
             backup_redis::verify_restore(store, manifest, options, &config).await
         }
         "neo4j" => {
             let url = url_of(target, "Neo4j")?;
             if let Some(db) = &target.database {
-                let config = neo4j_config(url, target.user.clone(), target.password.clone(), Some(db.clone()));
+                let config = neo4j_config(
+                    url,
+                    target.user.clone(),
+                    target.password.clone(),
+                    Some(db.clone()),
+                );
                 return backup_neo4j::verify_restore(store, manifest, options, &config).await;
             }
             let server = neo4j_config(url, target.user.clone(), target.password.clone(), None);
@@ -294,7 +329,9 @@ where
     F: std::future::Future<Output = backup_core::Result<CoreManifest>> + Send,
 {
     let result = block_on(py, fut)?;
-    result.map(Manifest::new).map_err(|e| to_py(py, &e, secrets))
+    result
+        .map(Manifest::new)
+        .map_err(|e| to_py(py, &e, secrets))
 }
 
 fn add_password(secrets: &mut Secrets, url: &str, password: &Option<String>) {
@@ -332,7 +369,14 @@ pub fn py_backup_postgres(
 ) -> PyResult<Manifest> {
     let (store, mut secrets) = store.open(py)?;
     add_password(&mut secrets, &url, &password);
-    let options = Seal { datastore, recipients, passphrase, zstd_level, labels }.options(py, &mut secrets)?;
+    let options = Seal {
+        datastore,
+        recipients,
+        passphrase,
+        zstd_level,
+        labels,
+    }
+    .options(py, &mut secrets)?;
     let config = postgres_config(&url, password.map(SecretString::new), pg_bin_dir);
     let dump = DumpOptions {
         schemas: schemas.unwrap_or_default(),
@@ -343,7 +387,9 @@ pub fn py_backup_postgres(
         globals,
     };
     let mut source = PostgresSource::new(&config, dump).map_err(|e| to_py(py, &e, &secrets))?;
-    run_db_backup(py, &secrets, async move { backup_postgres::backup(&store, &mut source, options).await })
+    run_db_backup(py, &secrets, async move {
+        backup_postgres::backup(&store, &mut source, options).await
+    })
 }
 
 /// Backs up a TimescaleDB database (kind `timescale`): the PostgreSQL backup plus the
@@ -373,7 +419,14 @@ pub fn py_backup_timescale(
 ) -> PyResult<Manifest> {
     let (store, mut secrets) = store.open(py)?;
     add_password(&mut secrets, &url, &password);
-    let options = Seal { datastore, recipients, passphrase, zstd_level, labels }.options(py, &mut secrets)?;
+    let options = Seal {
+        datastore,
+        recipients,
+        passphrase,
+        zstd_level,
+        labels,
+    }
+    .options(py, &mut secrets)?;
     let config = postgres_config(&url, password.map(SecretString::new), pg_bin_dir);
     let dump = DumpOptions {
         schemas: schemas.unwrap_or_default(),
@@ -384,7 +437,9 @@ pub fn py_backup_timescale(
         globals,
     };
     let mut source = TimescaleSource::new(&config, dump).map_err(|e| to_py(py, &e, &secrets))?;
-    run_db_backup(py, &secrets, async move { backup_timescale::backup(&store, &mut source, options).await })
+    run_db_backup(py, &secrets, async move {
+        backup_timescale::backup(&store, &mut source, options).await
+    })
 }
 
 /// Backs up a whole Redis server (every database) as its RDB snapshot, fetched over the
@@ -408,13 +463,23 @@ pub fn py_backup_redis(
 ) -> PyResult<Manifest> {
     let (store, mut secrets) = store.open(py)?;
     add_password(&mut secrets, &url, &password);
-    let options = Seal { datastore, recipients, passphrase, zstd_level, labels }.options(py, &mut secrets)?;
+    let options = Seal {
+        datastore,
+        recipients,
+        passphrase,
+        zstd_level,
+        labels,
+    }
+    .options(py, &mut secrets)?;
     let mode: BackupMode = mode
         .parse()
         .map_err(|e: backup_redis::RedisError| to_py(py, &e.at("(mode)"), &secrets))?;
-    let config = redis_config(&url, username, password.map(SecretString::new)).map_err(|e| to_py(py, &e, &secrets))?;
+    let config = redis_config(&url, username, password.map(SecretString::new))
+        .map_err(|e| to_py(py, &e, &secrets))?;
     let mut source = RedisSource::new(config, mode).map_err(|e| to_py(py, &e, &secrets))?;
-    run_db_backup(py, &secrets, async move { backup_core::backup(&store, &mut source, options).await })
+    run_db_backup(py, &secrets, async move {
+        backup_core::backup(&store, &mut source, options).await
+    })
 }
 
 /// Backs up a Neo4j graph over Bolt into the dbseal graph stream (kind `neo4j`):
@@ -441,8 +506,17 @@ pub fn py_backup_neo4j(
     if let Ok(p) = std::env::var("NEO4J_PASSWORD") {
         secrets.add(&p);
     }
-    let options = Seal { datastore, recipients, passphrase, zstd_level, labels }.options(py, &mut secrets)?;
+    let options = Seal {
+        datastore,
+        recipients,
+        passphrase,
+        zstd_level,
+        labels,
+    }
+    .options(py, &mut secrets)?;
     let config = neo4j_config(&url, user, password.map(SecretString::new), database);
     let mut source = Neo4jSource::new(config);
-    run_db_backup(py, &secrets, async move { backup_core::backup(&store, &mut source, options).await })
+    run_db_backup(py, &secrets, async move {
+        backup_core::backup(&store, &mut source, options).await
+    })
 }

@@ -21,9 +21,15 @@ pub struct Identity {
 }
 
 impl Identity {
-    fn from_bytes(py: Python<'_>, data: &[u8], origin: &str, ssh_pub: Option<PathBuf>) -> PyResult<Self> {
+    fn from_bytes(
+        py: Python<'_>,
+        data: &[u8],
+        origin: &str,
+        ssh_pub: Option<PathBuf>,
+    ) -> PyResult<Self> {
         // Validates the file the way decryption will read it.
-        Decryption::from_identity_bytes(data, origin).map_err(|e| to_py(py, &e, &Secrets::new()))?;
+        Decryption::from_identity_bytes(data, origin)
+            .map_err(|e| to_py(py, &e, &Secrets::new()))?;
         let text = String::from_utf8_lossy(data);
         let mut recipients: Vec<String> = text
             .lines()
@@ -72,7 +78,10 @@ impl Identity {
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let data = std::fs::read(&path).map_err(|e| {
-            config_error(py, format!("cannot read identity file {}: {e}", path.display()))
+            config_error(
+                py,
+                format!("cannot read identity file {}: {e}", path.display()),
+            )
         })?;
         let mut public = path.clone().into_os_string();
         public.push(".pub");
@@ -121,15 +130,26 @@ impl Identity {
             if e.kind() == std::io::ErrorKind::AlreadyExists {
                 config_error(
                     py,
-                    format!("{} already exists; refusing to overwrite an identity", path.display()),
+                    format!(
+                        "{} already exists; refusing to overwrite an identity",
+                        path.display()
+                    ),
                 )
             } else {
-                config_error(py, format!("cannot create identity file {}: {e}", path.display()))
+                config_error(
+                    py,
+                    format!("cannot create identity file {}: {e}", path.display()),
+                )
             }
         })?;
         f.write_all(self.secret.expose().as_bytes())
             .and_then(|_| f.sync_all())
-            .map_err(|e| config_error(py, format!("cannot write identity file {}: {e}", path.display())))
+            .map_err(|e| {
+                config_error(
+                    py,
+                    format!("cannot write identity file {}: {e}", path.display()),
+                )
+            })
     }
 
     fn __repr__(&self) -> String {
@@ -145,7 +165,10 @@ impl Identity {
 
     /// Identities never pickle: the secret must not travel by accident.
     fn __reduce__(&self, py: Python<'_>) -> PyResult<()> {
-        Err(config_error(py, "an Identity cannot be pickled (it holds a secret key); pass its file path instead"))
+        Err(config_error(
+            py,
+            "an Identity cannot be pickled (it holds a secret key); pass its file path instead",
+        ))
     }
 }
 
@@ -194,7 +217,10 @@ pub fn encryption(
                 if id.recipients.is_empty() {
                     return Err(config_error(
                         py,
-                        format!("{}: this identity has no known recipient; pass its public key", id.origin),
+                        format!(
+                            "{}: this identity has no known recipient; pass its public key",
+                            id.origin
+                        ),
                     ));
                 }
                 texts.extend(id.recipients.iter().cloned());
@@ -211,7 +237,10 @@ pub fn encryption(
         Some(p) => {
             secrets.add(&p);
             if !texts.is_empty() {
-                return Err(config_error(py, "pass recipients or a passphrase, not both (age cannot mix them)"));
+                return Err(config_error(
+                    py,
+                    "pass recipients or a passphrase, not both (age cannot mix them)",
+                ));
             }
             if p.is_empty() {
                 return Err(config_error(py, "the passphrase is empty"));
@@ -264,7 +293,9 @@ pub fn decryption(
     for i in list {
         let d = match i {
             IdentityArg::Identity(id) => id.get().decryption(py)?,
-            IdentityArg::Path(p) => Decryption::from_identity_file(&p).map_err(|e| to_py(py, &e, secrets))?,
+            IdentityArg::Path(p) => {
+                Decryption::from_identity_file(&p).map_err(|e| to_py(py, &e, secrets))?
+            }
         };
         out = Some(match out {
             Some(prev) => prev.merge(d),

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_core::{
-    BackupOptions, BackupStore, CommandSource, ErrorKind, FormatReader, FormatRegistry, Manifest as CoreManifest,
-    ReaderSource, RestoreOptions, SecretString, Source, WriterSink,
+    BackupOptions, BackupStore, CommandSource, ErrorKind, FormatReader, FormatRegistry,
+    Manifest as CoreManifest, ReaderSource, RestoreOptions, SecretString, Source, WriterSink,
 };
 use pyo3::prelude::*;
 
@@ -69,8 +69,12 @@ pub fn run_backup(
     secrets: &Secrets,
 ) -> PyResult<Manifest> {
     let store = store.clone();
-    let result = block_on(py, async move { backup_core::backup(&store, &mut source, options).await })?;
-    result.map(Manifest::new).map_err(|e| to_py(py, &e, secrets))
+    let result = block_on(py, async move {
+        backup_core::backup(&store, &mut source, options).await
+    })?;
+    result
+        .map(Manifest::new)
+        .map_err(|e| to_py(py, &e, secrets))
 }
 
 fn is_secret_env(name: &str) -> bool {
@@ -100,7 +104,14 @@ pub fn backup_command(
     format: &str,
 ) -> PyResult<Manifest> {
     let (store, mut secrets) = store.open(py)?;
-    let options = Seal { datastore, recipients, passphrase, zstd_level, labels }.options(py, &mut secrets)?;
+    let options = Seal {
+        datastore,
+        recipients,
+        passphrase,
+        zstd_level,
+        labels,
+    }
+    .options(py, &mut secrets)?;
     let mut source = CommandSource::new(argv)
         .map_err(|e| to_py(py, &e, &secrets))?
         .with_format(format_reader(py, format)?);
@@ -129,8 +140,16 @@ pub fn backup_bytes(
     format: &str,
 ) -> PyResult<Manifest> {
     let (store, mut secrets) = store.open(py)?;
-    let options = Seal { datastore, recipients, passphrase, zstd_level, labels }.options(py, &mut secrets)?;
-    let source = ReaderSource::new(std::io::Cursor::new(data), "bytes").with_format(format_reader(py, format)?);
+    let options = Seal {
+        datastore,
+        recipients,
+        passphrase,
+        zstd_level,
+        labels,
+    }
+    .options(py, &mut secrets)?;
+    let source = ReaderSource::new(std::io::Cursor::new(data), "bytes")
+        .with_format(format_reader(py, format)?);
     run_backup(py, &store, source, options, &secrets)
 }
 
@@ -150,10 +169,18 @@ pub fn backup_file(
     format: &str,
 ) -> PyResult<Manifest> {
     let (store, mut secrets) = store.open(py)?;
-    let options = Seal { datastore, recipients, passphrase, zstd_level, labels }.options(py, &mut secrets)?;
+    let options = Seal {
+        datastore,
+        recipients,
+        passphrase,
+        zstd_level,
+        labels,
+    }
+    .options(py, &mut secrets)?;
     let file = std::fs::File::open(&path)
         .map_err(|e| config_error(py, format!("cannot open {}: {e}", path.display())))?;
-    let source = ReaderSource::new(tokio::fs::File::from_std(file), "file").with_format(format_reader(py, format)?);
+    let source = ReaderSource::new(tokio::fs::File::from_std(file), "file")
+        .with_format(format_reader(py, format)?);
     run_backup(py, &store, source, options, &secrets)
 }
 
@@ -182,16 +209,27 @@ fn parse_level(py: Python<'_>, level: Option<LevelArg>) -> PyResult<Option<u8>> 
         Some(LevelArg::Name(s)) if s == "stored" => Some(1),
         Some(LevelArg::Name(s)) if s == "content" => Some(2),
         Some(LevelArg::Name(s)) if s == "restore" => Some(3),
-        Some(LevelArg::Number(n)) => {
-            return Err(config_error(py, format!("verification level {n} does not exist: use 1 (stored), 2 (content) or 3 (restore)")))
-        }
+        Some(LevelArg::Number(n)) => return Err(config_error(
+            py,
+            format!(
+                "verification level {n} does not exist: use 1 (stored), 2 (content) or 3 (restore)"
+            ),
+        )),
         Some(LevelArg::Name(s)) => {
-            return Err(config_error(py, format!("verification level `{s}` does not exist: use stored, content or restore")))
+            return Err(config_error(
+                py,
+                format!("verification level `{s}` does not exist: use stored, content or restore"),
+            ))
         }
     })
 }
 
-fn load_manifest(py: Python<'_>, store: &BackupStore, id: &Bound<'_, PyAny>, secrets: &Secrets) -> PyResult<CoreManifest> {
+fn load_manifest(
+    py: Python<'_>,
+    store: &BackupStore,
+    id: &Bound<'_, PyAny>,
+    secrets: &Secrets,
+) -> PyResult<CoreManifest> {
     let id = parse_id(py, id)?;
     let s = store.clone();
     block_on(py, async move { s.manifest(&id).await })?.map_err(|e| to_py(py, &e, secrets))
@@ -251,12 +289,16 @@ pub fn verify(
     if level == 3 {
         db::check_restorable_kind(py, &manifest, "level-3 (restore) verification")?;
     }
-    let options = RestoreOptions { decryption, progress: None };
+    let options = RestoreOptions {
+        decryption,
+        progress: None,
+    };
     let backup_id = manifest.backup_id.to_string();
     let result = block_on(py, async move {
         let mut reports = vec![backup_core::verify_stored(&store, &manifest).await?];
         if level >= 2 {
-            reports.push(backup_core::verify_content(&store, &manifest, &formats(), &options).await?);
+            reports
+                .push(backup_core::verify_content(&store, &manifest, &formats(), &options).await?);
         }
         if level == 3 {
             let target = db::Target {
@@ -334,12 +376,22 @@ pub fn restore(
         database,
         user,
     };
-    let options = RestoreOptions { decryption, progress: None };
+    let options = RestoreOptions {
+        decryption,
+        progress: None,
+    };
     let backup_id = manifest.backup_id.to_string();
     let shown = backup_core::redact_url(target.url.as_deref().unwrap_or_default());
-    let result = block_on(py, async move { db::restore(&store, &manifest, &options, &target).await })?;
+    let result = block_on(py, async move {
+        db::restore(&store, &manifest, &options, &target).await
+    })?;
     let report = result.map_err(|e| to_py(py, &e, &secrets))?;
-    Ok(RestoreReport { backup_id, target: secrets.scrub(&shown), bytes: report.bytes, summary: report.summary })
+    Ok(RestoreReport {
+        backup_id,
+        target: secrets.scrub(&shown),
+        bytes: report.bytes,
+        summary: report.summary,
+    })
 }
 
 /// Restores the plaintext native stream of a backup (the pg_dump archive, the RDB
@@ -362,22 +414,41 @@ pub fn restore_to_file(
     let (store, mut secrets) = store.open(py)?;
     let decryption = decryption(py, identity, passphrase, &mut secrets)?;
     if decryption.is_none() {
-        return Err(config_error(py, "restoring decrypts the artifact: pass identity=… or passphrase=…"));
+        return Err(config_error(
+            py,
+            "restoring decrypts the artifact: pass identity=… or passphrase=…",
+        ));
     }
     if !overwrite && path.exists() {
         return Err(raise(
             py,
             ErrorKind::Refused,
-            &format!("{} already exists: pass overwrite=True to replace it", path.display()),
+            &format!(
+                "{} already exists: pass overwrite=True to replace it",
+                path.display()
+            ),
             &secrets,
         ));
     }
     let manifest = load_manifest(py, &store, id, &secrets)?;
     let backup_id = manifest.backup_id.to_string();
-    let options = RestoreOptions { decryption, progress: None };
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let partial = dir.join(format!(".{file_name}.dbseal-partial-{}", std::process::id()));
+    let options = RestoreOptions {
+        decryption,
+        progress: None,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = dir.join(format!(
+        ".{file_name}.dbseal-partial-{}",
+        std::process::id()
+    ));
     let artifact = artifact.to_string();
     let (target, partial_c) = (path.clone(), partial.clone());
     let result = block_on(py, async move {
@@ -386,7 +457,9 @@ pub fn restore_to_file(
             .create_new(true)
             .open(&partial_c)
             .await
-            .map_err(|e| backup_core::Error::Config(format!("cannot create {}: {e}", partial_c.display())))?;
+            .map_err(|e| {
+                backup_core::Error::Config(format!("cannot create {}: {e}", partial_c.display()))
+            })?;
         let mut sink = WriterSink::new(file);
         let report = backup_core::restore(&store, &manifest, &artifact, &mut sink, &options).await;
         drop(sink);
@@ -399,7 +472,10 @@ pub fn restore_to_file(
         };
         if let Err(e) = tokio::fs::rename(&partial_c, &target).await {
             let _ = tokio::fs::remove_file(&partial_c).await;
-            return Err(backup_core::Error::io(format!("moving the restored file to {}", target.display()), e));
+            return Err(backup_core::Error::io(
+                format!("moving the restored file to {}", target.display()),
+                e,
+            ));
         }
         Ok(report)
     });
@@ -434,14 +510,27 @@ pub fn restore_bytes<'py>(
     let (store, mut secrets) = store.open(py)?;
     let decryption = decryption(py, identity, passphrase, &mut secrets)?;
     if decryption.is_none() {
-        return Err(config_error(py, "restoring decrypts the artifact: pass identity=… or passphrase=…"));
+        return Err(config_error(
+            py,
+            "restoring decrypts the artifact: pass identity=… or passphrase=…",
+        ));
     }
     let manifest = load_manifest(py, &store, id, &secrets)?;
-    let options = RestoreOptions { decryption, progress: None };
+    let options = RestoreOptions {
+        decryption,
+        progress: None,
+    };
     let artifact = artifact.to_string();
     let result = block_on(py, async move {
         let mut out = Vec::new();
-        backup_core::restore(&store, &manifest, &artifact, &mut WriterSink::new(&mut out), &options).await?;
+        backup_core::restore(
+            &store,
+            &manifest,
+            &artifact,
+            &mut WriterSink::new(&mut out),
+            &options,
+        )
+        .await?;
         Ok::<_, backup_core::Error>(out)
     })?;
     let data = result.map_err(|e| to_py(py, &e, &secrets))?;

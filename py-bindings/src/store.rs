@@ -82,7 +82,10 @@ pub fn parse_id(py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<BackupId> {
         return Ok(m.get().inner.backup_id.clone());
     }
     let text: String = id.extract().map_err(|_| {
-        config_error(py, "a backup id is a string such as 20261121T020000Z-1a2b3c4d (or a Manifest)")
+        config_error(
+            py,
+            "a backup id is a string such as 20261121T020000Z-1a2b3c4d (or a Manifest)",
+        )
     })?;
     text.parse::<BackupId>()
         .map_err(|e| config_error(py, e.to_string()))

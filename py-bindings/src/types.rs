@@ -63,7 +63,9 @@ impl Contents {
 
     /// Named groups of counts.
     #[getter]
-    fn counts(&self) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+    fn counts(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
         self.inner.counts.clone()
     }
 
