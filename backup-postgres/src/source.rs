@@ -198,6 +198,19 @@ impl PostgresSource {
                 pg_dump,
             };
             check_tool_version(&info.pg_dump, info.server_major(), &info.server_version)?;
+            if self.kind == KIND
+                && info
+                    .extensions
+                    .iter()
+                    .any(|(name, _)| name == "timescaledb")
+            {
+                return Err(PostgresError::Config(format!(
+                    "database \"{}\" on {} uses TimescaleDB: back it up with `dbseal backup timescale`, which records the extension version and restores with timescaledb_pre_restore()/post_restore()",
+                    info.database,
+                    self.conn.server()
+                ))
+                .into());
+            }
             self.info = Some(info);
         }
         Ok(self.info.as_ref().expect("set above"))
@@ -310,7 +323,35 @@ pub(crate) async fn stream_command(
     if !status.success() {
         return Err(tool_failure(tool, status, &stderr).into());
     }
+    for line in reportable_warnings(&stderr) {
+        tracing::warn!(tool, "{line}");
+    }
     Ok(total)
+}
+
+/// The lines of a successful tool's stderr worth showing: everything except
+/// pg_dump's harmless "circular foreign-key constraints" warning (with its detail and
+/// hint lines), which TimescaleDB's catalog always triggers.
+pub(crate) fn reportable_warnings(stderr: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut in_circular = false;
+    for line in stderr.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if line.contains("circular foreign-key constraints") {
+            in_circular = true;
+            continue;
+        }
+        if in_circular
+            && (line.contains(": detail:")
+                || line.contains(": hint:")
+                || line.starts_with("DETAIL:")
+                || line.starts_with("HINT:"))
+        {
+            continue;
+        }
+        in_circular = false;
+        out.push(line);
+    }
+    out
 }
 
 #[async_trait]
@@ -468,4 +509,23 @@ pub async fn backup(
     }
     let kind = source.kind.clone();
     session.commit(&kind, facts).await
+}
+
+#[cfg(test)]
+mod warning_tests {
+    use super::reportable_warnings;
+
+    #[test]
+    fn the_circular_fk_warning_is_dropped_and_other_warnings_kept() {
+        let stderr = "pg_dump: warning: there are circular foreign-key constraints on this table:\n\
+pg_dump: detail: hypertable\n\
+pg_dump: hint: You might not be able to restore the dump without using --disable-triggers or temporarily dropping the constraints.\n\
+pg_dump: hint: Consider using a full dump instead of a --data-only dump to avoid this problem.\n\
+pg_dump: warning: something else happened\n";
+        assert_eq!(
+            reportable_warnings(stderr),
+            vec!["pg_dump: warning: something else happened"]
+        );
+        assert!(reportable_warnings("").is_empty());
+    }
 }
