@@ -349,13 +349,26 @@ async fn safety_backup(
         cfg,
     )
     .await;
-    let safety = taken.map_err(|e| CliError {
-        message: format!(
-            "could not take a safety backup of the target, so it was not touched: {} (fix it, or pass --no-safety-backup to replace the target without one)",
-            e.message
-        ),
-        code: e.code,
-    })?;
+    let safety = match taken {
+        Ok(m) => m,
+        // The target does not exist yet (e.g. --create-db): there is nothing to keep.
+        Err(e) if e.code == 3 => {
+            out.info(&format!(
+                "no safety backup: the target does not exist yet ({})",
+                e.message
+            ));
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(CliError {
+                message: format!(
+                    "could not take a safety backup of the target, so it was not touched: {} (fix it, or pass --no-safety-backup to replace the target without one)",
+                    e.message
+                ),
+                code: e.code,
+            })
+        }
+    };
     let check = backup_core::verify_stored(store, &safety).await?;
     let record = backup_core::VerificationRecord::new(
         &safety.datastore.name,
@@ -365,8 +378,13 @@ async fn safety_backup(
         check.checks.join("; "),
     );
     store.put_verification(&record).await?;
+    let again = match (&plan.name, plan.production) {
+        (Some(n), true) => format!("--datastore {n} --replace --confirm-production {n}"),
+        (Some(n), false) => format!("--datastore {n} --replace"),
+        (None, _) => "--url URL --replace".to_string(),
+    };
     eprintln!(
-        "dbseal: safety backup {} of the target committed (datastore `{}`); restore it with `dbseal restore {} --replace …` if needed",
+        "dbseal: safety backup {} of the target committed (datastore `{}`); to undo this restore: dbseal restore {} {again}",
         safety.backup_id, safety.datastore.name, safety.backup_id
     );
     Ok(Some(safety))

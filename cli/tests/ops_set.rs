@@ -1,0 +1,601 @@
+//! Backup sets of PostgreSQL + Redis round trip; a production restore without
+//! confirmation is refused with the how-to; the safety backup exists and restores.
+//! Real servers: DBSEAL_TEST_PG_URL/PASSWORD/BIN and DBSEAL_TEST_REDIS_URL (from
+//! `scripts/services.sh start DIR postgres redis`, as scripts/test.sh does).
+
+mod ops_common;
+
+use std::process::Command;
+
+use ops_common::*;
+
+/// The test PostgreSQL server.
+struct Pg {
+    host: String,
+    port: u16,
+    password: String,
+    psql: String,
+}
+
+impl Pg {
+    fn from_env() -> Pg {
+        let url =
+            url::Url::parse(&need("DBSEAL_TEST_PG_URL")).expect("DBSEAL_TEST_PG_URL is a URL");
+        Pg {
+            host: url.host_str().unwrap().to_string(),
+            port: url.port().unwrap_or(5432),
+            password: need("DBSEAL_TEST_PG_PASSWORD"),
+            psql: format!("{}/psql", need("DBSEAL_TEST_PG_BIN")),
+        }
+    }
+
+    /// Runs SQL in `db`, returns the unaligned output.
+    fn sql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(&self.psql)
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                &self.host,
+            ])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A fresh database, dropped when the guard goes.
+    fn database(&self, prefix: &str) -> PgDb<'_> {
+        let name = format!("{prefix}_{}_{}", std::process::id(), rand_suffix());
+        self.sql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        self.sql("postgres", &format!("CREATE DATABASE {name}"));
+        PgDb { pg: self, name }
+    }
+
+    /// The URL of `db` with the password as a `${PG_PASSWORD}` reference.
+    fn config_url(&self, db: &str) -> String {
+        format!(
+            "postgres://postgres:${{PG_PASSWORD}}@{}:{}/{db}",
+            self.host, self.port
+        )
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+struct PgDb<'a> {
+    pg: &'a Pg,
+    name: String,
+}
+
+impl Drop for PgDb<'_> {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.pg.psql)
+            .args([
+                "-X",
+                "-q",
+                "-h",
+                &self.pg.host,
+                "-p",
+                &self.pg.port.to_string(),
+            ])
+            .args(["-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .env("PGPASSWORD", &self.pg.password)
+            .output();
+    }
+}
+
+/// The test Redis server, one database index of it.
+struct Redis {
+    host: String,
+    port: u16,
+    db: u32,
+}
+
+impl Redis {
+    fn from_env(db: u32) -> Redis {
+        let url = url::Url::parse(&need("DBSEAL_TEST_REDIS_URL"))
+            .expect("DBSEAL_TEST_REDIS_URL is a URL");
+        Redis {
+            host: url.host_str().unwrap().to_string(),
+            port: url.port().unwrap_or(6379),
+            db,
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args([
+                "-h",
+                &self.host,
+                "-p",
+                &self.port.to_string(),
+                "-n",
+                &self.db.to_string(),
+            ])
+            .args(args)
+            .output()
+            .expect("run redis-cli (apt-get install redis-tools)");
+        assert!(
+            out.status.success(),
+            "redis-cli {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}:{}/{}", self.host, self.port, self.db)
+    }
+
+    /// A fingerprint of the database: every key with its type and value.
+    fn snapshot(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.cli(&["--scan"]).lines().map(str::to_string).collect();
+        keys.sort();
+        keys.iter()
+            .map(|k| {
+                let t = self.cli(&["TYPE", k]);
+                let v = match t.as_str() {
+                    "string" => self.cli(&["GET", k]),
+                    "hash" => {
+                        let mut f: Vec<String> = self
+                            .cli(&["HGETALL", k])
+                            .lines()
+                            .map(str::to_string)
+                            .collect();
+                        f.sort();
+                        f.join(",")
+                    }
+                    "list" => self.cli(&["LRANGE", k, "0", "-1"]).replace('\n', ","),
+                    _ => String::new(),
+                };
+                let ttl = self.cli(&["TTL", k]);
+                format!("{k} {t} {v} ttl>0:{}", ttl.parse::<i64>().unwrap_or(-1) > 0)
+            })
+            .collect()
+    }
+}
+
+fn fill_pg(pg: &Pg, db: &str, tag: &str, rows: u32) {
+    pg.sql(
+        db,
+        &format!(
+            "DROP TABLE IF EXISTS items; CREATE TABLE items (id int PRIMARY KEY, v text NOT NULL); \
+             INSERT INTO items SELECT g, '{tag}-' || g FROM generate_series(1, {rows}) g;"
+        ),
+    );
+}
+
+fn pg_fingerprint(pg: &Pg, db: &str) -> String {
+    pg.sql(
+        db,
+        "SELECT count(*) || ':' || coalesce(md5(string_agg(id || '=' || v, ',' ORDER BY id)), '') FROM items",
+    )
+}
+
+fn fill_redis(r: &Redis, tag: &str) {
+    r.cli(&["FLUSHDB"]);
+    for i in 0..20 {
+        r.cli(&["SET", &format!("{tag}:k{i}"), &format!("value-{tag}-{i}")]);
+    }
+    r.cli(&["HSET", &format!("{tag}:h"), "a", "1", "b", "2"]);
+    r.cli(&["RPUSH", &format!("{tag}:l"), "x", "y", "z"]);
+    r.cli(&["SET", &format!("{tag}:ttl"), "expiring", "EX", "3600"]);
+}
+
+#[test]
+fn backup_set_of_postgres_and_redis_round_trips() {
+    let pg = Pg::from_env();
+    let redis = Redis::from_env(13);
+    let db = pg.database("ops_set");
+    let w = Work::new();
+    fill_pg(&pg, &db.name, "orig", 1000);
+    fill_redis(&redis, "orig");
+    let (pg_before, redis_before) = (pg_fingerprint(&pg, &db.name), redis.snapshot());
+    w.write(
+        "dbseal.toml",
+        &format!(
+            r#"
+[store]
+url = "{store}"
+[encryption]
+recipients = ["{r}"]
+identity = "identity.txt"
+[datastores.pg]
+kind = "postgres"
+url = "{pg_url}"
+environment = "production"
+labels = {{ team = "ops" }}
+[datastores.cache]
+kind = "redis"
+url = "{redis_url}"
+environment = "staging"
+"#,
+            store = w.store().display(),
+            r = w.recipient,
+            pg_url = pg.config_url(&db.name),
+            redis_url = redis.url(),
+        ),
+    );
+    let env = [("PG_PASSWORD", pg.password.as_str())];
+
+    // One backup set of both.
+    let out = w.run_env(&["--json", "backup", "--all"], &env);
+    let set = json(&out);
+    assert!(out.status.success(), "{set}\n{}", stderr(&out));
+    assert_eq!(set["ok"], true);
+    let set_id = set["set_id"].as_str().unwrap().to_string();
+    let members = set["members"].as_array().unwrap();
+    assert_eq!(members.len(), 2);
+    let names: Vec<&str> = members
+        .iter()
+        .map(|m| m["datastore"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cache", "pg"]);
+    assert!(members
+        .iter()
+        .all(|m| m["ok"] == true && m["backup_id"].is_string()));
+    let on_disk: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(w.store().join("_sets").join(&set_id).join("set.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(on_disk["members"], set["members"]);
+    // The members are ordinary backups with the set's label (the set folder is not a datastore).
+    let list = json(&w.run_env(&["--json", "list"], &env));
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    for m in list.as_array().unwrap() {
+        assert_eq!(m["labels"]["dbseal.set"], set_id.as_str());
+    }
+    let pg_manifest = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["datastore"]["name"] == "pg")
+        .unwrap();
+    assert_eq!(pg_manifest["datastore"]["kind"], "postgres");
+    assert_eq!(pg_manifest["labels"]["environment"], "production");
+    assert_eq!(pg_manifest["labels"]["team"], "ops");
+    assert_eq!(
+        pg_manifest["contents"]["counts"]["tables"]["public.items"],
+        1000
+    );
+    assert!(
+        !serde_json::to_string(&list).unwrap().contains(&pg.password),
+        "no password in manifests"
+    );
+
+    // Both change.
+    fill_pg(&pg, &db.name, "changed", 10);
+    fill_redis(&redis, "changed");
+
+    // Restoring the set touches production: refused without confirmation, nothing done.
+    let err = fails_with(
+        &w.run_env(
+            &["restore", "--set", &set_id, "--replace", "--db", "13"],
+            &env,
+        ),
+        8,
+    );
+    assert!(err.contains("--confirm-production pg"), "{err}");
+    assert_eq!(pg_fingerprint(&pg, &db.name).split(':').next(), Some("10"));
+    assert!(redis.cli(&["GET", "changed:k1"]).contains("changed"));
+    assert_eq!(
+        json(&w.run_env(&["--json", "list"], &env))
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "no safety backup either"
+    );
+
+    // A dry run plans, and changes nothing.
+    let plan = ok(&w.run_env(
+        &[
+            "restore",
+            "--set",
+            &set_id,
+            "--replace",
+            "--db",
+            "13",
+            "--confirm-production",
+            "pg",
+            "--dry-run",
+        ],
+        &env,
+    ));
+    assert!(
+        plan.contains("would restore backup set")
+            && plan.contains("safety")
+            && plan.contains("nothing was changed"),
+        "{plan}"
+    );
+    assert!(!plan.contains(&pg.password), "{plan}");
+    assert_eq!(pg_fingerprint(&pg, &db.name).split(':').next(), Some("10"));
+
+    // Confirmed: every member back to its backed-up state, each after a safety backup.
+    let out = w.run_env(
+        &[
+            "--json",
+            "restore",
+            "--set",
+            &set_id,
+            "--replace",
+            "--db",
+            "13",
+            "--confirm-production",
+            "pg",
+        ],
+        &env,
+    );
+    let restored = json(&out);
+    assert!(out.status.success(), "{restored}\n{}", stderr(&out));
+    assert_eq!(pg_fingerprint(&pg, &db.name), pg_before);
+    assert_eq!(redis.snapshot(), redis_before);
+    let safety: Vec<&str> = restored["restored"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r["safety_backup"]
+                .as_str()
+                .expect("a safety backup per member")
+        })
+        .collect();
+    assert_eq!(safety.len(), 2);
+    let list = json(&w.run_env(&["--json", "list"], &env));
+    assert_eq!(list.as_array().unwrap().len(), 4);
+    for id in &safety {
+        let m = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["backup_id"] == *id)
+            .expect("safety backup listed");
+        assert!(
+            m["labels"]["dbseal.safety-backup-before-restore-of"].is_string(),
+            "{m}"
+        );
+    }
+    assert!(!stdout(&out).contains(&pg.password) && !stderr(&out).contains(&pg.password));
+    redis.cli(&["FLUSHDB"]);
+}
+
+#[test]
+fn production_restore_needs_confirmation_and_the_safety_backup_restores() {
+    let pg = Pg::from_env();
+    let db = pg.database("ops_prod");
+    let w = Work::new();
+    fill_pg(&pg, &db.name, "a", 100);
+    let state_a = pg_fingerprint(&pg, &db.name);
+    w.write(
+        "dbseal.toml",
+        &format!(
+            "[store]\nurl = \"{}\"\n[encryption]\nrecipients = [\"{}\"]\nidentity = \"identity.txt\"\n[datastores.prod]\nkind = \"postgres\"\nurl = \"{}\"\nenvironment = \"production\"\n",
+            w.store().display(),
+            w.recipient,
+            pg.config_url(&db.name)
+        ),
+    );
+    let env = [
+        ("PG_PASSWORD", pg.password.as_str()),
+        ("PGPASSWORD", pg.password.as_str()),
+    ];
+    let backup = json(&w.run_env(&["--json", "backup", "--datastore", "prod"], &env));
+    let id_a = backup["backup_id"].as_str().unwrap().to_string();
+
+    // State B: other rows and an extra table.
+    fill_pg(&pg, &db.name, "b", 7);
+    pg.sql(
+        &db.name,
+        "CREATE TABLE extra (x int); INSERT INTO extra VALUES (42);",
+    );
+    let state_b = pg_fingerprint(&pg, &db.name);
+    assert_ne!(state_a, state_b);
+
+    // Refused without confirmation, with the how-to, whether named or by URL.
+    let err = fails_with(
+        &w.run_env(
+            &["restore", &id_a, "--datastore", "prod", "--replace"],
+            &env,
+        ),
+        8,
+    );
+    assert!(
+        err.contains("production") && err.contains("--confirm-production prod"),
+        "{err}"
+    );
+    let same_server = format!("postgresql://postgres@localhost:{}/{}", pg.port, db.name);
+    let err = fails_with(
+        &w.run_env(
+            &["restore", &id_a, "--url", &same_server, "--replace"],
+            &env,
+        ),
+        8,
+    );
+    assert!(err.contains("--confirm-production prod"), "{err}");
+    let err = fails_with(
+        &w.run_env(
+            &[
+                "restore",
+                &id_a,
+                "--datastore",
+                "prod",
+                "--replace",
+                "--confirm-production",
+                "staging",
+            ],
+            &env,
+        ),
+        8,
+    );
+    assert!(err.contains("names staging instead"), "{err}");
+    assert_eq!(
+        pg_fingerprint(&pg, &db.name),
+        state_b,
+        "nothing was touched"
+    );
+    assert_eq!(
+        json(&w.run_env(&["--json", "list"], &env))
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Confirmed: a safety backup of state B first, then state A.
+    let out = w.run_env(
+        &[
+            "--json",
+            "restore",
+            &id_a,
+            "--datastore",
+            "prod",
+            "--replace",
+            "--confirm-production",
+            "prod",
+        ],
+        &env,
+    );
+    let r = json(&out);
+    assert!(out.status.success(), "{r}\n{}", stderr(&out));
+    assert_eq!(pg_fingerprint(&pg, &db.name), state_a);
+    let safety = r["safety_backup"]
+        .as_str()
+        .expect("safety backup id")
+        .to_string();
+    assert!(
+        stderr(&out).contains(&format!("safety backup {safety}")),
+        "{}",
+        stderr(&out)
+    );
+    let m = json(&w.run_env(&["--json", "show", &safety], &env));
+    assert_eq!(m["datastore"]["name"], "prod");
+    assert_eq!(
+        m["labels"]["dbseal.safety-backup-before-restore-of"],
+        id_a.as_str()
+    );
+    assert_eq!(m["contents"]["counts"]["tables"]["public.extra"], 1);
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(w.store().join("prod").join(&safety).join("verified.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["ok"], true);
+
+    // The safety backup restores: state B again (the extra table included).
+    ok(&w.run_env(
+        &[
+            "restore",
+            &safety,
+            "--datastore",
+            "prod",
+            "--replace",
+            "--confirm-production",
+            "prod",
+            "--no-safety-backup",
+        ],
+        &env,
+    ));
+    assert_eq!(pg_fingerprint(&pg, &db.name), state_b);
+    assert_eq!(pg.sql(&db.name, "SELECT x FROM extra"), "42");
+    assert_eq!(
+        json(&w.run_env(&["--json", "list"], &env))
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "--no-safety-backup took none"
+    );
+}
+
+#[test]
+fn a_failed_member_fails_the_set_and_the_others_remain_backups() {
+    let pg = Pg::from_env();
+    let db = pg.database("ops_fail");
+    let w = Work::new();
+    fill_pg(&pg, &db.name, "x", 5);
+    w.write(
+        "dbseal.toml",
+        &format!(
+            "[store]\nurl = \"{}\"\n[encryption]\nrecipients = [\"{}\"]\n[datastores.pg]\nkind = \"postgres\"\nurl = \"{}\"\n[datastores.down]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:1\"\n",
+            w.store().display(),
+            w.recipient,
+            pg.config_url(&db.name)
+        ),
+    );
+    let env = [("PG_PASSWORD", pg.password.as_str())];
+    let out = w.run_env(&["--json", "backup", "--all"], &env);
+    fails_with(&out, 10);
+    let set = json(&out);
+    assert_eq!(set["ok"], false);
+    let down = set["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["datastore"] == "down")
+        .unwrap();
+    assert_eq!(down["ok"], false);
+    assert!(
+        down["error"].as_str().unwrap().contains("127.0.0.1:1"),
+        "{down}"
+    );
+    let good = set["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["datastore"] == "pg")
+        .unwrap();
+    let id = good["backup_id"]
+        .as_str()
+        .expect("the good member committed");
+    // The set manifest is there, saying it failed; the good member is an ordinary backup.
+    let set_id = set["set_id"].as_str().unwrap();
+    assert!(w
+        .store()
+        .join("_sets")
+        .join(set_id)
+        .join("set.json")
+        .is_file());
+    ok(&w.run_env(&["verify", id], &env));
+    assert!(
+        stderr(&out).contains("1 of 2 members failed"),
+        "{}",
+        stderr(&out)
+    );
+    // A failed set is not restored as a whole.
+    let err = fails_with(
+        &w.run_env(&["restore", "--set", set_id, "--replace"], &env),
+        8,
+    );
+    assert!(err.contains("incomplete") && err.contains("down"), "{err}");
+}
