@@ -53,6 +53,17 @@ async fn restore_to(
     pgdata: &Path,
     target: RecoveryTarget,
 ) -> backup_core::Result<PhysicalRestoreReport> {
+    restore_on_timeline(archive, manifest, pgdata, target, None).await
+}
+
+/// [`restore_to`] with a `recovery_target_timeline`.
+async fn restore_on_timeline(
+    archive: &Archive,
+    manifest: &Manifest,
+    pgdata: &Path,
+    target: RecoveryTarget,
+    timeline: Option<&str>,
+) -> backup_core::Result<PhysicalRestoreReport> {
     let sysid: u64 = manifest.source["system_identifier"]
         .as_str()
         .unwrap()
@@ -69,7 +80,7 @@ async fn restore_to(
         ),
         target,
         action: TargetAction::Promote,
-        timeline: None,
+        timeline: timeline.map(str::to_string),
         env_file: Some(SecretString::new(format!(
             "DBSEAL_STORE={}\nDBSEAL_IDENTITY={}\n",
             archive.store_dir.display(),
@@ -209,6 +220,24 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
     cluster.wait_archived(&last).await;
     assert!(state_at_t2.starts_with("2100:"), "{state_at_t2}");
 
+    // --latest: everything archived on timeline 1, the DROP included.
+    let pgdata = tree.path.join("restored-latest");
+    restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
+        .await
+        .unwrap();
+    let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
+    assert!(auto.contains("--fail-on-gap"), "{auto}");
+    let restored = start_restored(&tree, &pgdata, "restored-latest").await;
+    assert_eq!(fingerprint(&restored).await, "absent");
+    assert_eq!(count_after_drop(&restored).await, Some(42));
+    drop(restored);
+
+    // A non-empty data directory is refused before anything is read.
+    let e = restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("is not empty"), "{e}");
+
     // Restore to t2, before the DROP: exactly the state at t2.
     let pgdata = tree.path.join("restored-t2");
     let report = restore_to(
@@ -235,51 +264,98 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
         !auto.contains("AGE-SECRET-KEY"),
         "no secret in postgresql.auto.conf"
     );
-    let restored = start_restored(&tree, &pgdata, "restored-t2").await;
+    // This one keeps archiving (into the same datastore): promoted, it starts
+    // timeline 2 and archives 00000002.history and its segments.
+    let mut restored = Cluster::existing(&tree, &pgdata, "restored-t2");
+    restored
+        .start(&[])
+        .unwrap_or_else(|log| panic!("the restored cluster did not start:\n{log}"));
+    restored.wait_promoted().await;
     assert_eq!(
         fingerprint(&restored).await,
         state_at_t2,
         "data equals the state at t2"
     );
-    let after_drop: bool = restored
-        .client()
+    assert_eq!(
+        count_after_drop(&restored).await,
+        None,
+        "nothing after the target was replayed"
+    );
+    let log = restored.log_text();
+    assert!(
+        log.contains("recovery stopping before commit")
+            && log.contains("selected new timeline ID: 2"),
+        "{}",
+        restored.log_tail(30)
+    );
+    restored
+        .exec("INSERT INTO t VALUES (999999, 9, 'written on timeline 2')")
+        .await;
+    let tl2_last = restored.switch_wal().await;
+    assert!(tl2_last.starts_with("00000002"), "{tl2_last}");
+    restored.wait_archived(&tl2_last).await;
+    let state_on_tl2 = fingerprint(&restored).await;
+    drop(restored);
+
+    // The archive now holds two timelines; wal-verify follows the history.
+    let (code, out, err) = archive.dbseal(&[
+        "wal-verify",
+        "--datastore",
+        "app",
+        "-i",
+        archive.identity.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("timeline 00000002: newest") && out.contains("complete"),
+        "{out}"
+    );
+
+    // --latest now follows timeline 2 (PostgreSQL's recovery_target_timeline = latest) ...
+    let pgdata = tree.path.join("restored-latest-tl2");
+    let report = restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
         .await
+        .unwrap();
+    assert_eq!(report.plan.target_timeline, 2);
+    let restored = start_restored(&tree, &pgdata, "restored-latest-tl2").await;
+    assert_eq!(fingerprint(&restored).await, state_on_tl2);
+    assert_eq!(count_after_drop(&restored).await, None);
+    drop(restored);
+
+    // ... and --target-timeline 1 still reaches the end of timeline 1.
+    let pgdata = tree.path.join("restored-tl1");
+    let report = restore_on_timeline(
+        &archive,
+        &manifest,
+        &pgdata,
+        RecoveryTarget::Latest,
+        Some("1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.plan.target_timeline, 1);
+    let restored = start_restored(&tree, &pgdata, "restored-tl1").await;
+    assert_eq!(fingerprint(&restored).await, "absent");
+    assert_eq!(count_after_drop(&restored).await, Some(42));
+}
+
+/// Rows of `after_drop`, `None` if the table does not exist.
+async fn count_after_drop(cluster: &Cluster) -> Option<i64> {
+    let c = cluster.client().await;
+    let exists: bool = c
         .query_one("SELECT to_regclass('public.after_drop') IS NOT NULL", &[])
         .await
         .unwrap()
         .get(0);
-    assert!(!after_drop, "nothing after the target was replayed");
-    let log = restored.log_text();
-    assert!(
-        log.contains("recovery stopping before commit"),
-        "{}",
-        restored.log_tail(30)
-    );
-    drop(restored);
-
-    // --latest: everything archived, the DROP included.
-    let pgdata = tree.path.join("restored-latest");
-    restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
-        .await
-        .unwrap();
-    let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
-    assert!(auto.contains("--fail-on-gap"), "{auto}");
-    let restored = start_restored(&tree, &pgdata, "restored-latest").await;
-    assert_eq!(fingerprint(&restored).await, "absent");
-    let n: i64 = restored
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM after_drop", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 42);
-
-    // A non-empty data directory is refused before anything is read.
-    let e = restore_to(&archive, &manifest, &pgdata, RecoveryTarget::Latest)
-        .await
-        .unwrap_err();
-    assert!(e.to_string().contains("is not empty"), "{e}");
+    if !exists {
+        return None;
+    }
+    Some(
+        c.query_one("SELECT count(*) FROM after_drop", &[])
+            .await
+            .unwrap()
+            .get(0),
+    )
 }
 
 /// Moves a WAL file's manifest and object aside (to put them back later).
