@@ -1,0 +1,310 @@
+//! `dbseal wal-push` / `wal-fetch` semantics on synthetic WAL files (no server needed):
+//! exit codes PostgreSQL relies on, idempotent re-push, refusal to overwrite, repair of
+//! a lost object, debris of an interrupted push, history files, and the guard against a
+//! relative store inside a data directory.
+
+mod pitr_common;
+
+use std::path::Path;
+
+use backup_postgres::wal::{segment_name, WalArchive, WalVerifyLevel};
+use pitr_common::*;
+
+const SEG: u32 = 1 << 20;
+const SYSID: u64 = 7_300_000_000_000_000_001;
+
+fn write_segment(dir: &Path, tl: u32, segno: u64, sysid: u64) -> std::path::PathBuf {
+    let name = segment_name(tl, segno, u64::from(SEG));
+    let p = dir.join(&name);
+    std::fs::write(&p, fake_segment(tl, segno, SEG, sysid)).unwrap();
+    p
+}
+
+#[test]
+fn push_and_fetch_follow_postgresql_conventions() {
+    let tree = TempTree::new("dbseal-pitr-wal");
+    let archive = Archive::new(&tree, "w");
+    let pg_wal = tree.dir("pg_wal");
+    let recipient = archive.keys.recipient();
+    let ident = archive.identity.to_str().unwrap().to_string();
+    let push = |p: &Path| {
+        archive.dbseal(&[
+            "wal-push",
+            "--datastore",
+            "w",
+            "-r",
+            &recipient,
+            p.to_str().unwrap(),
+        ])
+    };
+
+    // Archive three segments.
+    let s3 = write_segment(&pg_wal, 1, 3, SYSID);
+    let s4 = write_segment(&pg_wal, 1, 4, SYSID);
+    let s5 = write_segment(&pg_wal, 1, 5, SYSID);
+    for p in [&s3, &s4, &s5] {
+        let (code, out, err) = push(p);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(out.contains("archived"), "{out}");
+    }
+    let obj = archive
+        .timeline_dir(1)
+        .join(format!("{}.zst.age", segment_name(1, 4, u64::from(SEG))));
+    assert!(obj.is_file());
+    let stored = std::fs::read(&obj).unwrap();
+    assert!(
+        stored.starts_with(b"age-encryption.org/v1"),
+        "a plain age file"
+    );
+    assert!(stored.len() < SEG as usize / 4, "compressed");
+
+    // Same content again: success without writing.
+    let (code, out, err) = push(&s4);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("already archived"), "{out}");
+
+    // Different content under the same name: refused, nothing overwritten.
+    let mut changed = std::fs::read(&s4).unwrap();
+    changed[5000] ^= 1;
+    let other = tree.path.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let changed_path = other.join(s4.file_name().unwrap());
+    std::fs::write(&changed_path, &changed).unwrap();
+    let (code, _, err) = push(&changed_path);
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains("already archived with different contents"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&obj).unwrap(), stored, "nothing overwritten");
+
+    // A segment of another database system.
+    let foreign_dir = tree.dir("foreign");
+    let foreign = write_segment(&foreign_dir, 1, 6, SYSID + 1);
+    let (code, _, err) = push(&foreign);
+    assert_eq!(code, 8, "{err}");
+    assert!(
+        err.contains(&format!("belongs to database system {}", SYSID + 1)),
+        "{err}"
+    );
+
+    // Not a WAL file / not a segment.
+    let junk = pg_wal.join("RECOVERYXLOG");
+    std::fs::write(&junk, b"x").unwrap();
+    let (code, _, err) = push(&junk);
+    assert_eq!(code, 2, "{err}");
+    let short = pg_wal.join(segment_name(1, 7, u64::from(SEG)));
+    std::fs::write(&short, &fake_segment(1, 7, SEG, SYSID)[..100_000]).unwrap();
+    let (code, _, err) = push(&short);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("truncated"), "{err}");
+    let misnamed = other.join(segment_name(1, 9, u64::from(SEG)));
+    std::fs::write(&misnamed, fake_segment(1, 8, SEG, SYSID)).unwrap();
+    let (code, _, err) = push(&misnamed);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("renamed or misplaced"), "{err}");
+
+    // A history file and a backup history file.
+    let hist = pg_wal.join("00000002.history");
+    std::fs::write(&hist, "1\t0/500000\tno recovery target specified\n").unwrap();
+    let (code, out, err) = push(&hist);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let label = pg_wal.join(format!(
+        "{}.00000028.backup",
+        segment_name(1, 3, u64::from(SEG))
+    ));
+    std::fs::write(&label, "START WAL LOCATION: 0/300028 (file 000000010000000000000003)\nSTOP WAL LOCATION: 0/300100 (file 000000010000000000000003)\nLABEL: x\n").unwrap();
+    let (code, out, err) = push(&label);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // wal-fetch: byte-identical, atomically written.
+    let dest = tree.path.join("RECOVERYXLOG");
+    let name4 = segment_name(1, 4, u64::from(SEG));
+    let (code, out, err) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "w",
+        "-i",
+        &ident,
+        &name4,
+        dest.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&s4).unwrap());
+    let (code, _, err) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "w",
+        "--env-file",
+        archive.env_file.to_str().unwrap(),
+        "00000002.history",
+        tree.path.join("RECOVERYHISTORY").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "identity from the env file: {err}");
+    // Missing: exit 3, the code PostgreSQL takes for "not archived".
+    let (code, _, err) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "w",
+        "-i",
+        &ident,
+        "00000003.history",
+        tree.path.join("h3").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("not in the WAL archive"), "{err}");
+    let (code, _, _) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "w",
+        "-i",
+        &ident,
+        "--fail-on-gap",
+        &segment_name(1, 6, u64::from(SEG)),
+        tree.path.join("s6").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3, "the end of the archive is not a gap");
+    // The wrong key: a failure, not "missing" (PostgreSQL must not end recovery on it).
+    let wrong = tree.path.join("wrong-key.txt");
+    backup_core::KeyPair::generate()
+        .write_identity_file(&wrong)
+        .unwrap();
+    let (code, _, err) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "w",
+        "-i",
+        wrong.to_str().unwrap(),
+        &name4,
+        tree.path.join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 255, "{err}");
+    assert!(!tree.path.join("x").exists());
+    let (code, _, _) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "w",
+        "-i",
+        wrong.to_str().unwrap(),
+        "--errors-as-missing",
+        &name4,
+        tree.path.join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 3, "--errors-as-missing for log-shipping standbys");
+
+    // A lost stored object: re-pushing the same segment repairs it.
+    std::fs::remove_file(&obj).unwrap();
+    let (code, out, _) = archive.dbseal(&["wal-verify", "--datastore", "w", "--level", "metadata"]);
+    assert_eq!(code, 4, "{out}");
+    assert!(out.contains("is missing"), "{out}");
+    let (code, out, err) = push(&s4);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("missing or damaged"), "{out}");
+    let (code, out, err) = archive.dbseal(&["wal-verify", "--datastore", "w", "-i", &ident]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // Debris of an interrupted push (object without manifest) is never overwritten.
+    let s6 = write_segment(&pg_wal, 1, 6, SYSID);
+    let debris = archive
+        .timeline_dir(1)
+        .join(format!("{}.zst.age", segment_name(1, 6, u64::from(SEG))));
+    std::fs::write(&debris, b"half an upload").unwrap();
+    let (code, out, err) = push(&s6);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(std::fs::read(&debris).unwrap(), b"half an upload");
+    let (code, out, err) =
+        archive.dbseal(&["--json", "wal-verify", "--datastore", "w", "-i", &ident]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("debris of an interrupted push"), "{out}");
+
+    // Recipients (and the store) can come from an env file.
+    let (code, _, err) = archive.dbseal(&[
+        "wal-push",
+        "--datastore",
+        "w",
+        "--env-file",
+        archive.env_file.to_str().unwrap(),
+        s5.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "recipients from the env file: {err}");
+}
+
+#[test]
+fn a_relative_store_inside_a_data_directory_is_refused() {
+    let tree = TempTree::new("dbseal-pitr-rel");
+    let data = tree.dir("data");
+    std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+    let seg = write_segment(&tree.dir("data/pg_wal"), 1, 1, SYSID);
+    let keys = backup_core::KeyPair::generate();
+    let out = std::process::Command::new(dbseal_bin())
+        .current_dir(&data)
+        .env_remove("DBSEAL_STORE")
+        .env_remove("DBSEAL_CONFIG")
+        .args(["wal-push", "--datastore", "x", "-r", &keys.recipient()])
+        .arg(seg.strip_prefix(&data).unwrap())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("PostgreSQL data directory"), "{err}");
+    assert!(
+        !data.join("backups").exists(),
+        "nothing written into the cluster"
+    );
+}
+
+#[tokio::test]
+async fn status_reports_the_newest_segment_and_prune_keeps_what_backups_need() {
+    let tree = TempTree::new("dbseal-pitr-status");
+    let archive = Archive::new(&tree, "s");
+    let pg_wal = tree.dir("pg_wal");
+    for segno in 1..=6 {
+        let p = write_segment(&pg_wal, 1, segno, SYSID);
+        let (code, _, err) = archive.dbseal(&[
+            "wal-push",
+            "--datastore",
+            "s",
+            "-r",
+            &archive.keys.recipient(),
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{err}");
+    }
+    let wal = WalArchive::new(archive.store(), "s").unwrap();
+    let status = wal.status().await.unwrap();
+    assert_eq!(
+        status.newest_segment.as_deref(),
+        Some(segment_name(1, 6, u64::from(SEG)).as_str())
+    );
+    assert_eq!(status.segments, 6);
+    assert!(status.newest_age_seconds.unwrap() < 120);
+    assert_eq!(status.system_identifier, Some(SYSID.to_string()));
+
+    let kept = backup_postgres::wal::BaseBackupWal {
+        backup_id: "20261121T000000Z-00000000".into(),
+        system_identifier: SYSID,
+        timeline: 1,
+        start_lsn: backup_postgres::wal::Lsn(4 * u64::from(SEG) + 0x28),
+        stop_lsn: Some(backup_postgres::wal::Lsn(4 * u64::from(SEG) + 0x100)),
+        stop_timeline: Some(1),
+        wal_segment_size: u64::from(SEG),
+    };
+    let would = wal.prune(std::slice::from_ref(&kept), true).await.unwrap();
+    assert_eq!(
+        would,
+        vec![
+            segment_name(1, 1, u64::from(SEG)),
+            segment_name(1, 2, u64::from(SEG)),
+            segment_name(1, 3, u64::from(SEG))
+        ]
+    );
+    assert_eq!(wal.status().await.unwrap().segments, 6, "dry run");
+    wal.prune(std::slice::from_ref(&kept), false).await.unwrap();
+    let report = wal
+        .verify(&[kept], WalVerifyLevel::Stored, None)
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.segments, 3);
+    assert!(report.backups[0].complete);
+}
