@@ -280,7 +280,9 @@ struct Input<'r> {
     /// Bytes consumed before `buf[0]`.
     base: u64,
     crc: crc::Digest<'static, u64, Table<16>>,
-    capture: Option<Vec<u8>>,
+    /// Bytes captured since `start_capture` (reused between keys).
+    capture: Vec<u8>,
+    capturing: bool,
     /// What is being read, for truncation errors.
     what: &'static str,
 }
@@ -295,7 +297,8 @@ impl<'r> Input<'r> {
             mark: 0,
             base: 0,
             crc: CRC64.digest(),
-            capture: None,
+            capture: Vec::new(),
+            capturing: false,
             what: "the header",
         }
     }
@@ -313,8 +316,8 @@ impl<'r> Input<'r> {
         if self.pos > self.mark {
             let consumed = &self.buf[self.mark..self.pos];
             self.crc.update(consumed);
-            if let Some(c) = &mut self.capture {
-                c.extend_from_slice(consumed);
+            if self.capturing {
+                self.capture.extend_from_slice(consumed);
             }
             self.mark = self.pos;
         }
@@ -482,14 +485,18 @@ impl<'r> Input<'r> {
         Ok(())
     }
 
-    fn start_capture(&mut self, out: Vec<u8>) {
+    /// Starts capturing consumed bytes after `prefix` (the buffer is reused).
+    fn start_capture(&mut self, prefix: &[u8]) {
         self.sync();
-        self.capture = Some(out);
+        self.capture.clear();
+        self.capture.extend_from_slice(prefix);
+        self.capturing = true;
     }
 
-    fn stop_capture(&mut self) -> Vec<u8> {
+    /// Stops capturing; the bytes are in `self.capture`.
+    fn stop_capture(&mut self) {
         self.sync();
-        self.capture.take().unwrap_or_default()
+        self.capturing = false;
     }
 
     /// The CRC of everything consumed so far.
@@ -764,10 +771,10 @@ pub fn parse_rdb(input: &mut dyn Read, visitor: &mut dyn RdbVisitor) -> Result<R
             }
             OP_FUNCTION2 => {
                 inp.what = "a function library";
-                inp.start_capture(vec![OP_FUNCTION2]);
+                inp.start_capture(&[OP_FUNCTION2]);
                 inp.skip_string()?;
-                let raw = inp.stop_capture();
-                visitor.function(&raw)?;
+                inp.stop_capture();
+                visitor.function(&inp.capture)?;
                 continue;
             }
             OP_FUNCTION_PRE_GA => {
@@ -783,21 +790,23 @@ pub fn parse_rdb(input: &mut dyn Read, visitor: &mut dyn RdbVisitor) -> Result<R
         let want = visitor.want_value(db, &key, t);
         inp.what = "a value";
         if want {
-            inp.start_capture(Vec::new());
+            inp.start_capture(&[]);
         }
         type_name_buf.clear();
         if let Some(n) = type_name(t) {
             type_name_buf.push_str(n);
         }
         skip_value(&mut inp, t, version, &mut type_name_buf)?;
-        let value = if want { Some(inp.stop_capture()) } else { None };
+        if want {
+            inp.stop_capture();
+        }
         visitor.key(&KeyEntry {
             db,
             key: &key,
             expire_ms: expire.take(),
             type_byte: t,
             type_name: &type_name_buf,
-            value: value.as_deref(),
+            value: want.then_some(inp.capture.as_slice()),
         })?;
     }
     let mut checksum_checked = false;

@@ -37,7 +37,7 @@ use backup_core::sink::StreamReader;
 use backup_core::{Error, ErrorKind, Manifest, Result, Sink, SinkReport};
 use bytes::Bytes;
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::sync::mpsc;
 
 use crate::client::{encode_command, push_decimal, read_reply, write_all, RedisConnection, Reply};
@@ -314,14 +314,23 @@ enum Label {
     Select(u32),
     Restore {
         db: u32,
-        key: Box<[u8]>,
+        /// The key's first bytes, at `start..end` of the batch's `keys`.
+        start: u32,
+        end: u32,
         module: Option<String>,
     },
+}
+
+/// What the reply reader needs to name a failed command.
+struct Labels {
+    labels: Vec<Label>,
+    keys: Vec<u8>,
 }
 
 struct Batch {
     bytes: Vec<u8>,
     labels: Vec<Label>,
+    keys: Vec<u8>,
     /// A FalkorDB graph key comes next: check first that no graph of that name exists
     /// on the server (see [`GRAPH_TYPE`]).
     guard: Option<Vec<u8>>,
@@ -356,7 +365,6 @@ struct RestoreVisitor {
     outcome: RestoreOutcome,
     /// Keys restored per (target db, type), folded into `outcome` at the end.
     counts: Vec<((u32, String), u64)>,
-    payload: Vec<u8>,
 }
 
 impl RestoreVisitor {
@@ -369,6 +377,7 @@ impl RestoreVisitor {
             Batch {
                 bytes: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
                 labels: Vec::new(),
+                keys: Vec::new(),
                 guard: None,
             },
         );
@@ -431,6 +440,7 @@ impl RdbVisitor for RestoreVisitor {
                 .blocking_send(Batch {
                     bytes: Vec::new(),
                     labels: Vec::new(),
+                    keys: Vec::new(),
                     guard: Some(e.key.to_vec()),
                 })
                 .map_err(|_| Error::Interrupted("the restore connection stopped".into()))?;
@@ -446,15 +456,8 @@ impl RdbVisitor for RestoreVisitor {
             self.batch.labels.push(Label::Select(write_db));
             self.current_db = Some(write_db);
         }
-        // RESTORE key ttl payload [ABSTTL]
-        self.payload.clear();
-        self.payload.reserve(value.len() + 11);
-        self.payload.push(e.type_byte);
-        self.payload.extend_from_slice(value);
-        self.payload
-            .extend_from_slice(&(self.rdb_version as u16).to_le_bytes());
-        let crc = CRC64.checksum(&self.payload);
-        self.payload.extend_from_slice(&crc.to_le_bytes());
+        // RESTORE key ttl payload [ABSTTL]; the payload (type byte, value, RDB version,
+        // CRC-64) is written straight into the batch.
         let b = &mut self.batch.bytes;
         let ttl = e.expire_ms.unwrap_or(0).max(0) as u64;
         b.extend_from_slice(if ttl > 0 {
@@ -466,24 +469,42 @@ impl RdbVisitor for RestoreVisitor {
         b.extend_from_slice(b"\r\n");
         b.extend_from_slice(e.key);
         b.extend_from_slice(b"\r\n$");
-        let mut ttl_text = Vec::with_capacity(20);
-        push_decimal(&mut ttl_text, ttl);
-        push_decimal(b, ttl_text.len() as u64);
+        let mut ttl_text = [0u8; 20];
+        let mut ttl_len = 0;
+        let mut n = ttl;
+        loop {
+            ttl_text[19 - ttl_len] = b'0' + (n % 10) as u8;
+            ttl_len += 1;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        push_decimal(b, ttl_len as u64);
         b.extend_from_slice(b"\r\n");
-        b.extend_from_slice(&ttl_text);
+        b.extend_from_slice(&ttl_text[20 - ttl_len..]);
         b.extend_from_slice(b"\r\n$");
-        push_decimal(b, self.payload.len() as u64);
+        push_decimal(b, (value.len() + 11) as u64);
         b.extend_from_slice(b"\r\n");
-        b.extend_from_slice(&self.payload);
+        let payload_start = b.len();
+        b.push(e.type_byte);
+        b.extend_from_slice(value);
+        b.extend_from_slice(&(self.rdb_version as u16).to_le_bytes());
+        let crc = CRC64.checksum(&b[payload_start..]);
+        b.extend_from_slice(&crc.to_le_bytes());
         b.extend_from_slice(b"\r\n");
         if ttl > 0 {
             b.extend_from_slice(b"$6\r\nABSTTL\r\n");
             *self.outcome.restored_expires.entry(target).or_default() += 1;
         }
-        let key: Box<[u8]> = e.key[..e.key.len().min(64)].into();
+        let start = self.batch.keys.len() as u32;
+        self.batch
+            .keys
+            .extend_from_slice(&e.key[..e.key.len().min(64)]);
         self.batch.labels.push(Label::Restore {
             db: target,
-            key,
+            start,
+            end: self.batch.keys.len() as u32,
             module: (e.type_byte == types::MODULE_2).then(|| e.type_name.to_string()),
         });
         // Counted without allocating per key: a BTreeMap lookup by (db, &str) would
@@ -772,6 +793,7 @@ impl RedisSink {
             batch: Batch {
                 bytes: Vec::with_capacity(BATCH_BYTES + 64 * 1024),
                 labels: Vec::new(),
+                keys: Vec::new(),
                 guard: None,
             },
             tx: batch_tx,
@@ -782,7 +804,6 @@ impl RedisSink {
                 ..Default::default()
             },
             counts: Vec::new(),
-            payload: Vec::new(),
         };
         let parser = tokio::task::spawn_blocking(move || {
             let mut visitor = visitor;
@@ -798,7 +819,7 @@ impl RedisSink {
         });
 
         // Replies, in order, checked against what was sent.
-        let (label_tx, mut label_rx) = mpsc::channel::<Vec<Label>>(64);
+        let (label_tx, mut label_rx) = mpsc::channel::<Labels>(64);
         let failed = Arc::new(AtomicBool::new(false));
         let replies_read = Arc::new(AtomicU64::new(0));
         let first_error: Arc<Mutex<Option<RedisError>>> = Arc::new(Mutex::new(None));
@@ -807,8 +828,29 @@ impl RedisSink {
             let replies_read = replies_read.clone();
             let first_error = first_error.clone();
             tokio::spawn(async move {
-                while let Some(labels) = label_rx.recv().await {
-                    for label in labels {
+                while let Some(Labels { labels, keys }) = label_rx.recv().await {
+                    let mut i = 0;
+                    while i < labels.len() {
+                        // Fast path: a run of `+OK` replies already in the buffer.
+                        let ok = {
+                            let buf = reader.buffer();
+                            let mut n = 0;
+                            while i + n < labels.len()
+                                && buf.len() >= (n + 1) * 5
+                                && &buf[n * 5..(n + 1) * 5] == b"+OK\r\n"
+                            {
+                                n += 1;
+                            }
+                            n
+                        };
+                        if ok > 0 {
+                            reader.consume(ok * 5);
+                            i += ok;
+                            replies_read.fetch_add(ok as u64, Ordering::Relaxed);
+                            continue;
+                        }
+                        let label = &labels[i];
+                        i += 1;
                         let reply = read_reply(&mut reader, timeout, "RESTORE").await?;
                         replies_read.fetch_add(1, Ordering::Relaxed);
                         if let Reply::Error(msg) = reply {
@@ -817,17 +859,17 @@ impl RedisSink {
                             if slot.is_none() {
                                 *slot = Some(match label {
                                     Label::Select(db) => crate::client::server_error(&format!("SELECT {db}"), &msg),
-                                    Label::Restore { db, key, module: Some(m) } => RedisError::ModuleMissing(format!(
+                                    Label::Restore { db, start, end, module: Some(m) } => RedisError::ModuleMissing(format!(
                                         "key `{}` (db{db}) is of module type `{m}` and the target refused it ({msg}); load the module that provides `{m}` on the target (FalkorDB for graphdata)",
-                                        show_key(&key)
+                                        show_key(&keys[*start as usize..*end as usize])
                                     )),
-                                    Label::Restore { db, key, module: None } => {
+                                    Label::Restore { db, start, end, module: None } => {
                                         if msg.to_ascii_uppercase().starts_with("NOPERM") {
                                             crate::client::server_error("RESTORE", &msg)
                                         } else {
                                             RedisError::Command {
                                                 command: "RESTORE".into(),
-                                                message: format!("key `{}` (db{db}): {msg}", show_key(&key)),
+                                                message: format!("key `{}` (db{db}): {msg}", show_key(&keys[*start as usize..*end as usize])),
                                             }
                                         }
                                     }
@@ -877,7 +919,11 @@ impl RedisSink {
                         continue;
                     }
                     sent += batch.labels.len() as u64;
-                    if label_tx.send(batch.labels).await.is_err() {
+                    let labels = Labels {
+                        labels: batch.labels,
+                        keys: batch.keys,
+                    };
+                    if label_tx.send(labels).await.is_err() {
                         break;
                     }
                     write_all(&mut writer, &batch.bytes, timeout, "RESTORE").await?;
