@@ -527,14 +527,15 @@ async fn restore_one(
 ) -> CliResult<(RestoreOutcome, Option<Manifest>)> {
     let t = &plan.target;
     // Keys first: a restore that cannot decrypt must fail before the safety backup.
-    let options = args
-        .keys
-        .restore_options(crate::progress::bar("restore", out.quiet || out.json))?;
+    args.keys.decryption()?;
     let safety = if t.replace && !args.no_safety_backup && plan.writes_database() {
         safety_backup(plan, manifest, store, cfg, &args.keys, out).await?
     } else {
         None
     };
+    let options = args
+        .keys
+        .restore_options(crate::progress::bar("restore", out.quiet || out.json))?;
     let store = store.clone();
     let outcome = if t.to_stdout || t.output.is_some() {
         let report = if let Some(path) = &t.output {
