@@ -52,6 +52,8 @@ pub struct Target {
     pub database: Option<String>,
     /// Redis: the ACL user; Neo4j: the user name.
     pub user: Option<String>,
+    /// PostgreSQL/TimescaleDB: the directory of the client binaries.
+    pub pg_bin_dir: Option<PathBuf>,
 }
 
 /// The database kinds these bindings can restore into.
@@ -169,8 +171,11 @@ pub async fn restore(
 ) -> backup_core::Result<SinkReport> {
     match manifest.datastore.kind.as_str() {
         "postgres" => {
-            let config =
-                postgres_config(url_of(target, "PostgreSQL")?, target.password.clone(), None);
+            let config = postgres_config(
+                url_of(target, "PostgreSQL")?,
+                target.password.clone(),
+                target.pg_bin_dir.clone(),
+            );
             let mut sink = PostgresSink::new(
                 &config,
                 backup_postgres::RestoreTarget {
@@ -189,7 +194,7 @@ pub async fn restore(
             let config = postgres_config(
                 url_of(target, "TimescaleDB")?,
                 target.password.clone(),
-                None,
+                target.pg_bin_dir.clone(),
             );
             if !target.schemas.is_empty() || !target.tables.is_empty() || target.role.is_some() {
                 return Err(backup_core::Error::Config(
@@ -261,15 +266,18 @@ pub async fn verify_restore(
 ) -> backup_core::Result<VerifyReport> {
     match manifest.datastore.kind.as_str() {
         "postgres" => {
-            let config =
-                postgres_config(url_of(target, "PostgreSQL")?, target.password.clone(), None);
+            let config = postgres_config(
+                url_of(target, "PostgreSQL")?,
+                target.password.clone(),
+                target.pg_bin_dir.clone(),
+            );
             backup_postgres::verify_restore(store, manifest, &config, options).await
         }
         "timescale" => {
             let config = postgres_config(
                 url_of(target, "TimescaleDB")?,
                 target.password.clone(),
-                None,
+                target.pg_bin_dir.clone(),
             );
             backup_timescale::verify_restore(store, manifest, &config, options).await
         }

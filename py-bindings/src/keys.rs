@@ -9,6 +9,7 @@ use backup_core::{Decryption, Encryption, KeyPair, SecretString};
 use pyo3::prelude::*;
 
 use crate::errors::{config_error, to_py, Secrets};
+use crate::types::py_repr;
 
 /// A secret age identity (X25519 `AGE-SECRET-KEY-1…`, or an unencrypted SSH private
 /// key). `str()` and `repr()` show only the public recipient; the secret leaves the
@@ -154,8 +155,8 @@ impl Identity {
 
     fn __repr__(&self) -> String {
         match self.recipients.first() {
-            Some(r) => format!("Identity(recipient={r:?})"),
-            None => format!("Identity(source={:?})", self.origin),
+            Some(r) => format!("Identity(recipient={})", py_repr(r)),
+            None => format!("Identity(source={})", py_repr(&self.origin)),
         }
     }
 

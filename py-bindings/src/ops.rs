@@ -209,12 +209,14 @@ fn parse_level(py: Python<'_>, level: Option<LevelArg>) -> PyResult<Option<u8>> 
         Some(LevelArg::Name(s)) if s == "stored" => Some(1),
         Some(LevelArg::Name(s)) if s == "content" => Some(2),
         Some(LevelArg::Name(s)) if s == "restore" => Some(3),
-        Some(LevelArg::Number(n)) => return Err(config_error(
-            py,
-            format!(
+        Some(LevelArg::Number(n)) => {
+            return Err(config_error(
+                py,
+                format!(
                 "verification level {n} does not exist: use 1 (stored), 2 (content) or 3 (restore)"
             ),
-        )),
+            ))
+        }
         Some(LevelArg::Name(s)) => {
             return Err(config_error(
                 py,
@@ -243,7 +245,7 @@ fn load_manifest(
 /// with `restore_to`, `content` with an identity or passphrase, else `stored`; each level
 /// runs the ones below it first.
 #[pyfunction]
-#[pyo3(signature = (store, id, *, identity=None, passphrase=None, level=None, restore_to=None, user=None, password=None, database=None))]
+#[pyo3(signature = (store, id, *, identity=None, passphrase=None, level=None, restore_to=None, user=None, password=None, database=None, pg_bin_dir=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn verify(
     py: Python<'_>,
@@ -256,6 +258,7 @@ pub fn verify(
     user: Option<String>,
     password: Option<String>,
     database: Option<String>,
+    pg_bin_dir: Option<PathBuf>,
 ) -> PyResult<VerifyReport> {
     let (store, mut secrets) = store.open(py)?;
     if let Some(url) = &restore_to {
@@ -306,6 +309,7 @@ pub fn verify(
                 password: password.map(SecretString::new),
                 user,
                 database,
+                pg_bin_dir,
                 ..Default::default()
             };
             reports.push(db::verify_restore(&store, &manifest, &options, &target).await?);
@@ -324,7 +328,7 @@ pub fn verify(
 /// `allow_version_mismatch` (TimescaleDB). Redis: `dbs` (`"0"` or `"0:5"` to remap),
 /// `match` (key glob patterns). Neo4j: `database`.
 #[pyfunction]
-#[pyo3(signature = (store, id, target_url, *, identity=None, passphrase=None, user=None, password=None, create_db=false, replace=false, schemas=None, tables=None, no_owner=false, role=None, allow_version_mismatch=false, dbs=None, r#match=None, database=None))]
+#[pyo3(signature = (store, id, target_url, *, identity=None, passphrase=None, user=None, password=None, create_db=false, replace=false, schemas=None, tables=None, no_owner=false, role=None, allow_version_mismatch=false, dbs=None, r#match=None, database=None, pg_bin_dir=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn restore(
     py: Python<'_>,
@@ -345,6 +349,7 @@ pub fn restore(
     dbs: Option<Vec<DbArg>>,
     r#match: Option<Vec<String>>,
     database: Option<String>,
+    pg_bin_dir: Option<PathBuf>,
 ) -> PyResult<RestoreReport> {
     let (store, mut secrets) = store.open(py)?;
     secrets.add_url(&target_url);
@@ -375,6 +380,7 @@ pub fn restore(
         key_match: r#match.unwrap_or_default(),
         database,
         user,
+        pg_bin_dir,
     };
     let options = RestoreOptions {
         decryption,

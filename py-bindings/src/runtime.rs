@@ -11,7 +11,7 @@
 //! interruptible this way.
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
@@ -19,16 +19,34 @@ use pyo3::prelude::*;
 /// How often a waiting call checks for pending signals.
 pub const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        backup_core::store::install_crypto_provider();
+/// The process-wide runtime. A child created by `fork()` (multiprocessing's default on
+/// Linux) inherits the parent's runtime without its worker threads: it gets a runtime of
+/// its own, and the inherited one is leaked (dropping it would wait for threads that do
+/// not exist in the child).
+fn runtime() -> Arc<tokio::runtime::Runtime> {
+    static RUNTIME: Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
+    let mut slot = RUNTIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let pid = std::process::id();
+    if let Some((owner, rt)) = slot.as_ref() {
+        if *owner == pid {
+            return rt.clone();
+        }
+    }
+    if let Some((_, inherited)) = slot.take() {
+        std::mem::forget(inherited);
+    }
+    backup_core::store::install_crypto_provider();
+    let rt = Arc::new(
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("dbseal-worker")
             .build()
-            .expect("cannot start the tokio runtime")
-    })
+            .expect("cannot start the tokio runtime"),
+    );
+    *slot = Some((pid, rt.clone()));
+    rt
 }
 
 /// Runs `fut` to completion with the GIL released; returns early with the signal

@@ -9,7 +9,7 @@ use pyo3::types::{PyBool, PyDict};
 
 use crate::errors::{config_error, to_py, Secrets};
 use crate::runtime::block_on;
-use crate::types::Manifest;
+use crate::types::{py_repr, Manifest};
 
 /// A store of backups: a local directory (a path or `file:///abs/path`), `memory://`
 /// (this process only), `s3://bucket/prefix`, `gs://bucket/prefix` or
@@ -153,11 +153,11 @@ impl Store {
 
     fn __repr__(&self) -> String {
         if self.option_names.is_empty() {
-            format!("Store({:?})", self.inner.url())
+            format!("Store({})", py_repr(self.inner.url()))
         } else {
             format!(
-                "Store({:?}, options=[{}])",
-                self.inner.url(),
+                "Store({}, options=[{}])",
+                py_repr(self.inner.url()),
                 self.option_names.join(", ")
             )
         }

@@ -40,6 +40,25 @@ pub fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<B
     })
 }
 
+/// A string as Python's `repr()` shows it (single quotes).
+pub fn py_repr(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
 fn to_value<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).expect("serializes to JSON")
 }
@@ -151,8 +170,11 @@ impl Artifact {
     }
     fn __repr__(&self) -> String {
         format!(
-            "Artifact(name={:?}, key={:?}, format={:?}, stored_size={})",
-            self.inner.name, self.inner.key, self.inner.format, self.inner.stored_size
+            "Artifact(name={}, key={}, format={}, stored_size={})",
+            py_repr(&self.inner.name),
+            py_repr(&self.inner.key),
+            py_repr(&self.inner.format),
+            self.inner.stored_size
         )
     }
 }
@@ -282,10 +304,10 @@ impl Manifest {
     }
     fn __repr__(&self) -> String {
         format!(
-            "Manifest(backup_id={:?}, datastore={:?}, kind={:?}, stored_size={})",
-            self.inner.backup_id.as_str(),
-            self.inner.datastore.name,
-            self.inner.datastore.kind,
+            "Manifest(backup_id={}, datastore={}, kind={}, stored_size={})",
+            py_repr(self.inner.backup_id.as_str()),
+            py_repr(&self.inner.datastore.name),
+            py_repr(&self.inner.datastore.kind),
             self.inner.artifact.stored_size
         )
     }
@@ -340,8 +362,8 @@ impl LevelReport {
     }
     fn __repr__(&self) -> String {
         format!(
-            "LevelReport(level={:?}, checks={})",
-            level_name(self.inner.level),
+            "LevelReport(level={}, checks={})",
+            py_repr(level_name(self.inner.level)),
             self.inner.checks.len()
         )
     }
@@ -409,9 +431,9 @@ impl VerifyReport {
     }
     fn __repr__(&self) -> String {
         format!(
-            "VerifyReport(backup_id={:?}, level={:?}, checks={})",
-            self.backup_id,
-            self.level(),
+            "VerifyReport(backup_id={}, level={}, checks={})",
+            py_repr(&self.backup_id),
+            py_repr(self.level()),
             self.reports.iter().map(|r| r.checks.len()).sum::<usize>()
         )
     }
@@ -461,8 +483,10 @@ impl RestoreReport {
     }
     fn __repr__(&self) -> String {
         format!(
-            "RestoreReport(backup_id={:?}, target={:?}, bytes={})",
-            self.backup_id, self.target, self.bytes
+            "RestoreReport(backup_id={}, target={}, bytes={})",
+            py_repr(&self.backup_id),
+            py_repr(&self.target),
+            self.bytes
         )
     }
 }

@@ -128,7 +128,7 @@ def test_store_accepts_paths_urls_and_store_objects(tmp_path: Path) -> None:
     mem = dbseal.Store("memory://")
     m2 = dbseal.backup_bytes(b"mem", mem, datastore="x", recipients=identity)
     assert mem.list() == [m2]
-    assert repr(mem) == 'Store("memory://")'
+    assert repr(mem) == "Store('memory://')"
 
 
 def test_verify_levels_and_report(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -89,3 +90,27 @@ def test_ctrl_c_interrupts_a_backup_and_commits_nothing(tmp_path: Path) -> None:
             break
         assert time.monotonic() < deadline, f"command {child} still runs after the interrupt"
         time.sleep(0.05)
+
+
+def _backup_in_child(store: str, recipient: str, out: "multiprocessing.Queue[str]") -> None:
+    m = dbseal.backup_bytes(b"from the child", store, datastore="fork", recipients=recipient)
+    out.put(m.backup_id)
+
+
+def test_works_in_a_forked_child(tmp_path: Path) -> None:
+    """A process forked after dbseal ran (multiprocessing's default on Linux) gets a
+    runtime of its own instead of hanging on the parent's threads."""
+    identity = dbseal.generate_identity()
+    dbseal.backup_bytes(b"from the parent", tmp_path, datastore="fork", recipients=identity)
+    ctx = multiprocessing.get_context("fork")
+    out: "multiprocessing.Queue[str]" = ctx.Queue()
+    child = ctx.Process(target=_backup_in_child, args=(str(tmp_path), identity.recipient, out))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        raise AssertionError("the forked child hung")
+    assert child.exitcode == 0
+    backup_id = out.get(timeout=5)
+    assert dbseal.restore_bytes(tmp_path, backup_id, identity=identity) == b"from the child"

@@ -325,6 +325,7 @@ def verify(
     user: Optional[str] = None,
     password: Optional[str] = None,
     database: Optional[str] = None,
+    pg_bin_dir: Optional[_Path] = None,
 ) -> VerifyReport: ...
 def restore(
     store: _StoreArg,
@@ -345,6 +346,7 @@ def restore(
     dbs: Optional[Sequence[Union[int, str]]] = None,
     match: Optional[Sequence[str]] = None,
     database: Optional[str] = None,
+    pg_bin_dir: Optional[_Path] = None,
 ) -> RestoreReport: ...
 def restore_to_file(
     store: _StoreArg,

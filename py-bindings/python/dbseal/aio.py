@@ -269,6 +269,7 @@ async def verify(
     user: Optional[str] = None,
     password: Optional[str] = None,
     database: Optional[str] = None,
+    pg_bin_dir: Optional[_Path] = None,
 ) -> VerifyReport:
     """:func:`dbseal.verify` in a worker thread."""
     return await asyncio.to_thread(
@@ -282,6 +283,7 @@ async def verify(
         user=user,
         password=password,
         database=database,
+        pg_bin_dir=pg_bin_dir,
     )
 
 
@@ -304,6 +306,7 @@ async def restore(
     dbs: Optional[Sequence[Union[int, str]]] = None,
     match: Optional[Sequence[str]] = None,
     database: Optional[str] = None,
+    pg_bin_dir: Optional[_Path] = None,
 ) -> RestoreReport:
     """:func:`dbseal.restore` in a worker thread."""
     return await asyncio.to_thread(
@@ -325,6 +328,7 @@ async def restore(
         dbs=dbs,
         match=match,
         database=database,
+        pg_bin_dir=pg_bin_dir,
     )
 
 
