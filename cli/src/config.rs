@@ -590,14 +590,25 @@ impl Config {
 
     /// The configured production datastore whose target is `url`, if any.
     pub fn production_datastore_for_url(&self, url: &str) -> Option<&str> {
+        self.datastore_for_url(url)
+            .filter(|(_, ds)| ds.environment == Some(Environment::Production))
+            .map(|(name, _)| name)
+    }
+
+    /// The configured datastore whose target (scheme, host, port, database) is `url`;
+    /// a production one first when several match.
+    pub fn datastore_for_url(&self, url: &str) -> Option<(&str, &DatastoreConfig)> {
         let wanted = endpoint(url)?;
-        self.datastores.iter().find_map(|(name, ds)| {
-            if ds.environment != Some(Environment::Production) {
-                return None;
-            }
-            let theirs = endpoint(&ds.connection_url_without_password()).filter(|e| *e == wanted);
-            theirs.map(|_| name.as_str())
-        })
+        let mut matches: Vec<(&str, &DatastoreConfig)> = self
+            .datastores
+            .iter()
+            .filter(|(_, ds)| {
+                endpoint(&ds.connection_url_without_password()).as_ref() == Some(&wanted)
+            })
+            .map(|(n, ds)| (n.as_str(), ds))
+            .collect();
+        matches.sort_by_key(|(_, ds)| ds.environment != Some(Environment::Production));
+        matches.into_iter().next()
     }
 
     /// Replaces every secret this configuration knows (expanded secret variables, URL

@@ -214,9 +214,9 @@ fn plan_target(
         plan.production = ds.environment == Some(Environment::Production);
     } else if let (Some(url), Some(cfg)) = (&target.url, cfg) {
         if plan.writes_database() {
-            if let Some(name) = cfg.production_datastore_for_url(url) {
+            if let Some((name, ds)) = cfg.datastore_for_url(url) {
                 plan.name = Some(name.to_string());
-                plan.production = true;
+                plan.production = ds.environment == Some(Environment::Production);
             }
         }
     }
