@@ -543,18 +543,35 @@ fn absolute(p: &Path) -> PathBuf {
     })
 }
 
-/// Whether the user `uid`/`gid` can read `path` (a root-run restore hands the data
-/// directory, and so `restore_command`, to its owner).
-fn readable_by(path: &Path, owner: Option<(u32, u32)>) -> bool {
+/// Whether the user `uid`/`gid` can reach `path` (search permission on every parent
+/// directory) and has the `bits` (4: read, 5: read and execute) on it. A root-run
+/// restore hands the data directory, and so `restore_command`, to its owner.
+fn accessible_by(path: &Path, owner: Option<(u32, u32)>, bits: u32) -> bool {
     use std::os::unix::fs::MetadataExt;
     let Some((uid, gid)) = owner else { return true };
+    if uid == 0 {
+        return true;
+    }
+    let allowed = |m: &std::fs::Metadata, want: u32| {
+        let mode = m.mode();
+        let granted = if m.uid() == uid {
+            (mode >> 6) & 7
+        } else if m.gid() == gid {
+            (mode >> 3) & 7
+        } else {
+            mode & 7
+        };
+        granted & want == want
+    };
     let Ok(m) = std::fs::metadata(path) else {
         return false;
     };
-    uid == 0
-        || (m.uid() == uid && m.mode() & 0o400 != 0)
-        || (m.gid() == gid && m.mode() & 0o040 != 0)
-        || m.mode() & 0o004 != 0
+    if !allowed(&m, bits) {
+        return false;
+    }
+    path.ancestors()
+        .skip(1)
+        .all(|dir| std::fs::metadata(dir).is_ok_and(|m| allowed(&m, 1)))
 }
 
 /// `dbseal restore ID --pgdata DIR --latest|--target-…`.
@@ -606,7 +623,7 @@ pub async fn restore_pgdata(
     };
     for id in &s.identities {
         let id = absolute(id);
-        if !readable_by(&id, owner) {
+        if !accessible_by(&id, owner, 4) {
             warnings.push(format!(
                 "identity file {} is not readable by uid {} (the data directory's owner, who runs restore_command): wal-fetch will fail",
                 id.display(),
@@ -639,6 +656,24 @@ pub async fn restore_pgdata(
             "cannot find the dbseal binary for restore_command: {e}"
         ))
     })?;
+    let uid = owner.map_or(0, |o| o.0);
+    if !accessible_by(&dbseal, owner, 5) {
+        warnings.push(format!(
+            "{} is not executable by uid {uid} (the data directory's owner, who runs restore_command): install dbseal where that user can run it (e.g. /usr/local/bin) and restore again",
+            dbseal.display()
+        ));
+    }
+    if is_local(&store_url) && !accessible_by(Path::new(&store_url), owner, 5) {
+        warnings.push(format!(
+            "the store {store_url} is not readable by uid {uid} (the data directory's owner, who runs restore_command): wal-fetch will fail"
+        ));
+    }
+    if owner == Some((0, 0)) {
+        warnings.push(format!(
+            "{} belongs to root: PostgreSQL refuses to run as root; chown -R postgres: it before starting the server, or restore into a directory the postgres user owns",
+            pgdata.display()
+        ));
+    }
     let restore_command = physical::wal_fetch_command(
         &dbseal,
         Some(&pgdata.join(RESTORE_ENV_FILE)),
