@@ -337,6 +337,34 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
     let restored = start_restored(&tree, &pgdata, "restored-tl1").await;
     assert_eq!(fingerprint(&restored).await, "absent");
     assert_eq!(count_after_drop(&restored).await, Some(42));
+    drop(restored);
+
+    // A corrupted base backup: the restore fails midway and leaves the target as it
+    // was (absent, or empty).
+    let artifact = archive.store_dir.join(&manifest.artifact.key);
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let at = bytes.len() * 2 / 3;
+    bytes[at] ^= 0x01;
+    std::fs::write(&artifact, &bytes).unwrap();
+    let absent = tree.path.join("r-bad-absent");
+    let e = restore_to(&archive, &manifest, &absent, RecoveryTarget::Latest)
+        .await
+        .unwrap_err();
+    assert!(e.kind() == backup_core::ErrorKind::Verification, "{e}");
+    assert!(
+        !absent.exists(),
+        "a failed restore removes what it unpacked"
+    );
+    let empty = tree.dir("r-bad-empty");
+    let e = restore_to(&archive, &manifest, &empty, RecoveryTarget::Latest)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(&manifest.artifact.key), "{e}");
+    assert_eq!(
+        std::fs::read_dir(&empty).unwrap().count(),
+        0,
+        "the empty target stays empty"
+    );
 }
 
 /// Rows of `after_drop`, `None` if the table does not exist.
