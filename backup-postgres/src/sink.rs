@@ -241,6 +241,28 @@ impl PostgresSink {
         Ok(())
     }
 
+    /// Checks, changing nothing, that a restore could start: the target database
+    /// exists (or `create_db`), and it is empty unless `replace`. For `--dry-run` and
+    /// for callers that want to fail before downloading anything.
+    pub async fn check_target(&self) -> Result<()> {
+        match self.conn.connect().await {
+            Ok(client) => {
+                if !self.target.replace && !self.skip_empty_check {
+                    check_empty(&self.conn, &client).await?;
+                }
+                Ok(())
+            }
+            Err(PostgresError::NoSuchDatabase { .. }) if self.target.create_db => Ok(()),
+            Err(PostgresError::NoSuchDatabase { database, server }) => {
+                Err(PostgresError::Config(format!(
+                    "target database \"{database}\" does not exist on {server}: create it, or pass --create-db"
+                ))
+                .into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Makes sure the target database exists (creating it if asked) and is empty
     /// (unless `replace`). Returns whether this sink created it.
     async fn prepare_target(&self) -> PgResult<bool> {
@@ -418,9 +440,9 @@ SELECT what FROM (
      AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_namespace'::regclass AND objid = n.oid)
   UNION ALL
   SELECT CASE c.relkind WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view ' WHEN 'S' THEN 'sequence '
-         WHEN 'f' THEN 'foreign table ' ELSE 'table ' END || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+         WHEN 'f' THEN 'foreign table ' WHEN 'c' THEN 'type ' ELSE 'table ' END || quote_ident(n.nspname) || '.' || quote_ident(c.relname)
     FROM pg_class c JOIN user_ns n ON n.oid = c.relnamespace
-   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
      AND NOT EXISTS (SELECT 1 FROM ext WHERE classid = 'pg_class'::regclass AND objid = c.oid)
   UNION ALL
   SELECT 'function ' || quote_ident(n.nspname) || '.' || quote_ident(p.proname)

@@ -404,3 +404,46 @@ async fn artifacts_of_another_kind_or_format_are_refused_and_level3_mismatches_n
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_user_object_makes_the_target_non_empty() {
+    let empty = TempDb::create("empty_target").await;
+    let sink = PostgresSink::new(&config(&empty.name), RestoreTarget::default()).unwrap();
+    sink.check_target().await.unwrap();
+    let missing =
+        PostgresSink::new(&config("no_such_target_db"), RestoreTarget::default()).unwrap();
+    let err = missing.check_target().await.unwrap_err();
+    assert!(err.to_string().contains("--create-db"), "{err}");
+    let cases = [
+        ("schema", "CREATE SCHEMA s"),
+        ("table", "CREATE TABLE t (x int)"),
+        ("view", "CREATE VIEW v AS SELECT 1 AS x"),
+        ("sequence", "CREATE SEQUENCE q"),
+        (
+            "function",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        ),
+        ("type", "CREATE TYPE e AS ENUM ('a')"),
+        ("type", "CREATE TYPE c AS (a int)"),
+        ("type", "CREATE DOMAIN d AS int"),
+        ("extension", "CREATE EXTENSION pg_trgm"),
+        ("large object", "SELECT lo_from_bytea(0, '\\x01'::bytea)"),
+    ];
+    for (kind, sql) in cases {
+        let db = TempDb::create("nonempty").await;
+        exec(&db.name, sql).await;
+        let sink = PostgresSink::new(&config(&db.name), RestoreTarget::default()).unwrap();
+        let err = sink.check_target().await.expect_err(sql);
+        assert_eq!(err.kind(), ErrorKind::Refused, "{sql}: {err}");
+        assert!(err.to_string().contains(kind), "{sql}: {err}");
+        let replace = PostgresSink::new(
+            &config(&db.name),
+            RestoreTarget {
+                replace: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        replace.check_target().await.unwrap();
+    }
+}
