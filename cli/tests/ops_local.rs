@@ -405,3 +405,26 @@ fn prune_removes_debris_only_after_the_grace_period_and_uses_config_policies() {
         1
     );
 }
+
+/// Backups started within one second share the id's time part: verify --latest,
+/// status and prune must agree on which is the newest (latest start, then id).
+#[test]
+fn backups_within_one_second_agree_on_the_newest() {
+    let w = Work::new();
+    let ids: Vec<String> = (0..8)
+        .map(|i| backup(&w, "app", &format!("v{i}")))
+        .collect();
+    let results = json(&run(&w, &["--json", "verify", "--latest"]));
+    assert_eq!(
+        results[0]["backup_id"],
+        ids[7].as_str(),
+        "the last one made is the newest"
+    );
+    let st = json(&run(&w, &["--json", "status"]));
+    assert_eq!(st[0]["newest"]["backup_id"], ids[7].as_str());
+    let text = ok(&run(&w, &["prune", "--keep-last", "1"]));
+    assert!(!text.contains("BLOCKED"), "{text}");
+    let left = json(&run(&w, &["--json", "list"]));
+    assert_eq!(left.as_array().unwrap().len(), 1);
+    assert_eq!(left[0]["backup_id"], ids[7].as_str());
+}

@@ -102,7 +102,9 @@ pub fn compute(
             .iter()
             .filter(|m| &m.datastore.name == name)
             .collect();
-        let newest = mine.iter().max_by_key(|m| (&m.finished_at, &m.backup_id));
+        // Newest = latest start, then id: the order of retention and verify --latest.
+        let newest = mine.iter().max_by_key(|m| (&m.started_at, &m.backup_id));
+        let kind = newest.map(|m| m.datastore.kind.clone());
         let last_verification = records
             .iter()
             .filter(|((ds, _), _)| ds == name)
@@ -143,7 +145,7 @@ pub fn compute(
         }
         out.push(DatastoreStatus {
             datastore: name.clone(),
-            kind: mine.last().map(|m| m.datastore.kind.clone()),
+            kind,
             configured: *configured,
             backups: mine.len(),
             newest,

@@ -246,10 +246,14 @@ async fn run_latest(
     for (key, reason) in &listing.unreadable {
         eprintln!("dbseal: warning: skipping unreadable manifest {key}: {reason}");
     }
-    // Newest complete backup of each datastore (scan lists oldest first).
+    // Newest complete backup of each datastore: latest start time, then id — the same
+    // order retention uses, so prune sees the backup verified here as the newest.
     let mut newest: std::collections::BTreeMap<String, &Manifest> = Default::default();
     for m in &listing.backups {
-        newest.insert(m.datastore.name.clone(), m);
+        let e = newest.entry(m.datastore.name.clone()).or_insert(m);
+        if (m.started_at, &m.backup_id) > (e.started_at, &e.backup_id) {
+            *e = m;
+        }
     }
     let mut names: Vec<String> = if args.datastores.is_empty() {
         let mut n: std::collections::BTreeSet<String> = newest.keys().cloned().collect();
