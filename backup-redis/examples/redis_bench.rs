@@ -100,7 +100,15 @@ async fn main() {
             };
             let mut source = RedisSource::new(cfg, mode).unwrap_or_else(|e| die(e));
             let started = Instant::now();
-            let m = backup_core::backup(&store, &mut source, BackupOptions::new("bench", enc))
+            let mut opts = BackupOptions::new("bench", enc);
+            // Bench knobs: DBSEAL_BENCH_ZSTD_WORKERS (0 = single-threaded), DBSEAL_BENCH_ZSTD_LEVEL.
+            if let Ok(w) = std::env::var("DBSEAL_BENCH_ZSTD_WORKERS") {
+                opts.zstd_workers = Some(w.parse().unwrap_or_else(|e| die(e)));
+            }
+            if let Ok(l) = std::env::var("DBSEAL_BENCH_ZSTD_LEVEL") {
+                opts.zstd_level = l.parse().unwrap_or_else(|e| die(e));
+            }
+            let m = backup_core::backup(&store, &mut source, opts)
                 .await
                 .unwrap_or_else(|e| die(e));
             eprintln!(

@@ -54,19 +54,33 @@ timed() { # label command... -> "seconds max_rss_kb" on fd 3
 
 echo "loading $KEYS mixed keys..." >&2
 start "$W/src" "$PORT"
-awk -v n="$KEYS" 'function cmd(a,  i, s) { s = "*" length(a) "\r\n"; for (i = 1; i <= length(a); i++) s = s "$" length(a[i]) "\r\n" a[i] "\r\n"; printf "%s", s }
-BEGIN {
-  for (i = 0; i < n; i++) {
-    k = "key:" i; m = i % 10; delete a
-    if (m < 5) { a[1]="SET"; a[2]=k; a[3]="value-" i "-" substr("abcdefghijklmnopqrstuvwxyz0123456789", 1, i % 36) }
-    else if (m == 5) { a[1]="SET"; a[2]=k; a[3]="ttl-" i; a[4]="EX"; a[5]=3600 + i % 5000 }
-    else if (m == 6) { a[1]="HSET"; a[2]=k; a[3]="name"; a[4]="user" i; a[5]="visits"; a[6]=i % 977; a[7]="tier"; a[8]="gold" }
-    else if (m == 7) { a[1]="RPUSH"; a[2]=k; a[3]="e1-" i; a[4]="e2"; a[5]="e3"; a[6]=i }
-    else if (m == 8) { a[1]="SADD"; a[2]=k; a[3]="m" i; a[4]="m" (i+1); a[5]="m" (i+2) }
-    else { a[1]="ZADD"; a[2]=k; a[3]=i % 100; a[4]="a"; a[5]=(i % 7) ".5"; a[6]="b" }
-    cmd(a)
-  }
-}' | redis-cli -p "$PORT" --pipe >/dev/null
+python3 - "$KEYS" <<'PY' | redis-cli -p "$PORT" --pipe >/dev/null
+import sys
+n = int(sys.argv[1])
+out = sys.stdout.buffer
+alnum = "abcdefghijklmnopqrstuvwxyz0123456789"
+buf = []
+for i in range(n):
+    k = f"key:{i}"
+    m = i % 10
+    if m < 5:
+        a = ["SET", k, f"value-{i}-" + alnum[: i % 36]]
+    elif m == 5:
+        a = ["SET", k, f"ttl-{i}", "EX", str(3600 + i % 5000)]
+    elif m == 6:
+        a = ["HSET", k, "name", f"user{i}", "visits", str(i % 977), "tier", "gold"]
+    elif m == 7:
+        a = ["RPUSH", k, f"e1-{i}", "e2", "e3", str(i)]
+    elif m == 8:
+        a = ["SADD", k, f"m{i}", f"m{i + 1}", f"m{i + 2}"]
+    else:
+        a = ["ZADD", k, str(i % 100), "a", f"{i % 7}.5", "b"]
+    buf.append(f"*{len(a)}\r\n" + "".join(f"${len(x)}\r\n{x}\r\n" for x in a))
+    if len(buf) == 10000:
+        out.write("".join(buf).encode())
+        buf.clear()
+out.write("".join(buf).encode())
+PY
 DBSIZE=$(redis-cli -p "$PORT" dbsize)
 echo "loaded $DBSIZE keys" >&2
 
@@ -75,6 +89,7 @@ echo "loaded $DBSIZE keys" >&2
 for run in 1 2; do
   read -r RDB_T[$run] RDB_M[$run] < <(timed "rdb$run" redis-cli -p "$PORT" --rdb "$W/ref.rdb")
   read -r BK_T[$run] BK_M[$run] < <(timed "backup$run" "$BIN" backup "redis://127.0.0.1:$PORT" "$W/store$run" "$W/identity")
+  read -r B0_T[$run] B0_M[$run] < <(DBSEAL_BENCH_ZSTD_WORKERS=0 timed "backup0-$run" "$BIN" backup "redis://127.0.0.1:$PORT" "$W/store0-$run" "$W/identity")
 done
 RDB_SIZE=$(stat -c %s "$W/ref.rdb")
 ID=$("$BIN" backup "redis://127.0.0.1:$PORT" "$W/store" "$W/identity" 2>/dev/null)
@@ -86,7 +101,7 @@ cp "$W/ref.rdb" "$W/load/dump.rdb"
 T0=$(date +%s.%N)
 start "$W/load" "$PORT2" --dbfilename dump.rdb
 T1=$(date +%s.%N)
-LOAD_T=$(echo "$T1 - $T0" | bc)
+LOAD_T=$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.2f", b - a }')
 LOAD_LOG=$(grep -o 'DB loaded from disk: [0-9.]* seconds' "$W/load/redis.log" | grep -o '[0-9.]*' | head -1)
 [ "$(redis-cli -p "$PORT2" dbsize)" = "$DBSIZE" ] || { echo "start-up load: wrong key count" >&2; exit 1; }
 stop "$PORT2"
@@ -106,17 +121,20 @@ stop "$PORT2"
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
 RDB_BEST=$(min "${RDB_T[1]}" "${RDB_T[2]}")
 BK_BEST=$(min "${BK_T[1]}" "${BK_T[2]}")
+B0_BEST=$(min "${B0_T[1]}" "${B0_T[2]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
+LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 cat <<MD
 ## $(date -u +%Y-%m-%d) — $(nproc) cores ($CPU), $(free -g | awk '/Mem:/ {print $2}') GiB, $(redis-server --version | grep -o 'v=[0-9.]*')
 
-$DBSIZE keys (50% strings, 10% strings with TTL, 10% hashes, 10% lists, 10% sets, 10% sorted sets); RDB $RDB_SIZE bytes; dbseal artifact $STORED bytes (zstd -3 + age).
+$DBSIZE keys (50% strings, 10% strings with TTL, 10% hashes, 10% lists, 10% sets, 10% sorted sets); RDB $RDB_SIZE bytes; dbseal artifact $STORED bytes (zstd -3 + age). Load average at the end: $LOAD.
 
 | step | time (s) | peak RSS (KiB) | ratio |
 |---|---|---|---|
 | snapshot: \`redis-cli --rdb\` (runs ${RDB_T[1]}, ${RDB_T[2]}) | $RDB_BEST | ${RDB_M[1]} | 1.00 |
-| snapshot: dbseal backup (runs ${BK_T[1]}, ${BK_T[2]}) | $BK_BEST | ${BK_M[1]} | $(ratio "$BK_BEST" "$RDB_BEST") × redis-cli --rdb |
+| snapshot: dbseal backup, zstd workers = cores (default) (runs ${BK_T[1]}, ${BK_T[2]}) | $BK_BEST | ${BK_M[1]} | $(ratio "$BK_BEST" "$RDB_BEST") × redis-cli --rdb |
+| snapshot: dbseal backup, single-threaded zstd (runs ${B0_T[1]}, ${B0_T[2]}) | $B0_BEST | ${B0_M[1]} | $(ratio "$B0_BEST" "$RDB_BEST") × redis-cli --rdb |
 | restore: server loads dump.rdb at start-up (log: ${LOAD_LOG}s) | $LOAD_T | — | $(ratio "$LOAD_T" "$PIPE_T") × --pipe |
 | restore: \`redis-cli --pipe\` of RESTORE commands | $PIPE_T | $PIPE_M | 1.00 |
 | restore: dbseal restore | $RS_T | $RS_M | $(ratio "$RS_T" "$PIPE_T") × --pipe |
