@@ -783,6 +783,9 @@ impl Sink for Neo4jAdminSink {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group: neo4j-admin is a script that starts a JVM, and
+            // the whole group must die before its input is closed (see below).
+            .process_group(0)
             .spawn()
             .map_err(|e| {
                 Error::datastore(&what, ErrorKind::Config, format!("cannot start {}: {e}", argv[0]))
@@ -813,9 +816,21 @@ impl Sink for Neo4jAdminSink {
         }
         .await;
         if let Err(e) = copied {
-            // Kill before the tool sees a clean end of input: it must not load a bad dump.
+            // Kill the whole group before the tool can see a clean end of input: it
+            // must never load a damaged dump. Only then close its stdin.
+            if let Some(pid) = child.id() {
+                let _ = tokio::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .status()
+                    .await;
+            }
             let _ = child.kill().await;
-            let tail = err_task.await.unwrap_or_default();
+            drop(stdin);
+            let tail = tokio::time::timeout(std::time::Duration::from_secs(5), err_task)
+                .await
+                .ok()
+                .and_then(|r| r.ok())
+                .unwrap_or_default();
             return Err(with_note(
                 e,
                 &format!(

@@ -527,14 +527,20 @@ impl Source for Neo4jAdminSource {
         let mut cmd = CommandSource::new(self.argv())?
             .with_kind("neo4j")
             .with_format(Arc::new(Neo4jDumpFormat));
+        let binary = self.binary.display().to_string();
         cmd.dump(out).await.map_err(|e| match e {
-            Error::Datastore { message, kind, .. } => Error::datastore(
-                format!("neo4j-admin database dump {}", self.database),
-                kind,
-                format!(
-                    "{message} (Community Edition dumps only a stopped database: stop it first)"
-                ),
-            ),
+            Error::Datastore { message, kind, .. } => {
+                let hint = if kind == ErrorKind::Config {
+                    format!(" (neo4j-admin binary: {binary})")
+                } else {
+                    " (Community Edition dumps only a stopped database: stop it first)".into()
+                };
+                Error::datastore(
+                    format!("neo4j-admin database dump {}", self.database),
+                    kind,
+                    format!("{message}{hint}"),
+                )
+            }
             other => other,
         })?;
         let mut facts = SourceFacts::new();
