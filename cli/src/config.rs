@@ -589,6 +589,7 @@ impl Config {
     }
 
     /// The configured production datastore whose target is `url`, if any.
+    #[cfg(test)]
     pub fn production_datastore_for_url(&self, url: &str) -> Option<&str> {
         self.datastore_for_url(url)
             .filter(|(_, ds)| ds.environment == Some(Environment::Production))
