@@ -10,8 +10,6 @@ use backup_core::{
     BackupOptions, BackupStore, ErrorKind, FormatRegistry, KeyPair, Manifest, RestoreOptions,
 };
 use common::RecordingSink;
-use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
 
 /// Plaintext large enough to span many age chunks (64 KiB) and pipe chunks (256 KiB).
 const PLAINTEXT: usize = 6 * 1024 * 1024 + 123;
@@ -29,6 +27,11 @@ impl Fixture {
         // returns an object in one piece, which would hide the order stages fail in).
         let dir = tempfile::tempdir().unwrap();
         let store = BackupStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        Self::on(store, dir).await
+    }
+
+    /// A fixture on another store (`dir` is kept alive with it).
+    async fn on(store: BackupStore, dir: tempfile::TempDir) -> Self {
         let keys = KeyPair::generate();
         let data = common::DataGen::bytes(11, PLAINTEXT);
         let manifest = backup_core::backup(
@@ -64,11 +67,7 @@ impl Fixture {
 
     async fn replace_artifact(&self, bytes: Vec<u8>) {
         self.store
-            .object_store()
-            .put(
-                &Path::from(self.manifest.artifact.key.as_str()),
-                PutPayload::from(bytes),
-            )
+            .put_bytes(&self.manifest.artifact.key, bytes)
             .await
             .unwrap();
     }
@@ -430,4 +429,48 @@ async fn artifact_swapped_for_another_backup_is_detected() {
         "an artifact from another backup",
     )
     .await;
+}
+
+/// The same damage on SeaweedFS S3, where the artifact streams over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damage_is_detected_on_s3_too() {
+    let store = common::s3_store("tamper");
+    for (what, damage) in [
+        (
+            "a flipped byte in the middle",
+            (|b: &mut Vec<u8>| {
+                let mid = b.len() / 2;
+                b[mid] ^= 1;
+            }) as fn(&mut Vec<u8>),
+        ),
+        (
+            "a changed byte in the wrapped file key",
+            |b: &mut Vec<u8>| {
+                let stanza = find(b, b"\n-> X25519 ").unwrap() + 1;
+                let at = stanza + find(&b[stanza..], b"\n").unwrap() + 6;
+                b[at] = if b[at] == b'A' { b'B' } else { b'A' };
+            },
+        ),
+        ("a truncated artifact", |b: &mut Vec<u8>| {
+            b.truncate(b.len() - 1000)
+        }),
+    ] {
+        let f = Fixture::on(store.clone(), tempfile::tempdir().unwrap()).await;
+        let mut bytes = f.artifact().await;
+        damage(&mut bytes);
+        f.replace_artifact(bytes).await;
+        assert_detected_everywhere(&f, ErrorKind::Verification, what).await;
+        // A wrong identity on S3 is still a decryption error.
+        let wrong = RestoreOptions {
+            decryption: Some(KeyPair::generate().decryption().into()),
+            ..Default::default()
+        };
+        let f = Fixture::on(store.clone(), tempfile::tempdir().unwrap()).await;
+        let m = reload(&f).await.unwrap();
+        assert_eq!(
+            failed_restore(&f, &m, &wrong).await.kind(),
+            ErrorKind::Decryption
+        );
+    }
+    common::empty_store(&store).await;
 }
