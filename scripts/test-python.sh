@@ -4,6 +4,7 @@
 #
 #   scripts/test-python.sh                 # all of it
 #   scripts/test-python.sh -k postgres     # extra arguments go to pytest
+#   DBSEAL_PY_DEBUG=1 scripts/test-python.sh   # a debug wheel: faster to build
 #
 # 1. `maturin build --release` into target/wheels (an abi3 wheel: CPython >= 3.9);
 # 2. a venv in target/py-venv (created with `python3 -m venv`, reused when present) with
@@ -35,10 +36,13 @@ log "installing build and test tools into $VENV"
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
   "maturin>=1.16,<2" "pytest>=7" "mypy>=1.10" psycopg2-binary redis neo4j
 
-log "building the wheel (maturin build --release)"
+# DBSEAL_PY_DEBUG=1 builds a debug wheel instead: much faster, for local iteration only.
+profile=(--release)
+[ "${DBSEAL_PY_DEBUG:-0}" = 1 ] && profile=()
+log "building the wheel (maturin build ${profile[*]:-(debug)})"
 mkdir -p "$WHEELS"
 rm -f "$WHEELS"/dbseal-*.whl
-(cd py-bindings && "$VENV/bin/maturin" build --release --out "$WHEELS" 2>&1 | tail -n 4)
+(cd py-bindings && "$VENV/bin/maturin" build "${profile[@]}" --out "$WHEELS" 2>&1 | tail -n 4)
 shopt -s nullglob
 wheels=("$WHEELS"/dbseal-*.whl)
 shopt -u nullglob

@@ -21,12 +21,14 @@ def test_stubs_match_the_module() -> None:
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_the_suite_type_checks_strictly() -> None:
-    """`mypy --strict` over this test suite, which uses the whole API through the stubs."""
+def test_the_package_and_the_suite_type_check_strictly() -> None:
+    """`mypy --strict` over the installed package (aio, the pytest plugin, the stubs) and
+    over this test suite, which uses the whole API through the stubs."""
     config = HERE.parent / "pyproject.toml"
-    cmd = [sys.executable, "-m", "mypy", "--strict", "--config-file", str(config), str(HERE)]
-    run = subprocess.run(cmd, capture_output=True, text=True, cwd=HERE.parent)
-    assert run.returncode == 0, run.stdout + run.stderr
+    mypy = [sys.executable, "-m", "mypy", "--strict", "--config-file", str(config)]
+    for target in (["-p", "dbseal"], [str(HERE)]):
+        run = subprocess.run(mypy + target, capture_output=True, text=True, cwd=HERE.parent)
+        assert run.returncode == 0, run.stdout + run.stderr
 
 
 def test_package_is_typed() -> None:
