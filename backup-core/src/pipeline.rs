@@ -49,7 +49,7 @@ pub struct BackupOptions {
     pub encryption: Encryption,
     /// zstd level (default 3).
     pub zstd_level: i32,
-    /// zstd worker threads (default: one per core; 0 compresses on the stage's task).
+    /// zstd worker threads (default 0: compress on the stage's own task).
     pub zstd_workers: Option<u32>,
     /// Labels recorded in the manifest.
     pub labels: BTreeMap<String, String>,
