@@ -113,6 +113,9 @@ pub struct RestoreTarget {
     /// Neo4j: the target database name.
     #[arg(long)]
     pub database: Option<String>,
+    /// Neo4j: the neo4j-admin executable, to load an offline (`--offline`) dump.
+    #[arg(long)]
+    pub neo4j_admin: Option<PathBuf>,
     #[command(flatten)]
     pub pitr: crate::commands::wal::PitrArgs,
     /// Print what would be read and written, and touch nothing.
