@@ -266,7 +266,7 @@ fn prune_dry_run_lists_exactly_what_it_would_delete_then_prunes_it() {
         &w,
         &["--json", "prune", "--keep-last", "2", "--dry-run"],
     ));
-    let p = &plan[0];
+    let p = &plan["datastores"][0];
     assert_eq!(p["executed"], false);
     let listed: Vec<&str> = p["deleted_keys"]
         .as_array()
@@ -427,4 +427,40 @@ fn backups_within_one_second_agree_on_the_newest() {
     let left = json(&run(&w, &["--json", "list"]));
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["backup_id"], ids[7].as_str());
+}
+
+/// Set manifests whose members were all pruned are pruned too; others stay.
+#[test]
+fn prune_removes_set_manifests_without_any_member_left() {
+    let w = Work::new();
+    let old = backup(&w, "app", "old");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let new = backup(&w, "app", "new");
+    ok(&run(&w, &["verify", "--latest"]));
+    let set = |set_id: &str, member: &str| {
+        let doc = serde_json::json!({
+            "format_version": "1.0", "set_id": set_id,
+            "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:00:01Z",
+            "ok": true, "tool": {"name": "dbseal", "version": "0.1.0"},
+            "members": [{"datastore": "app", "kind": "stdin", "ok": true, "backup_id": member}],
+        });
+        let p = w.store().join("_sets").join(set_id).join("set.json");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, doc.to_string()).unwrap();
+        p
+    };
+    let gone = set("20260101T000000Z-0000000a", &old);
+    let kept = set("20260101T000000Z-0000000b", &new);
+    let text = ok(&run(&w, &["prune", "--keep-last", "1", "--dry-run"]));
+    assert!(
+        text.contains("would delete set manifest _sets/20260101T000000Z-0000000a/set.json"),
+        "{text}"
+    );
+    assert!(gone.is_file(), "dry run");
+    let out = json(&run(&w, &["--json", "prune", "--keep-last", "1"]));
+    assert_eq!(
+        out["set_manifests_deleted"],
+        serde_json::json!(["_sets/20260101T000000Z-0000000a/set.json"])
+    );
+    assert!(!gone.exists() && kept.is_file());
 }

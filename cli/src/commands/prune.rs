@@ -208,12 +208,60 @@ pub async fn run(
         });
     }
 
+    // Set manifests whose members are all gone describe nothing restorable any more.
+    let deleted: BTreeSet<&BackupId> = results.iter().flat_map(|r| r.plan.delete.iter()).collect();
+    let remaining: BTreeSet<&BackupId> = listing
+        .backups
+        .iter()
+        .map(|m| &m.backup_id)
+        .filter(|id| !deleted.contains(id))
+        .collect();
+    let mut sets_deleted = Vec::new();
+    let folder = crate::commands::backup::SETS_FOLDER;
+    for (key, _) in store.list_keys(folder).await? {
+        let Some(id) = key
+            .strip_prefix(&format!("{folder}/"))
+            .and_then(|k| k.strip_suffix("/set.json"))
+            .and_then(|id| id.parse::<BackupId>().ok())
+        else {
+            continue;
+        };
+        let Ok(set) = crate::commands::backup::read_set(&store, &id).await else {
+            continue;
+        };
+        let alive = set
+            .members
+            .iter()
+            .filter_map(|m| m.backup_id.as_ref())
+            .any(|b| remaining.contains(b));
+        if !alive {
+            if !args.dry_run {
+                store.delete(&key).await?;
+            }
+            sets_deleted.push(key);
+        }
+    }
+
     let sizes: BTreeMap<&BackupId, u64> = listing
         .backups
         .iter()
         .map(|m| (&m.backup_id, m.artifacts().map(|a| a.stored_size).sum()))
         .collect();
-    out.emit(&results, || text(&results, &sizes, args.dry_run));
+    let value = serde_json::json!({ "datastores": results, "set_manifests_deleted": sets_deleted });
+    out.emit(&value, || {
+        let mut t = text(&results, &sizes, args.dry_run);
+        let verb = if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        };
+        for k in &sets_deleted {
+            t.push_str(&format!(
+                "{verb} set manifest {k} (none of its members is left)\n"
+            ));
+        }
+        t
+    });
     if results.is_empty() && !out.json {
         out.info("no backups in the store");
     }
