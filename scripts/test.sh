@@ -12,7 +12,7 @@ ROOT=$(pwd)
 scripts/install-deps.sh
 
 # Build first (all targets) so compile time is not counted against servers' lifetimes.
-cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
+cargo build --workspace --all-targets --locked --quiet
 
 SERVICES_DIR=$(mktemp -d /tmp/dbseal-test.XXXXXX)
 cleanup() {
