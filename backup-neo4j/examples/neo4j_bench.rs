@@ -48,9 +48,13 @@ async fn main() {
         }
         "export" => {
             let store = BackupStore::open(&args[2], &Default::default()).unwrap();
-            let m = backup_core::backup(&store, &mut Neo4jSource::new(common::config(&args[1])), BackupOptions::new("bench", encryption(&args[2])))
-                .await
-                .unwrap();
+            let m = backup_core::backup(
+                &store,
+                &mut Neo4jSource::new(common::config(&args[1])),
+                BackupOptions::new("bench", encryption(&args[2])),
+            )
+            .await
+            .unwrap();
             let s = t.elapsed().as_secs_f64();
             let g = &m.contents.counts["graph"];
             let items = g["nodes"] + g["relationships"];
@@ -65,22 +69,40 @@ async fn main() {
         "import" | "naive" => {
             let store = BackupStore::open(&args[1], &Default::default()).unwrap();
             let m = store.manifest(&args[2].parse().unwrap()).await.unwrap();
-            let ro = backup_core::RestoreOptions { decryption: Some(decryption(&args[1]).into()), ..Default::default() };
+            let ro = backup_core::RestoreOptions {
+                decryption: Some(decryption(&args[1]).into()),
+                ..Default::default()
+            };
             if args[0] == "import" {
-                backup_core::restore(&store, &m, "data", &mut Neo4jSink::new(common::config(&args[3]), Neo4jSinkOptions::default()), &ro)
-                    .await
-                    .unwrap();
+                backup_core::restore(
+                    &store,
+                    &m,
+                    "data",
+                    &mut Neo4jSink::new(common::config(&args[3]), Neo4jSinkOptions::default()),
+                    &ro,
+                )
+                .await
+                .unwrap();
                 let s = t.elapsed().as_secs_f64();
                 let g = &m.contents.counts["graph"];
                 let items = g["nodes"] + g["relationships"];
-                println!("import_seconds {s:.2} items {items} items_per_second {:.0}", items as f64 / s);
+                println!(
+                    "import_seconds {s:.2} items {items} items_per_second {:.0}",
+                    items as f64 / s
+                );
             } else {
                 // The naive way: one statement (and transaction) per node.
                 let n: usize = args[4].parse().unwrap();
                 let mut plain = Vec::new();
-                backup_core::restore(&store, &m, "data", &mut backup_core::WriterSink::new(&mut plain), &ro)
-                    .await
-                    .unwrap();
+                backup_core::restore(
+                    &store,
+                    &m,
+                    "data",
+                    &mut backup_core::WriterSink::new(&mut plain),
+                    &ro,
+                )
+                .await
+                .unwrap();
                 let g = common::graph(&args[3]);
                 let t = Instant::now();
                 let mut done = 0;
@@ -89,8 +111,13 @@ async fn main() {
                         break;
                     }
                     if let Ok(Record::Node(node)) = Record::parse(line) {
-                        let labels: String = node.labels.iter().map(|l| format!(":`{l}`")).collect();
-                        let props = node.props.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                        let labels: String =
+                            node.labels.iter().map(|l| format!(":`{l}`")).collect();
+                        let props = node
+                            .props
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
                         let q = neo4rs::query(&format!("CREATE (n{labels}) SET n = $p"))
                             .param("p", neo4rs::BoltType::Map(naive_props(props)));
                         common::run(&g, q).await;
@@ -98,7 +125,10 @@ async fn main() {
                     }
                 }
                 let s = t.elapsed().as_secs_f64();
-                println!("naive_seconds {s:.2} nodes {done} nodes_per_second {:.0}", done as f64 / s);
+                println!(
+                    "naive_seconds {s:.2} nodes {done} nodes_per_second {:.0}",
+                    done as f64 / s
+                );
             }
         }
         "bulk" => {
@@ -106,13 +136,18 @@ async fn main() {
             let n: i64 = args[2].parse().unwrap();
             common::run(&g, neo4rs::query("UNWIND range(1, $n) AS i CREATE (:Bulk {uid: i, name: 'n' + toString(i), score: toFloat(i) / 7.0, flag: i % 2 = 0})").param("n", n)).await;
             let s = t.elapsed().as_secs_f64();
-            println!("bulk_seconds {s:.2} nodes {n} nodes_per_second {:.0}", n as f64 / s);
+            println!(
+                "bulk_seconds {s:.2} nodes {n} nodes_per_second {:.0}",
+                n as f64 / s
+            );
         }
         other => panic!("unknown phase {other}"),
     }
 }
 
-fn naive_props(props: std::collections::BTreeMap<String, backup_neo4j::format::Value>) -> neo4rs::BoltMap {
+fn naive_props(
+    props: std::collections::BTreeMap<String, backup_neo4j::format::Value>,
+) -> neo4rs::BoltMap {
     // Same typed conversion as the sink, through the public JSON round trip.
     let mut m = neo4rs::BoltMap::new();
     for (k, v) in props {

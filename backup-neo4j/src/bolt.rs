@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 use backup_core::{ErrorKind, Result};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone};
 use neo4rs::{
-    BoltBytes, BoltDuration, BoltFloat, BoltInteger, BoltList, BoltMap, BoltPoint2D,
-    BoltPoint3D, BoltString, BoltType,
+    BoltBytes, BoltDuration, BoltFloat, BoltInteger, BoltList, BoltMap, BoltPoint2D, BoltPoint3D,
+    BoltString, BoltType,
 };
 use serde::de::IntoDeserializer;
 use serde::Deserialize;
@@ -24,7 +24,12 @@ pub(crate) fn from_bolt(v: &BoltType) -> std::result::Result<Value, String> {
         BoltType::Float(f) => Value::Float(f.value),
         BoltType::String(s) => Value::String(s.value.clone()),
         BoltType::Bytes(b) => Value::Bytes(b.value.to_vec()),
-        BoltType::List(l) => Value::List(l.value.iter().map(from_bolt).collect::<std::result::Result<_, _>>()?),
+        BoltType::List(l) => Value::List(
+            l.value
+                .iter()
+                .map(from_bolt)
+                .collect::<std::result::Result<_, _>>()?,
+        ),
         BoltType::Map(m) => Value::Map(
             m.value
                 .iter()
@@ -32,7 +37,8 @@ pub(crate) fn from_bolt(v: &BoltType) -> std::result::Result<Value, String> {
                 .collect::<std::result::Result<BTreeMap<_, _>, String>>()?,
         ),
         BoltType::Date(d) => Value::Date(
-            NaiveDate::try_from(d).map_err(|_| "a date outside the supported range (±262,000 years)")?,
+            NaiveDate::try_from(d)
+                .map_err(|_| "a date outside the supported range (±262,000 years)")?,
         ),
         BoltType::Time(t) => {
             let (time, off): (NaiveTime, FixedOffset) = t.into();
@@ -45,7 +51,8 @@ pub(crate) fn from_bolt(v: &BoltType) -> std::result::Result<Value, String> {
             Value::DateTime(d.naive_local(), d.offset().fix().local_minus_utc())
         }
         BoltType::LocalDateTime(dt) => Value::LocalDateTime(
-            NaiveDateTime::try_from(dt).map_err(|_| "a localdatetime outside the supported range")?,
+            NaiveDateTime::try_from(dt)
+                .map_err(|_| "a localdatetime outside the supported range")?,
         ),
         BoltType::DateTimeZoneId(dz) => Value::DateTimeZone(
             NaiveDateTime::try_from(dz).map_err(|_| "a datetime outside the supported range")?,
@@ -161,7 +168,12 @@ impl Db {
         Neo4jError::from_driver(&self.target, op, e).into()
     }
 
-    pub fn fail(&self, op: impl Into<String>, kind: ErrorKind, detail: impl Into<String>) -> backup_core::Error {
+    pub fn fail(
+        &self,
+        op: impl Into<String>,
+        kind: ErrorKind,
+        detail: impl Into<String>,
+    ) -> backup_core::Error {
         Neo4jError::new(&self.target, op, kind, detail).into()
     }
 
@@ -171,7 +183,11 @@ impl Db {
         let mut rows = Vec::new();
         {
             let mut stream = txn.execute(q).await.map_err(|e| self.err(op, &e))?;
-            while let Some(row) = stream.next(txn.handle()).await.map_err(|e| self.err(op, &e))? {
+            while let Some(row) = stream
+                .next(txn.handle())
+                .await
+                .map_err(|e| self.err(op, &e))?
+            {
                 rows.push(row);
             }
         }

@@ -8,7 +8,12 @@ use crate::error::Neo4jError;
 /// The URL schemes accepted: plain Bolt, routing (`neo4j`) and their TLS variants
 /// (`+s`: verified certificate, `+ssc`: self-signed certificate accepted).
 pub const SCHEMES: [&str; 6] = [
-    "bolt", "bolt+s", "bolt+ssc", "neo4j", "neo4j+s", "neo4j+ssc",
+    "bolt",
+    "bolt+s",
+    "bolt+ssc",
+    "neo4j",
+    "neo4j+s",
+    "neo4j+ssc",
 ];
 
 /// Where and how to reach a Neo4j database.
@@ -157,9 +162,7 @@ impl Neo4jConfig {
             .ok_or_else(|| bad("no host".into()))?
             .to_string();
         let port = u.port().unwrap_or(7687);
-        let url_user = (!u.username().is_empty()).then(|| {
-            percent_decode(u.username())
-        });
+        let url_user = (!u.username().is_empty()).then(|| percent_decode(u.username()));
         let url_password = u.password().map(percent_decode);
         let _ = u.set_password(None);
         let _ = u.set_username("");
@@ -261,7 +264,10 @@ mod tests {
             Neo4jConfig::new(format!("{s}://h")).endpoint().unwrap();
         }
         let err = Neo4jConfig::new("http://h:7474").endpoint().err().unwrap();
-        assert!(err.to_string().contains("unsupported scheme `http`"), "{err}");
+        assert!(
+            err.to_string().contains("unsupported scheme `http`"),
+            "{err}"
+        );
         assert!(Neo4jConfig::new("bolt://").endpoint().is_err());
     }
 
@@ -270,6 +276,8 @@ mod tests {
         let c: Neo4jConfig =
             serde_json::from_str(r#"{"url":"bolt://h","password":"pw-123"}"#).unwrap();
         assert!(!format!("{c:?}").contains("pw-123"));
-        assert!(serde_json::from_str::<Neo4jConfig>(r#"{"url":"bolt://h","pasword":"x"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Neo4jConfig>(r#"{"url":"bolt://h","pasword":"x"}"#).is_err()
+        );
     }
 }

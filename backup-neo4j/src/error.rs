@@ -52,11 +52,7 @@ impl Neo4jError {
 
 impl From<Neo4jError> for Error {
     fn from(e: Neo4jError) -> Self {
-        Error::datastore(
-            e.target,
-            e.kind,
-            format!("{}: {}", e.operation, e.detail),
-        )
+        Error::datastore(e.target, e.kind, format!("{}: {}", e.operation, e.detail))
     }
 }
 

@@ -578,7 +578,12 @@ fn hash_strings(h: &mut Sha256, items: &[String]) {
 }
 
 fn props_json(props: &Properties) -> Json {
-    Json::Object(props.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+    Json::Object(
+        props
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect(),
+    )
 }
 
 fn props_from_json(j: Option<&Json>) -> std::result::Result<Properties, String> {
@@ -696,7 +701,9 @@ impl Record {
         Ok(match kind {
             "header" => {
                 if o.get("magic").and_then(Json::as_str) != Some(MAGIC) {
-                    return Err(format!("not a dbseal graph stream (magic is not `{MAGIC}`)"));
+                    return Err(format!(
+                        "not a dbseal graph stream (magic is not `{MAGIC}`)"
+                    ));
                 }
                 let version = count_field("version")?;
                 Record::Header(Header {
@@ -965,9 +972,7 @@ impl<R: BufRead> GraphReader<R> {
             .map_err(|e| Error::from_io(e, "reading the graph stream"))?;
         self.line_no += 1;
         if n == 0 {
-            return Err(self.err(
-                "the stream ends before its trailer record (truncated)",
-            ));
+            return Err(self.err("the stream ends before its trailer record (truncated)"));
         }
         if self.line.last() != Some(&b'\n') {
             return Err(self.err("the last line has no newline (truncated)"));
@@ -1106,7 +1111,8 @@ impl ContentSummary {
                 for l in &n.labels {
                     self.contents.add("labels", l, 1);
                 }
-                self.contents.add("label_sets", &label_set_key(&n.labels), 1);
+                self.contents
+                    .add("label_sets", &label_set_key(&n.labels), 1);
                 for k in n.props.keys() {
                     self.contents.add("node_property_keys", k, 1);
                 }

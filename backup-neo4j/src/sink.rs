@@ -160,7 +160,10 @@ impl Neo4jSink {
         let mut state = ImportState::default();
         // Every label may hold imported nodes: find them through the labels in use.
         let rows = db
-            .rows("listing labels", query("CALL db.labels() YIELD label RETURN label"))
+            .rows(
+                "listing labels",
+                query("CALL db.labels() YIELD label RETURN label"),
+            )
             .await?;
         for r in rows {
             if let Ok(l) = r.get::<String>("label") {
@@ -191,15 +194,24 @@ fn rows_param(rows: Vec<BoltType>) -> BoltType {
 
 fn node_row(id: i64, props: &crate::format::Properties) -> BoltType {
     let mut m = BoltMap::new();
-    m.put(BoltString::new("i"), BoltType::Integer(BoltInteger::new(id)));
+    m.put(
+        BoltString::new("i"),
+        BoltType::Integer(BoltInteger::new(id)),
+    );
     m.put(BoltString::new("p"), BoltType::Map(props_to_bolt(props)));
     BoltType::Map(m)
 }
 
 fn rel_row(start: i64, end: i64, props: &crate::format::Properties) -> BoltType {
     let mut m = BoltMap::new();
-    m.put(BoltString::new("s"), BoltType::Integer(BoltInteger::new(start)));
-    m.put(BoltString::new("e"), BoltType::Integer(BoltInteger::new(end)));
+    m.put(
+        BoltString::new("s"),
+        BoltType::Integer(BoltInteger::new(start)),
+    );
+    m.put(
+        BoltString::new("e"),
+        BoltType::Integer(BoltInteger::new(end)),
+    );
     m.put(BoltString::new("p"), BoltType::Map(props_to_bolt(props)));
     BoltType::Map(m)
 }
@@ -247,7 +259,10 @@ async fn produce(
             return Err(bad(line_no, "data after the trailer record".into()));
         }
         if line.last() != Some(&b'\n') {
-            return Err(bad(line_no, "the last line has no newline (truncated)".into()));
+            return Err(bad(
+                line_no,
+                "the last line has no newline (truncated)".into(),
+            ));
         }
         line.pop();
         let record = Record::parse(&line).map_err(|e| bad(line_no, e))?;
@@ -342,7 +357,10 @@ async fn await_import_indexes(db: &Db, state: &ImportState) -> Result<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
     loop {
         let rows = db
-            .rows("waiting for the import indexes", query("SHOW INDEXES YIELD *"))
+            .rows(
+                "waiting for the import indexes",
+                query("SHOW INDEXES YIELD *"),
+            )
             .await?;
         let pending: Vec<String> = rows
             .iter()
@@ -609,7 +627,14 @@ async fn finish(
             "MATCH (n) WHERE n.{} IS NULL WITH n LIMIT {batch} DETACH DELETE n RETURN count(*) AS c",
             quote(IMPORT_ID)
         );
-        drain(db, "deleting the target's old contents", &stmt, u64::MAX / 2, batch).await?;
+        drain(
+            db,
+            "deleting the target's old contents",
+            &stmt,
+            u64::MAX / 2,
+            batch,
+        )
+        .await?;
     }
     if options.schema_timing == SchemaTiming::AfterData {
         for item in state.schema.clone() {
@@ -636,7 +661,14 @@ async fn finish(
                 p = quote(IMPORT_ID)
             )
         };
-        drain(db, "removing the temporary import marks", &stmt, state.nodes, batch).await?;
+        drain(
+            db,
+            "removing the temporary import marks",
+            &stmt,
+            state.nodes,
+            batch,
+        )
+        .await?;
     }
     drop_import_indexes(db, state).await?;
     Ok(())
@@ -644,9 +676,15 @@ async fn finish(
 
 #[async_trait]
 impl Sink for Neo4jSink {
-    async fn restore(&mut self, _manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+    async fn restore(
+        &mut self,
+        _manifest: &Manifest,
+        input: StreamReader<'_>,
+    ) -> Result<SinkReport> {
         if self.options.node_batch == 0 || self.options.relationship_batch == 0 {
-            return Err(Error::Config("neo4j restore batch sizes must be at least 1".into()));
+            return Err(Error::Config(
+                "neo4j restore batch sizes must be at least 1".into(),
+            ));
         }
         let db = connect(&self.config)?;
         let mut state = ImportState::default();
@@ -774,7 +812,11 @@ impl Neo4jAdminSink {
 
 #[async_trait]
 impl Sink for Neo4jAdminSink {
-    async fn restore(&mut self, _manifest: &Manifest, input: StreamReader<'_>) -> Result<SinkReport> {
+    async fn restore(
+        &mut self,
+        _manifest: &Manifest,
+        input: StreamReader<'_>,
+    ) -> Result<SinkReport> {
         let what = format!("neo4j-admin database load {}", self.database);
         let argv = self.argv();
         let mut child = tokio::process::Command::new(&argv[0])
@@ -788,7 +830,11 @@ impl Sink for Neo4jAdminSink {
             .process_group(0)
             .spawn()
             .map_err(|e| {
-                Error::datastore(&what, ErrorKind::Config, format!("cannot start {}: {e}", argv[0]))
+                Error::datastore(
+                    &what,
+                    ErrorKind::Config,
+                    format!("cannot start {}: {e}", argv[0]),
+                )
             })?;
         let mut stdin = child.stdin.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
@@ -810,7 +856,11 @@ impl Sink for Neo4jAdminSink {
                 }
                 bytes += n as u64;
                 stdin.write_all(&buf[..n]).await.map_err(|e| {
-                    Error::datastore(&what, ErrorKind::Other, format!("the tool stopped reading: {e}"))
+                    Error::datastore(
+                        &what,
+                        ErrorKind::Other,
+                        format!("the tool stopped reading: {e}"),
+                    )
                 })?;
             }
         }
@@ -835,7 +885,11 @@ impl Sink for Neo4jAdminSink {
                 e,
                 &format!(
                     "neo4j-admin was stopped before the end of its input{}",
-                    if tail.trim().is_empty() { String::new() } else { format!(" (it said: {})", tail.trim()) }
+                    if tail.trim().is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (it said: {})", tail.trim())
+                    }
                 ),
             ));
         }
@@ -857,7 +911,10 @@ impl Sink for Neo4jAdminSink {
         }
         Ok(SinkReport {
             bytes,
-            summary: vec![format!("loaded {bytes} bytes into {} with neo4j-admin", self.database)],
+            summary: vec![format!(
+                "loaded {bytes} bytes into {} with neo4j-admin",
+                self.database
+            )],
         })
     }
 }

@@ -139,7 +139,11 @@ pub(crate) async fn server_info(db: &Db) -> Result<ServerInfo> {
         )
         .await?;
     let row = rows.first().ok_or_else(|| {
-        db.fail("reading the server version", ErrorKind::Other, "dbms.components() returned nothing")
+        db.fail(
+            "reading the server version",
+            ErrorKind::Other,
+            "dbms.components() returned nothing",
+        )
     })?;
     Ok(ServerInfo {
         name: row.get::<String>("name").unwrap_or_default(),
@@ -157,7 +161,10 @@ fn opt_str(row: &Row, k: &str) -> Option<String> {
 }
 
 fn str_list(row: &Row, k: &str) -> Vec<String> {
-    row.get::<Option<Vec<String>>>(k).ok().flatten().unwrap_or_default()
+    row.get::<Option<Vec<String>>>(k)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 /// Builds a CREATE statement from `SHOW` columns, for servers that give no
@@ -199,7 +206,11 @@ fn build_statement(kind: SchemaKind, row: &Row) -> Option<String> {
             let req = match ty.as_str() {
                 "UNIQUENESS" | "RELATIONSHIP_UNIQUENESS" => "IS UNIQUE",
                 "NODE_KEY" | "RELATIONSHIP_KEY" => {
-                    if ty == "NODE_KEY" { "IS NODE KEY" } else { "IS RELATIONSHIP KEY" }
+                    if ty == "NODE_KEY" {
+                        "IS NODE KEY"
+                    } else {
+                        "IS RELATIONSHIP KEY"
+                    }
                 }
                 "NODE_PROPERTY_EXISTENCE" | "RELATIONSHIP_PROPERTY_EXISTENCE" => "IS NOT NULL",
                 _ => return None,
@@ -214,10 +225,7 @@ fn build_statement(kind: SchemaKind, row: &Row) -> Option<String> {
 }
 
 /// Reads the schema: indexes (without LOOKUP and constraint-owned ones), constraints.
-pub(crate) async fn read_schema(
-    db: &Db,
-    txn: Option<&mut neo4rs::Txn>,
-) -> Result<Vec<SchemaItem>> {
+pub(crate) async fn read_schema(db: &Db, txn: Option<&mut neo4rs::Txn>) -> Result<Vec<SchemaItem>> {
     let mut out = Vec::new();
     let mut txn = txn;
     for kind in [SchemaKind::Constraint, SchemaKind::Index] {
@@ -273,7 +281,10 @@ pub(crate) async fn read_schema(
 }
 
 fn props_of(row: &Row, col: &str) -> std::result::Result<Properties, String> {
-    match row.get::<BoltType>(col).map_err(|e| format!("cannot read {col}: {e}"))? {
+    match row
+        .get::<BoltType>(col)
+        .map_err(|e| format!("cannot read {col}: {e}"))?
+    {
         BoltType::Map(m) => m
             .value
             .iter()
@@ -313,7 +324,11 @@ pub(crate) async fn export(db: &Db, header: Header, sink: &mut dyn RecordSink) -
             ))
             .await
             .map_err(|e| db.err(op, &e))?;
-        while let Some(row) = stream.next(txn.handle()).await.map_err(|e| db.err(op, &e))? {
+        while let Some(row) = stream
+            .next(txn.handle())
+            .await
+            .map_err(|e| db.err(op, &e))?
+        {
             let id: i64 = row
                 .get("id")
                 .map_err(|e| db.fail(op, ErrorKind::Other, format!("bad node id: {e}")))?;
@@ -336,7 +351,11 @@ pub(crate) async fn export(db: &Db, header: Header, sink: &mut dyn RecordSink) -
             ))
             .await
             .map_err(|e| db.err(op, &e))?;
-        while let Some(row) = stream.next(txn.handle()).await.map_err(|e| db.err(op, &e))? {
+        while let Some(row) = stream
+            .next(txn.handle())
+            .await
+            .map_err(|e| db.err(op, &e))?
+        {
             let get = |k: &str| {
                 row.get::<i64>(k)
                     .map_err(|e| db.fail(op, ErrorKind::Other, format!("bad {k}: {e}")))
@@ -522,7 +541,9 @@ impl Source for Neo4jAdminSource {
 
     async fn dump(&mut self, out: StreamWriter<'_>) -> Result<SourceFacts> {
         if self.database.is_empty() {
-            return Err(Error::Config("neo4j-admin dump: no database name given".into()));
+            return Err(Error::Config(
+                "neo4j-admin dump: no database name given".into(),
+            ));
         }
         let mut cmd = CommandSource::new(self.argv())?
             .with_kind("neo4j")
@@ -545,9 +566,18 @@ impl Source for Neo4jAdminSource {
         })?;
         let mut facts = SourceFacts::new();
         facts.insert("database".into(), json!(self.database));
-        facts.insert("method".into(), json!("neo4j-admin database dump (offline)"));
-        facts.insert("consistency".into(), json!("offline: the database was stopped"));
-        facts.insert("neo4j_admin".into(), json!(self.binary.display().to_string()));
+        facts.insert(
+            "method".into(),
+            json!("neo4j-admin database dump (offline)"),
+        );
+        facts.insert(
+            "consistency".into(),
+            json!("offline: the database was stopped"),
+        );
+        facts.insert(
+            "neo4j_admin".into(),
+            json!(self.binary.display().to_string()),
+        );
         Ok(facts)
     }
 }

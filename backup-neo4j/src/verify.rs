@@ -162,7 +162,10 @@ pub async fn create_database(server: &Neo4jConfig, name: &str) -> Result<()> {
     let db = connect(&system)?;
     db.run(
         &format!("creating database {name}"),
-        query(&format!("CREATE DATABASE {} IF NOT EXISTS WAIT", quote(name))),
+        query(&format!(
+            "CREATE DATABASE {} IF NOT EXISTS WAIT",
+            quote(name)
+        )),
     )
     .await
 }

@@ -42,7 +42,9 @@ fn fake_admin(dir: &Path) -> PathBuf {
 
 fn dump_bytes() -> Vec<u8> {
     // 3 MiB of varied bytes: many pipeline chunks.
-    (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect()
+    (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect()
 }
 
 fn setup() -> (tempfile::TempDir, PathBuf, BackupStore, KeyPair) {
@@ -54,82 +56,149 @@ fn setup() -> (tempfile::TempDir, PathBuf, BackupStore, KeyPair) {
 }
 
 fn ro(keys: &KeyPair) -> RestoreOptions {
-    RestoreOptions { decryption: Some(keys.decryption().into()), ..Default::default() }
+    RestoreOptions {
+        decryption: Some(keys.decryption().into()),
+        ..Default::default()
+    }
 }
 
 #[tokio::test]
 async fn offline_dump_and_load_round_trip_through_a_sealed_artifact() {
     let (dir, bin, store, keys) = setup();
-    let m = backup_core::backup(&store, &mut Neo4jAdminSource::new(&bin, "graph"), BackupOptions::new("g", keys.encryption()))
-        .await
-        .unwrap();
+    let m = backup_core::backup(
+        &store,
+        &mut Neo4jAdminSource::new(&bin, "graph"),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .unwrap();
     assert_eq!(m.datastore.kind, "neo4j");
     assert_eq!(m.artifact.format, "neo4j-dump");
-    assert!(m.artifact.key.ends_with("data.neo4j-dump.zst.age"), "{}", m.artifact.key);
+    assert!(
+        m.artifact.key.ends_with("data.neo4j-dump.zst.age"),
+        "{}",
+        m.artifact.key
+    );
     assert_eq!(m.artifact.plaintext_size, 3 * 1024 * 1024);
-    assert_eq!(m.contents.facts["dump_bytes"], (3 * 1024 * 1024).to_string());
+    assert_eq!(
+        m.contents.facts["dump_bytes"],
+        (3 * 1024 * 1024).to_string()
+    );
     assert_eq!(m.source["method"], "neo4j-admin database dump (offline)");
-    let report = backup_core::restore(&store, &m, "data", &mut Neo4jAdminSink::new(&bin, "copy"), &ro(&keys))
-        .await
-        .unwrap();
+    let report = backup_core::restore(
+        &store,
+        &m,
+        "data",
+        &mut Neo4jAdminSink::new(&bin, "copy"),
+        &ro(&keys),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.bytes, 3 * 1024 * 1024);
-    assert_eq!(std::fs::read(dir.path().join("data/copy.db")).unwrap(), dump_bytes());
+    assert_eq!(
+        std::fs::read(dir.path().join("data/copy.db")).unwrap(),
+        dump_bytes()
+    );
 }
 
 #[tokio::test]
 async fn a_running_database_is_refused_with_a_hint_and_no_manifest() {
     let (dir, bin, store, keys) = setup();
     std::fs::write(dir.path().join("data/graph.running"), b"").unwrap();
-    let err = backup_core::backup(&store, &mut Neo4jAdminSource::new(&bin, "graph"), BackupOptions::new("g", keys.encryption()))
-        .await
-        .expect_err("running database");
+    let err = backup_core::backup(
+        &store,
+        &mut Neo4jAdminSource::new(&bin, "graph"),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .expect_err("running database");
     let msg = err.to_string();
     assert!(msg.contains("Stop database 'graph'"), "{msg}");
     assert!(msg.contains("stopped database"), "{msg}");
     assert!(store.list(None).await.unwrap().is_empty());
     // Load into a running database: refused, target untouched.
     std::fs::remove_file(dir.path().join("data/graph.running")).unwrap();
-    let m = backup_core::backup(&store, &mut Neo4jAdminSource::new(&bin, "graph"), BackupOptions::new("g", keys.encryption()))
-        .await
-        .unwrap();
+    let m = backup_core::backup(
+        &store,
+        &mut Neo4jAdminSource::new(&bin, "graph"),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .unwrap();
     std::fs::write(dir.path().join("data/live.db"), b"old").unwrap();
     std::fs::write(dir.path().join("data/live.running"), b"").unwrap();
-    let err = backup_core::restore(&store, &m, "data", &mut Neo4jAdminSink::new(&bin, "live"), &ro(&keys))
-        .await
-        .expect_err("running target");
+    let err = backup_core::restore(
+        &store,
+        &m,
+        "data",
+        &mut Neo4jAdminSink::new(&bin, "live"),
+        &ro(&keys),
+    )
+    .await
+    .expect_err("running target");
     assert!(err.to_string().contains("in use"), "{err}");
-    assert_eq!(std::fs::read(dir.path().join("data/live.db")).unwrap(), b"old");
+    assert_eq!(
+        std::fs::read(dir.path().join("data/live.db")).unwrap(),
+        b"old"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_binary_or_database_is_a_clear_error() {
     let (_dir, bin, store, keys) = setup();
-    let err = backup_core::backup(&store, &mut Neo4jAdminSource::new("/nonexistent/neo4j-admin", "graph"), BackupOptions::new("g", keys.encryption()))
-        .await
-        .expect_err("missing binary");
+    let err = backup_core::backup(
+        &store,
+        &mut Neo4jAdminSource::new("/nonexistent/neo4j-admin", "graph"),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .expect_err("missing binary");
     assert_eq!(err.kind(), ErrorKind::Config, "{err}");
-    assert!(err.to_string().contains("/nonexistent/neo4j-admin"), "{err}");
-    let err = backup_core::backup(&store, &mut Neo4jAdminSource::new(&bin, "nope"), BackupOptions::new("g", keys.encryption()))
-        .await
-        .expect_err("unknown database");
-    assert!(err.to_string().contains("Database does not exist: nope"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/neo4j-admin"),
+        "{err}"
+    );
+    let err = backup_core::backup(
+        &store,
+        &mut Neo4jAdminSource::new(&bin, "nope"),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .expect_err("unknown database");
+    assert!(
+        err.to_string().contains("Database does not exist: nope"),
+        "{err}"
+    );
     assert!(store.list(None).await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn a_damaged_artifact_never_completes_a_load() {
     let (dir, bin, store, keys) = setup();
-    let m = backup_core::backup(&store, &mut Neo4jAdminSource::new(&bin, "graph"), BackupOptions::new("g", keys.encryption()))
-        .await
-        .unwrap();
+    let m = backup_core::backup(
+        &store,
+        &mut Neo4jAdminSource::new(&bin, "graph"),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .unwrap();
     let mut data = store.get_bytes(&m.artifact.key).await.unwrap().to_vec();
     let i = data.len() - 10;
     data[i] ^= 1;
     store.put_bytes(&m.artifact.key, data).await.unwrap();
     std::fs::write(dir.path().join("data/target.db"), b"previous contents").unwrap();
-    let err = backup_core::restore(&store, &m, "data", &mut Neo4jAdminSink::new(&bin, "target"), &ro(&keys))
-        .await
-        .expect_err("damaged artifact");
+    let err = backup_core::restore(
+        &store,
+        &m,
+        "data",
+        &mut Neo4jAdminSink::new(&bin, "target"),
+        &ro(&keys),
+    )
+    .await
+    .expect_err("damaged artifact");
     assert_eq!(err.kind(), ErrorKind::Verification, "{err}");
-    assert_eq!(std::fs::read(dir.path().join("data/target.db")).unwrap(), b"previous contents");
+    assert_eq!(
+        std::fs::read(dir.path().join("data/target.db")).unwrap(),
+        b"previous contents"
+    );
 }

@@ -20,7 +20,10 @@ async fn medium_graph(g: &neo4rs::Graph, n: i64) {
 }
 
 async fn no_manifests(store: &backup_core::BackupStore) {
-    assert!(store.list(None).await.unwrap().is_empty(), "a failed backup left a manifest");
+    assert!(
+        store.list(None).await.unwrap().is_empty(),
+        "a failed backup left a manifest"
+    );
 }
 
 /// What a target holds: nodes, relationships and schema names.
@@ -35,7 +38,11 @@ async fn snapshot(config: &Neo4jConfig) -> (i64, i64, Vec<String>) {
         .filter(|n| !(n.starts_with("constraint_") && n.ends_with("_type")))
         .collect();
     names.sort();
-    (c.counts["graph"]["nodes"] as i64, c.counts["graph"]["relationships"] as i64, names)
+    (
+        c.counts["graph"]["nodes"] as i64,
+        c.counts["graph"]["relationships"] as i64,
+        names,
+    )
 }
 
 #[tokio::test]
@@ -45,17 +52,26 @@ async fn wrong_password_is_a_connection_error_without_the_password_and_no_manife
         .user(env("DBSEAL_TEST_BOLT_USER"))
         .password("wrong-password-xyz")
         .database("neo4j");
-    let err = backup_core::backup(&store, &mut Neo4jSource::new(bad.clone()), BackupOptions::new("g", keys.encryption()))
-        .await
-        .expect_err("wrong password must fail");
+    let err = backup_core::backup(
+        &store,
+        &mut Neo4jSource::new(bad.clone()),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .expect_err("wrong password must fail");
     let msg = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Connection, "{msg}");
-    assert!(msg.to_lowercase().contains("auth") || msg.contains("password"), "{msg}");
+    assert!(
+        msg.to_lowercase().contains("auth") || msg.contains("password"),
+        "{msg}"
+    );
     assert!(!msg.contains("wrong-password-xyz"), "{msg}");
     assert!(msg.contains("127.0.0.1"), "names the server: {msg}");
     no_manifests(&store).await;
     // Restore with the wrong password fails the same way before touching anything.
-    let err = backup_neo4j::live_contents(&bad).await.expect_err("wrong password");
+    let err = backup_neo4j::live_contents(&bad)
+        .await
+        .expect_err("wrong password");
     assert_eq!(err.kind(), ErrorKind::Connection);
 }
 
@@ -79,26 +95,52 @@ async fn non_empty_target_is_refused_and_left_as_it_was() {
     let src = ScratchDb::new("ne_src").await;
     medium_graph(&src.graph().await, 50).await;
     let (store, keys) = common::store();
-    let m = backup_core::backup(&store, &mut Neo4jSource::new(src.config()), BackupOptions::new("g", keys.encryption()))
-        .await
-        .unwrap();
+    let m = backup_core::backup(
+        &store,
+        &mut Neo4jSource::new(src.config()),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .unwrap();
     let dst = ScratchDb::new("ne_dst").await;
-    run(&dst.graph().await, query("CREATE (:Keep {x: 1})-[:R]->(:Keep {x: 2})")).await;
+    run(
+        &dst.graph().await,
+        query("CREATE (:Keep {x: 1})-[:R]->(:Keep {x: 2})"),
+    )
+    .await;
     let before = snapshot(&dst.config()).await;
-    let err = backup_core::restore(&store, &m, "data", &mut Neo4jSink::new(dst.config(), Neo4jSinkOptions::default()), &restore_options(&keys))
-        .await
-        .expect_err("non-empty target");
+    let err = backup_core::restore(
+        &store,
+        &m,
+        "data",
+        &mut Neo4jSink::new(dst.config(), Neo4jSinkOptions::default()),
+        &restore_options(&keys),
+    )
+    .await
+    .expect_err("non-empty target");
     assert_eq!(err.kind(), ErrorKind::Refused, "{err}");
     assert!(err.to_string().contains("not empty (2 nodes"), "{err}");
     assert_eq!(snapshot(&dst.config()).await, before);
     // With replace, the old contents go and the backup's graph is there.
-    let opts = Neo4jSinkOptions { replace: true, ..Default::default() };
-    backup_core::restore(&store, &m, "data", &mut Neo4jSink::new(dst.config(), opts), &restore_options(&keys))
-        .await
-        .unwrap();
+    let opts = Neo4jSinkOptions {
+        replace: true,
+        ..Default::default()
+    };
+    backup_core::restore(
+        &store,
+        &m,
+        "data",
+        &mut Neo4jSink::new(dst.config(), opts),
+        &restore_options(&keys),
+    )
+    .await
+    .unwrap();
     let (live, _) = backup_neo4j::live_contents(&dst.config()).await.unwrap();
     assert_eq!(live.facts["content_hash"], m.contents.facts["content_hash"]);
-    assert_eq!(count(&dst.graph().await, "MATCH (n:Keep) RETURN count(n) AS c").await, 0);
+    assert_eq!(
+        count(&dst.graph().await, "MATCH (n:Keep) RETURN count(n) AS c").await,
+        0
+    );
 }
 
 /// Overwrites `n` bytes at `at` (negative: from the end) of the stored artifact.
@@ -119,20 +161,40 @@ async fn corrupted_or_truncated_artifact_leaves_the_target_as_it_was() {
     // Large enough that several batches are imported before the damage shows.
     medium_graph(&src.graph().await, 30_000).await;
     let (store, keys) = common::store();
-    let m = backup_core::backup(&store, &mut Neo4jSource::new(src.config()), BackupOptions::new("g", keys.encryption()))
-        .await
-        .unwrap();
-    assert!(m.artifact.plaintext_size > 1_000_000, "the stream spans many chunks");
+    let m = backup_core::backup(
+        &store,
+        &mut Neo4jSource::new(src.config()),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .unwrap();
+    assert!(
+        m.artifact.plaintext_size > 1_000_000,
+        "the stream spans many chunks"
+    );
     let original = store.get_bytes(&m.artifact.key).await.unwrap().to_vec();
     for truncate in [false, true] {
-        store.put_bytes(&m.artifact.key, original.clone()).await.unwrap();
+        store
+            .put_bytes(&m.artifact.key, original.clone())
+            .await
+            .unwrap();
         damage(&store, &m, truncate).await;
         // An empty target stays empty.
         let dst = ScratchDb::new("bad_dst").await;
-        let opts = Neo4jSinkOptions { node_batch: 2_000, relationship_batch: 2_000, ..Default::default() };
-        let err = backup_core::restore(&store, &m, "data", &mut Neo4jSink::new(dst.config(), opts.clone()), &restore_options(&keys))
-            .await
-            .expect_err("damaged artifact");
+        let opts = Neo4jSinkOptions {
+            node_batch: 2_000,
+            relationship_batch: 2_000,
+            ..Default::default()
+        };
+        let err = backup_core::restore(
+            &store,
+            &m,
+            "data",
+            &mut Neo4jSink::new(dst.config(), opts.clone()),
+            &restore_options(&keys),
+        )
+        .await
+        .expect_err("damaged artifact");
         // The pipeline reports the root cause (the artifact), naming the backup; the
         // sink's rollback note goes to the log (tracing) as the secondary failure.
         let msg = err.to_string();
@@ -143,10 +205,19 @@ async fn corrupted_or_truncated_artifact_leaves_the_target_as_it_was() {
         let old = ScratchDb::new("bad_old").await;
         medium_graph(&old.graph().await, 200).await;
         let before = snapshot(&old.config()).await;
-        let opts = Neo4jSinkOptions { replace: true, ..opts };
-        let err = backup_core::restore(&store, &m, "data", &mut Neo4jSink::new(old.config(), opts), &restore_options(&keys))
-            .await
-            .expect_err("damaged artifact");
+        let opts = Neo4jSinkOptions {
+            replace: true,
+            ..opts
+        };
+        let err = backup_core::restore(
+            &store,
+            &m,
+            "data",
+            &mut Neo4jSink::new(old.config(), opts),
+            &restore_options(&keys),
+        )
+        .await
+        .expect_err("damaged artifact");
         assert_eq!(err.kind(), ErrorKind::Verification, "{err}");
         assert_eq!(snapshot(&old.config()).await, before);
     }
@@ -162,7 +233,14 @@ async fn server_stopped_during_export_fails_without_a_manifest() {
     let backup = tokio::spawn({
         let store = store.clone();
         let enc = keys.encryption();
-        async move { backup_core::backup(&store, &mut Neo4jSource::new(cfg), BackupOptions::new("g", enc)).await }
+        async move {
+            backup_core::backup(
+                &store,
+                &mut Neo4jSource::new(cfg),
+                BackupOptions::new("g", enc),
+            )
+            .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
     server.kill();
@@ -171,7 +249,13 @@ async fn server_stopped_during_export_fails_without_a_manifest() {
         .expect("the backup must not hang")
         .unwrap()
         .expect_err("export must fail when the server goes away");
-    assert!(matches!(err.kind(), ErrorKind::Connection | ErrorKind::Other | ErrorKind::Verification), "{err}");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Connection | ErrorKind::Other | ErrorKind::Verification
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("neo4j 127.0.0.1:57787"), "{err}");
     no_manifests(&store).await;
 }
@@ -182,13 +266,21 @@ async fn server_stopped_during_import_is_reported_and_cleanup_restores_the_targe
     let src = ScratchDb::new("kill_src").await;
     medium_graph(&src.graph().await, 60_000).await;
     let (store, keys) = common::store();
-    let m = backup_core::backup(&store, &mut Neo4jSource::new(src.config()), BackupOptions::new("g", keys.encryption()))
-        .await
-        .unwrap();
+    let m = backup_core::backup(
+        &store,
+        &mut Neo4jSource::new(src.config()),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut server = PrivateServer::start(dir.path(), 57788, 52588).ready().await;
     let cfg = server.config();
-    let opts = Neo4jSinkOptions { node_batch: 2_000, relationship_batch: 2_000, ..Default::default() };
+    let opts = Neo4jSinkOptions {
+        node_batch: 2_000,
+        relationship_batch: 2_000,
+        ..Default::default()
+    };
     let restore = tokio::spawn({
         let (store, m, cfg) = (store.clone(), m.clone(), cfg.clone());
         let ro = restore_options(&keys);
@@ -214,11 +306,16 @@ async fn server_stopped_during_import_is_reported_and_cleanup_restores_the_targe
         .expect_err("import must fail when the server goes away");
     let msg = err.to_string();
     assert!(msg.contains("could NOT be rolled back"), "{msg}");
-    assert!(msg.contains("remove_interrupted_import"), "tells how to clean up: {msg}");
+    assert!(
+        msg.contains("remove_interrupted_import"),
+        "tells how to clean up: {msg}"
+    );
     // After the server is back, the documented clean-up leaves it as it was: empty.
     drop(server);
     let server = PrivateServer::start(dir.path(), 57788, 52588).ready().await;
-    let removed = Neo4jSink::remove_interrupted_import(&server.config()).await.unwrap();
+    let removed = Neo4jSink::remove_interrupted_import(&server.config())
+        .await
+        .unwrap();
     assert!(removed > 0);
     assert_eq!(snapshot(&server.config()).await, (0, 0, vec![]));
 }

@@ -9,7 +9,10 @@ use backup_neo4j::GraphFormat;
 use chrono::{NaiveDate, NaiveTime};
 
 fn props(items: &[(&str, Value)]) -> Properties {
-    items.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 fn every_value() -> Properties {
@@ -31,18 +34,63 @@ fn every_value() -> Properties {
         ("time", Value::Time(t, 5 * 3600 + 30 * 60)),
         ("localtime", Value::LocalTime(t)),
         ("datetime_offset", Value::DateTime(d.and_time(t), -7 * 3600)),
-        ("datetime_zone", Value::DateTimeZone(d.and_time(t), "America/New_York".into())),
+        (
+            "datetime_zone",
+            Value::DateTimeZone(d.and_time(t), "America/New_York".into()),
+        ),
         ("localdatetime", Value::LocalDateTime(d.and_time(t))),
-        ("duration", Value::Duration { months: 14, days: -3, seconds: 59, nanoseconds: 1 }),
-        ("point2d", Value::Point2D { srid: 7203, x: 1.0, y: 2.5 }),
-        ("point3d", Value::Point3D { srid: 9157, x: 1.0, y: 2.5, z: -3.0 }),
-        ("wgs2d", Value::Point2D { srid: 4326, x: 13.4, y: 52.52 }),
-        ("wgs3d", Value::Point3D { srid: 4979, x: 13.4, y: 52.52, z: 34.0 }),
+        (
+            "duration",
+            Value::Duration {
+                months: 14,
+                days: -3,
+                seconds: 59,
+                nanoseconds: 1,
+            },
+        ),
+        (
+            "point2d",
+            Value::Point2D {
+                srid: 7203,
+                x: 1.0,
+                y: 2.5,
+            },
+        ),
+        (
+            "point3d",
+            Value::Point3D {
+                srid: 9157,
+                x: 1.0,
+                y: 2.5,
+                z: -3.0,
+            },
+        ),
+        (
+            "wgs2d",
+            Value::Point2D {
+                srid: 4326,
+                x: 13.4,
+                y: 52.52,
+            },
+        ),
+        (
+            "wgs3d",
+            Value::Point3D {
+                srid: 4979,
+                x: 13.4,
+                y: 52.52,
+                z: 34.0,
+            },
+        ),
     ])
 }
 
 fn node(id: i64, labels: &[&str], p: Properties) -> Record {
-    Record::Node(Node { id, labels: labels.iter().map(|s| s.to_string()).collect(), props: p })
+    Record::Node(Node {
+        id,
+        labels: labels.iter().map(|s| s.to_string()).collect(),
+        props: p,
+    })
 }
 
 fn rel(id: i64, t: &str, s: (i64, &[&str]), e: (i64, &[&str]), p: Properties) -> Record {
@@ -72,13 +120,26 @@ fn sample(ids: [i64; 3]) -> Vec<Record> {
             kind: SchemaKind::Constraint,
             name: "person_uid".into(),
             schema_type: "UNIQUENESS".into(),
-            statement: "CREATE CONSTRAINT `person_uid` FOR (n:`Person`) REQUIRE n.`uid` IS UNIQUE".into(),
+            statement: "CREATE CONSTRAINT `person_uid` FOR (n:`Person`) REQUIRE n.`uid` IS UNIQUE"
+                .into(),
         }),
         node(ids[0], &["Employee", "Person"], every_value()),
         node(ids[1], &["Person"], props(&[("uid", Value::Int(2))])),
         node(ids[2], &[], props(&[])),
-        rel(7, "KNOWS", (ids[0], &["Employee", "Person"]), (ids[1], &["Person"]), props(&[("since", Value::Int(2001))])),
-        rel(8, "KNOWS", (ids[0], &["Employee", "Person"]), (ids[1], &["Person"]), props(&[("since", Value::Int(2001))])),
+        rel(
+            7,
+            "KNOWS",
+            (ids[0], &["Employee", "Person"]),
+            (ids[1], &["Person"]),
+            props(&[("since", Value::Int(2001))]),
+        ),
+        rel(
+            8,
+            "KNOWS",
+            (ids[0], &["Employee", "Person"]),
+            (ids[1], &["Person"]),
+            props(&[("since", Value::Int(2001))]),
+        ),
         rel(9, "SELF", (ids[2], &[]), (ids[2], &[]), props(&[])),
     ]
 }
@@ -112,7 +173,10 @@ fn contents_summary_is_pinned() {
 fn every_record_parses_back_to_itself() {
     let records = sample([1, 2, 3]);
     let stream = encode(&records);
-    let lines: Vec<&[u8]> = stream.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&[u8]> = stream
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
     assert_eq!(lines.len(), records.len() + 1);
     for (line, r) in lines.iter().zip(&records) {
         let back = Record::parse(line).unwrap();
@@ -159,18 +223,50 @@ fn damaged_streams_are_rejected_with_a_clear_reason() {
     let good = encode(&sample([1, 2, 3]));
     let text = String::from_utf8(good.clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    let join = |ls: &[&str]| ls.iter().map(|l| format!("{l}\n")).collect::<String>().into_bytes();
+    let join = |ls: &[&str]| {
+        ls.iter()
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .into_bytes()
+    };
     let mut cases: Vec<(&str, Vec<u8>)> = vec![
         ("empty", Vec::new()),
         ("cut mid-line", good[..good.len() / 2].to_vec()),
         ("no trailer", join(&lines[..lines.len() - 1])),
         ("no final newline", good[..good.len() - 1].to_vec()),
-        ("data after trailer", [good.clone(), b"{}\n".to_vec()].concat()),
+        (
+            "data after trailer",
+            [good.clone(), b"{}\n".to_vec()].concat(),
+        ),
         ("node missing", join(&[&lines[..3], &lines[4..]].concat())),
-        ("out of order", join(&[lines[0], lines[2], lines[1], lines[3], lines[4], lines[5], lines[6], lines[7], lines[8]])),
+        (
+            "out of order",
+            join(&[
+                lines[0], lines[2], lines[1], lines[3], lines[4], lines[5], lines[6], lines[7],
+                lines[8],
+            ]),
+        ),
         ("no header", join(&lines[1..])),
-        ("newer version", join(&[&[lines[0].replace("\"version\":1", "\"version\":2").as_str()][..], &lines[1..]].concat())),
-        ("bad magic", join(&[&[lines[0].replace("dbseal-graph", "other").as_str()][..], &lines[1..]].concat())),
+        (
+            "newer version",
+            join(
+                &[
+                    &[lines[0].replace("\"version\":1", "\"version\":2").as_str()][..],
+                    &lines[1..],
+                ]
+                .concat(),
+            ),
+        ),
+        (
+            "bad magic",
+            join(
+                &[
+                    &[lines[0].replace("dbseal-graph", "other").as_str()][..],
+                    &lines[1..],
+                ]
+                .concat(),
+            ),
+        ),
         ("corrupted byte", {
             let mut g = good.clone();
             let i = text.find("\"since\":2001").unwrap() + 8;
@@ -180,7 +276,13 @@ fn damaged_streams_are_rejected_with_a_clear_reason() {
     ];
     // A relationship to a node that is not in the stream (trailer adjusted).
     let mut dangling = sample([1, 2, 3]);
-    dangling.push(rel(10, "KNOWS", (1, &["Employee", "Person"]), (42, &["Person"]), props(&[])));
+    dangling.push(rel(
+        10,
+        "KNOWS",
+        (1, &["Employee", "Person"]),
+        (42, &["Person"]),
+        props(&[]),
+    ));
     cases.push(("dangling endpoint", encode(&dangling)));
     let mut dup = sample([1, 2, 3]);
     dup[4] = node(2, &[], props(&[]));
@@ -188,7 +290,11 @@ fn damaged_streams_are_rejected_with_a_clear_reason() {
     let mut report = String::new();
     for (name, stream) in cases {
         let err = read(&stream).expect_err(name);
-        assert_eq!(err.kind(), backup_core::ErrorKind::Verification, "{name}: {err}");
+        assert_eq!(
+            err.kind(),
+            backup_core::ErrorKind::Verification,
+            "{name}: {err}"
+        );
         report.push_str(&format!("{name}: {err}\n"));
     }
     insta::assert_snapshot!("graph_stream_errors", report);
@@ -197,7 +303,10 @@ fn damaged_streams_are_rejected_with_a_clear_reason() {
 #[test]
 fn encoder_refuses_records_out_of_order() {
     let mut e = GraphEncoder::new();
-    assert!(e.push(&node(1, &[], props(&[]))).is_err(), "node before header");
+    assert!(
+        e.push(&node(1, &[], props(&[]))).is_err(),
+        "node before header"
+    );
     e.push(&header()).unwrap();
     e.push(&node(1, &[], props(&[]))).unwrap();
     assert!(e

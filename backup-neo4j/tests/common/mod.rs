@@ -53,7 +53,11 @@ pub async fn arcade_command_at(http: &str, command: &str) -> Result<(), String> 
     if resp.status().is_success() {
         Ok(())
     } else {
-        Err(format!("{command}: {} {}", resp.status(), resp.text().await.unwrap_or_default()))
+        Err(format!(
+            "{command}: {} {}",
+            resp.status(),
+            resp.text().await.unwrap_or_default()
+        ))
     }
 }
 
@@ -64,11 +68,7 @@ pub struct ScratchDb {
 
 impl ScratchDb {
     pub async fn new(prefix: &str) -> ScratchDb {
-        let name = format!(
-            "{prefix}_{}_{}",
-            std::process::id(),
-            rand_suffix()
-        );
+        let name = format!("{prefix}_{}_{}", std::process::id(), rand_suffix());
         arcade_command(&format!("create database {name}"))
             .await
             .unwrap_or_else(|e| panic!("creating scratch database {name}: {e}"));
@@ -90,7 +90,10 @@ impl Drop for ScratchDb {
         let http = env("DBSEAL_TEST_ARCADE_HTTP");
         // Best effort, on a separate thread: Drop cannot await.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             let _ = rt.block_on(arcade_command_at(&http, &format!("drop database {name}")));
         })
         .join();
@@ -153,8 +156,16 @@ pub fn restore_options(keys: &KeyPair) -> backup_core::RestoreOptions {
 /// A small graph with every property type, multi-label and unlabeled nodes, a
 /// self-loop, parallel edges, an index and a unique constraint.
 pub async fn small_graph(g: &neo4rs::Graph) {
-    run(g, query("CREATE CONSTRAINT person_uid FOR (n:Person) REQUIRE n.uid IS UNIQUE")).await;
-    run(g, query("CREATE INDEX person_name FOR (n:Person) ON (n.name)")).await;
+    run(
+        g,
+        query("CREATE CONSTRAINT person_uid FOR (n:Person) REQUIRE n.uid IS UNIQUE"),
+    )
+    .await;
+    run(
+        g,
+        query("CREATE INDEX person_name FOR (n:Person) ON (n.name)"),
+    )
+    .await;
     run(
         g,
         query(
@@ -185,15 +196,31 @@ pub async fn small_graph(g: &neo4rs::Graph) {
 /// self-loops and parallel edges, every property type on a sample, a unique
 /// constraint and two indexes. Built with batched UNWIND.
 pub async fn large_graph(g: &neo4rs::Graph, nodes: i64, rels: i64) {
-    run(g, query("CREATE CONSTRAINT node_uid FOR (n:Person) REQUIRE n.uid IS UNIQUE")).await;
-    run(g, query("CREATE INDEX company_name FOR (n:Company) ON (n.name)")).await;
-    run(g, query("CREATE INDEX knows_since FOR ()-[r:KNOWS]-() ON (r.since)")).await;
+    run(
+        g,
+        query("CREATE CONSTRAINT node_uid FOR (n:Person) REQUIRE n.uid IS UNIQUE"),
+    )
+    .await;
+    run(
+        g,
+        query("CREATE INDEX company_name FOR (n:Company) ON (n.name)"),
+    )
+    .await;
+    run(
+        g,
+        query("CREATE INDEX knows_since FOR ()-[r:KNOWS]-() ON (r.since)"),
+    )
+    .await;
     // Label sets by uid % 5: Person, Person:Employee, Company, City:Place, unlabeled.
     // Every node gets `uid` so the builder can find it; Person's uid is unique.
     let sets = ["Person", "Person:Employee", "Company", "City:Place", ""];
     let batch = 20_000i64;
     for (k, set) in sets.iter().enumerate() {
-        let label = if set.is_empty() { ":Tmp".to_string() } else { format!(":{set}") };
+        let label = if set.is_empty() {
+            ":Tmp".to_string()
+        } else {
+            format!(":{set}")
+        };
         let mut start = 0i64;
         while start < nodes {
             let end = (start + batch).min(nodes);
@@ -210,18 +237,27 @@ pub async fn large_graph(g: &neo4rs::Graph, nodes: i64, rels: i64) {
     // Relationships: the builder finds nodes through uid (indexed on every label set
     // it uses as Tmp for unlabeled ones).
     for l in ["Company", "City", "Tmp"] {
-        run(g, query(&format!("CREATE INDEX builder_{l} FOR (n:{l}) ON (n.uid)"))).await;
+        run(
+            g,
+            query(&format!("CREATE INDEX builder_{l} FOR (n:{l}) ON (n.uid)")),
+        )
+        .await;
     }
     let label_of = |i: i64| ["Person", "Person", "Company", "City", "Tmp"][(i % 5) as usize];
     let types = ["KNOWS", "WORKS_AT", "LOCATED_IN", "LINK"];
-    let mut groups: std::collections::BTreeMap<(usize, &str, &str), Vec<BoltType>> = Default::default();
+    let mut groups: std::collections::BTreeMap<(usize, &str, &str), Vec<BoltType>> =
+        Default::default();
     let mut flush = Vec::new();
     for r in 0..rels {
         let t = (r % 4) as usize;
         let s = (r * 7919) % nodes;
         // Self-loops every 1000th, parallel edges: r and r+1 (same t only every 4th) —
         // endpoints repeat through the modulus, giving parallel edges of one type.
-        let e = if r % 1000 == 0 { s } else { (r * 104_729 + 13) % nodes };
+        let e = if r % 1000 == 0 {
+            s
+        } else {
+            (r * 104_729 + 13) % nodes
+        };
         let mut m = neo4rs::BoltMap::new();
         m.put("s".into(), s.into());
         m.put("e".into(), e.into());
@@ -250,7 +286,11 @@ pub async fn large_graph(g: &neo4rs::Graph, nodes: i64, rels: i64) {
         run(g, query(&format!("DROP INDEX builder_{l}"))).await;
     }
     loop {
-        let n = count(g, "MATCH (n:Tmp) WITH n LIMIT 10000 REMOVE n:Tmp RETURN count(*) AS c").await;
+        let n = count(
+            g,
+            "MATCH (n:Tmp) WITH n LIMIT 10000 REMOVE n:Tmp RETURN count(*) AS c",
+        )
+        .await;
         if n == 0 {
             break;
         }
@@ -264,7 +304,11 @@ async fn rel_batch(g: &neo4rs::Graph, t: &str, a: &str, b: &str, rows: Vec<BoltT
         "UNWIND $rows AS r MATCH (a:{a} {{uid: r.s}}) MATCH (b:{b} {{uid: r.e}}) \
          CREATE (a)-[x:{t}]->(b) SET x.w = r.w, x.since = r.since"
     );
-    run(g, query(&q).param("rows", BoltType::List(neo4rs::BoltList { value: rows }))).await;
+    run(
+        g,
+        query(&q).param("rows", BoltType::List(neo4rs::BoltList { value: rows })),
+    )
+    .await;
 }
 
 async fn small_graph_props(g: &neo4rs::Graph) {
@@ -337,7 +381,10 @@ impl PrivateServer {
         .unwrap()
         .trim()
         .to_string();
-        assert!(!pkg.is_empty(), "arcadedb_embedded is not installed: run scripts/test.sh");
+        assert!(
+            !pkg.is_empty(),
+            "arcadedb_embedded is not installed: run scripts/test.sh"
+        );
         std::fs::create_dir_all(dir).unwrap();
         let pw = env("DBSEAL_TEST_BOLT_PASSWORD");
         let log = std::fs::File::create(dir.join("server.log")).unwrap();
@@ -347,14 +394,19 @@ impl PrivateServer {
             .arg("-cp")
             .arg(format!("{pkg}/jars/*"))
             .arg(format!("-Darcadedb.server.rootPath={}", dir.display()))
-            .arg(format!("-Darcadedb.server.databaseDirectory={}/databases", dir.display()))
+            .arg(format!(
+                "-Darcadedb.server.databaseDirectory={}/databases",
+                dir.display()
+            ))
             .arg(format!("-Darcadedb.server.rootPassword={pw}"))
             .arg("-Darcadedb.server.httpIncomingHost=127.0.0.1")
             .arg(format!("-Darcadedb.server.httpIncomingPort={http_port}"))
             .arg("-Darcadedb.server.plugins=Bolt:com.arcadedb.bolt.BoltProtocolPlugin")
             .arg("-Darcadedb.bolt.host=127.0.0.1")
             .arg(format!("-Darcadedb.bolt.port={bolt_port}"))
-            .arg(format!("-Darcadedb.server.defaultDatabases=neo4j[root:{pw}:admin]"))
+            .arg(format!(
+                "-Darcadedb.server.defaultDatabases=neo4j[root:{pw}:admin]"
+            ))
             .arg("com.arcadedb.server.ArcadeDBServer")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -387,7 +439,15 @@ impl PrivateServer {
             }
             if Instant::now() > deadline {
                 let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
-                let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+                let tail: String = log
+                    .lines()
+                    .rev()
+                    .take(30)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 panic!("private ArcadeDB database did not open; server log:\n{tail}");
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -75,7 +75,11 @@ pub async fn backup(args: &BackupArgs, ctx: &BackupContext) -> CliResult<Manifes
         let mut source = Neo4jAdminSource::new(&args.neo4j_admin, db);
         return Ok(backup_core::backup(&ctx.store, &mut source, ctx.options()?).await?);
     }
-    let cfg = config(args.url.as_deref(), args.user.as_deref(), args.database.as_deref())?;
+    let cfg = config(
+        args.url.as_deref(),
+        args.user.as_deref(),
+        args.database.as_deref(),
+    )?;
     let mut source = Neo4jSource::new(cfg);
     Ok(backup_core::backup(&ctx.store, &mut source, ctx.options()?).await?)
 }
@@ -91,7 +95,13 @@ pub async fn restore(
         let db = target
             .database
             .clone()
-            .or_else(|| manifest.source.get("database").and_then(|v| v.as_str()).map(String::from))
+            .or_else(|| {
+                manifest
+                    .source
+                    .get("database")
+                    .and_then(|v| v.as_str())
+                    .map(String::from)
+            })
             .ok_or_else(|| CliError::usage("restoring a neo4j-admin dump needs --database NAME"))?;
         let binary = target
             .neo4j_admin
@@ -116,7 +126,8 @@ pub async fn restore(
         ..Default::default()
     };
     let mut sink = Neo4jSink::new(cfg, options);
-    let report = backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
+    let report =
+        backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
     Ok(RestoreOutcome {
         target: shown,
         summary: report.summary,
