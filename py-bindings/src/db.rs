@@ -18,9 +18,10 @@ use pyo3::prelude::*;
 use crate::errors::{raise, to_py, Secrets};
 use crate::keys::RecipientsArg;
 use crate::ops::Seal;
-use crate::runtime::block_on;
+use crate::runtime::{block_on, CancellableSink};
 use crate::store::StoreArg;
 use crate::types::Manifest;
+use tokio_util::sync::CancellationToken;
 
 /// Where and how a restore or level-3 verification writes. Each kind reads the fields
 /// that apply to it.
@@ -163,11 +164,13 @@ fn redis_dbs(entries: &[String]) -> backup_core::Result<(Vec<u32>, BTreeMap<u32,
 }
 
 /// Restores `manifest` into the database `target` names.
+/// `cancel` makes the sink's input fail (see [`CancellableSink`]).
 pub async fn restore(
     store: &BackupStore,
     manifest: &CoreManifest,
     options: &RestoreOptions,
     target: &Target,
+    cancel: &CancellationToken,
 ) -> backup_core::Result<SinkReport> {
     match manifest.datastore.kind.as_str() {
         "postgres" => {
@@ -188,6 +191,7 @@ pub async fn restore(
                     ..Default::default()
                 },
             )?;
+            let mut sink = CancellableSink::new(&mut sink, cancel.clone());
             backup_core::restore(store, manifest, "data", &mut sink, options).await
         }
         "timescale" => {
@@ -211,6 +215,7 @@ pub async fn restore(
                     ..Default::default()
                 },
             )?;
+            let mut sink = CancellableSink::new(&mut sink, cancel.clone());
             backup_core::restore(store, manifest, "data", &mut sink, options).await
         }
         "redis" => {
@@ -230,6 +235,7 @@ pub async fn restore(
                     ..Default::default()
                 },
             )?;
+            let mut sink = CancellableSink::new(&mut sink, cancel.clone());
             backup_core::restore(store, manifest, "data", &mut sink, options).await
         }
         "neo4j" => {
@@ -246,6 +252,7 @@ pub async fn restore(
                     ..Default::default()
                 },
             );
+            let mut sink = CancellableSink::new(&mut sink, cancel.clone());
             backup_core::restore(store, manifest, "data", &mut sink, options).await
         }
         other => Err(not_built(other)),

@@ -14,9 +14,10 @@ use pyo3::prelude::*;
 use crate::db;
 use crate::errors::{config_error, raise, to_py, Secrets};
 use crate::keys::{decryption, encryption, IdentitiesArg, RecipientsArg};
-use crate::runtime::block_on;
+use crate::runtime::{block_on, block_on_cancellable, CancellableSink, UNDO_GRACE};
 use crate::store::{parse_id, StoreArg};
 use crate::types::{Manifest, RestoreReport, VerifyReport};
+use tokio_util::sync::CancellationToken;
 
 /// Every format reader these bindings know.
 pub fn formats() -> FormatRegistry {
@@ -388,8 +389,10 @@ pub fn restore(
     };
     let backup_id = manifest.backup_id.to_string();
     let shown = backup_core::redact_url(target.url.as_deref().unwrap_or_default());
-    let result = block_on(py, async move {
-        db::restore(&store, &manifest, &options, &target).await
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    let result = block_on_cancellable(py, cancel, UNDO_GRACE, async move {
+        db::restore(&store, &manifest, &options, &target, &token).await
     })?;
     let report = result.map_err(|e| to_py(py, &e, &secrets))?;
     Ok(RestoreReport {
@@ -457,7 +460,9 @@ pub fn restore_to_file(
     ));
     let artifact = artifact.to_string();
     let (target, partial_c) = (path.clone(), partial.clone());
-    let result = block_on(py, async move {
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    let result = block_on_cancellable(py, cancel, UNDO_GRACE, async move {
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -466,9 +471,10 @@ pub fn restore_to_file(
             .map_err(|e| {
                 backup_core::Error::Config(format!("cannot create {}: {e}", partial_c.display()))
             })?;
-        let mut sink = WriterSink::new(file);
+        let mut file_sink = WriterSink::new(file);
+        let mut sink = CancellableSink::new(&mut file_sink, token);
         let report = backup_core::restore(&store, &manifest, &artifact, &mut sink, &options).await;
-        drop(sink);
+        drop(file_sink);
         let report = match report {
             Ok(r) => r,
             Err(e) => {

@@ -12,7 +12,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 import dbseal
+
+from .conftest import Postgres, unique
 
 
 def test_blocking_calls_release_the_gil(tmp_path: Path) -> None:
@@ -114,3 +118,51 @@ def test_works_in_a_forked_child(tmp_path: Path) -> None:
     assert child.exitcode == 0
     backup_id = out.get(timeout=5)
     assert dbseal.restore_bytes(tmp_path, backup_id, identity=identity) == b"from the child"
+
+
+@pytest.mark.postgres
+def test_ctrl_c_during_a_restore_leaves_no_database(tmp_path: Path, pg: Postgres) -> None:
+    """An interrupted restore undoes its work like a failed one: the database it created
+    is dropped again before KeyboardInterrupt reaches the caller."""
+    src, target = unique("pyt_big"), unique("pyt_intr")
+    pg.create_database(src)
+    try:
+        pg.execute(
+            src,
+            "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b "
+            "FROM generate_series(1, 1500000) g; ALTER TABLE t ADD PRIMARY KEY (id);",
+        )
+        identity = dbseal.generate_identity()
+        key = tmp_path / "key.txt"
+        identity.save(key)
+        store = tmp_path / "store"
+        m = dbseal.backup_postgres(pg.url_of(src), store, datastore="big", recipients=identity, password=pg.password)
+        script = textwrap.dedent(
+            f"""
+            import sys, dbseal
+            try:
+                dbseal.restore({str(store)!r}, {m.backup_id!r}, {pg.url_of(target)!r},
+                               identity={str(key)!r}, password={pg.password!r}, create_db=True)
+            except KeyboardInterrupt:
+                sys.exit(42)
+            sys.exit(0)
+            """
+        )
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while target not in pg.databases():
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, "the restore never created its database"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=90)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 42, (proc.returncode, out, err)
+        assert target not in pg.databases()
+    finally:
+        pg.drop_database(target)
+        pg.drop_database(src)
