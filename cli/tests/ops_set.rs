@@ -599,3 +599,158 @@ fn a_failed_member_fails_the_set_and_the_others_remain_backups() {
     );
     assert!(err.contains("incomplete") && err.contains("down"), "{err}");
 }
+
+/// The Bolt test server (ArcadeDB) and one database on it, dropped on drop.
+struct Graph {
+    http: String,
+    password: String,
+    bolt: String,
+    name: String,
+}
+
+impl Graph {
+    fn new(prefix: &str) -> Graph {
+        let g = Graph {
+            http: need("DBSEAL_TEST_ARCADE_HTTP"),
+            password: need("DBSEAL_TEST_BOLT_PASSWORD"),
+            bolt: need("DBSEAL_TEST_BOLT_URL"),
+            name: format!("{prefix}{}x{}", std::process::id(), rand_suffix()),
+        };
+        g.server(&format!("create database {}", g.name));
+        g
+    }
+
+    fn post(&self, path: &str, body: &serde_json::Value) -> serde_json::Value {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-u",
+                &format!("root:{}", self.password),
+                "-X",
+                "POST",
+            ])
+            .arg(format!("{}{path}", self.http))
+            .args(["-d", &body.to_string()])
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "curl {path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn server(&self, command: &str) {
+        self.post("/api/v1/server", &serde_json::json!({ "command": command }));
+    }
+
+    fn cypher(&self, command: &str) -> serde_json::Value {
+        self.post(
+            &format!("/api/v1/command/{}", self.name),
+            &serde_json::json!({ "language": "cypher", "command": command }),
+        )["result"]
+            .clone()
+    }
+
+    /// Labels and counts of nodes, and relationship count.
+    fn fingerprint(&self) -> String {
+        let nodes = self.cypher("MATCH (n) RETURN labels(n) AS l, count(n) AS c ORDER BY c");
+        let rels = self.cypher("MATCH ()-[r]->() RETURN type(r) AS t, count(r) AS c");
+        format!("{nodes} {rels}")
+    }
+
+    fn config_url(&self) -> String {
+        let u = url::Url::parse(&self.bolt).unwrap();
+        format!(
+            "bolt://root:${{BOLT_PASSWORD}}@{}:{}/{}",
+            u.host_str().unwrap(),
+            u.port().unwrap_or(7687),
+            self.name
+        )
+    }
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        let _ = Command::new("curl")
+            .args([
+                "-sS",
+                "-u",
+                &format!("root:{}", self.password),
+                "-X",
+                "POST",
+            ])
+            .arg(format!("{}/api/v1/server", self.http))
+            .args([
+                "-d",
+                &serde_json::json!({ "command": format!("drop database {}", self.name) })
+                    .to_string(),
+            ])
+            .output();
+    }
+}
+
+#[test]
+fn backup_set_with_neo4j_postgres_and_redis_round_trips() {
+    let pg = Pg::from_env();
+    let redis = Redis::from_env(14);
+    let graph = Graph::new("opsset");
+    let db = pg.database("ops_set3");
+    let w = Work::new();
+    fill_pg(&pg, &db.name, "orig", 200);
+    fill_redis(&redis, "orig");
+    graph.cypher("CREATE (a:Person {name: 'ada'})-[:KNOWS {since: 1843}]->(b:Person {name: 'charles'}), (:City {name: 'london'})");
+    let before = (
+        pg_fingerprint(&pg, &db.name),
+        redis.snapshot(),
+        graph.fingerprint(),
+    );
+    w.write(
+        "dbseal.toml",
+        &format!(
+            "[store]\nurl = \"{}\"\n[encryption]\nrecipients = [\"{}\"]\nidentity = \"identity.txt\"\n\
+             [datastores.pg]\nkind = \"postgres\"\nurl = \"{}\"\n\
+             [datastores.cache]\nkind = \"redis\"\nurl = \"{}\"\n\
+             [datastores.graph]\nkind = \"neo4j\"\nurl = \"{}\"\n",
+            w.store().display(),
+            w.recipient,
+            pg.config_url(&db.name),
+            redis.url(),
+            graph.config_url()
+        ),
+    );
+    let env = [
+        ("PG_PASSWORD", pg.password.as_str()),
+        ("BOLT_PASSWORD", graph.password.as_str()),
+    ];
+    let out = w.run_env(&["--json", "backup", "--all", "--jobs", "3"], &env);
+    let set = json(&out);
+    assert!(out.status.success(), "{set}\n{}", stderr(&out));
+    let set_id = set["set_id"].as_str().unwrap().to_string();
+    let kinds: Vec<&str> = set["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["redis", "neo4j", "postgres"]);
+    // Every member verifies at content level (the configured identity).
+    ok(&w.run_env(&["verify", "--latest"], &env));
+
+    fill_pg(&pg, &db.name, "changed", 3);
+    fill_redis(&redis, "changed");
+    graph.cypher("MATCH (n) DETACH DELETE n");
+    graph.cypher("CREATE (:Junk {x: 1})");
+    assert_ne!(graph.fingerprint(), before.2);
+
+    let out = w.run_env(
+        &["restore", "--set", &set_id, "--replace", "--db", "14"],
+        &env,
+    );
+    ok(&out);
+    assert_eq!(pg_fingerprint(&pg, &db.name), before.0);
+    assert_eq!(redis.snapshot(), before.1);
+    assert_eq!(graph.fingerprint(), before.2);
+    redis.cli(&["FLUSHDB"]);
+}
