@@ -271,3 +271,35 @@ def test_asyncio_round_trip(tmp_path: Path) -> None:
         return await dbseal.aio.restore_bytes(store, ms[1].backup_id, identity=identity)
 
     assert asyncio.run(main()) == b"part 1"
+
+
+@pytest.mark.postgres
+def test_round_trip_helper_fails_when_the_restore_differs(
+    dbseal_store: dbseal.Store, dbseal_identity: dbseal.Identity, pg: Postgres, pg_db: str, pg_empty_name: str
+) -> None:
+    """The helper is a real check: a restore that leaves tables out fails it."""
+    with pytest.raises(AssertionError, match="differs from backup"):
+        assert_round_trip(
+            pg.url_of(pg_db),
+            dbseal_store,
+            dbseal_identity,
+            password=pg.password,
+            verify_level="content",
+            restore_url=pg.url_of(pg_empty_name),
+            restore_options={"create_db": True, "tables": ["users"]},
+        )
+    assert pg.row_counts(pg_empty_name) == {"public.users": 3}
+
+
+@pytest.mark.neo4j
+def test_neo4j_level3_without_create_database_says_what_to_do(
+    dbseal_store: dbseal.Store, dbseal_identity: dbseal.Identity, bolt: Bolt, bolt_db: str
+) -> None:
+    fill_graph(bolt, bolt_db)
+    m = dbseal.backup_neo4j(
+        bolt.url, dbseal_store, datastore="g", recipients=dbseal_identity,
+        user=bolt.user, password=bolt.password, database=bolt_db,
+    )
+    with pytest.raises(dbseal.DbsealError, match="database=") as err:
+        dbseal.verify(dbseal_store, m, identity=dbseal_identity, restore_to=bolt.url, user=bolt.user, password=bolt.password)
+    assert bolt.password not in str(err.value)
