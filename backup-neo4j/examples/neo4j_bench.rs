@@ -11,7 +11,7 @@
 //! Reads the DBSEAL_TEST_BOLT_* variables (source the services' env.sh).
 
 #[path = "../tests/common/mod.rs"]
-#[allow(dead_code, missing_docs)]
+#[allow(missing_docs)]
 mod common;
 
 use std::time::Instant;

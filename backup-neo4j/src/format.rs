@@ -764,8 +764,9 @@ impl Record {
 // Writing
 
 /// Which section a stream is in; records must come in this order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 enum Section {
+    #[default]
     Start,
     Header,
     Schema,
@@ -875,11 +876,6 @@ pub struct StreamCheck {
     counts: Trailer,
 }
 
-impl Default for Section {
-    fn default() -> Self {
-        Section::Start
-    }
-}
 
 impl StreamCheck {
     /// A check at the start of a stream.
