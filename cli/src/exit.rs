@@ -11,6 +11,8 @@
 //! | 6    | a server or the store could not be reached, or refused the credentials |
 //! | 7    | version mismatch (newer manifest format, tool older than the server...) |
 //! | 8    | refused: target not empty, production without confirmation, manifest exists |
+//! | 9    | `dbseal status`: a datastore is stale or failed its last verification |
+//! | 10   | a backup set had a failed member (the others remain ordinary backups) |
 //! | 130  | interrupted (Ctrl-C) |
 
 use backup_core::ErrorKind;
@@ -43,6 +45,8 @@ impl CliError {
             6 => "connection",
             7 => "version_mismatch",
             8 => "refused",
+            9 => "unhealthy",
+            10 => "set_failed",
             130 => "interrupted",
             _ => "failure",
         }
