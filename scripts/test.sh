@@ -12,7 +12,7 @@ ROOT=$(pwd)
 scripts/install-deps.sh
 
 # Build first (all targets) so compile time is not counted against servers' lifetimes.
-cargo build --workspace --all-targets --locked --quiet
+cargo build --workspace --all-targets --quiet
 
 SERVICES_DIR=$(mktemp -d /tmp/dbseal-test.XXXXXX)
 cleanup() {
@@ -26,7 +26,7 @@ source "$SERVICES_DIR/env.sh"
 export DBSEAL_BIN="$ROOT/target/debug/dbseal"
 
 status=0
-cargo test --workspace --locked "$@" -- --test-threads=2 || status=$?
+cargo test --workspace "$@" -- --test-threads=2 || status=$?
 
 if [ -x scripts/test-python.sh ] && [ $# -eq 0 ]; then
   scripts/test-python.sh || status=$?
