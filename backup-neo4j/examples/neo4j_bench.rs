@@ -74,15 +74,27 @@ async fn main() {
                 ..Default::default()
             };
             if args[0] == "import" {
-                backup_core::restore(
+                let timing = std::env::var("SCHEMA_TIMING").unwrap_or_default();
+                let opts = Neo4jSinkOptions {
+                    schema_timing: if timing == "before" {
+                        backup_neo4j::SchemaTiming::BeforeData
+                    } else {
+                        backup_neo4j::SchemaTiming::AfterData
+                    },
+                    ..Default::default()
+                };
+                let report = backup_core::restore(
                     &store,
                     &m,
                     "data",
-                    &mut Neo4jSink::new(common::config(&args[3]), Neo4jSinkOptions::default()),
+                    &mut Neo4jSink::new(common::config(&args[3]), opts),
                     &ro,
                 )
                 .await
                 .unwrap();
+                for line in &report.summary {
+                    println!("import_summary_seconds {line}");
+                }
                 let s = t.elapsed().as_secs_f64();
                 let g = &m.contents.counts["graph"];
                 let items = g["nodes"] + g["relationships"];

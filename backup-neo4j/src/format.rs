@@ -876,7 +876,6 @@ pub struct StreamCheck {
     counts: Trailer,
 }
 
-
 impl StreamCheck {
     /// A check at the start of a stream.
     pub fn new() -> Self {

@@ -120,6 +120,10 @@ struct ImportState {
     nodes: u64,
     relationships: u64,
     schema: Vec<SchemaItem>,
+    /// When the first node, first relationship and the end of stream were handled.
+    started: Option<std::time::Instant>,
+    first_relationship: Option<std::time::Instant>,
+    stream_done: Option<std::time::Instant>,
 }
 
 /// A unit of work for the writer.
@@ -232,7 +236,9 @@ async fn produce(
     let mut node_groups: BTreeMap<Vec<String>, Vec<BoltType>> = BTreeMap::new();
     let mut rel_groups: BTreeMap<(String, String, String), Vec<BoltType>> = BTreeMap::new();
     let mut pending = 0usize;
-    let max_pending = options.node_batch.max(options.relationship_batch) * 8;
+    // At most one batch worth of rows waits here (besides one queued and one being
+    // written): memory stays bounded whatever the number of label sets or types.
+    let max_pending = options.node_batch.max(options.relationship_batch);
     let closed = || Error::Interrupted("the graph writer stopped".into());
     let bad = |line_no: u64, e: String| Error::Format {
         format: FORMAT_NAME.into(),
@@ -424,6 +430,7 @@ async fn consume(
                 state.schema.push(item);
             }
             Batch::Nodes { labels, rows } => {
+                state.started.get_or_insert_with(std::time::Instant::now);
                 let key = key_label(&labels);
                 if !state.import_indexes.contains_key(&key) {
                     let name = format!("{IMPORT_INDEX_PREFIX}{}", state.import_indexes.len());
@@ -468,6 +475,9 @@ async fn consume(
                 end_key,
                 rows,
             } => {
+                state
+                    .first_relationship
+                    .get_or_insert_with(std::time::Instant::now);
                 if !indexes_ready {
                     await_import_indexes(db, state).await?;
                     indexes_ready = true;
@@ -496,7 +506,10 @@ async fn consume(
                 }
                 state.relationships += n as u64;
             }
-            Batch::End => return Ok(true),
+            Batch::End => {
+                state.stream_done = Some(std::time::Instant::now());
+                return Ok(true);
+            }
         }
     }
     Ok(false)
@@ -689,7 +702,7 @@ impl Sink for Neo4jSink {
         let db = connect(&self.config)?;
         let mut state = ImportState::default();
         let had_data = prepare_target(&db, &self.options, &mut state).await?;
-        let (tx, rx) = mpsc::channel::<Batch>(4);
+        let (tx, rx) = mpsc::channel::<Batch>(1);
         let options = self.options.clone();
         let producer = async {
             let r = produce(input, tx, &options).await;
@@ -711,16 +724,33 @@ impl Sink for Neo4jSink {
             Err(e) => Err(e),
         };
         match result {
-            Ok(bytes) => Ok(SinkReport {
-                bytes,
-                summary: vec![format!(
-                    "restored {} nodes, {} relationships, {} indexes/constraints into {}",
-                    state.nodes,
-                    state.relationships,
-                    state.schema.len(),
-                    db.target
-                )],
-            }),
+            Ok(bytes) => {
+                let now = std::time::Instant::now();
+                let secs =
+                    |a: Option<std::time::Instant>, b: Option<std::time::Instant>| match (a, b) {
+                        (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
+                        _ => 0.0,
+                    };
+                let rel_start = state.first_relationship.or(state.stream_done);
+                Ok(SinkReport {
+                    bytes,
+                    summary: vec![
+                        format!(
+                            "restored {} nodes, {} relationships, {} indexes/constraints into {}",
+                            state.nodes,
+                            state.relationships,
+                            state.schema.len(),
+                            db.target
+                        ),
+                        format!(
+                            "nodes {:.1} s, relationships {:.1} s, schema and clean-up {:.1} s",
+                            secs(state.started, rel_start),
+                            secs(rel_start, state.stream_done),
+                            secs(state.stream_done, Some(now)),
+                        ),
+                    ],
+                })
+            }
             Err(e) => {
                 let undo = if state.old_contents_deleted {
                     Err(db.fail(
