@@ -55,7 +55,9 @@ impl<W: AsyncWrite + Send + Unpin> Sink for WriterSink<W> {
         _manifest: &Manifest,
         input: StreamReader<'_>,
     ) -> Result<SinkReport> {
-        let bytes = tokio::io::copy(input, &mut self.writer)
+        // Large writes: every write to `tokio::io::stdout()` is a hop to a blocking thread.
+        let mut input = tokio::io::BufReader::with_capacity(crate::pipe::CHUNK_SIZE, input);
+        let bytes = tokio::io::copy_buf(&mut input, &mut self.writer)
             .await
             .map_err(|e| Error::from_io(e, "writing the restored stream"))?;
         self.writer
