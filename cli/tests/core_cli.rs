@@ -588,10 +588,13 @@ fn killed_backup_commits_no_manifest() {
     let mut stdin = child.stdin.take().unwrap();
     // A slow producer: 1 MiB every 20 ms, never finishing on its own.
     let feeder = std::thread::spawn(move || {
-        let chunk = data(5, 1024 * 1024);
+        // Fresh, mostly incompressible data each time, so the upload grows steadily.
         let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if stdin.write_all(&chunk).is_err() {
+        for seed in 100.. {
+            if start.elapsed() > Duration::from_secs(30) {
+                break;
+            }
+            if stdin.write_all(&data(seed, 1024 * 1024)).is_err() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
