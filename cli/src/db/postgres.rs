@@ -76,7 +76,10 @@ pub struct BackupArgs {
 
 fn password_from_file(path: &std::path::Path) -> CliResult<SecretString> {
     SecretString::from_file(path).map_err(|e| {
-        CliError::usage(format!("cannot read the password file {}: {e}", path.display()))
+        CliError::usage(format!(
+            "cannot read the password file {}: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -87,7 +90,11 @@ pub async fn backup(args: &BackupArgs, ctx: &BackupContext) -> CliResult<Manifes
         host: args.host.clone(),
         port: args.port,
         user: args.user.clone(),
-        password: args.password_file.as_deref().map(password_from_file).transpose()?,
+        password: args
+            .password_file
+            .as_deref()
+            .map(password_from_file)
+            .transpose()?,
         passfile: args.passfile.clone(),
         database: args.dbname.clone(),
         sslmode: None,
@@ -138,7 +145,8 @@ pub async fn restore(
     )?;
     let conn = sink.connection();
     let where_to = format!("{}/{}", conn.server(), conn.database());
-    let report = backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
+    let report =
+        backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
     Ok(RestoreOutcome {
         target: where_to,
         summary: report.summary,
