@@ -168,6 +168,9 @@ case $cmd in
   start)
     mkdir -p "$DIR"
     DIR=$(cd "$DIR" && pwd)
+    # initdb and the server run as `postgres`: they must be able to reach DIR/pg
+    # (mktemp -d makes 0700 directories).
+    chmod 755 "$DIR"
     : >"$DIR/env.sh"
     echo "export DBSEAL_TEST_DIR=$DIR" >>"$DIR/env.sh"
     services=("$@")
