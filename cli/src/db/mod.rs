@@ -98,11 +98,4 @@ pub async fn verify_restore(
         ))),
     }
 }
-
-/// The error of a kind whose crate is not wired into the CLI yet.
-pub(crate) fn not_wired(kind: &str) -> CliError {
-    CliError {
-        message: format!("{kind} support is not built into this dbseal yet"),
-        code: 2,
-    }
 }
