@@ -63,6 +63,9 @@ pub struct DatastoreStatus {
     pub last_verification: Option<VerificationRecord>,
     /// The maximum age in force.
     pub max_age: String,
+    /// The PostgreSQL WAL archive of the datastore, if it has one: the newest archived
+    /// segment's age is the real recovery point objective.
+    pub wal: Option<backup_postgres::wal::WalStatus>,
     /// Whether everything is fine.
     pub healthy: bool,
     /// Why not.
@@ -151,6 +154,7 @@ pub fn compute(
             newest,
             last_verification,
             max_age: max_age.to_string(),
+            wal: None,
             healthy: problems.is_empty(),
             problems,
         });
@@ -234,6 +238,11 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
             "Level of the most recent verification (1 stored, 2 content, 3 restore).",
             vec![],
         ),
+        (
+            "dbseal_wal_newest_segment_age_seconds",
+            "Seconds since the newest WAL segment was archived (PostgreSQL PITR recovery point).",
+            vec![],
+        ),
     ];
     let mut push = |i: usize, labels: &str, v: String| {
         let name = families[i].0;
@@ -272,6 +281,9 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
                 _ => 0,
             };
             push(10, &l, level.to_string());
+        }
+        if let Some(age) = s.wal.as_ref().and_then(|w| w.newest_age_seconds) {
+            push(11, &l, age.max(0).to_string());
         }
     }
     let mut text = String::new();
@@ -364,7 +376,14 @@ pub async fn run(
             .unwrap_or(DEFAULT_MAX_AGE)
     };
     let now = Utc::now();
-    let statuses = compute(&names, &listing.backups, &records, &max_age_for, now);
+    let mut statuses = compute(&names, &listing.backups, &records, &max_age_for, now);
+    for st in statuses.iter_mut() {
+        let archive = backup_postgres::wal::WalArchive::new(store.clone(), &st.datastore)?;
+        let wal = archive.status().await?;
+        if wal.segments > 0 {
+            st.wal = Some(wal);
+        }
+    }
     if let Some(path) = &args.metrics_file {
         write_atomically(path, &metrics(&statuses, now))?;
     }
@@ -406,6 +425,15 @@ pub async fn run(
                     format!("UNHEALTHY: {}", st.problems.join("; "))
                 }
             ));
+            if let Some(w) = &st.wal {
+                s.push_str(&format!(
+                    "{:<20} WAL archive: {} segments, newest {} archived {} ago (the recovery point)\n",
+                    "",
+                    w.segments,
+                    w.newest_segment.as_deref().unwrap_or("-"),
+                    w.newest_age_seconds.map_or("-".to_string(), age_text)
+                ));
+            }
         }
         s
     });
@@ -439,5 +467,43 @@ mod tests {
         assert_eq!(age_text(90), "1m");
         assert_eq!(age_text(26 * 3600 + 60), "26h01m");
         assert_eq!(age_text(3 * 86_400 + 7200), "3d2h");
+    }
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+
+    #[test]
+    fn the_wal_recovery_point_is_a_metric() {
+        let now = Utc::now();
+        let st = DatastoreStatus {
+            datastore: "app".into(),
+            kind: Some("postgres".into()),
+            configured: false,
+            backups: 0,
+            newest: None,
+            last_verification: None,
+            max_age: DEFAULT_MAX_AGE.to_string(),
+            wal: Some(backup_postgres::wal::WalStatus {
+                datastore: "app".into(),
+                newest_segment: Some("000000010000000000000007".into()),
+                newest_archived_at: Some(now),
+                newest_age_seconds: Some(42),
+                last_archived_at: Some(now),
+                segments: 7,
+                timelines: vec![1],
+                system_identifier: None,
+            }),
+            healthy: false,
+            problems: vec![],
+        };
+        let text = metrics(&[st], now);
+        assert!(
+            text.contains(
+                "dbseal_wal_newest_segment_age_seconds{datastore=\"app\",kind=\"postgres\"} 42"
+            ),
+            "{text}"
+        );
     }
 }
