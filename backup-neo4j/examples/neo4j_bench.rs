@@ -83,6 +83,14 @@ async fn main() {
                     },
                     ..Default::default()
                 };
+                let opts = match std::env::var("BATCH").ok().and_then(|b| b.parse().ok()) {
+                    Some(b) => Neo4jSinkOptions {
+                        node_batch: b,
+                        relationship_batch: b,
+                        ..opts
+                    },
+                    None => opts,
+                };
                 let report = backup_core::restore(
                     &store,
                     &m,

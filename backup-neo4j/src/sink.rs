@@ -46,7 +46,9 @@ pub struct Neo4jSinkOptions {
     /// failure restores the target's old schema and removes what was imported.
     #[serde(default)]
     pub replace: bool,
-    /// Nodes per `UNWIND` batch (one transaction each; default 10,000).
+    /// Nodes per `UNWIND` batch (one transaction each; default 10,000). Client memory
+    /// grows with it: about three batches are held at once (peak RSS measured at
+    /// 82 MiB with 10,000 and 52 MiB with 5,000 rows, see `bench/neo4j/RESULTS.md`).
     #[serde(default = "default_batch")]
     pub node_batch: usize,
     /// Relationships per `UNWIND` batch (default 10,000).
@@ -701,7 +703,25 @@ impl Sink for Neo4jSink {
         }
         let db = connect(&self.config)?;
         let mut state = ImportState::default();
-        let had_data = prepare_target(&db, &self.options, &mut state).await?;
+        let had_data = match prepare_target(&db, &self.options, &mut state).await {
+            Ok(h) => h,
+            Err(e) => {
+                // Put back whatever schema was already dropped (replace).
+                for item in &state.dropped_schema {
+                    if let Err(u) = create_schema_item(&db, item).await {
+                        return Err(with_note(
+                            e,
+                            &format!(
+                                "and recreating the dropped {} `{}` failed: {u}",
+                                item.kind.as_str(),
+                                item.name
+                            ),
+                        ));
+                    }
+                }
+                return Err(e);
+            }
+        };
         let (tx, rx) = mpsc::channel::<Batch>(1);
         let options = self.options.clone();
         let producer = async {
