@@ -198,6 +198,23 @@ pub async fn run(
                 }
             }
         }
+        // PostgreSQL WAL archive: WAL older than the oldest kept base backup needs no
+        // keeping; WAL a kept base backup needs is never deleted. Without any kept
+        // physical base backup the archive is left alone.
+        if plan.blocked.is_none() {
+            let deleting: BTreeSet<&BackupId> = plan.delete.iter().collect();
+            let kept: Vec<backup_postgres::wal::BaseBackupWal> =
+                backup_postgres::physical::base_backups(&store, name)
+                    .await?
+                    .into_iter()
+                    .filter(|(m, _)| !deleting.contains(&m.backup_id))
+                    .map(|(_, w)| w)
+                    .collect();
+            if !kept.is_empty() {
+                let archive = backup_postgres::wal::WalArchive::new(store.clone(), name)?;
+                deleted_keys.extend(archive.prune(&kept, args.dry_run).await?);
+            }
+        }
         results.push(DatastorePrune {
             datastore: name.clone(),
             policy_summary: policy.to_string(),
