@@ -14,7 +14,7 @@ PG_BIN=${PG_BIN_DIR:-/usr/lib/postgresql/15/bin}
 
 echo "== building dbseal"
 cargo build --locked -p dbseal-cli 2>&1 | tail -n 1
-DBSEAL="$ROOT/target/debug/dbseal"
+DBSEAL="${CARGO_TARGET_DIR:-$ROOT/target}/debug/dbseal"
 
 DIR=$(mktemp -d /tmp/dbseal-demo.XXXXXX)
 trap '"$ROOT/scripts/services.sh" stop "$DIR"; rm -rf "$DIR"' EXIT INT TERM
