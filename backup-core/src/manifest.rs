@@ -73,6 +73,27 @@ pub struct Artifact {
     pub plaintext_sha256: String,
 }
 
+impl Artifact {
+    /// What differs between the stored object that was read (`size` bytes with SHA-256
+    /// `digest`) and what this record says, or `None` if they match. Used by level-1
+    /// verification and by every restore.
+    pub fn stored_mismatch(&self, size: u64, digest: &str) -> Option<String> {
+        if size != self.stored_size {
+            return Some(format!(
+                "stored object is {size} bytes, the manifest records {} (truncated or replaced)",
+                self.stored_size
+            ));
+        }
+        if digest != self.stored_sha256 {
+            return Some(format!(
+                "stored SHA-256 is {digest}, the manifest records {} (corrupted or tampered)",
+                self.stored_sha256
+            ));
+        }
+        None
+    }
+}
+
 /// A secondary artifact of a backup, with its own contents summary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {

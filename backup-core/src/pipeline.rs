@@ -594,30 +594,22 @@ pub async fn restore(
                         return Err(Error::Verification {
                             id: ctx.backup_id.clone(),
                             key: ctx.key.clone(),
-                            what: format!("stored object is larger than the {} bytes the manifest records", artifact.stored_size),
+                            what: format!(
+                                "stored object is larger than the {} bytes the manifest records",
+                                artifact.stored_size
+                            ),
                         });
                     }
-                    out.send(chunk).await.map_err(|e| Error::from_io(e, "passing the artifact on"))?;
-                }
-                if size != artifact.stored_size {
-                    return Err(Error::Verification {
-                        id: ctx.backup_id.clone(),
-                        key: ctx.key.clone(),
-                        what: format!(
-                            "stored object is {size} bytes, the manifest records {} (truncated or replaced)",
-                            artifact.stored_size
-                        ),
-                    });
+                    out.send(chunk)
+                        .await
+                        .map_err(|e| Error::from_io(e, "passing the artifact on"))?;
                 }
                 let digest = hex(hasher.finalize());
-                if digest != artifact.stored_sha256 {
+                if let Some(what) = artifact.stored_mismatch(size, &digest) {
                     return Err(Error::Verification {
                         id: ctx.backup_id.clone(),
                         key: ctx.key.clone(),
-                        what: format!(
-                            "stored SHA-256 is {digest}, the manifest records {} (corrupted or tampered)",
-                            artifact.stored_sha256
-                        ),
+                        what,
                     });
                 }
                 Ok(())

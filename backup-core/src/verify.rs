@@ -74,18 +74,9 @@ pub async fn verify_stored(store: &BackupStore, manifest: &Manifest) -> Result<V
             size += chunk.len() as u64;
             hasher.update(&chunk);
         }
-        if size != artifact.stored_size {
-            return Err(fail(format!(
-                "stored object is {size} bytes, the manifest records {} (truncated or replaced)",
-                artifact.stored_size
-            )));
-        }
         let digest = hex::encode(hasher.finalize());
-        if digest != artifact.stored_sha256 {
-            return Err(fail(format!(
-                "stored SHA-256 is {digest}, the manifest records {} (corrupted or tampered)",
-                artifact.stored_sha256
-            )));
+        if let Some(what) = artifact.stored_mismatch(size, &digest) {
+            return Err(fail(what));
         }
         checks.push(format!("{}: {size} bytes, SHA-256 {digest}", artifact.key));
     }
