@@ -161,9 +161,52 @@ pub(crate) fn quote(name: &str) -> String {
 pub(crate) struct Db {
     pub graph: neo4rs::Graph,
     pub target: String,
+    /// The server's `host:port`, and the sockets already given `TCP_NODELAY`.
+    pub sockets: std::sync::Arc<std::sync::Mutex<Sockets>>,
+}
+
+/// The driver's sockets to one server (see [`crate::nodelay`]).
+#[derive(Default)]
+pub(crate) struct Sockets {
+    host: String,
+    peers: Option<Vec<std::net::SocketAddr>>,
+    done: std::collections::BTreeSet<u64>,
+}
+
+impl Sockets {
+    pub fn new(host: String) -> std::sync::Arc<std::sync::Mutex<Sockets>> {
+        std::sync::Arc::new(std::sync::Mutex::new(Sockets {
+            host,
+            ..Default::default()
+        }))
+    }
 }
 
 impl Db {
+    /// Gives the driver's new connections to the server `TCP_NODELAY`.
+    async fn tune_sockets(&self) {
+        let host = {
+            let s = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+            if s.peers.is_some() {
+                None
+            } else {
+                Some(s.host.clone())
+            }
+        };
+        if let Some(host) = host {
+            let peers = tokio::net::lookup_host(host.as_str())
+                .await
+                .map(|a| a.collect())
+                .unwrap_or_default();
+            self.sockets.lock().unwrap_or_else(|e| e.into_inner()).peers = Some(peers);
+        }
+        let mut s = self.sockets.lock().unwrap_or_else(|e| e.into_inner());
+        let Sockets { peers, done, .. } = &mut *s;
+        if let Some(peers) = peers.as_deref() {
+            crate::nodelay::apply(peers, done);
+        }
+    }
+
     pub fn err(&self, op: impl Into<String>, e: &neo4rs::Error) -> backup_core::Error {
         Neo4jError::from_driver(&self.target, op, e).into()
     }
@@ -180,6 +223,7 @@ impl Db {
     /// Runs one query in its own transaction and returns all its rows.
     pub async fn rows(&self, op: &str, q: neo4rs::Query) -> Result<Vec<neo4rs::Row>> {
         let mut txn = self.graph.start_txn().await.map_err(|e| self.err(op, &e))?;
+        self.tune_sockets().await;
         let mut rows = Vec::new();
         {
             let mut stream = txn.execute(q).await.map_err(|e| self.err(op, &e))?;

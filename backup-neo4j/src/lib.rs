@@ -33,6 +33,7 @@ mod bolt;
 pub mod config;
 pub mod error;
 pub mod format;
+mod nodelay;
 pub mod sink;
 pub mod source;
 pub mod verify;

@@ -127,6 +127,8 @@ struct ImportState {
     started: Option<std::time::Instant>,
     first_relationship: Option<std::time::Instant>,
     stream_done: Option<std::time::Instant>,
+    /// When the old contents were deleted and the schema created (clean-up begins).
+    schema_done: Option<std::time::Instant>,
 }
 
 /// A unit of work for the writer.
@@ -134,13 +136,13 @@ enum Batch {
     Schema(SchemaItem),
     Nodes {
         labels: Vec<String>,
-        rows: Vec<BoltType>,
+        group: Group,
     },
     Relationships {
         rel_type: String,
         start_key: String,
         end_key: String,
-        rows: Vec<BoltType>,
+        group: Group,
     },
     /// The stream was complete and valid.
     End,
@@ -223,9 +225,101 @@ fn rel_row(start: i64, end: i64, props: &crate::format::Properties) -> BoltType 
     BoltType::Map(m)
 }
 
+/// Raw stream lines (all rows of one batch group) waiting to be sent.
+///
+/// Rows wait as the stream's own JSON lines — about 200 bytes a row here, against
+/// about ten times that as Bolt values — and become Bolt values only when their batch
+/// is sent, so many groups can fill up to full batches in little memory.
+#[derive(Default)]
+struct Group {
+    /// The records' lines, each ending in `\n` (already checked by [`StreamCheck`]).
+    lines: Vec<u8>,
+    rows: usize,
+}
+
+impl Group {
+    /// The Bolt rows of the batch: nodes as `{i, p}`, relationships as `{s, e, p}`
+    /// sorted by start id (neighbouring lookups in the id index).
+    fn to_bolt(&self) -> std::result::Result<Vec<BoltType>, String> {
+        let mut rels = Vec::new();
+        let mut rows = Vec::with_capacity(self.rows);
+        for line in self.lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match Record::parse(line)? {
+                Record::Node(n) => rows.push(node_row(n.id, &n.props)),
+                Record::Relationship(r) => rels.push((r.start, r.end, r.props)),
+                _ => return Err("a batch holds a record that is not a node or relationship".into()),
+            }
+        }
+        rels.sort_by_key(|r| (r.0, r.1));
+        rows.extend(rels.iter().map(|(s, e, p)| rel_row(*s, *e, p)));
+        Ok(rows)
+    }
+}
+
+/// Pending groups (per label set, or per relationship type and endpoint key labels)
+/// under one memory budget.
+struct Pending<K> {
+    groups: BTreeMap<K, Group>,
+    bytes: usize,
+}
+
+impl<K: Ord + Clone> Pending<K> {
+    fn new() -> Self {
+        Pending {
+            groups: BTreeMap::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Adds a line to `key`'s group; returns the group if it is now a full batch.
+    fn push(&mut self, key: &K, line: &[u8], batch_rows: usize) -> Option<(K, Group)> {
+        let g = match self.groups.get_mut(key) {
+            Some(g) => g,
+            None => self.groups.entry(key.clone()).or_default(),
+        };
+        g.lines.extend_from_slice(line);
+        g.lines.push(b'\n');
+        g.rows += 1;
+        self.bytes += line.len() + 1;
+        if g.rows >= batch_rows || g.lines.len() >= MAX_BATCH_BYTES {
+            return self.take(key);
+        }
+        None
+    }
+
+    fn take(&mut self, key: &K) -> Option<(K, Group)> {
+        let (k, g) = self.groups.remove_entry(key)?;
+        self.bytes -= g.lines.len();
+        Some((k, g))
+    }
+
+    /// The largest group while the budget is exceeded.
+    fn over_budget(&mut self) -> Option<(K, Group)> {
+        if self.bytes <= PENDING_BUDGET {
+            return None;
+        }
+        let key = self
+            .groups
+            .iter()
+            .max_by_key(|(_, g)| g.lines.len())
+            .map(|(k, _)| k.clone())?;
+        self.take(&key)
+    }
+
+    fn drain(&mut self) -> Vec<(K, Group)> {
+        self.bytes = 0;
+        std::mem::take(&mut self.groups).into_iter().collect()
+    }
+}
+
+/// Raw bytes of pending rows, all groups together.
+const PENDING_BUDGET: usize = 8 << 20;
+/// Raw bytes of one batch (bounds a batch of rows with large properties).
+const MAX_BATCH_BYTES: usize = 2 << 20;
+
 /// Reads and checks the stream, groups records into batches and hands them to the
-/// writer. Memory: one pending batch per label set / relationship group, flushed when
-/// full, and all flushed when the section ends.
+/// writer. Memory: the pending groups' raw lines (at most [`PENDING_BUDGET`] bytes),
+/// whatever the size of the graph and the number of groups.
 async fn produce(
     input: StreamReader<'_>,
     tx: mpsc::Sender<Batch>,
@@ -236,16 +330,21 @@ async fn produce(
     let mut check = StreamCheck::new();
     let mut line_no = 0u64;
     let mut bytes = 0u64;
-    let mut node_groups: BTreeMap<Vec<String>, Vec<BoltType>> = BTreeMap::new();
-    let mut rel_groups: BTreeMap<(String, String, String), Vec<BoltType>> = BTreeMap::new();
-    let mut pending = 0usize;
-    // At most one batch worth of rows waits here (besides one queued and one being
-    // written): memory stays bounded whatever the number of label sets or types.
-    let max_pending = options.node_batch.max(options.relationship_batch);
+    let mut nodes: Pending<Vec<String>> = Pending::new();
+    let mut rels: Pending<(String, String, String)> = Pending::new();
     let closed = || Error::Interrupted("the graph writer stopped".into());
     let bad = |line_no: u64, e: String| Error::Format {
         format: FORMAT_NAME.into(),
         reason: format!("line {line_no}: {e}"),
+    };
+    let node_batch = |(labels, group): (Vec<String>, Group)| Batch::Nodes { labels, group };
+    let rel_batch = |((rel_type, start_key, end_key), group): ((String, String, String), Group)| {
+        Batch::Relationships {
+            rel_type,
+            start_key,
+            end_key,
+            group,
+        }
     };
     loop {
         line.clear();
@@ -280,78 +379,36 @@ async fn produce(
             Record::Header(_) => {}
             Record::Schema(s) => tx.send(Batch::Schema(s)).await.map_err(|_| closed())?,
             Record::Node(n) => {
-                let rows = node_groups.entry(n.labels).or_default();
-                rows.push(node_row(n.id, &n.props));
-                pending += 1;
-                if rows.len() >= options.node_batch || pending >= max_pending {
-                    let full: Vec<Vec<String>> = node_groups
-                        .iter()
-                        .filter(|(_, r)| r.len() >= options.node_batch || pending >= max_pending)
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for labels in full {
-                        let rows = node_groups.remove(&labels).unwrap_or_default();
-                        pending -= rows.len();
-                        tx.send(Batch::Nodes { labels, rows })
-                            .await
-                            .map_err(|_| closed())?;
-                    }
+                if let Some(full) = nodes.push(&n.labels, &line, options.node_batch) {
+                    tx.send(node_batch(full)).await.map_err(|_| closed())?;
+                }
+                while let Some(g) = nodes.over_budget() {
+                    tx.send(node_batch(g)).await.map_err(|_| closed())?;
                 }
             }
             Record::Relationship(r) => {
-                if !node_groups.is_empty() {
-                    for (labels, rows) in std::mem::take(&mut node_groups) {
-                        tx.send(Batch::Nodes { labels, rows })
-                            .await
-                            .map_err(|_| closed())?;
-                    }
-                    pending = 0;
+                // Every node is sent before the first relationship.
+                for g in nodes.drain() {
+                    tx.send(node_batch(g)).await.map_err(|_| closed())?;
                 }
                 let key = (
-                    r.rel_type.clone(),
+                    r.rel_type,
                     key_label(&r.start_labels),
                     key_label(&r.end_labels),
                 );
-                let rows = rel_groups.entry(key).or_default();
-                rows.push(rel_row(r.start, r.end, &r.props));
-                pending += 1;
-                if rows.len() >= options.relationship_batch || pending >= max_pending {
-                    let full: Vec<(String, String, String)> = rel_groups
-                        .iter()
-                        .filter(|(_, r)| {
-                            r.len() >= options.relationship_batch || pending >= max_pending
-                        })
-                        .map(|(k, _)| k.clone())
-                        .collect();
-                    for key in full {
-                        let rows = rel_groups.remove(&key).unwrap_or_default();
-                        pending -= rows.len();
-                        tx.send(Batch::Relationships {
-                            rel_type: key.0,
-                            start_key: key.1,
-                            end_key: key.2,
-                            rows,
-                        })
-                        .await
-                        .map_err(|_| closed())?;
-                    }
+                if let Some(full) = rels.push(&key, &line, options.relationship_batch) {
+                    tx.send(rel_batch(full)).await.map_err(|_| closed())?;
+                }
+                while let Some(g) = rels.over_budget() {
+                    tx.send(rel_batch(g)).await.map_err(|_| closed())?;
                 }
             }
             Record::Trailer(_) => {
-                for (labels, rows) in std::mem::take(&mut node_groups) {
-                    tx.send(Batch::Nodes { labels, rows })
-                        .await
-                        .map_err(|_| closed())?;
+                for g in nodes.drain() {
+                    tx.send(node_batch(g)).await.map_err(|_| closed())?;
                 }
-                for (key, rows) in std::mem::take(&mut rel_groups) {
-                    tx.send(Batch::Relationships {
-                        rel_type: key.0,
-                        start_key: key.1,
-                        end_key: key.2,
-                        rows,
-                    })
-                    .await
-                    .map_err(|_| closed())?;
+                for g in rels.drain() {
+                    tx.send(rel_batch(g)).await.map_err(|_| closed())?;
                 }
             }
         }
@@ -415,6 +472,14 @@ async fn drop_schema_item(db: &Db, item: &SchemaItem) -> Result<()> {
     .await
 }
 
+/// A batch's Bolt rows (the group's lines are dropped before the rows are sent).
+fn batch_rows(group: Group) -> Result<Vec<BoltType>> {
+    group.to_bolt().map_err(|e| Error::Format {
+        format: FORMAT_NAME.into(),
+        reason: format!("a batch of the graph stream: {e}"),
+    })
+}
+
 /// Applies the batches as they come.
 async fn consume(
     db: &Db,
@@ -432,7 +497,7 @@ async fn consume(
                 }
                 state.schema.push(item);
             }
-            Batch::Nodes { labels, rows } => {
+            Batch::Nodes { labels, group } => {
                 state.started.get_or_insert_with(std::time::Instant::now);
                 let key = key_label(&labels);
                 if !state.import_indexes.contains_key(&key) {
@@ -455,6 +520,7 @@ async fn consume(
                 } else {
                     labels.iter().map(|l| format!(":{}", quote(l))).collect()
                 };
+                let rows = batch_rows(group)?;
                 let n = rows.len() as i64;
                 let q = query(&format!(
                     "UNWIND $rows AS row CREATE (n{label_expr}) SET n = row.p, n.{} = row.i RETURN count(*) AS c",
@@ -476,7 +542,7 @@ async fn consume(
                 rel_type,
                 start_key,
                 end_key,
-                rows,
+                group,
             } => {
                 state
                     .first_relationship
@@ -485,6 +551,7 @@ async fn consume(
                     await_import_indexes(db, state).await?;
                     indexes_ready = true;
                 }
+                let rows = batch_rows(group)?;
                 let n = rows.len() as i64;
                 let q = query(&format!(
                     "UNWIND $rows AS row \
@@ -658,6 +725,7 @@ async fn finish(
             state.created_schema.push(item);
         }
     }
+    state.schema_done = Some(std::time::Instant::now());
     // Remove the temporary marks. Past this point imported nodes are no longer
     // recognisable, so nothing below may fail the restore's contents.
     let batch = options.node_batch;
@@ -764,10 +832,11 @@ impl Sink for Neo4jSink {
                             db.target
                         ),
                         format!(
-                            "nodes {:.1} s, relationships {:.1} s, schema and clean-up {:.1} s",
+                            "nodes {:.1} s, relationships {:.1} s, schema {:.1} s, clean-up {:.1} s",
                             secs(state.started, rel_start),
                             secs(rel_start, state.stream_done),
-                            secs(state.stream_done, Some(now)),
+                            secs(state.stream_done, state.schema_done),
+                            secs(state.schema_done, Some(now)),
                         ),
                     ],
                 })

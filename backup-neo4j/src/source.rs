@@ -390,6 +390,7 @@ pub(crate) fn connect(config: &Neo4jConfig) -> Result<Db> {
     Ok(Db {
         graph,
         target: endpoint.target,
+        sockets: crate::bolt::Sockets::new(endpoint.host),
     })
 }
 
