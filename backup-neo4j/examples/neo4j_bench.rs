@@ -92,6 +92,10 @@ async fn main() {
                     },
                     None => opts,
                 };
+                let opts = match std::env::var("SESSIONS").ok().and_then(|b| b.parse().ok()) {
+                    Some(sessions) => Neo4jSinkOptions { sessions, ..opts },
+                    None => opts,
+                };
                 let report = backup_core::restore(
                     &store,
                     &m,

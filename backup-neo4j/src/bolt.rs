@@ -222,21 +222,52 @@ impl Db {
 
     /// Runs one query in its own transaction and returns all its rows.
     pub async fn rows(&self, op: &str, q: neo4rs::Query) -> Result<Vec<neo4rs::Row>> {
-        let mut txn = self.graph.start_txn().await.map_err(|e| self.err(op, &e))?;
+        self.try_rows(q).await.map_err(|e| self.err(op, &e))
+    }
+
+    async fn try_rows(&self, q: neo4rs::Query) -> neo4rs::Result<Vec<neo4rs::Row>> {
+        let mut txn = self.graph.start_txn().await?;
         self.tune_sockets().await;
         let mut rows = Vec::new();
         {
-            let mut stream = txn.execute(q).await.map_err(|e| self.err(op, &e))?;
-            while let Some(row) = stream
-                .next(txn.handle())
-                .await
-                .map_err(|e| self.err(op, &e))?
-            {
+            let mut stream = txn.execute(q).await?;
+            while let Some(row) = stream.next(txn.handle()).await? {
                 rows.push(row);
             }
         }
-        txn.commit().await.map_err(|e| self.err(op, &e))?;
+        txn.commit().await?;
         Ok(rows)
+    }
+
+    /// Like [`Db::count`], retrying a transaction the server failed with a transient
+    /// error (`Neo.TransientError.*`, e.g. a deadlock or a concurrent change to the
+    /// same record between two sessions): the server rolled it back whole, so running
+    /// it again is safe. `make` builds the query for each attempt.
+    pub async fn count_retrying(
+        &self,
+        op: &str,
+        mut make: impl FnMut() -> Result<neo4rs::Query>,
+    ) -> Result<i64> {
+        const ATTEMPTS: u32 = 6;
+        let mut attempt = 1;
+        loop {
+            match self.try_rows(make()?).await {
+                Ok(rows) => {
+                    return Ok(rows
+                        .first()
+                        .and_then(|r| r.get::<i64>("c").ok())
+                        .unwrap_or(0))
+                }
+                Err(neo4rs::Error::Neo4j(e))
+                    if e.kind() == neo4rs::Neo4jErrorKind::Transient && attempt < ATTEMPTS =>
+                {
+                    tracing::debug!(target = %self.target, op, attempt, code = e.code(), "transient error, retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(self.err(op, &e)),
+            }
+        }
     }
 
     /// Runs a query that returns one integer column `c` in its own transaction.

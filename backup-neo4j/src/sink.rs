@@ -60,6 +60,21 @@ pub struct Neo4jSinkOptions {
     /// When to create the backed-up schema (default: after the data).
     #[serde(default)]
     pub schema_timing: SchemaTiming,
+    /// Relationship batches in flight at once, each in its own session (default 1).
+    /// A batch the server fails with a transient error (another session changed the
+    /// same node: Neo4j's deadlock detection, ArcadeDB's concurrent-modification
+    /// check) was rolled back whole by the server and is retried, up to 6 attempts.
+    /// Each batch in flight holds its rows as Bolt values. More than 1 is for servers
+    /// that lock per record; on ArcadeDB (optimistic, per page) 2 sessions conflicted
+    /// on nearly every batch and the restore failed after the retries (see
+    /// `bench/neo4j/RESULTS.md`); Neo4j's own bulk-load advice is to create
+    /// relationships from one writer for the same reason (lock contention).
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
+}
+
+fn default_sessions() -> usize {
+    1
 }
 
 fn default_batch() -> usize {
@@ -73,6 +88,7 @@ impl Default for Neo4jSinkOptions {
             node_batch: default_batch(),
             relationship_batch: default_batch(),
             schema_timing: SchemaTiming::default(),
+            sessions: default_sessions(),
         }
     }
 }
@@ -509,6 +525,11 @@ async fn drop_schema_item(db: &Db, item: &SchemaItem) -> Result<()> {
 
 /// A batch's Bolt rows (the group's lines are dropped before the rows are sent).
 fn batch_rows(group: Group) -> Result<Vec<BoltType>> {
+    bolt_rows(&group)
+}
+
+/// A batch's Bolt rows, keeping its lines (for a retry).
+fn bolt_rows(group: &Group) -> Result<Vec<BoltType>> {
     group.to_bolt().map_err(|e| Error::Format {
         format: FORMAT_NAME.into(),
         reason: format!("a batch of the graph stream: {e}"),
@@ -523,6 +544,9 @@ async fn consume(
     state: &mut ImportState,
 ) -> Result<bool> {
     let mut indexes_ready = false;
+    // Relationship batches in flight (dropping the set cancels them: their
+    // transactions are never committed).
+    let mut inflight: tokio::task::JoinSet<Result<u64>> = tokio::task::JoinSet::new();
     while let Some(batch) = rx.recv().await {
         match batch {
             Batch::Schema(item) => {
@@ -572,38 +596,76 @@ async fn consume(
                     create_import_indexes(db, state).await?;
                     indexes_ready = true;
                 }
-                let rows = batch_rows(group)?;
-                let n = rows.len() as i64;
-                let q = query(&format!(
-                    "UNWIND $rows AS row \
-                     MATCH (a:{} {{{id}: row.s}}) MATCH (b:{} {{{id}: row.e}}) \
-                     CREATE (a)-[r:{}]->(b) SET r = row.p RETURN count(*) AS c",
-                    quote(&start_key),
-                    quote(&end_key),
-                    quote(&rel_type),
-                    id = quote(IMPORT_ID),
-                ))
-                .param("rows", rows_param(rows));
-                let op = format!("creating relationships of type {rel_type}");
-                let created = db.count(&op, q).await?;
-                if created != n {
-                    return Err(db.fail(
-                        op,
-                        ErrorKind::Other,
-                        format!(
-                            "only {created} of {n} relationships found both endpoints among the imported nodes"
-                        ),
-                    ));
+                // Up to `sessions` batches run at once, each on its own session.
+                while inflight.len() >= options.sessions.max(1) {
+                    state.relationships += join_next(&mut inflight).await?;
                 }
-                state.relationships += n as u64;
+                inflight.spawn(relationship_batch(
+                    db.clone(),
+                    rel_type,
+                    start_key,
+                    end_key,
+                    group,
+                ));
             }
             Batch::End => {
+                while !inflight.is_empty() {
+                    state.relationships += join_next(&mut inflight).await?;
+                }
                 state.stream_done = Some(std::time::Instant::now());
                 return Ok(true);
             }
         }
     }
     Ok(false)
+}
+
+/// Creates one batch of relationships in its own transaction (retried on transient
+/// errors such as two sessions changing the same node). Returns how many it created.
+async fn relationship_batch(
+    db: Db,
+    rel_type: String,
+    start_key: String,
+    end_key: String,
+    group: Group,
+) -> Result<u64> {
+    let stmt = format!(
+        "UNWIND $rows AS row \
+         MATCH (a:{} {{{id}: row.s}}) MATCH (b:{} {{{id}: row.e}}) \
+         CREATE (a)-[r:{}]->(b) SET r = row.p RETURN count(*) AS c",
+        quote(&start_key),
+        quote(&end_key),
+        quote(&rel_type),
+        id = quote(IMPORT_ID),
+    );
+    let n = group.rows as i64;
+    let op = format!("creating relationships of type {rel_type}");
+    let created = db
+        .count_retrying(&op, || {
+            Ok(query(&stmt).param("rows", rows_param(bolt_rows(&group)?)))
+        })
+        .await?;
+    if created != n {
+        return Err(db.fail(
+            op,
+            ErrorKind::Other,
+            format!(
+                "only {created} of {n} relationships found both endpoints among the imported nodes"
+            ),
+        ));
+    }
+    Ok(n as u64)
+}
+
+/// The result of the next relationship batch to finish.
+async fn join_next(set: &mut tokio::task::JoinSet<Result<u64>>) -> Result<u64> {
+    match set.join_next().await {
+        Some(Ok(r)) => r,
+        Some(Err(e)) => Err(Error::Interrupted(format!(
+            "a relationship batch stopped: {e}"
+        ))),
+        None => Ok(0),
+    }
 }
 
 /// Runs a `... LIMIT batch ... RETURN count(*) AS c` statement until it affects nothing.
@@ -793,6 +855,11 @@ impl Sink for Neo4jSink {
         if self.options.node_batch == 0 || self.options.relationship_batch == 0 {
             return Err(Error::Config(
                 "neo4j restore batch sizes must be at least 1".into(),
+            ));
+        }
+        if self.options.sessions == 0 {
+            return Err(Error::Config(
+                "neo4j restore sessions must be at least 1".into(),
             ));
         }
         let db = connect(&self.config)?;
