@@ -82,3 +82,30 @@ pub(crate) fn apply(peers: &[SocketAddr], done: &mut BTreeSet<u64>) -> usize {
 pub(crate) fn apply(_peers: &[SocketAddr], _done: &mut BTreeSet<u64>) -> usize {
     0
 }
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The work-around reaches a socket the test cannot give to it otherwise (as the
+    /// driver's are): only the one connected to the given peer gets `TCP_NODELAY`.
+    #[test]
+    fn sets_nodelay_on_sockets_connected_to_the_peer_only() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = server.local_addr().unwrap();
+        let ours = std::net::TcpStream::connect(peer).unwrap();
+        let theirs = std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap();
+        assert!(!ours.nodelay().unwrap(), "a new socket has Nagle on");
+        let mut done = BTreeSet::new();
+        let changed = apply(&[peer], &mut done);
+        assert!(changed >= 1, "no socket changed (pidfd_getfd refused?)");
+        assert!(ours.nodelay().unwrap());
+        assert!(
+            !theirs.nodelay().unwrap(),
+            "a socket to another peer was changed"
+        );
+        // Sockets already done are skipped.
+        assert_eq!(apply(&[peer], &mut done), 0);
+    }
+}

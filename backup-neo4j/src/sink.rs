@@ -1147,3 +1147,36 @@ impl Sink for Neo4jAdminSink {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pending rows stay under the budget whatever the number of groups: past it the
+    /// largest group leaves as a (partial) batch; a group that fills leaves at once.
+    #[test]
+    fn pending_groups_stay_under_their_budget() {
+        let mut p: Pending<u32> = Pending::new();
+        let line = vec![b'x'; 999];
+        let mut sent = Vec::new();
+        for i in 0..40_000u32 {
+            if let Some((k, g)) = p.push(&(i % 100), &line, 2_000) {
+                sent.push((k, g.rows));
+            }
+            while let Some((k, g)) = p.over_budget() {
+                sent.push((k, g.rows));
+            }
+            assert!(p.bytes <= PENDING_BUDGET, "{} bytes pending", p.bytes);
+        }
+        assert!(!sent.is_empty());
+        // 100 groups of 1 KB rows under 8 MiB: batches of about 80 rows or more.
+        assert!(sent.iter().all(|(_, rows)| *rows >= 50), "{sent:?}");
+        let left: usize = p.drain().iter().map(|(_, g)| g.rows).sum();
+        assert_eq!(sent.iter().map(|(_, r)| r).sum::<usize>() + left, 40_000);
+        assert_eq!(p.bytes, 0);
+        // One group fills a whole batch.
+        let mut q: Pending<u32> = Pending::new();
+        let full = (0..2_000).find_map(|_| q.push(&7, b"{}", 2_000));
+        assert_eq!(full.map(|(k, g)| (k, g.rows)), Some((7, 2_000)));
+    }
+}
