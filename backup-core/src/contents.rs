@@ -84,6 +84,12 @@ impl Contents {
 pub trait FormatReader: Send + Sync {
     /// The format name recorded in the manifest ("pgdump", "rdb", "graph", "raw").
     fn format(&self) -> &str;
+    /// Whether the summary depends on the bytes. `false` (the raw format) lets the
+    /// pipeline skip feeding the reader a copy of the stream: `read_contents` of an
+    /// empty stream then gives the summary.
+    fn reads_stream(&self) -> bool {
+        true
+    }
     /// Reads the whole stream and returns its summary; fails on a malformed stream.
     fn read_contents(&self, input: &mut dyn Read) -> Result<Contents>;
 }
@@ -95,6 +101,9 @@ pub struct RawFormat;
 impl FormatReader for RawFormat {
     fn format(&self) -> &str {
         "raw"
+    }
+    fn reads_stream(&self) -> bool {
+        false
     }
     fn read_contents(&self, input: &mut dyn Read) -> Result<Contents> {
         std::io::copy(input, &mut std::io::sink())

@@ -49,7 +49,7 @@ pub use progress::{NoProgress, Progress};
 pub use retention::{RetentionPlan, RetentionPolicy, Span, VerificationState};
 pub use secret::{redact_url, SecretString};
 pub use sink::{Sink, SinkReport, WriterSink};
-pub use source::{CommandSource, ReaderSource, Source, SourceFacts};
+pub use source::{BlockingReaderSource, CommandSource, ReaderSource, Source, SourceFacts};
 pub use store::{BackupStore, VerificationRecord};
 pub use transform::{Transform, TransformSpec};
 pub use verify::{verify_content, verify_stored, VerifyLevel, VerifyReport};

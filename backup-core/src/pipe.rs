@@ -120,6 +120,36 @@ impl PipeWriter {
         self.send_message(Message::Data(chunk)).await
     }
 
+    /// [`PipeWriter::send`] for a blocking thread (`spawn_blocking`): waits for room
+    /// without a runtime. Never call it on an async task.
+    pub fn blocking_send(&mut self, chunk: Bytes) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let pending = self.buf.split().freeze();
+            self.blocking_send_message(Message::Data(pending))?;
+        }
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.blocking_send_message(Message::Data(chunk))
+    }
+
+    fn blocking_send_message(&mut self, msg: Message) -> io::Result<()> {
+        let Some(sender) = self.tx.get_ref().cloned() else {
+            return Err(self.closed());
+        };
+        match sender.blocking_send(msg) {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.closed()),
+        }
+    }
+
+    /// Moves this writer out, leaving one whose reader is gone (for stages that hand
+    /// their ends to a blocking thread and put them back afterwards).
+    pub fn take(&mut self) -> PipeWriter {
+        let (dummy, _) = pipe(1);
+        std::mem::replace(self, dummy)
+    }
+
     async fn send_message(&mut self, msg: Message) -> io::Result<()> {
         let Some(sender) = self.tx.get_ref().cloned() else {
             return Err(self.closed());
@@ -272,6 +302,38 @@ impl PipeReader {
     /// The next chunk, `None` at a clean end of stream, an error if the writer failed.
     pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
         std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// [`PipeReader::next_chunk`] for a blocking thread (`spawn_blocking`). Never call
+    /// it on an async task.
+    pub fn blocking_next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if !self.current.is_empty() {
+            return Ok(Some(std::mem::take(&mut self.current)));
+        }
+        match self.state {
+            ReaderState::Ended => return Ok(None),
+            ReaderState::Failed => return Err(self.upstream_failed()),
+            ReaderState::Open => {}
+        }
+        match self.rx.blocking_recv() {
+            Some(Message::Data(b)) => Ok(Some(b)),
+            Some(Message::End) => {
+                self.state = ReaderState::Ended;
+                Ok(None)
+            }
+            Some(Message::Error(e)) => {
+                let _ = self.upstream_failed();
+                Err(e)
+            }
+            None => Err(self.upstream_failed()),
+        }
+    }
+
+    /// Moves this reader out, leaving one whose writer is gone (see
+    /// [`PipeWriter::take`]).
+    pub fn take(&mut self) -> PipeReader {
+        let (_, dummy) = pipe(1);
+        std::mem::replace(self, dummy)
     }
 }
 

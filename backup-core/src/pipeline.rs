@@ -49,7 +49,7 @@ pub struct BackupOptions {
     pub encryption: Encryption,
     /// zstd level (default 3).
     pub zstd_level: i32,
-    /// zstd worker threads (default 0: compress on the stage's own task).
+    /// zstd worker threads (`None`: [`Zstd::default_workers`]; 0: one thread).
     pub zstd_workers: Option<u32>,
     /// Labels recorded in the manifest.
     pub labels: BTreeMap<String, String>,
@@ -65,6 +65,7 @@ impl std::fmt::Debug for BackupOptions {
             .field("datastore", &self.datastore)
             .field("encryption", &self.encryption)
             .field("zstd_level", &self.zstd_level)
+            .field("zstd_workers", &self.zstd_workers)
             .field("labels", &self.labels)
             .finish_non_exhaustive()
     }
@@ -85,10 +86,8 @@ impl BackupOptions {
     }
 
     fn transforms(&self) -> Vec<Arc<dyn Transform>> {
-        let mut zstd = Zstd::new(self.zstd_level);
-        if let Some(w) = self.zstd_workers {
-            zstd = zstd.with_workers(w);
-        }
+        let zstd = Zstd::new(self.zstd_level)
+            .with_workers(self.zstd_workers.unwrap_or_else(Zstd::default_workers));
         vec![
             Arc::new(zstd),
             Arc::new(Age::encrypt(self.encryption.clone())),
@@ -301,29 +300,35 @@ impl BackupSession {
         let src_state = src_w.state();
         let mut outcomes_handles: Vec<PendingStage> = Vec::new();
 
-        // Tee: plaintext digest, size, progress and a copy for the format reader.
-        let (feed, chunk_reader) = blocking_chunks(PIPE_CAPACITY);
-        let inspector_reader = reader.clone();
-        let inspector = tokio::task::spawn_blocking(move || {
-            let mut r = chunk_reader;
-            let out = inspector_reader.read_contents(&mut r);
-            // Drain whatever is left so the tee never blocks on a failed reader.
-            let _ = std::io::copy(&mut r, &mut std::io::sink());
-            out
-        });
+        // Tee: plaintext digest, size, progress and a copy for the format reader. The
+        // digest is CPU-bound (as fast as compression on compressible data): it runs on
+        // a thread of its own, like zstd, so the two use both cores.
+        let (feed, inspector) = if reader.reads_stream() {
+            let (feed, chunk_reader) = blocking_chunks(PIPE_CAPACITY);
+            let inspector_reader = reader.clone();
+            let inspector = tokio::task::spawn_blocking(move || {
+                let mut r = chunk_reader;
+                let out = inspector_reader.read_contents(&mut r);
+                // Drain whatever is left so the tee never blocks on a failed reader.
+                let _ = std::io::copy(&mut r, &mut std::io::sink());
+                out
+            });
+            (Some(feed), Some(inspector))
+        } else {
+            (None, None)
+        };
         let (tee_w, mut next_r) = pipe(PIPE_CAPACITY);
         let (tee_in_state, tee_out_state) = (src_r.state(), tee_w.state());
         let tee_progress = progress.clone();
-        let tee = tokio::spawn(async move {
+        let tee = tokio::task::spawn_blocking(move || {
             let mut input = src_r;
             let mut out = tee_w;
             let mut hasher = Sha256::new();
             let mut size = 0u64;
-            let mut feed = Some(feed);
-            let result: Result<(u64, String)> = async {
+            let mut feed = feed;
+            let result: Result<(u64, String)> = (|| {
                 while let Some(chunk) = input
-                    .next_chunk()
-                    .await
+                    .blocking_next_chunk()
                     .map_err(|e| Error::from_io(e, "reading the source stream"))?
                 {
                     hasher.update(&chunk);
@@ -332,20 +337,27 @@ impl BackupSession {
                         p.advance(chunk.len() as u64);
                     }
                     if let Some(f) = &feed {
-                        if f.send(chunk.clone()).await.is_err() {
+                        if f.blocking_send(chunk.clone()).is_err() {
                             feed = None;
                         }
                     }
-                    out.send(chunk)
-                        .await
+                    out.blocking_send(chunk)
                         .map_err(|e| Error::from_io(e, "passing the stream on"))?;
                 }
                 Ok((size, hex(hasher.finalize())))
-            }
-            .await;
+            })();
             drop(feed);
-            close_stage(out, &result).await;
-            result
+            drop(input);
+            (result, out)
+        });
+        let tee = tokio::spawn(async move {
+            match tee.await {
+                Ok((result, out)) => {
+                    close_stage(out, &result).await;
+                    result
+                }
+                Err(e) => Err(Error::Interrupted(format!("tee stage: {e}"))),
+            }
         });
 
         // Transforms.
@@ -391,7 +403,7 @@ impl BackupSession {
         });
 
         // The source runs on this task (it may borrow), the rest on their own.
-        let source_result = source.dump(&mut src_w).await;
+        let source_result = source.dump_to_pipe(&mut src_w).await;
         let source_result = match source_result {
             Ok(facts) => match src_w.shutdown().await {
                 Ok(()) => Ok(facts),
@@ -427,9 +439,12 @@ impl BackupSession {
             Ok(r) => r,
             Err(e) => Err(Error::Interrupted(format!("upload stage: {e}"))),
         };
-        let inspector_result = match inspector.await {
-            Ok(r) => r,
-            Err(e) => Err(Error::Interrupted(format!("format reader: {e}"))),
+        let inspector_result = match inspector {
+            None => Ok(crate::contents::Contents::default()),
+            Some(inspector) => match inspector.await {
+                Ok(r) => r,
+                Err(e) => Err(Error::Interrupted(format!("format reader: {e}"))),
+            },
         };
 
         // Decide the cause, in pipeline order.
@@ -569,7 +584,22 @@ pub async fn restore(
     // Download with the stored digest check.
     let (dl_w, mut next_r) = pipe(PIPE_CAPACITY);
     let dl_state = dl_w.state();
-    let stream = store.download(&artifact.key).await?;
+    // A manifest whose artifact is gone is a damaged backup (as verification says),
+    // not a backup that does not exist.
+    let stream = match store.download(&artifact.key).await {
+        Ok(s) => s,
+        Err(Error::Store {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => {
+            return Err(Error::Verification {
+                id: ctx.backup_id.clone(),
+                key: ctx.key.clone(),
+                what: "the artifact is missing from the store".into(),
+            })
+        }
+        Err(e) => return Err(e),
+    };
     if let Some(p) = &options.progress {
         p.set_total(Some(artifact.stored_size));
     }

@@ -262,8 +262,10 @@ async fn missing_artifact_is_detected() {
     let err = backup_core::restore(&f.store, &m, "data", &mut sink, &f.options())
         .await
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    assert!(err.to_string().contains(&m.artifact.key), "{err}");
+    // The same class as verification: the backup exists but is damaged.
+    assert_eq!(err.kind(), ErrorKind::Verification, "{err}");
+    assert_names_backup(&err, &m);
+    assert!(err.to_string().contains("missing"), "{err}");
     assert!(!sink.saw_eof);
 }
 

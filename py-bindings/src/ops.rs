@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_core::{
-    BackupOptions, BackupStore, CommandSource, ErrorKind, FormatReader, FormatRegistry,
-    Manifest as CoreManifest, ReaderSource, RestoreOptions, SecretString, Source, WriterSink,
+    BackupOptions, BackupStore, BlockingReaderSource, CommandSource, ErrorKind, FormatReader,
+    FormatRegistry, Manifest as CoreManifest, ReaderSource, RestoreOptions, SecretString, Source,
+    WriterSink,
 };
 use pyo3::prelude::*;
 
@@ -180,8 +181,7 @@ pub fn backup_file(
     .options(py, &mut secrets)?;
     let file = std::fs::File::open(&path)
         .map_err(|e| config_error(py, format!("cannot open {}: {e}", path.display())))?;
-    let source = ReaderSource::new(tokio::fs::File::from_std(file), "file")
-        .with_format(format_reader(py, format)?);
+    let source = BlockingReaderSource::new(file, "file").with_format(format_reader(py, format)?);
     run_backup(py, &store, source, options, &secrets)
 }
 

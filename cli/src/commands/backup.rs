@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use backup_core::{CommandSource, Manifest, ReaderSource};
+use backup_core::{BlockingReaderSource, CommandSource, Manifest};
 use clap::{Args, Subcommand};
 
 use crate::common::{human_bytes, SealArgs, StoreArgs};
@@ -52,6 +52,9 @@ pub struct ConfiguredArgs {
     /// zstd level (overrides the config's `zstd_level`; default 3).
     #[arg(long, allow_negative_numbers = true)]
     pub zstd_level: Option<i32>,
+    /// zstd worker threads (default: one per core, at most 2; 0: one thread).
+    #[arg(long, env = "DBSEAL_ZSTD_WORKERS")]
+    pub zstd_workers: Option<u32>,
     /// Label KEY=VALUE added to every manifest, repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -171,7 +174,7 @@ pub async fn run(
             backup_core::backup(&ctx.store, &mut source, ctx.options()?).await?
         }
         BackupKind::Stdin { .. } => {
-            let mut source = ReaderSource::new(tokio::io::stdin(), "stdin");
+            let mut source = BlockingReaderSource::stdin()?;
             backup_core::backup(&ctx.store, &mut source, ctx.options()?).await?
         }
         BackupKind::Postgres { args, .. } => db::postgres::backup(args, &ctx).await?,
@@ -339,6 +342,7 @@ fn configured_seal(name: &str, job: &ConfiguredBackup<'_>) -> SealArgs {
         recipients,
         passphrase_file,
         zstd_level: args.zstd_level.or(cfg.zstd_level).unwrap_or(3),
+        zstd_workers: args.zstd_workers,
         labels,
     }
 }

@@ -336,6 +336,7 @@ async fn safety_backup(
             recipients,
             passphrase_file,
             zstd_level: cfg.and_then(|c| c.zstd_level).unwrap_or(3),
+            zstd_workers: None,
             labels,
         },
         progress: crate::progress::bar("safety backup", out.quiet || out.json),
