@@ -540,8 +540,8 @@ async fn consume(
     state: &mut ImportState,
 ) -> Result<bool> {
     let mut indexes_ready = false;
-    // Node or relationship batches in flight (dropping the set cancels them: their
-    // transactions are never committed).
+    // Relationship batches in flight with `sessions` > 1 (dropping the set cancels
+    // them: their transactions are never committed).
     let mut inflight: tokio::task::JoinSet<Result<u64>> = tokio::task::JoinSet::new();
     while let Some(batch) = rx.recv().await {
         match batch {
@@ -563,10 +563,7 @@ async fn consume(
                 };
                 // One node batch at a time: a second session did not make the node
                 // phase faster on ArcadeDB (3.0 s with one, 2.9-3.2 s with two).
-                while !inflight.is_empty() {
-                    state.nodes += join_next(&mut inflight).await?;
-                }
-                inflight.spawn(node_batch(db.clone(), label_expr, group));
+                state.nodes += node_batch(db.clone(), label_expr, group).await?;
             }
             Batch::Relationships {
                 rel_type,
@@ -578,34 +575,24 @@ async fn consume(
                     .first_relationship
                     .get_or_insert_with(std::time::Instant::now);
                 if !indexes_ready {
-                    // Every node batch is committed before the first relationship.
-                    while !inflight.is_empty() {
-                        state.nodes += join_next(&mut inflight).await?;
-                    }
                     create_import_indexes(db, state).await?;
                     indexes_ready = true;
                 }
-                // Up to `sessions` batches run at once, each on its own session.
-                while inflight.len() >= options.sessions.max(1) {
-                    state.relationships += join_next(&mut inflight).await?;
+                let batch = relationship_batch(db.clone(), rel_type, start_key, end_key, group);
+                if options.sessions <= 1 {
+                    // In this task: no second thread (and allocator arena) involved.
+                    state.relationships += batch.await?;
+                } else {
+                    // Up to `sessions` batches at once, each on its own session.
+                    while inflight.len() >= options.sessions {
+                        state.relationships += join_next(&mut inflight).await?;
+                    }
+                    inflight.spawn(batch);
                 }
-                inflight.spawn(relationship_batch(
-                    db.clone(),
-                    rel_type,
-                    start_key,
-                    end_key,
-                    group,
-                ));
             }
             Batch::End => {
-                let nodes_only = !indexes_ready;
                 while !inflight.is_empty() {
-                    let n = join_next(&mut inflight).await?;
-                    if nodes_only {
-                        state.nodes += n;
-                    } else {
-                        state.relationships += n;
-                    }
+                    state.relationships += join_next(&mut inflight).await?;
                 }
                 state.stream_done = Some(std::time::Instant::now());
                 return Ok(true);
