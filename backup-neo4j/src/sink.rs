@@ -49,8 +49,8 @@ pub struct Neo4jSinkOptions {
     /// Nodes per `UNWIND` batch (one transaction each; default 2,000). Rows wait for
     /// their batch as compact stream lines (at most 8 MiB, whatever the graph's size
     /// and number of label sets); the batch being sent is held as Bolt values, so
-    /// client memory grows with this size (peak RSS measured at about 32 MiB with
-    /// 2,000, 44 MiB with 5,000 and 67 MiB with 10,000 rows, see
+    /// client memory grows with this size (peak RSS measured at 32-37 MiB with
+    /// 2,000, 45 MiB with 5,000 and 62 MiB with 10,000 rows, see
     /// `bench/neo4j/RESULTS.md`); larger batches were not faster there.
     #[serde(default = "default_batch")]
     pub node_batch: usize,
@@ -67,8 +67,9 @@ pub struct Neo4jSinkOptions {
     /// Each batch in flight holds its rows as Bolt values. More than 1 is for servers
     /// that lock per record; on ArcadeDB (optimistic, per page) 2 sessions conflicted
     /// on nearly every batch and the restore failed after the retries (see
-    /// `bench/neo4j/RESULTS.md`); Neo4j's own bulk-load advice is to create
-    /// relationships from one writer for the same reason (lock contention).
+    /// `bench/neo4j/RESULTS.md`). Not measured on Neo4j, where the common advice is
+    /// one writer for relationships too (lock contention and deadlocks on shared
+    /// nodes).
     #[serde(default = "default_sessions")]
     pub sessions: usize,
 }
