@@ -122,9 +122,12 @@ impl BackupStore {
             let path = std::path::PathBuf::from(if path.is_empty() { ".".into() } else { path });
             std::fs::create_dir_all(&path)
                 .map_err(|e| bad(format!("cannot create directory {}: {e}", path.display())))?;
+            // fsync: a manifest (and the artifact it vouches for) must survive a power
+            // loss once the backup reported success, as it would on S3.
             let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
                 .map_err(|e| bad(e.to_string()))?
-                .with_automatic_cleanup(true);
+                .with_automatic_cleanup(true)
+                .with_fsync(true);
             return Ok(BackupStore {
                 inner: Arc::new(fs),
                 prefix: Path::default(),
