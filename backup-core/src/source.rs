@@ -294,8 +294,15 @@ impl BlockingReaderSource {
             return (Err(err), Some(sink));
         };
         let kind = self.kind.clone();
+        // If this future is dropped (the backup was cancelled), the thread stops at its
+        // next chunk and drops `sink`, so the stages after it see the stream aborted.
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let _cancel_on_drop = CancelOnDrop(cancelled.clone());
         let joined = tokio::task::spawn_blocking(move || {
             let result = (|| loop {
+                if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(Error::Interrupted(format!("reading {kind}: cancelled")));
+                }
                 let mut chunk = Vec::with_capacity(BLOCKING_READ_CHUNK);
                 (&mut reader)
                     .take(BLOCKING_READ_CHUNK as u64)
@@ -317,6 +324,15 @@ impl BlockingReaderSource {
                 None,
             ),
         }
+    }
+}
+
+/// Sets its flag when dropped.
+struct CancelOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

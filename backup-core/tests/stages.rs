@@ -110,3 +110,59 @@ async fn blocking_reader_source_also_writes_through_dump() {
     let err = source.dump(&mut Vec::new()).await.unwrap_err();
     assert!(err.to_string().contains("already read"), "{err}");
 }
+
+/// A slow reader (10 ms per read) that counts its reads and would go on for 5 s (a
+/// bound, so a broken cancellation fails the test instead of hanging it).
+struct SlowEndlessReader {
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    until: std::time::Instant,
+}
+
+impl std::io::Read for SlowEndlessReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if std::time::Instant::now() > self.until {
+            return Ok(0);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        self.reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = buf.len().min(64 * 1024);
+        buf[..n].fill(b'z');
+        Ok(n)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_backup_stops_its_reader_thread_and_leaves_no_artifact() {
+    use std::sync::atomic::Ordering;
+    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let keys = KeyPair::generate();
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut source = BlockingReaderSource::new(
+        SlowEndlessReader {
+            reads: reads.clone(),
+            until: std::time::Instant::now() + std::time::Duration::from_secs(5),
+        },
+        "endless",
+    );
+    let backup = backup_core::backup(
+        &store,
+        &mut source,
+        BackupOptions::new("stages", keys.encryption()),
+    );
+    // The caller gives up (a timeout, asyncio cancellation): the future is dropped.
+    let timed_out = tokio::time::timeout(std::time::Duration::from_millis(300), backup).await;
+    assert!(timed_out.is_err(), "an endless stream cannot finish");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let after_stop = reads.load(Ordering::Relaxed);
+    assert!(after_stop > 0, "the reader ran");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        reads.load(Ordering::Relaxed),
+        after_stop,
+        "the reader thread kept reading after the backup was cancelled"
+    );
+    // The stages after it saw the stream aborted: no artifact completed, no manifest.
+    let keys_left = store.list_keys("").await.unwrap();
+    assert!(keys_left.is_empty(), "{keys_left:?}");
+}
