@@ -110,36 +110,36 @@ impl PipeWriter {
 
     /// Sends one chunk downstream without copying it (flushes buffered bytes first).
     pub async fn send(&mut self, chunk: Bytes) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            let pending = self.buf.split().freeze();
-            self.send_message(Message::Data(pending)).await?;
+        for data in self.outgoing(chunk) {
+            self.send_message(Message::Data(data)).await?;
         }
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        self.send_message(Message::Data(chunk)).await
+        Ok(())
     }
 
     /// [`PipeWriter::send`] for a blocking thread (`spawn_blocking`): waits for room
     /// without a runtime. Never call it on an async task.
     pub fn blocking_send(&mut self, chunk: Bytes) -> io::Result<()> {
-        if !self.buf.is_empty() {
-            let pending = self.buf.split().freeze();
-            self.blocking_send_message(Message::Data(pending))?;
+        for data in self.outgoing(chunk) {
+            let sender = self.sender()?;
+            if sender.blocking_send(Message::Data(data)).is_err() {
+                return Err(self.closed());
+            }
         }
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        self.blocking_send_message(Message::Data(chunk))
+        Ok(())
     }
 
-    fn blocking_send_message(&mut self, msg: Message) -> io::Result<()> {
-        let Some(sender) = self.tx.get_ref().cloned() else {
-            return Err(self.closed());
-        };
-        match sender.blocking_send(msg) {
-            Ok(()) => Ok(()),
-            Err(_) => Err(self.closed()),
+    /// What [`PipeWriter::send`] sends: the buffered bytes, then `chunk` (empty ones
+    /// left out).
+    fn outgoing(&mut self, chunk: Bytes) -> impl Iterator<Item = Bytes> {
+        let pending = self.buf.split().freeze();
+        [pending, chunk].into_iter().filter(|b| !b.is_empty())
+    }
+
+    /// The channel's sender, or the broken-pipe error once the reader is gone.
+    fn sender(&mut self) -> io::Result<mpsc::Sender<Message>> {
+        match self.tx.get_ref().cloned() {
+            Some(sender) => Ok(sender),
+            None => Err(self.closed()),
         }
     }
 
@@ -151,9 +151,7 @@ impl PipeWriter {
     }
 
     async fn send_message(&mut self, msg: Message) -> io::Result<()> {
-        let Some(sender) = self.tx.get_ref().cloned() else {
-            return Err(self.closed());
-        };
+        let sender = self.sender()?;
         match sender.send(msg).await {
             Ok(()) => Ok(()),
             Err(_) => Err(self.closed()),
@@ -275,47 +273,22 @@ impl PipeReader {
         io::Error::new(io::ErrorKind::UnexpectedEof, UPSTREAM_ABORTED)
     }
 
-    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+    /// The answer that needs no message: a chunk left from a partial read, or the
+    /// stream's end or failure already seen. `None`: receive the next message.
+    fn without_receiving(&mut self) -> Option<io::Result<Option<Bytes>>> {
         if !self.current.is_empty() {
-            return Poll::Ready(Ok(Some(std::mem::take(&mut self.current))));
+            return Some(Ok(Some(std::mem::take(&mut self.current))));
         }
         match self.state {
-            ReaderState::Ended => return Poll::Ready(Ok(None)),
-            ReaderState::Failed => return Poll::Ready(Err(self.upstream_failed())),
-            ReaderState::Open => {}
-        }
-        match self.rx.poll_recv(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Message::Data(b))) => Poll::Ready(Ok(Some(b))),
-            Poll::Ready(Some(Message::End)) => {
-                self.state = ReaderState::Ended;
-                Poll::Ready(Ok(None))
-            }
-            Poll::Ready(Some(Message::Error(e))) => {
-                let _ = self.upstream_failed();
-                Poll::Ready(Err(e))
-            }
-            Poll::Ready(None) => Poll::Ready(Err(self.upstream_failed())),
+            ReaderState::Ended => Some(Ok(None)),
+            ReaderState::Failed => Some(Err(self.upstream_failed())),
+            ReaderState::Open => None,
         }
     }
 
-    /// The next chunk, `None` at a clean end of stream, an error if the writer failed.
-    pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
-    }
-
-    /// [`PipeReader::next_chunk`] for a blocking thread (`spawn_blocking`). Never call
-    /// it on an async task.
-    pub fn blocking_next_chunk(&mut self) -> io::Result<Option<Bytes>> {
-        if !self.current.is_empty() {
-            return Ok(Some(std::mem::take(&mut self.current)));
-        }
-        match self.state {
-            ReaderState::Ended => return Ok(None),
-            ReaderState::Failed => return Err(self.upstream_failed()),
-            ReaderState::Open => {}
-        }
-        match self.rx.blocking_recv() {
+    /// What a received message (`None`: the writer is gone) means for the reader.
+    fn received(&mut self, msg: Option<Message>) -> io::Result<Option<Bytes>> {
+        match msg {
             Some(Message::Data(b)) => Ok(Some(b)),
             Some(Message::End) => {
                 self.state = ReaderState::Ended;
@@ -327,6 +300,28 @@ impl PipeReader {
             }
             None => Err(self.upstream_failed()),
         }
+    }
+
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Option<Bytes>>> {
+        if let Some(ready) = self.without_receiving() {
+            return Poll::Ready(ready);
+        }
+        self.rx.poll_recv(cx).map(|msg| self.received(msg))
+    }
+
+    /// The next chunk, `None` at a clean end of stream, an error if the writer failed.
+    pub async fn next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// [`PipeReader::next_chunk`] for a blocking thread (`spawn_blocking`). Never call
+    /// it on an async task.
+    pub fn blocking_next_chunk(&mut self) -> io::Result<Option<Bytes>> {
+        if let Some(ready) = self.without_receiving() {
+            return ready;
+        }
+        let msg = self.rx.blocking_recv();
+        self.received(msg)
     }
 
     /// Moves this reader out, leaving one whose writer is gone (see
