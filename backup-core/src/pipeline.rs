@@ -584,22 +584,9 @@ pub async fn restore(
     // Download with the stored digest check.
     let (dl_w, mut next_r) = pipe(PIPE_CAPACITY);
     let dl_state = dl_w.state();
-    // A manifest whose artifact is gone is a damaged backup (as verification says),
-    // not a backup that does not exist.
-    let stream = match store.download(&artifact.key).await {
-        Ok(s) => s,
-        Err(Error::Store {
-            source: object_store::Error::NotFound { .. },
-            ..
-        }) => {
-            return Err(Error::Verification {
-                id: ctx.backup_id.clone(),
-                key: ctx.key.clone(),
-                what: "the artifact is missing from the store".into(),
-            })
-        }
-        Err(e) => return Err(e),
-    };
+    let stream = store
+        .download_artifact(&ctx.backup_id, &artifact.key)
+        .await?;
     if let Some(p) = &options.progress {
         p.set_total(Some(artifact.stored_size));
     }

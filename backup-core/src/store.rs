@@ -277,6 +277,27 @@ impl BackupStore {
         }
     }
 
+    /// [`BackupStore::download`] of an artifact a manifest of backup `backup_id`
+    /// records: a missing object is a damaged backup (a verification failure naming the
+    /// backup and key), not a backup that does not exist.
+    pub(crate) async fn download_artifact(
+        &self,
+        backup_id: &str,
+        key: &str,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        match self.download(key).await {
+            Err(Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Err(Error::Verification {
+                id: backup_id.to_string(),
+                key: key.to_string(),
+                what: "the artifact is missing from the store".into(),
+            }),
+            other => other,
+        }
+    }
+
     /// Streams the object at `key`.
     pub async fn download(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
         let res = self

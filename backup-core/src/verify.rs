@@ -59,14 +59,9 @@ pub async fn verify_stored(store: &BackupStore, manifest: &Manifest) -> Result<V
             key: artifact.key.clone(),
             what,
         };
-        let mut stream = match store.download(&artifact.key).await {
-            Ok(s) => s,
-            Err(Error::Store {
-                source: object_store::Error::NotFound { .. },
-                ..
-            }) => return Err(fail("the artifact is missing from the store".into())),
-            Err(e) => return Err(e),
-        };
+        let mut stream = store
+            .download_artifact(manifest.backup_id.as_str(), &artifact.key)
+            .await?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
         while let Some(chunk) = stream.next().await {
