@@ -33,8 +33,89 @@ pub enum ErrorKind {
     Refused,
     /// The operation was interrupted.
     Interrupted,
+    /// `status`: a datastore is stale or failed its last verification.
+    Unhealthy,
+    /// A backup set had a failed member (the others remain ordinary backups).
+    SetFailed,
+    /// A bug in dbseal (a panic): please report it.
+    Internal,
     /// Any other failure (I/O, a database tool failing).
     Other,
+}
+
+impl ErrorKind {
+    /// The documented process exit code of this kind: the one table both front-ends
+    /// use (the CLI exits with it, Python puts it on the exception as `.exit_code`).
+    ///
+    /// | code | kind |
+    /// |------|------|
+    /// | 1    | [`ErrorKind::Other`]: a database tool failed, an I/O error |
+    /// | 2    | [`ErrorKind::Config`]: invalid arguments, configuration, keys or URLs |
+    /// | 3    | [`ErrorKind::NotFound`] |
+    /// | 4    | [`ErrorKind::Verification`]: corrupted, truncated, tampered, contents differ |
+    /// | 5    | [`ErrorKind::Decryption`]: wrong identity or passphrase |
+    /// | 6    | [`ErrorKind::Connection`]: a server or the store unreachable or refusing |
+    /// | 7    | [`ErrorKind::VersionMismatch`] |
+    /// | 8    | [`ErrorKind::Refused`]: target not empty, production, manifest exists |
+    /// | 9    | [`ErrorKind::Unhealthy`]: `status` found a stale or failed datastore |
+    /// | 10   | [`ErrorKind::SetFailed`]: a backup set had a failed member |
+    /// | 101  | [`ErrorKind::Internal`]: a bug (panic) |
+    /// | 130  | [`ErrorKind::Interrupted`] |
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorKind::Config => 2,
+            ErrorKind::NotFound => 3,
+            ErrorKind::Verification => 4,
+            ErrorKind::Decryption => 5,
+            ErrorKind::Connection => 6,
+            ErrorKind::VersionMismatch => 7,
+            ErrorKind::Refused => 8,
+            ErrorKind::Unhealthy => 9,
+            ErrorKind::SetFailed => 10,
+            ErrorKind::Internal => 101,
+            ErrorKind::Interrupted => 130,
+            ErrorKind::Other => 1,
+        }
+    }
+
+    /// The kind of an exit code (the inverse of [`ErrorKind::exit_code`]; unknown codes
+    /// are [`ErrorKind::Other`]).
+    pub fn from_exit_code(code: i32) -> ErrorKind {
+        [
+            ErrorKind::Config,
+            ErrorKind::NotFound,
+            ErrorKind::Verification,
+            ErrorKind::Decryption,
+            ErrorKind::Connection,
+            ErrorKind::VersionMismatch,
+            ErrorKind::Refused,
+            ErrorKind::Unhealthy,
+            ErrorKind::SetFailed,
+            ErrorKind::Internal,
+            ErrorKind::Interrupted,
+        ]
+        .into_iter()
+        .find(|k| k.exit_code() == code)
+        .unwrap_or(ErrorKind::Other)
+    }
+
+    /// The stable name of the kind, for `--json` output and Python.
+    pub fn class(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Verification => "verification",
+            ErrorKind::Decryption => "decryption",
+            ErrorKind::Connection => "connection",
+            ErrorKind::VersionMismatch => "version_mismatch",
+            ErrorKind::Refused => "refused",
+            ErrorKind::Unhealthy => "unhealthy",
+            ErrorKind::SetFailed => "set_failed",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Interrupted => "interrupted",
+            ErrorKind::Other => "failure",
+        }
+    }
 }
 
 /// The result type of backup-core.

@@ -24,7 +24,9 @@
 //! ```
 
 pub mod contents;
+pub mod driver;
 pub mod error;
+pub mod fsutil;
 pub mod id;
 pub mod keys;
 pub mod manifest;
@@ -40,6 +42,10 @@ pub mod transform;
 pub mod verify;
 
 pub use contents::{Contents, FormatReader, FormatRegistry, RawFormat};
+pub use driver::{
+    BackupContext, Capabilities, Driver, DriverOptions, Registry, RestoreContext, RestoreOutcome,
+    RestoreTarget,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use id::BackupId;
 pub use keys::{Decryption, Encryption, KeyPair, Recipient};

@@ -58,23 +58,104 @@ impl From<&str> for SecretString {
     }
 }
 
-/// Returns `url` with its password (and any `password=`/`secret` query parameters)
-/// replaced by `**REDACTED**`. Strings that are not URLs are returned unchanged.
+/// What a secret is replaced with in output.
+pub const REDACTED: &str = "**REDACTED**";
+
+/// Words that make an option, setting or query-parameter name a secret (compared
+/// case-insensitively, as substrings). The one list dbseal uses: `Debug` output,
+/// `config check`, error messages, the Python `repr`s and [`redact_url`].
+pub const SECRET_NAME_PARTS: &[&str] = &[
+    "password",
+    "passwd",
+    "pass",
+    "secret",
+    "token",
+    "passphrase",
+    "credential",
+    "private",
+    "key",
+    "auth",
+];
+
+/// Whether a setting or option named `name` holds a secret (`aws_secret_access_key`,
+/// `azure_storage_account_key`, `sslpassword`, `PGPASSWORD`…). Names of files that
+/// hold a secret (`password_file`, `passfile`) and of public keys are not secrets
+/// themselves.
+pub fn is_secret_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    if n.ends_with("_file") || n.ends_with("-file") || n == "passfile" || n.ends_with("_path") {
+        return false;
+    }
+    // Public or non-secret names that merely contain a secret word.
+    const PUBLIC: &[&str] = &[
+        "public_key",
+        "access_key_id",
+        "key_id",
+        "keepalive",
+        "key_match",
+        "skip_signature",
+        "passive",
+    ];
+    if PUBLIC.iter().any(|p| n.replace('-', "_").contains(p)) {
+        return false;
+    }
+    SECRET_NAME_PARTS.iter().any(|s| n.contains(s))
+}
+
+/// Decodes `%XX` escapes (as in a URL's user-info); invalid escapes are kept as written.
+pub fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Encodes a string for a URL's user-info (user name or password).
+pub fn percent_encode_userinfo(s: &str) -> String {
+    const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(s, USERINFO).to_string()
+}
+
+/// Removes quoted values from a (serde) error message, which may quote a value that was
+/// a secret: `invalid type: string "hunter2", expected u16` becomes
+/// `invalid type: string "…", expected u16`. Field names in backquotes stay.
+pub fn scrub_serde_error(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_quote = false;
+    for c in message.chars() {
+        if c == '"' {
+            if in_quote {
+                out.push('…');
+            }
+            in_quote = !in_quote;
+            out.push(c);
+        } else if !in_quote {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Returns `url` with its password (and any query parameter whose name is a secret, see
+/// [`is_secret_name`]) replaced by `**REDACTED**`. A string that does not parse as a URL
+/// but looks like one (`scheme://user:pass@…`) loses everything between `://` and `@`;
+/// other strings are returned unchanged.
 pub fn redact_url(url: &str) -> String {
     let Ok(mut parsed) = url::Url::parse(url) else {
-        return url.to_string();
+        return redact_unparsed(url);
     };
     if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("**REDACTED**"));
+        let _ = parsed.set_password(Some(REDACTED));
     }
-    let secret_params = ["password", "pass", "secret", "token", "key", "sslpassword"];
     if parsed.query().is_some() {
         let pairs: Vec<(String, String)> = parsed
             .query_pairs()
             .map(|(k, v)| {
-                let lower = k.to_ascii_lowercase();
-                if secret_params.iter().any(|s| lower.contains(s)) {
-                    (k.into_owned(), "**REDACTED**".to_string())
+                if is_secret_name(&k) {
+                    (k.into_owned(), REDACTED.to_string())
                 } else {
                     (k.into_owned(), v.into_owned())
                 }
@@ -83,6 +164,18 @@ pub fn redact_url(url: &str) -> String {
         parsed.query_pairs_mut().clear().extend_pairs(pairs);
     }
     parsed.to_string()
+}
+
+/// Redaction of a URL-like string that `url` cannot parse: the user-info goes.
+fn redact_unparsed(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://{REDACTED}@{}", &rest[at + 1..]),
+        None => s.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +201,45 @@ mod tests {
         assert_eq!(
             redact_url("redis://127.0.0.1:6379/0"),
             "redis://127.0.0.1:6379/0"
+        );
+    }
+
+    #[test]
+    fn unparseable_urls_lose_their_userinfo() {
+        let r = redact_url("postgres://al ice:hun ter2@db:99999/app");
+        assert!(!r.contains("hun ter2"), "{r}");
+        assert!(r.contains("db:99999/app"), "{r}");
+    }
+
+    #[test]
+    fn one_list_of_secret_names() {
+        for n in [
+            "aws_secret_access_key",
+            "azure_storage_account_key",
+            "sslpassword",
+            "PGPASSWORD",
+            "token",
+            "google_service_account_key",
+        ] {
+            assert!(is_secret_name(n), "{n}");
+        }
+        for n in [
+            "password_file",
+            "passfile",
+            "aws_access_key_id",
+            "url",
+            "pg-bin-dir",
+            "aws_endpoint",
+        ] {
+            assert!(!is_secret_name(n), "{n}");
+        }
+    }
+
+    #[test]
+    fn serde_errors_lose_quoted_values() {
+        assert_eq!(
+            scrub_serde_error("invalid type: string \"hunter2\", expected u16 at `port`"),
+            "invalid type: string \"…\", expected u16 at `port`"
         );
     }
 }
