@@ -54,7 +54,7 @@ pub use pipeline::{backup, restore, BackupOptions, BackupSession, RestoreOptions
 pub use progress::{NoProgress, Progress};
 pub use retention::{RetentionPlan, RetentionPolicy, Span, VerificationState};
 pub use secret::{redact_url, SecretString};
-pub use sink::{Sink, SinkReport, WriterSink};
+pub use sink::{CancellableSink, Sink, SinkReport, WriterSink};
 pub use source::{BlockingReaderSource, CommandSource, ReaderSource, Source, SourceFacts};
 pub use store::{BackupStore, VerificationRecord};
 pub use transform::{Transform, TransformSpec};

@@ -10,8 +10,13 @@
 //! drop what it created) and return the error. A sink commits only after a clean end of
 //! stream.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use async_trait::async_trait;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -68,5 +73,62 @@ impl<W: AsyncWrite + Send + Unpin> Sink for WriterSink<W> {
             bytes,
             summary: vec![format!("wrote {bytes} bytes")],
         })
+    }
+}
+
+/// A [`Sink`] whose input fails with [`Error::Interrupted`] once `token` is cancelled, so
+/// an interrupted restore goes through the wrapped sink's own failure path (which leaves
+/// the target as it was) instead of being dropped midway. Every driver wraps its sink in
+/// one with [`crate::RestoreContext::cancel`].
+pub struct CancellableSink<'a> {
+    inner: &'a mut (dyn Sink + 'a),
+    token: CancellationToken,
+}
+
+impl<'a> CancellableSink<'a> {
+    /// Wraps `inner`.
+    pub fn new(inner: &'a mut (dyn Sink + 'a), token: CancellationToken) -> Self {
+        CancellableSink { inner, token }
+    }
+}
+
+#[async_trait]
+impl Sink for CancellableSink<'_> {
+    async fn restore(
+        &mut self,
+        manifest: &Manifest,
+        input: StreamReader<'_>,
+    ) -> Result<SinkReport> {
+        if self.token.is_cancelled() {
+            return Err(Error::Interrupted(
+                "the restore was cancelled before it started".into(),
+            ));
+        }
+        let mut reader = CancellableReader {
+            inner: input,
+            cancelled: Box::pin(self.token.clone().cancelled_owned()),
+        };
+        self.inner.restore(manifest, &mut reader).await
+    }
+}
+
+struct CancellableReader<'a> {
+    inner: StreamReader<'a>,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl AsyncRead for CancellableReader<'_> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.cancelled.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(Error::Interrupted(
+                "the restore was interrupted; undoing it".into(),
+            )
+            .into_io()));
+        }
+        Pin::new(&mut *self.inner).poll_read(cx, buf)
     }
 }
