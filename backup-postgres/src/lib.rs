@@ -36,6 +36,7 @@ pub mod format;
 pub mod physical;
 pub mod sink;
 pub mod source;
+mod tls;
 pub mod verify;
 pub mod wal;
 
