@@ -98,11 +98,18 @@ impl DriverOptions {
     /// `#[serde(rename_all = "kebab-case", deny_unknown_fields)]`). An unknown key or a
     /// wrong type is a config error naming the key and `kind`.
     pub fn parse<T: DeserializeOwned>(&self, kind: &str) -> Result<T> {
+        // serde_path_to_error names the key whose value has the wrong type.
         let value = serde_json::Value::Object(self.0.clone());
-        serde_json::from_value(value).map_err(|e| {
+        serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let at = if path.is_empty() || path == "." {
+                String::new()
+            } else {
+                format!("`{path}`: ")
+            };
             Error::Config(format!(
-                "{kind} options: {} (see `dbseal backup {kind} --help`)",
-                crate::secret::scrub_serde_error(&e.to_string())
+                "{kind} options: {at}{} (see `dbseal backup {kind} --help`)",
+                crate::secret::scrub_serde_error(&e.into_inner().to_string())
             ))
         })
     }
@@ -392,4 +399,39 @@ pub fn options_of<T: clap::FromArgMatches + Serialize>(
 ) -> Result<DriverOptions> {
     let typed = T::from_arg_matches(matches).map_err(|e| Error::Config(e.to_string()))?;
     DriverOptions::from_typed(&typed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Opts {
+        port: Option<u16>,
+        pg_bin_dir: Option<String>,
+    }
+
+    #[test]
+    fn option_errors_name_the_key_and_hide_the_value() {
+        let mut o = DriverOptions::new();
+        o.set("port", "hunter2");
+        let e = o.parse::<Opts>("postgres").unwrap_err().to_string();
+        assert!(e.contains("`port`"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let mut o = DriverOptions::new();
+        o.set("exclude-tabel", "x");
+        let e = o.parse::<Opts>("postgres").unwrap_err().to_string();
+        assert!(e.contains("exclude-tabel"), "{e}");
+    }
+
+    #[test]
+    fn debug_redacts_secrets_and_url_passwords() {
+        let mut o = DriverOptions::new();
+        o.set("url", "redis://u:pw-123@h:1/0");
+        o.set("password", "pw-456");
+        let d = format!("{o:?}");
+        assert!(!d.contains("pw-123") && !d.contains("pw-456"), "{d}");
+    }
 }
