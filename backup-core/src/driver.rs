@@ -147,6 +147,28 @@ pub struct RestoreContext {
     pub cancel: CancellationToken,
 }
 
+impl RestoreContext {
+    /// Restores the `data` artifact of `manifest` into `sink`, cancellable through
+    /// [`RestoreContext::cancel`] (the sink's input fails and the sink rolls back), and
+    /// reports it as restored into `target` (a description without credentials). The one
+    /// way every driver runs its sink.
+    pub async fn restore_into(
+        &self,
+        manifest: &Manifest,
+        sink: &mut dyn crate::sink::Sink,
+        target: String,
+    ) -> Result<RestoreOutcome> {
+        let mut sink = crate::sink::CancellableSink::new(sink, self.cancel.clone());
+        let report =
+            crate::pipeline::restore(&self.store, manifest, "data", &mut sink, &self.options)
+                .await?;
+        Ok(RestoreOutcome {
+            target,
+            summary: report.summary,
+        })
+    }
+}
+
 /// Where and how a backup is restored into a database. Every driver reads the fields
 /// its [`Capabilities`] say it supports; [`Registry::check_target`] refuses the others
 /// before anything is touched.

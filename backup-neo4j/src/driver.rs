@@ -20,7 +20,7 @@ use backup_core::driver::{
     args_of, options_of, BackupContext, Capabilities, Driver, DriverOptions, RestoreContext,
     RestoreOutcome, RestoreTarget,
 };
-use backup_core::{CancellableSink, Error, FormatReader, Manifest, Result, VerifyReport};
+use backup_core::{Error, FormatReader, Manifest, Result, VerifyReport};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Neo4jConfig, SCHEMES};
@@ -226,13 +226,13 @@ impl Driver for Neo4jDriver {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_NEO4J_ADMIN));
             let mut sink = Neo4jAdminSink::new(binary, db.clone());
-            let mut sink = CancellableSink::new(&mut sink, ctx.cancel.clone());
-            let report =
-                backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
-            return Ok(RestoreOutcome {
-                target: format!("neo4j-admin database load {db}"),
-                summary: report.summary,
-            });
+            return ctx
+                .restore_into(
+                    manifest,
+                    &mut sink,
+                    format!("neo4j-admin database load {db}"),
+                )
+                .await;
         }
         if target.neo4j_admin.is_some() {
             return Err(Error::Config(format!(
@@ -258,13 +258,7 @@ impl Driver for Neo4jDriver {
             ..Default::default()
         };
         let mut sink = Neo4jSink::new(cfg, options);
-        let mut sink = CancellableSink::new(&mut sink, ctx.cancel.clone());
-        let report =
-            backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
-        Ok(RestoreOutcome {
-            target: shown,
-            summary: report.summary,
-        })
+        ctx.restore_into(manifest, &mut sink, shown).await
     }
 
     /// Restores into the scratch database the URL's path names (existing and empty; it

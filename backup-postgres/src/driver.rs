@@ -15,7 +15,7 @@ use backup_core::driver::{
     RestoreOutcome, RestoreTarget as DriverTarget,
 };
 use backup_core::{BackupOptions, BackupStore, VerifyReport};
-use backup_core::{CancellableSink, Error, FormatReader, Manifest, Result, SecretString};
+use backup_core::{Error, FormatReader, Manifest, Result, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::physical::{self, PhysicalOptions, PhysicalSource};
@@ -315,13 +315,7 @@ impl Driver for PostgresDriver {
         )?;
         let conn = sink.connection();
         let where_to = format!("{}/{}", conn.server(), conn.database());
-        let mut sink = CancellableSink::new(&mut sink, ctx.cancel.clone());
-        let report =
-            backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
-        Ok(RestoreOutcome {
-            target: where_to,
-            summary: report.summary,
-        })
+        ctx.restore_into(manifest, &mut sink, where_to).await
     }
 
     async fn verify_restore(

@@ -13,9 +13,7 @@ use backup_core::driver::{
     args_of, options_of, BackupContext, Capabilities, Driver, DriverOptions, RestoreContext,
     RestoreOutcome, RestoreTarget,
 };
-use backup_core::{
-    CancellableSink, Error, FormatReader, Manifest, Result, SecretString, VerifyReport,
-};
+use backup_core::{Error, FormatReader, Manifest, Result, SecretString, VerifyReport};
 use serde::{Deserialize, Serialize};
 
 use crate::config::RedisConfig;
@@ -197,13 +195,9 @@ impl Driver for RedisDriver {
                 ));
             }
             let mut sink = RdbFileSink::new(path, false);
-            let mut sink = CancellableSink::new(&mut sink, ctx.cancel.clone());
-            let report =
-                backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
-            return Ok(RestoreOutcome {
-                target: path.display().to_string(),
-                summary: report.summary,
-            });
+            return ctx
+                .restore_into(manifest, &mut sink, path.display().to_string())
+                .await;
         }
         let cfg = target_config(target)?;
         let (dbs, db_map) = parse_db_selection(&target.db)?;
@@ -216,13 +210,7 @@ impl Driver for RedisDriver {
         };
         let shown = cfg.redacted_url();
         let mut sink = RedisSink::new(cfg, options)?;
-        let mut sink = CancellableSink::new(&mut sink, ctx.cancel.clone());
-        let report =
-            backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
-        Ok(RestoreOutcome {
-            target: shown,
-            summary: report.summary,
-        })
+        ctx.restore_into(manifest, &mut sink, shown).await
     }
 
     async fn verify_restore(

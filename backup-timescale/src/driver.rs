@@ -13,7 +13,7 @@ use backup_core::driver::{
     args_of, options_of, BackupContext, Capabilities, Driver, DriverOptions, RestoreContext,
     RestoreOutcome, RestoreTarget,
 };
-use backup_core::{CancellableSink, Error, FormatReader, Manifest, Result, VerifyReport};
+use backup_core::{Error, FormatReader, Manifest, Result, VerifyReport};
 use backup_postgres::driver::target_config;
 use backup_postgres::{DumpOptions, GlobalsFormat, PgDumpFormat, PostgresConfig};
 use serde::{Deserialize, Serialize};
@@ -171,13 +171,12 @@ impl Driver for TimescaleDriver {
             },
         )
         .with_role(target.role.clone());
-        let mut sink = CancellableSink::new(&mut sink, ctx.cancel.clone());
-        let report =
-            backup_core::restore(&ctx.store, manifest, "data", &mut sink, &ctx.options).await?;
-        Ok(RestoreOutcome {
-            target: format!("{}/{}", conn.server(), conn.database()),
-            summary: report.summary,
-        })
+        ctx.restore_into(
+            manifest,
+            &mut sink,
+            format!("{}/{}", conn.server(), conn.database()),
+        )
+        .await
     }
 
     async fn verify_restore(
