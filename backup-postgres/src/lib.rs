@@ -33,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod format;
 pub mod physical;
+pub mod pitr;
 pub mod sink;
 pub mod source;
 pub mod verify;
