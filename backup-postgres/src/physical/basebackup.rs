@@ -1,6 +1,29 @@
 //! Physical base backups: `pg_basebackup` as a Source, and the tar/backup_manifest scanner.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use async_trait::async_trait;
+use backup_core::source::StreamWriter;
+use backup_core::{
+    BackupOptions, BackupSession, BackupStore, Contents, Error, FormatReader, Manifest, Result,
+    Source, SourceFacts,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWrite;
+
+use super::{
+    tar_error, TarEntry, TarEntryKind, TarParser, TarVisitor, MAX_MANIFEST, MAX_SMALL_FILE,
+    TAR_FORMAT,
+};
+use crate::config::{Connection, PostgresConfig, Tool};
+use crate::error::PostgresError;
+use crate::source::{check_tool_version, stream_command, KIND};
+use crate::wal::{label_lsn, parse_label, segment_name, Lsn, WalArchive};
 
 // ---------------------------------------------------------------------------------
 // What a base backup tar holds

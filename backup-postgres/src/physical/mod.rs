@@ -20,35 +20,17 @@
 //! (`dbseal wal-fetch`, see [`wal_fetch_command`]), the recovery target and
 //! `recovery.signal`. Starting PostgreSQL then recovers to the target. On any error the
 //! data directory is left as it was (empty, or absent).
+//!
+//! Modules: `tar` (the streaming tar parser), `basebackup` (the source and the
+//! `backup_manifest` scanner), `restore` (recovery settings and the data-directory
+//! sink); `dbseal restore --pgdata` as a whole is [`crate::pitr::restore_pgdata`].
 
-use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::path::{Component, Path, PathBuf};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::path::Path;
 
-use async_trait::async_trait;
-use backup_core::pipe::{blocking_chunks, PIPE_CAPACITY};
-use backup_core::sink::StreamReader;
-use backup_core::source::StreamWriter;
-use backup_core::{
-    BackupOptions, BackupSession, BackupStore, Contents, Error, ErrorKind, FormatReader, Manifest,
-    RestoreOptions, Result, Sink, SinkReport, Source, SourceFacts,
-};
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use serde_json::json;
-use sha2::{Digest, Sha256};
-use tokio::io::{AsyncReadExt, AsyncWrite};
+use backup_core::{BackupStore, Error, ErrorKind, Manifest, Result};
 
-use crate::config::{Connection, PostgresConfig, Tool};
 use crate::error::{PgResult, PostgresError};
-use crate::source::{check_tool_version, stream_command, KIND};
-use crate::wal::{
-    label_lsn, parse_label, plan_recovery, segment_name, BaseBackupWal, Lsn, WalArchive,
-};
+use crate::wal::BaseBackupWal;
 
 mod basebackup;
 mod restore;

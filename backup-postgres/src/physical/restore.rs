@@ -1,6 +1,25 @@
 //! Point-in-time restore of a base backup into an empty data directory.
 
-use super::*;
+use std::io::Write as _;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backup_core::pipe::{blocking_chunks, PIPE_CAPACITY};
+use backup_core::sink::StreamReader;
+use backup_core::{
+    BackupStore, Error, ErrorKind, Manifest, RestoreOptions, Result, Sink, SinkReport,
+};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+use super::{
+    base_backup_wal, tar_error, BaseBackupScanner, TarEntry, TarEntryKind, TarParser, TarVisitor,
+    RESTORE_ENV_FILE,
+};
+use crate::wal::{plan_recovery, Lsn, WalArchive};
 
 // Restore
 // ---------------------------------------------------------------------------------
@@ -83,7 +102,7 @@ pub struct PhysicalRestoreReport {
 }
 
 /// Quotes a word for `sh` if it needs it.
-fn shell_word(s: &str) -> String {
+pub(super) fn shell_word(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-./:=@+,".contains(c))
@@ -125,7 +144,7 @@ pub fn wal_fetch_command(
 }
 
 /// Quotes a value for postgresql.conf.
-fn conf_value(s: &str) -> String {
+pub(super) fn conf_value(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
 }
 
@@ -397,7 +416,7 @@ fn clean_up(root: &Path, created: bool) {
     }
 }
 
-fn extract_blocking(
+pub(super) fn extract_blocking(
     root: PathBuf,
     owner: Option<(u32, u32)>,
     input: &mut dyn std::io::Read,
@@ -554,7 +573,7 @@ impl Sink for PhysicalSink {
 
 /// Parses a recovery target time as far as dbseal can check it (RFC 3339 or
 /// `YYYY-MM-DD HH:MM:SS[.f]±HH[:MM]`); `None` if it has no explicit zone.
-fn parse_target_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+pub(super) fn parse_target_time(s: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     let t = s.trim();
     if let Ok(d) = chrono::DateTime::parse_from_rfc3339(t) {
         return Some(d.with_timezone(&chrono::Utc));

@@ -1,6 +1,10 @@
 //! A streaming tar parser (ustar, pax and GNU long names) for base backups.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use backup_core::Result;
+
+use super::tar_error;
 
 // ---------------------------------------------------------------------------------
 // A streaming tar parser

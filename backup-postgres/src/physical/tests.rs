@@ -1,4 +1,6 @@
+use std::sync::atomic::AtomicBool;
 
+use super::restore::{conf_value, extract_blocking, parse_target_time, shell_word};
 use super::*;
 
 fn tar_header(name: &str, size: u64, flag: u8) -> Vec<u8> {

@@ -1,6 +1,20 @@
 //! `wal-fetch`: one archived WAL file, verified, into the path PostgreSQL gave.
 
-use super::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backup_core::sink::StreamReader;
+use backup_core::{
+    Decryption, Error, ErrorKind, Manifest, RestoreOptions, Result, Sink, SinkReport,
+};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{
+    archive_error, check_header_matches_name, SegmentScanner, WalArchive, WalFile, WalFileKind,
+    WalProblem, WalProblemKind, WAL_KIND,
+};
 
 /// How [`WalArchive::fetch`] opens a file.
 #[derive(Debug, Clone)]

@@ -37,26 +37,29 @@
 //!   segment to the newest segment of its timeline path, timeline history consistency,
 //!   foreign system identifiers, and (by level) stored digests or full decryption.
 //! - [`WalArchive::status`]: the newest archived segment and its age (the real RPO).
+//!
+//! # Modules
+//!
+//! - `segment`: file names, LSNs, segment page headers, history files, the format
+//!   readers.
+//! - `push`: sealing runs the backup pipeline ([`backup_core::seal_in_memory`]: the
+//!   same stages, digests and zstd/age transforms as every backup), then stores the
+//!   object and its manifest create-only under the archive's own layout.
+//! - `fetch`: the pipeline's restore ([`backup_core::restore`]) into the file
+//!   PostgreSQL asked for.
+//! - `verify`: listing, status, `wal-verify`, prune.
+//! - `timeline`: timeline paths, gaps and recovery plans.
+//!
+//! The commands built on this (settings from an env file, exit codes) are in
+//! [`crate::pitr`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use backup_core::sink::StreamReader;
-use backup_core::source::StreamWriter;
-use backup_core::{
-    BackupOptions, BackupStore, Contents, Decryption, Encryption, Error, ErrorKind, FormatReader,
-    Manifest, RestoreOptions, Result, Sink, SinkReport, SourceFacts,
-};
-use bytes::Bytes;
+use backup_core::{BackupStore, Error, ErrorKind, Manifest, Result};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod fetch;
 mod push;

@@ -1,6 +1,25 @@
 //! `wal-push`: sealing one WAL file and storing it with its manifest, create-only.
 
-use super::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backup_core::source::StreamWriter;
+use backup_core::{
+    BackupOptions, Contents, Encryption, Error, ErrorKind, FormatReader, Manifest, Result,
+    SourceFacts,
+};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{
+    archive_error, check_header_matches_name, segment_contents, segment_facts_json, text_contents,
+    text_facts, SegmentFacts, SegmentScanner, WalArchive, WalFile, MAX_TEXT_FILE, SEGMENT_FORMAT,
+    TEXT_FORMAT, WAL_KIND,
+};
 
 // ---------------------------------------------------------------------------------
 // The archive
@@ -13,7 +32,7 @@ pub struct PushOptions {
     pub encryption: Encryption,
     /// zstd level.
     pub zstd_level: i32,
-    /// zstd worker threads (`None`: one per core).
+    /// zstd worker threads (`None`: compress on one thread, as for `Some(0)`).
     pub zstd_workers: Option<u32>,
 }
 
@@ -168,7 +187,8 @@ impl WalArchive {
         };
         let mut backup = BackupOptions::new(self.datastore.clone(), options.encryption.clone());
         backup.zstd_level = options.zstd_level;
-        backup.zstd_workers = options.zstd_workers;
+        // One thread unless asked: a WAL file is small and archive_command runs often.
+        backup.zstd_workers = Some(options.zstd_workers.unwrap_or(0));
         let sealed = backup_core::seal_in_memory(&mut source, backup).await?;
         Ok(Sealed {
             stored: sealed.stored,

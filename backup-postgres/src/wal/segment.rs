@@ -1,6 +1,14 @@
 //! WAL file names, LSNs, segment headers, history files and the format readers.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use backup_core::{Contents, Error, FormatReader, Result, SourceFacts};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{LONG_HEADER_SIZE, SEGMENT_FORMAT, SHORT_HEADER_CHECKED, TEXT_FORMAT, XLP_LONG_HEADER};
 
 // ---------------------------------------------------------------------------------
 // LSNs and file names

@@ -1,4 +1,7 @@
+use std::collections::BTreeSet;
 
+use super::fetch::check_segment;
+use super::timeline::newest_descendant;
 use super::*;
 
 /// A synthetic segment: long header on page 0, short headers on every page.

@@ -1,6 +1,15 @@
 //! Timeline paths: which segments recovery reads, gaps, and recovery plans.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+use backup_core::{ErrorKind, Result};
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::{
+    segment_name, BackupCoverage, BaseBackupWal, HistoryEntry, Lsn, TimelineRange, WalArchive,
+    WalProblem, WalProblemKind,
+};
 
 // ---------------------------------------------------------------------------------
 // Timeline paths
@@ -70,7 +79,7 @@ pub fn latest_timeline(timeline: u32, history_timelines: &BTreeSet<u32>) -> u32 
 }
 
 /// The newest timeline that descends from `(timeline, start)`.
-fn newest_descendant(
+pub(super) fn newest_descendant(
     timeline: u32,
     start: Lsn,
     histories: &BTreeMap<u32, Vec<HistoryEntry>>,

@@ -1,7 +1,24 @@
 //! `wal-verify`, status and prune: the listing of an archive and its checks.
 
 use super::fetch::check_segment;
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backup_core::sink::StreamReader;
+use backup_core::{
+    Decryption, Error, ErrorKind, Manifest, RestoreOptions, Result, Sink, SinkReport,
+};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+
+use super::{
+    backup_coverage, check_timelines, segment_name, valid_segment_size, BaseBackupWal,
+    HistoryEntry, SegmentScanner, WalArchive, WalFile, WalFileKind, ARCHIVE_RECORD, SEGMENT_FORMAT,
+};
 
 /// One archived file as listed.
 #[derive(Debug, Clone)]
