@@ -34,6 +34,7 @@ pub mod driver;
 pub mod error;
 pub mod format;
 pub mod physical;
+pub mod pitr;
 pub mod sink;
 pub mod source;
 mod tls;
