@@ -140,8 +140,9 @@ pub struct ArchiveStatus {
     pub segments: usize,
     /// Timelines seen.
     pub timelines: Vec<u32>,
-    /// The cluster's system identifier, when known.
-    pub system_identifier: Option<u64>,
+    /// The cluster's system identifier, when known (as text: it does not fit every
+    /// JSON reader's numbers).
+    pub system_identifier: Option<String>,
 }
 
 /// What store-reading operations share.
