@@ -6,6 +6,7 @@
 
 mod commands;
 mod common;
+mod db;
 mod exit;
 mod output;
 mod progress;
@@ -60,7 +61,7 @@ enum Command {
     /// Make a backup.
     Backup(commands::backup::BackupArgs),
     /// Restore a backup into a database, a file or stdout.
-    Restore(commands::restore::RestoreArgs),
+    Restore(Box<commands::restore::RestoreArgs>),
     /// Verify a backup (stored, content or restore level).
     Verify(commands::verify::VerifyArgs),
     /// List complete backups.

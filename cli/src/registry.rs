@@ -33,7 +33,7 @@ impl ContinuousArchive for PostgresWalArchive {
     ) -> backup_core::Result<Option<ArchiveStatus>> {
         let archive = backup_postgres::wal::WalArchive::new(store.clone(), datastore)?;
         let w = archive.status().await?;
-        Ok((w.segments > 0).then(|| ArchiveStatus {
+        Ok((w.segments > 0).then_some(ArchiveStatus {
             datastore: w.datastore,
             newest_segment: w.newest_segment,
             newest_archived_at: w.newest_archived_at,

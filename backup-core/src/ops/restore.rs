@@ -131,6 +131,17 @@ pub fn plan_target(
     options: &RestoreBackupOptions,
     manifest: &Manifest,
 ) -> Result<TargetPlan> {
+    plan_target_checked(ctx, options, manifest, true)
+}
+
+/// [`plan_target`]; `check_target` off for the members of a set, where target settings
+/// apply to the members whose kind has them (`--db` to Redis, `--database` to Neo4j).
+fn plan_target_checked(
+    ctx: &OpContext,
+    options: &RestoreBackupOptions,
+    manifest: &Manifest,
+    check_target: bool,
+) -> Result<TargetPlan> {
     let mut plan = TargetPlan {
         target: options.target.clone(),
         name: None,
@@ -147,16 +158,7 @@ pub fn plan_target(
         })?;
         let ds = config.datastore(name)?;
         let backup_kind = manifest.datastore.kind.as_str();
-        let compatible = ds.kind == backup_kind
-            || ctx
-                .registry
-                .get(&ds.kind)
-                .is_some_and(|d| d.restores_kind(backup_kind))
-            || ctx
-                .registry
-                .get(backup_kind)
-                .is_some_and(|d| d.restores_kind(&ds.kind));
-        if !compatible {
+        if !compatible_kinds(ctx, &ds.kind, backup_kind) {
             return Err(Error::Config(format!(
                 "backup {} is a {backup_kind} backup, datastore `{name}` is {}",
                 manifest.backup_id, ds.kind
@@ -175,12 +177,27 @@ pub fn plan_target(
             }
         }
     }
-    if plan.writes_database {
+    if plan.writes_database && check_target {
         ctx.registry
             .check_target(manifest, &plan.target)
             .map_err(|e| ctx.scrub_error(e))?;
     }
     Ok(plan)
+}
+
+/// Whether a datastore of kind `datastore` can receive a backup of kind `backup`: the
+/// same kind, a driver that says it restores the other's backups, or drivers of the
+/// same servers (sharing a URL scheme, as PostgreSQL and TimescaleDB do).
+fn compatible_kinds(ctx: &OpContext, datastore: &str, backup: &str) -> bool {
+    if datastore == backup {
+        return true;
+    }
+    let (Some(d), Some(b)) = (ctx.registry.get(datastore), ctx.registry.get(backup)) else {
+        return false;
+    };
+    d.restores_kind(backup)
+        || b.restores_kind(datastore)
+        || d.url_schemes().iter().any(|s| b.url_schemes().contains(s))
 }
 
 /// The production guard: refuses a restore into production datastore `name` unless
@@ -668,7 +685,7 @@ pub async fn restore_set(
             datastore: Some(m.datastore.clone()),
             ..options.clone()
         };
-        let plan = plan_target(ctx, &member_options, &manifest)?;
+        let plan = plan_target_checked(ctx, &member_options, &manifest, false)?;
         members.push((manifest, plan, member_options));
     }
     if options.dry_run {

@@ -87,8 +87,9 @@ impl Subcommand for BackupKind {
 pub fn with_drivers(cmd: clap::Command, registry: &Registry) -> clap::Command {
     cmd.mut_subcommand("backup", |backup| {
         registry.drivers().fold(backup, |backup, driver| {
-            let sub = clap::Command::new(driver.kind()).about(driver.about());
-            backup.subcommand(SealOptions::augment_args(driver.backup_args(sub)))
+            let sub = driver.backup_args(clap::Command::new(driver.kind()));
+            // The seal flags' own doc would replace the driver's line: set it last.
+            backup.subcommand(SealOptions::augment_args(sub).about(driver.about()))
         })
     })
 }

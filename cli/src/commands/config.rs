@@ -31,7 +31,8 @@ pub fn run(
     out: Output,
 ) -> CliResult<()> {
     let ConfigCommand::Check = args.command;
-    let config = config.ok_or_else(|| CliError::usage(config::missing_config_message("no config file")))?;
+    let config =
+        config.ok_or_else(|| CliError::usage(config::missing_config_message("no config file")))?;
     let value = config::check(config, registry)?;
     out.emit(&value, || {
         let text = toml::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());

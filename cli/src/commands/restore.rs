@@ -94,7 +94,7 @@ pub async fn run(
     if args.target.pitr.pgdata.is_some() {
         // PostgreSQL physical backup into a new data directory (point-in-time recovery).
         let manifest = ctx.store.manifest(&parse_id(&id)?).await?;
-        args.keys = args.restore.keys.or_config(ctx.config.as_deref());
+        args.keys = KeyArgs::from(&args.restore.keys.or_config(ctx.config.as_deref()));
         args.target.dry_run = args.restore.dry_run;
         return crate::commands::wal::run_restore_pgdata(
             args,

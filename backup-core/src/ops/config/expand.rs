@@ -132,14 +132,15 @@ impl Expander<'_> {
     }
 }
 
-/// Whether an environment variable's value is a secret: its name says so (the one list
-/// of [`is_secret_name`]), counting names of files too, as a variable naming a secret's
-/// file is better scrubbed than shown.
+/// Whether an environment variable's value is scrubbed from output: its name contains
+/// a word of the one secret-name list ([`crate::secret::SECRET_NAME_PARTS`]), with no
+/// exception (an access key id, a secrets directory: scrubbing more is harmless).
 fn is_secret_variable(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     is_secret_name(&n)
-        || is_secret_name(n.trim_end_matches("_file"))
-        || is_secret_name(n.trim_end_matches("_path"))
+        || crate::secret::SECRET_NAME_PARTS
+            .iter()
+            .any(|p| n.contains(p))
 }
 
 #[cfg(test)]

@@ -41,9 +41,10 @@ fn fixture(answer: Option<&str>) -> Fixture {
     driver.accepts = &["other"];
     let registry = Registry::new()
         .with(driver.clone())
-        .with(TestDriver::new("redis", &["redis"]));
+        .with(TestDriver::new("redis", &["redis"]))
+        .with(TestDriver::new("sibling", &["other", "test"]));
     let text = format!(
-        "[encryption]\nrecipients = [\"{}\"]\nidentity = \"{}\"\n[datastores.prod]\nkind = \"test\"\nurl = \"test://:${{PW}}@prod/db\"\nenvironment = \"production\"\n[datastores.dev]\nkind = \"test\"\nurl = \"test://dev/db\"\n[datastores.cache]\nkind = \"redis\"\nurl = \"redis://cache\"\n",
+        "[encryption]\nrecipients = [\"{}\"]\nidentity = \"{}\"\n[datastores.prod]\nkind = \"test\"\nurl = \"test://:${{PW}}@prod/db\"\nenvironment = \"production\"\n[datastores.dev]\nkind = \"test\"\nurl = \"test://dev/db\"\n[datastores.cache]\nkind = \"redis\"\nurl = \"redis://cache\"\n[datastores.sib]\nkind = \"sibling\"\nurl = \"other://sib/db\"\n",
         keys.recipient(),
         identity.display()
     );
