@@ -238,6 +238,16 @@ pub enum Error {
     /// The operation was interrupted (Ctrl-C, cancelled task).
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// An operation ([`crate::ops`]) refused, failed or found a problem; the message is
+    /// complete (it names the datastore, backup or file) and the kind is chosen by the
+    /// operation.
+    #[error("{message}")]
+    Operation {
+        /// The classification chosen by the operation.
+        kind: ErrorKind,
+        /// What happened, ready to show to a user (never a secret).
+        message: String,
+    },
 }
 
 impl Error {
@@ -259,6 +269,7 @@ impl Error {
             Error::Datastore { kind, .. } => *kind,
             Error::Io { .. } => ErrorKind::Other,
             Error::Interrupted(_) => ErrorKind::Interrupted,
+            Error::Operation { kind, .. } => *kind,
         }
     }
 
@@ -273,6 +284,19 @@ impl Error {
             message: message.into(),
             kind,
         }
+    }
+
+    /// An operation's error of the given kind with a complete message.
+    pub fn operation(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error::Operation {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The same error kind with a new message (context added, secrets scrubbed).
+    pub fn with_message(&self, message: impl Into<String>) -> Self {
+        Error::operation(self.kind(), message)
     }
 
     /// An I/O error with context.

@@ -1,17 +1,24 @@
 //! `dbseal`: sealed, verifiable backups of PostgreSQL, TimescaleDB, Neo4j and Redis.
 //!
-//! The CLI only translates: arguments in, a backup-core (or database crate) call, output
-//! out. Exit codes are documented in [`exit`].
+//! The CLI only translates: arguments in, a `backup_core::ops` call, output out. The
+//! database kinds come from the registry composed in [`registry`]; exit codes are
+//! `backup_core::ErrorKind::exit_code`'s.
 
 mod commands;
 mod common;
-mod config;
 mod db;
 mod exit;
 mod output;
 mod progress;
+mod registry;
 
+use std::sync::Arc;
+
+use backup_core::ops::config::{Config, CONFIG_ENV};
+use backup_core::ops::OpContext;
+use backup_core::Registry;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 use crate::common::StoreArgs;
 use crate::exit::CliError;
@@ -26,7 +33,7 @@ struct Cli {
     store: StoreArgs,
     /// Configuration file (store, keys, retention, datastores). Default: ./dbseal.toml
     /// when it exists. Flags override it.
-    #[arg(long, env = config::CONFIG_ENV, global = true, value_name = "PATH")]
+    #[arg(long, env = CONFIG_ENV, global = true, value_name = "PATH")]
     config: Option<std::path::PathBuf>,
     /// Print one JSON document on stdout (errors too) instead of text.
     #[arg(long, global = true)]
@@ -54,13 +61,13 @@ enum Command {
     /// Make a backup.
     Backup(commands::backup::BackupArgs),
     /// Restore a backup into a database, a file or stdout.
-    Restore(commands::restore::RestoreArgs),
+    Restore(Box<commands::restore::RestoreArgs>),
     /// Verify a backup (stored, content or restore level).
     Verify(commands::verify::VerifyArgs),
     /// List complete backups.
-    List(commands::list::ListArgs),
+    List(commands::catalog::ListArgs),
     /// Show a backup's manifest.
-    Show(commands::show::ShowArgs),
+    Show(commands::catalog::ShowArgs),
     /// PostgreSQL archive_command: seal one WAL file into the datastore's WAL archive.
     WalPush(commands::wal::WalPushArgs),
     /// PostgreSQL restore_command: fetch, verify and write one archived WAL file
@@ -71,10 +78,10 @@ enum Command {
     /// Check the configuration file.
     Config(commands::config::ConfigArgs),
     /// Delete backups outside the retention policy (GFS), and debris of failed backups.
-    Prune(commands::prune::PruneArgs),
+    Prune(backup_core::ops::prune::PruneOptions),
     /// Newest backup, age, size and last verification of every datastore; exit 9 when
     /// any is too old or failed its last verification.
-    Status(commands::status::StatusArgs),
+    Status(backup_core::ops::status::StatusOptions),
 }
 
 fn init_logging(verbose: u8) {
@@ -101,8 +108,10 @@ pub(crate) fn result_emitted() {
     RESULT_EMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Where a flag's value came from, looked up in the deepest subcommand that has it.
-pub(crate) fn value_source(matches: &ArgMatches, id: &str) -> Option<clap::parser::ValueSource> {
+/// Whether the user gave flag `id` (on the command line or through its variable),
+/// looked up in the deepest subcommand that has it (global flags may be given there).
+fn given(matches: &ArgMatches, id: &str) -> bool {
+    use clap::parser::ValueSource;
     let mut found = None;
     let mut m = Some(matches);
     while let Some(cur) = m {
@@ -111,79 +120,90 @@ pub(crate) fn value_source(matches: &ArgMatches, id: &str) -> Option<clap::parse
         }
         m = cur.subcommand().map(|(_, sub)| sub);
     }
-    found
-}
-
-/// Whether the user gave a flag (on the command line or through its variable).
-pub(crate) fn given(matches: &ArgMatches, id: &str) -> bool {
     matches!(
-        value_source(matches, id),
-        Some(clap::parser::ValueSource::CommandLine | clap::parser::ValueSource::EnvVariable)
+        found,
+        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
     )
 }
 
-/// Fills what the flags left unset from the config file: flags win over the file.
-fn apply_config(cli: &mut Cli, matches: &ArgMatches, cfg: &config::Config) {
-    if let Some(store) = &cfg.store {
+/// The store from the flags, else the config file's; the file's options first, so the
+/// same key on the command line overrides it.
+fn apply_store_config(store: &mut StoreArgs, matches: &ArgMatches, cfg: &Config) {
+    if let Some(section) = &cfg.store {
         if !given(matches, "store") {
-            cli.store.store = store.url.clone();
+            store.store = section.url.clone();
         }
-        // File options first, so the same key on the command line overrides it.
-        let mut options: Vec<String> = store
+        let mut options: Vec<String> = section
             .options
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        options.append(&mut cli.store.store_options);
-        cli.store.store_options = options;
-    }
-    match &mut cli.command {
-        Command::Backup(a) => a.apply_config(cfg, given(matches, "zstd_level")),
-        Command::Restore(a) => commands::restore::apply_key_config(&mut a.keys, cfg),
-        Command::Verify(a) => commands::restore::apply_key_config(&mut a.keys, cfg),
-        _ => {}
+        options.append(&mut store.store_options);
+        store.store_options = options;
     }
 }
 
-async fn run(mut cli: Cli, matches: ArgMatches) -> Result<(), CliError> {
+async fn run(
+    mut cli: Cli,
+    matches: ArgMatches,
+    registry: Registry,
+    cancel: CancellationToken,
+) -> Result<(), CliError> {
     let out = Output {
         json: cli.json,
         quiet: cli.quiet,
     };
-    let cfg = config::load(cli.config.as_deref())?;
-    if let Some(c) = &cfg {
-        apply_config(&mut cli, &matches, c);
+    let config = Config::load(cli.config.as_deref(), &registry)?.map(Arc::new);
+    if let Some(c) = &config {
+        apply_store_config(&mut cli.store, &matches, c);
     }
-    let result = dispatch(&cli, cfg.as_ref(), out).await;
+    let result = dispatch(cli, config.clone(), registry, cancel, out).await;
     // No secret the configuration knows ever reaches the terminal in an error.
     result.map_err(|mut e| {
-        if let Some(c) = &cfg {
+        if let Some(c) = &config {
             e.message = c.scrub(&e.message);
         }
         e
     })
 }
 
-async fn dispatch(cli: &Cli, cfg: Option<&config::Config>, out: Output) -> Result<(), CliError> {
+async fn dispatch(
+    cli: Cli,
+    config: Option<Arc<Config>>,
+    registry: Registry,
+    cancel: CancellationToken,
+    out: Output,
+) -> Result<(), CliError> {
     let store = &cli.store;
-    match &cli.command {
-        Command::Keygen(a) => commands::keygen::run(a, out),
-        Command::Backup(a) => commands::backup::run(a, store, cfg, out).await,
-        Command::Restore(a) => commands::restore::run(a, store, cfg, out).await,
-        Command::Verify(a) => commands::verify::run(a, store, cfg, out).await,
-        Command::List(a) => commands::list::run(a, store, out).await,
-        Command::Show(a) => commands::show::run(a, store, out).await,
-        Command::WalPush(a) => commands::wal::run_push(a, store, out).await,
-        Command::WalFetch(a) => commands::wal::run_fetch(a, store, out).await,
-        Command::WalVerify(a) => commands::wal::run_verify(a, store, out).await,
-        Command::Config(a) => commands::config::run(a, cfg, out),
-        Command::Prune(a) => commands::prune::run(a, store, cfg, out).await,
-        Command::Status(a) => commands::status::run(a, store, cfg, out).await,
+    let context = || -> Result<OpContext, CliError> {
+        let mut ctx = OpContext::new(registry.clone(), store.open()?)
+            .with_config(config.clone())
+            .with_frontend(Arc::new(out))
+            .with_cancel(cancel.clone());
+        for archive in registry::archives() {
+            ctx = ctx.with_archive(archive);
+        }
+        Ok(ctx)
+    };
+    match cli.command {
+        Command::Keygen(a) => commands::keygen::run(&a, out),
+        Command::Config(a) => commands::config::run(&a, config.as_deref(), &registry, out),
+        Command::Backup(a) => commands::backup::run(&a, &context()?, out).await,
+        Command::Restore(mut a) => commands::restore::run(&mut a, &context()?, store, out).await,
+        Command::Verify(a) => commands::verify::run(&a, &context()?, out).await,
+        Command::List(a) => commands::catalog::list(&a, &context()?, out).await,
+        Command::Show(a) => commands::catalog::show(&a, &context()?, out).await,
+        Command::WalPush(a) => commands::wal::run_push(&a, store, out).await,
+        Command::WalFetch(a) => commands::wal::run_fetch(&a, store, out).await,
+        Command::WalVerify(a) => commands::wal::run_verify(&a, store, out).await,
+        Command::Prune(a) => commands::prune::run(&a, &context()?, out).await,
+        Command::Status(a) => commands::status::run(&a, &context()?, out).await,
     }
 }
 
 fn main() {
-    let matches = Cli::command().get_matches();
+    let registry = registry::registry();
+    let matches = commands::backup::with_drivers(Cli::command(), &registry).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     init_logging(cli.verbose);
     backup_core::store::install_crypto_provider();
@@ -192,10 +212,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let cancel = CancellationToken::new();
     let result = runtime.block_on(async {
         tokio::select! {
-            r = run(cli, matches) => r,
-            _ = tokio::signal::ctrl_c() => Err(CliError { message: "interrupted: no manifest was written for an unfinished backup".into(), code: 130 }),
+            r = run(cli, matches, registry, cancel.clone()) => r,
+            _ = tokio::signal::ctrl_c() => {
+                cancel.cancel();
+                Err(CliError { message: "interrupted: no manifest was written for an unfinished backup".into(), code: 130 })
+            }
         }
     });
     // Let aborted stages clean up (abort uploads) before the process exits.

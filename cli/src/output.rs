@@ -1,5 +1,11 @@
-//! Printing results: human text, or one JSON document with `--json`.
+//! Printing results (human text, or one JSON document with `--json`), and the
+//! front-end the operations report to: progress bars, notices on stderr, the
+//! production prompt on a terminal.
 
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use backup_core::{Frontend, Notice, Progress};
 use serde::Serialize;
 
 /// How results are printed.
@@ -32,5 +38,29 @@ impl Output {
         if !self.json && !self.quiet {
             eprintln!("{line}");
         }
+    }
+}
+
+impl Frontend for Output {
+    fn progress(&self, what: &str) -> Option<Arc<dyn Progress>> {
+        crate::progress::bar(what, self.quiet || self.json)
+    }
+
+    fn notice(&self, notice: Notice) {
+        match notice {
+            Notice::Info(line) => self.info(&line),
+            Notice::Warning(line) => eprintln!("dbseal: warning: {line}"),
+            Notice::Important(line) => eprintln!("dbseal: {line}"),
+        }
+    }
+
+    fn confirm_production(&self, name: &str) -> Option<String> {
+        if self.json || !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+            return None;
+        }
+        eprint!("datastore `{name}` is marked production. Type its name to restore into it: ");
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).ok()?;
+        Some(line)
     }
 }

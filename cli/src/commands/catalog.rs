@@ -1,11 +1,20 @@
-//! `dbseal show ID`: one backup's manifest.
+//! `dbseal list` (complete backups; incomplete ones are not backups) and `dbseal show
+//! ID` (one backup's manifest).
 
-use backup_core::BackupId;
+use backup_core::ops::{self, OpContext};
 use clap::Args;
 
-use crate::common::{human_bytes, StoreArgs};
-use crate::exit::{CliError, CliResult};
+use crate::common::human_bytes;
+use crate::exit::CliResult;
 use crate::output::Output;
+
+/// Lists complete backups, oldest first.
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Only this datastore.
+    #[arg(long, short = 'd')]
+    pub datastore: Option<String>,
+}
 
 /// Shows a backup's manifest.
 #[derive(Args, Debug)]
@@ -14,16 +23,36 @@ pub struct ShowArgs {
     pub id: String,
 }
 
-/// Parses a backup id argument.
-pub fn parse_id(id: &str) -> CliResult<BackupId> {
-    id.parse()
-        .map_err(|e: backup_core::id::InvalidBackupId| CliError::usage(e.to_string()))
+/// Runs `dbseal list`.
+pub async fn list(args: &ListArgs, ctx: &OpContext, out: Output) -> CliResult<()> {
+    let backups = ops::list(ctx, args.datastore.as_deref()).await?;
+    out.emit(&backups, || {
+        let mut s = format!(
+            "{:<27} {:<20} {:<10} {:>10} {:>10}  {}\n",
+            "BACKUP ID", "DATASTORE", "KIND", "STORED", "PLAINTEXT", "FINISHED"
+        );
+        for m in &backups {
+            s.push_str(&format!(
+                "{:<27} {:<20} {:<10} {:>10} {:>10}  {}\n",
+                m.backup_id.as_str(),
+                m.datastore.name,
+                m.datastore.kind,
+                human_bytes(m.artifact.stored_size),
+                human_bytes(m.artifact.plaintext_size),
+                m.finished_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            ));
+        }
+        if backups.is_empty() {
+            s.push_str("(no backups)\n");
+        }
+        s
+    });
+    Ok(())
 }
 
 /// Runs `dbseal show`.
-pub async fn run(args: &ShowArgs, store: &StoreArgs, out: Output) -> CliResult<()> {
-    let store = store.open()?;
-    let manifest = store.manifest(&parse_id(&args.id)?).await?;
+pub async fn show(args: &ShowArgs, ctx: &OpContext, out: Output) -> CliResult<()> {
+    let manifest = ops::show(ctx, &args.id).await?;
     out.emit(&manifest, || {
         let mut s = String::new();
         s.push_str(&format!("backup     {}\n", manifest.backup_id));
