@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_core::ops::KeyOptions;
-use backup_core::{BackupStore, Decryption, Progress};
+use backup_core::{BackupStore, Progress};
 use clap::Args;
 
 use crate::exit::CliResult;
@@ -38,11 +38,6 @@ impl KeyArgs {
             passphrase_file: self.passphrase_file.clone(),
             decryption: None,
         }
-    }
-
-    /// The decryption material, if any was given.
-    pub fn decryption(&self) -> CliResult<Option<Arc<Decryption>>> {
-        Ok(self.options().decryption()?)
     }
 
     /// Restore options with these keys and an optional progress bar.

@@ -6,7 +6,6 @@
 
 mod commands;
 mod common;
-mod db;
 mod exit;
 mod output;
 mod progress;

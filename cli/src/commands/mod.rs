@@ -10,5 +10,4 @@ pub mod restore;
 pub mod status;
 pub mod verify;
 // `backup_physical` is PostgresDriver's now; wal.rs becomes translation on its branch.
-#[allow(dead_code)]
 pub mod wal;

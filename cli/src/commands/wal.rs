@@ -1,16 +1,14 @@
 //! `dbseal wal-push`, `wal-fetch`, `wal-verify`: PostgreSQL's WAL archive for
-//! point-in-time recovery, and the `--physical` backup / `--pgdata` restore entry points.
+//! point-in-time recovery, and the `--pgdata` restore entry point (`--physical` backups
+//! are `PostgresDriver`'s).
 //! The operations, their options and their exit-code contract live in
 //! [`backup_postgres::pitr`]; this module translates flags and prints.
 
 use backup_core::{BackupStore, Manifest};
-use backup_postgres::physical::{self, PhysicalOptions, PhysicalSource};
 use backup_postgres::pitr::{self, KeyFiles, StoreLocation, FETCH_MISSING};
 use backup_postgres::wal::FetchOutcome;
-use backup_postgres::PostgresConfig;
 
 use crate::common::{KeyArgs, StoreArgs};
-use crate::db::BackupContext;
 use crate::exit::{CliError, CliResult};
 use crate::output::Output;
 
@@ -78,34 +76,6 @@ pub async fn run_verify(args: &WalVerifyArgs, store: &StoreArgs, out: Output) ->
             code: kind.exit_code(),
         }),
     }
-}
-
-/// `dbseal backup postgres --physical`: `config` from the connection flags.
-pub async fn backup_physical(
-    config: &PostgresConfig,
-    fast_checkpoint: bool,
-    ctx: &BackupContext,
-) -> CliResult<Manifest> {
-    let mut source = PhysicalSource::new(
-        config,
-        PhysicalOptions {
-            fast_checkpoint,
-            ..Default::default()
-        },
-    )?;
-    let manifest = physical::backup_physical(&ctx.store, &mut source, ctx.options()?).await?;
-    if manifest
-        .source
-        .get("wal_archived")
-        .and_then(|v| v.as_bool())
-        != Some(true)
-    {
-        eprintln!(
-            "dbseal: warning: the WAL base backup {} needs is not in the WAL archive of datastore `{}`: check archive_command = 'dbseal wal-push --datastore {} %p'",
-            manifest.backup_id, manifest.datastore.name, manifest.datastore.name
-        );
-    }
-    Ok(manifest)
 }
 
 /// `dbseal restore ID --pgdata DIR …`: the whole command (dry run, keys, output).
