@@ -79,7 +79,7 @@ def test_postgres_selective_backup_and_password_in_url(
         dbseal_store,
         datastore="sales",
         recipients=dbseal_identity.recipient,
-        schemas=["sales"],
+        schema=["sales"],
         labels={"team": "billing"},
     )
     assert m.contents.group("tables") == {"sales.items": 10}
@@ -178,7 +178,7 @@ def test_redis_restore_refuses_non_empty_target_and_selects_databases(
     assert redis_client(redis8_url).get("precious") == b"1"
     assert redis_dbsizes(redis8_url) == {0: 1}
     # Only database 1, into database 3; only keys matching db1:*.
-    dbseal.restore(dbseal_store, m, redis8_url, identity=dbseal_identity, dbs=["1:3"], match=["db1:*"])
+    dbseal.restore(dbseal_store, m, redis8_url, identity=dbseal_identity, db=["1:3"], match=["db1:*"])
     assert redis_dbsizes(redis8_url) == {0: 1, 3: 2}
 
 
