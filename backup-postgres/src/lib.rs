@@ -30,6 +30,7 @@
 //! ```
 
 pub mod config;
+pub mod driver;
 pub mod error;
 pub mod format;
 pub mod physical;
@@ -39,6 +40,7 @@ pub mod verify;
 pub mod wal;
 
 pub use config::{Binaries, Connection, PostgresConfig, Tool, PG_BIN_DIR_ENV};
+pub use driver::{PostgresBackupOptions, PostgresDriver};
 pub use error::PostgresError;
 pub use format::{read_archive, PgDumpFormat, FORMAT};
 pub use sink::{PostgresSink, RestoreTarget};
