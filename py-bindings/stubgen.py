@@ -66,7 +66,10 @@ def preamble(tree: ast.Module) -> list[str]:
     aliases = [
         n.targets[0].id
         for n in tree.body
-        if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name) and n.targets[0].id.startswith("_")
+        if isinstance(n, ast.Assign)
+        and isinstance(n.targets[0], ast.Name)
+        and n.targets[0].id.startswith("_")
+        and not n.targets[0].id.startswith("__")
     ]
     out.append(f"from ._dbseal import {', '.join(aliases)}")
     return out
@@ -94,7 +97,8 @@ def generate() -> dict[Path, str]:
 
     aio = [HEADER, '"""Coroutine twins of dbseal\'s blocking functions."""', ""]
     aio += preamble(tree)
-    aio.append("from ._dbseal import *")
+    classes = sorted(n.name for n in tree.body if isinstance(n, ast.ClassDef))
+    aio.append(f"from ._dbseal import {', '.join(classes)}")
     aio.append("")
     blocking: list[str] = []
     sources = [*functions.values(), *(ast.parse(g).body[0] for g in generated)]

@@ -65,10 +65,11 @@ pub fn keywords(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
             "backup_datastores",
             keywords_of::<ops::backup::DatastoreBackupOptions>(),
         ),
-        (
-            "restore",
-            keywords_of::<ops::restore::RestoreBackupOptions>(),
-        ),
+        ("restore", {
+            let mut k = keywords_of::<ops::restore::RestoreBackupOptions>();
+            k.extend(keywords_of::<backup_postgres::pitr::PitrOptions>());
+            k
+        }),
         ("verify", keywords_of::<ops::verify::VerifyBackupOptions>()),
         ("prune", keywords_of::<ops::prune::PruneOptions>()),
         ("status", keywords_of::<ops::status::StatusOptions>()),
@@ -358,7 +359,9 @@ struct SealArgs<'py> {
     datastore: String,
     recipients: Option<RecipientsArg<'py>>,
     passphrase: Option<String>,
+    passphrase_file: Option<PathBuf>,
     zstd_level: Option<i32>,
+    zstd_workers: Option<u32>,
     labels: Option<LabelsArg>,
     config: Option<PathBuf>,
 }
@@ -375,9 +378,9 @@ fn backup_source(
         args.datastore,
         args.recipients,
         args.passphrase,
-        None,
+        args.passphrase_file,
         args.zstd_level,
-        None,
+        args.zstd_workers,
         args.labels,
         &mut call.secrets,
     )?;
@@ -393,7 +396,7 @@ fn backup_source(
 /// variables (the place for passwords: never argv); `format` declares the output's
 /// format so content verification can parse it (default `raw`).
 #[pyfunction]
-#[pyo3(signature = (argv, store=None, *, datastore, recipients=None, passphrase=None, zstd_level=None, labels=None, env=None, format="raw", config=None))]
+#[pyo3(signature = (argv, store=None, *, datastore, recipients=None, passphrase=None, passphrase_file=None, zstd_level=None, zstd_workers=None, labels=None, env=None, format="raw", config=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_command(
     py: Python<'_>,
@@ -402,7 +405,9 @@ pub fn backup_command(
     datastore: String,
     recipients: Option<RecipientsArg<'_>>,
     passphrase: Option<String>,
+    passphrase_file: Option<PathBuf>,
     zstd_level: Option<i32>,
+    zstd_workers: Option<u32>,
     labels: Option<LabelsArg>,
     env: Option<BTreeMap<String, String>>,
     format: &str,
@@ -412,7 +417,9 @@ pub fn backup_command(
         datastore,
         recipients,
         passphrase,
+        passphrase_file,
         zstd_level,
+        zstd_workers,
         labels,
         config,
     };
@@ -431,7 +438,7 @@ pub fn backup_command(
 /// Backs up a bytes object (kind `bytes`): `dbseal backup stdin` for data in memory.
 /// For large data prefer `backup_file`.
 #[pyfunction]
-#[pyo3(signature = (data, store=None, *, datastore, recipients=None, passphrase=None, zstd_level=None, labels=None, format="raw", config=None))]
+#[pyo3(signature = (data, store=None, *, datastore, recipients=None, passphrase=None, passphrase_file=None, zstd_level=None, zstd_workers=None, labels=None, format="raw", config=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_bytes(
     py: Python<'_>,
@@ -440,7 +447,9 @@ pub fn backup_bytes(
     datastore: String,
     recipients: Option<RecipientsArg<'_>>,
     passphrase: Option<String>,
+    passphrase_file: Option<PathBuf>,
     zstd_level: Option<i32>,
+    zstd_workers: Option<u32>,
     labels: Option<LabelsArg>,
     format: &str,
     config: Option<PathBuf>,
@@ -449,7 +458,9 @@ pub fn backup_bytes(
         datastore,
         recipients,
         passphrase,
+        passphrase_file,
         zstd_level,
+        zstd_workers,
         labels,
         config,
     };
@@ -461,7 +472,7 @@ pub fn backup_bytes(
 
 /// Backs up a file, streamed (kind `file`): `dbseal backup stdin < path`.
 #[pyfunction]
-#[pyo3(signature = (path, store=None, *, datastore, recipients=None, passphrase=None, zstd_level=None, labels=None, format="raw", config=None))]
+#[pyo3(signature = (path, store=None, *, datastore, recipients=None, passphrase=None, passphrase_file=None, zstd_level=None, zstd_workers=None, labels=None, format="raw", config=None))]
 #[allow(clippy::too_many_arguments)]
 pub fn backup_file(
     py: Python<'_>,
@@ -470,7 +481,9 @@ pub fn backup_file(
     datastore: String,
     recipients: Option<RecipientsArg<'_>>,
     passphrase: Option<String>,
+    passphrase_file: Option<PathBuf>,
     zstd_level: Option<i32>,
+    zstd_workers: Option<u32>,
     labels: Option<LabelsArg>,
     format: &str,
     config: Option<PathBuf>,
@@ -479,7 +492,9 @@ pub fn backup_file(
         datastore,
         recipients,
         passphrase,
+        passphrase_file,
         zstd_level,
+        zstd_workers,
         labels,
         config,
     };
@@ -562,20 +577,27 @@ fn restore_options(
             None => own.insert(k, v),
         };
     }
-    if let Some(url) = target_url {
-        secrets.add_url(&url);
-        target.insert("url".into(), Value::String(url));
+    // With a URL, user and password go into it, so a safety backup of the target
+    // reaches it with them too; without (a configured datastore), into the target.
+    if let Some(p) = &password {
+        secrets.add(p);
     }
+    let (user, password) = match target_url {
+        Some(url) => {
+            let url = with_credentials(py, Some(url), user, password)?.unwrap_or_default();
+            secrets.add_url(&url);
+            target.insert("url".into(), Value::String(url));
+            (None, None)
+        }
+        None => (user, password),
+    };
     if let Some(u) = user {
         target.insert("user".into(), Value::String(u));
     }
     own.insert("target".into(), Value::Object(target));
     let mut opts: ops::restore::RestoreBackupOptions = convert::parse(py, "restore", own)?;
     opts.keys = keys;
-    if let Some(p) = password {
-        secrets.add(&p);
-        opts.target.password = Some(SecretString::new(p));
-    }
+    opts.target.password = password.map(SecretString::new);
     Ok(opts)
 }
 

@@ -26,13 +26,12 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wal_verify, m)?)
 }
 
-/// The option keywords of the WAL commands and of `restore(pgdata=…)`.
+/// The option keywords of the WAL commands.
 pub fn keywords() -> Vec<(&'static str, Vec<Keyword>)> {
     vec![
         ("wal_push", keywords_of::<pitr::WalPushOptions>()),
         ("wal_fetch", keywords_of::<pitr::WalFetchOptions>()),
         ("wal_verify", keywords_of::<pitr::WalVerifyOptions>()),
-        ("restore_pgdata", keywords_of::<PitrOptions>()),
     ]
 }
 

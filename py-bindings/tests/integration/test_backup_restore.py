@@ -300,6 +300,6 @@ def test_neo4j_level3_without_create_database_says_what_to_do(
         bolt.url, dbseal_store, datastore="g", recipients=dbseal_identity,
         user=bolt.user, password=bolt.password, database=bolt_db,
     )
-    with pytest.raises(dbseal.DbsealError, match="database=") as err:
+    with pytest.raises(dbseal.DbsealError, match="scratch database") as err:
         dbseal.verify(dbseal_store, m, identity=dbseal_identity, restore_to=bolt.url, user=bolt.user, password=bolt.password)
     assert bolt.password not in str(err.value)
