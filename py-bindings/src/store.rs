@@ -88,7 +88,10 @@ impl Store {
     #[pyo3(signature = (url, /, **options))]
     fn py_new(py: Python<'_>, url: PathBuf, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let mut opts = BTreeMap::new();
-        for (k, v) in options.map(|o| o.iter().collect()).unwrap_or(Vec::new()) {
+        for (k, v) in options
+            .map(|o| o.iter().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
             let k: String = k.extract()?;
             let v = match py_to_json(&v)? {
                 serde_json::Value::String(s) => s,

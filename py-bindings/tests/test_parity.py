@@ -36,8 +36,6 @@ NOT_KEYWORDS = {
     "--store": "the `store` argument of every function",
     "--store-option": "dbseal.Store(url, **options)",
     "--config": "the `config` keyword of every function",
-    "--env-file": "the server-environment file of archive_command; Python passes store and keys directly",
-    "--errors-as-missing": "an exit-status convention of restore_command; Python raises NotFoundError or another class",
 }
 
 # The Python twins of a CLI command (default: its path, `-` and ` ` as `_`).
@@ -442,3 +440,20 @@ def test_wal_push_fetch_verify(both: tuple[Cli, dbseal.Store, dbseal.Identity, P
     c = cli.run("wal-verify", "-d", "w-cli", "-i", str(key))
     p = dbseal.wal_verify(store, datastore="w-py", identity=key)
     assert normalize(c, ds="w-cli") == normalize(p, ds="w-py")
+
+
+def test_pitr_restore_needs_a_physical_backup(both: tuple[Cli, dbseal.Store, dbseal.Identity, Path], tmp_path: Path) -> None:
+    """`restore --pgdata DIR --latest`: the same refusal of a backup that is not a
+    physical one (a physical backup needs a server with archive_mode = on, which the
+    test server is not), and nothing written."""
+    cli, store, identity, key = both
+    m = dbseal.backup_bytes(b"not a base backup", store, datastore="phys", recipients=identity)
+    pgdata = tmp_path / "pgdata"
+    for dry_run in (True, False):
+        with pytest.raises(dbseal.DbsealError) as err:
+            dbseal.restore(store, m, pgdata=pgdata, latest=True, dry_run=dry_run, identity=key)
+        args = ["restore", m.backup_id, "--pgdata", str(pgdata), "--latest", "-i", str(key)]
+        doc = cli.run(*args, *(["--dry-run"] if dry_run else []), code=err.value.exit_code)
+        assert doc["error"]["class"] == err.value.kind
+        assert doc["error"]["message"] == str(err.value)
+    assert not pgdata.exists()

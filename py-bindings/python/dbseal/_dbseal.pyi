@@ -463,6 +463,7 @@ def wal_push(
     datastore: str,
     recipients: Optional[_Recipients] = None,
     zstd_level: int = 3,
+    env_file: Optional[_Path] = ...,
 ) -> dict[str, Any]: ...
 def wal_fetch(
     file: str,
@@ -471,15 +472,18 @@ def wal_fetch(
     *,
     datastore: str,
     identity: Optional[_Identities] = None,
-    passphrase: Optional[str] = None,
     system_id: Optional[int] = None,
     fail_on_gap: bool = False,
+    passphrase_file: Optional[_Path] = ...,
+    errors_as_missing: bool = ...,
+    env_file: Optional[_Path] = ...,
 ) -> dict[str, Any]: ...
 def wal_verify(
     store: Optional[_StoreArg] = None,
     *,
     datastore: str,
     identity: Optional[_Identities] = None,
-    passphrase: Optional[str] = None,
     level: Optional[str] = None,
+    passphrase_file: Optional[_Path] = ...,
+    env_file: Optional[_Path] = ...,
 ) -> dict[str, Any]: ...
