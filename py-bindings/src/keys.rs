@@ -30,7 +30,7 @@ impl Identity {
     ) -> PyResult<Self> {
         // Validates the file the way decryption will read it.
         Decryption::from_identity_bytes(data, origin)
-            .map_err(|e| to_py(py, &e, &Secrets::new()))?;
+            .map_err(|e| to_py(py, &e, &Secrets::default()))?;
         let text = String::from_utf8_lossy(data);
         let mut recipients: Vec<String> = text
             .lines()
@@ -57,7 +57,12 @@ impl Identity {
     /// The decryption material this identity holds.
     pub fn decryption(&self, py: Python<'_>) -> PyResult<Decryption> {
         Decryption::from_identity_bytes(self.secret.expose().as_bytes(), &self.origin)
-            .map_err(|e| to_py(py, &e, &Secrets::new()))
+            .map_err(|e| to_py(py, &e, &Secrets::default()))
+    }
+
+    /// The identity file it was loaded from, if any.
+    pub fn file(&self) -> Option<PathBuf> {
+        Some(PathBuf::from(&self.origin)).filter(|p| p.is_file())
     }
 
     /// A freshly generated X25519 identity.
@@ -120,31 +125,20 @@ impl Identity {
     /// overwrite an existing file.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                config_error(
-                    py,
-                    format!(
+        let mut file = backup_core::fsutil::private_file(&path).map_err(|e| {
+            config_error(
+                py,
+                match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => format!(
                         "{} already exists; refusing to overwrite an identity",
                         path.display()
                     ),
-                )
-            } else {
-                config_error(
-                    py,
-                    format!("cannot create identity file {}: {e}", path.display()),
-                )
-            }
+                    _ => format!("cannot create identity file {}: {e}", path.display()),
+                },
+            )
         })?;
-        f.write_all(self.secret.expose().as_bytes())
-            .and_then(|_| f.sync_all())
+        file.write_all(self.secret.expose().as_bytes())
+            .and_then(|_| file.sync_all())
             .map_err(|e| {
                 config_error(
                     py,
@@ -198,17 +192,15 @@ pub enum RecipientsArg<'py> {
     Many(Vec<RecipientArg<'py>>),
 }
 
-/// The encryption that `recipients=` / `passphrase=` ask for.
-pub fn encryption(
+/// The public keys `recipients=` names (an `Identity` stands for its recipients).
+pub fn recipient_texts(
     py: Python<'_>,
-    recipients: Option<RecipientsArg<'_>>,
-    passphrase: Option<String>,
+    recipients: RecipientsArg<'_>,
     secrets: &mut Secrets,
-) -> PyResult<Encryption> {
+) -> PyResult<Vec<String>> {
     let list = match recipients {
-        None => Vec::new(),
-        Some(RecipientsArg::One(r)) => vec![r],
-        Some(RecipientsArg::Many(v)) => v,
+        RecipientsArg::One(r) => vec![r],
+        RecipientsArg::Many(v) => v,
     };
     let mut texts = Vec::new();
     for r in list {
@@ -234,29 +226,36 @@ pub fn encryption(
             }
         }
     }
+    Ok(texts)
+}
+
+/// The encryption that `recipients=` / `passphrase=` ask for; `None` when neither was
+/// given (the configuration's `[encryption]` then applies, as for the CLI).
+pub fn encryption(
+    py: Python<'_>,
+    recipients: Option<RecipientsArg<'_>>,
+    passphrase: Option<String>,
+    secrets: &mut Secrets,
+) -> PyResult<Option<Encryption>> {
+    let given = recipients.is_some();
+    let texts = match recipients {
+        Some(r) => recipient_texts(py, r, secrets)?,
+        None => Vec::new(),
+    };
     match passphrase {
+        Some(_) if !texts.is_empty() => Err(config_error(
+            py,
+            "pass recipients or a passphrase, not both (age cannot mix them)",
+        )),
+        Some(p) if p.is_empty() => Err(config_error(py, "the passphrase is empty")),
         Some(p) => {
             secrets.add(&p);
-            if !texts.is_empty() {
-                return Err(config_error(
-                    py,
-                    "pass recipients or a passphrase, not both (age cannot mix them)",
-                ));
-            }
-            if p.is_empty() {
-                return Err(config_error(py, "the passphrase is empty"));
-            }
-            Ok(Encryption::Passphrase(SecretString::new(p)))
+            Ok(Some(Encryption::Passphrase(SecretString::new(p))))
         }
-        None => {
-            if texts.iter().all(|t| t.trim().is_empty()) {
-                return Err(config_error(
-                    py,
-                    "no recipient given: pass recipients=[identity.recipient] (age1… or ssh-ed25519 … public keys) or passphrase=…",
-                ));
-            }
-            Encryption::parse_recipients(&texts).map_err(|e| to_py(py, &e, secrets))
-        }
+        None if !given => Ok(None),
+        None => Encryption::parse_recipients(&texts)
+            .map(Some)
+            .map_err(|e| to_py(py, &e, secrets)),
     }
 }
 

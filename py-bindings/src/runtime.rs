@@ -10,21 +10,19 @@
 //! main thread; calls made from other threads (such as `dbseal.aio`'s) are not
 //! interruptible this way.
 //!
-//! Restores use [`block_on_cancellable`] instead: the interrupt makes the sink's input
-//! fail, so the sink undoes its work (rolls back, drops the database it created) as for
-//! a bad artifact, and only then the exception is raised.
+//! Operations that write into a database (restores, level-3 verification, safety
+//! backups) use [`block_on_cancellable`] instead: the interrupt cancels the token the
+//! library was given (`RestoreContext::cancel`, `OpContext::cancel`), so the sink's
+//! input fails ([`backup_core::CancellableSink`]) and it undoes its work (rolls back,
+//! drops the database it created) as for a bad artifact; only then is the exception
+//! raised.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use backup_core::sink::StreamReader;
-use backup_core::{Sink, SinkReport};
 use pyo3::prelude::*;
-use tokio::io::{AsyncRead, ReadBuf};
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 
 /// How often a waiting call checks for pending signals.
 pub const SIGNAL_POLL: Duration = Duration::from_millis(50);
@@ -59,16 +57,18 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
     rt
 }
 
-/// Runs `fut` to completion with the GIL released; returns early with the signal
-/// handler's exception (`KeyboardInterrupt`) if one is raised meanwhile.
-pub fn block_on<F, T>(py: Python<'_>, fut: F) -> PyResult<T>
+/// Runs the future `make` returns to completion with the GIL released, on the calling
+/// thread (so the future need not be `Send`); returns early with the signal handler's
+/// exception (`KeyboardInterrupt`) if one is raised meanwhile.
+pub fn block_on<M, F, T>(py: Python<'_>, make: M) -> PyResult<T>
 where
-    F: Future<Output = T> + Send,
+    M: FnOnce() -> F + Send,
+    F: Future<Output = T>,
     T: Send,
 {
     py.detach(move || {
         runtime().block_on(async move {
-            let mut fut = std::pin::pin!(fut);
+            let mut fut = std::pin::pin!(make());
             let mut ticker = tokio::time::interval(SIGNAL_POLL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -93,19 +93,20 @@ pub const UNDO_GRACE: Duration = Duration::from_secs(60);
 /// failure path (roll back, drop the database it created) — and the call waits up to
 /// `grace` for that before raising the signal's exception. A second signal raises at
 /// once.
-pub fn block_on_cancellable<F, T>(
+pub fn block_on_cancellable<M, F, T>(
     py: Python<'_>,
     token: CancellationToken,
     grace: Duration,
-    fut: F,
+    make: M,
 ) -> PyResult<T>
 where
-    F: Future<Output = T> + Send,
+    M: FnOnce() -> F + Send,
+    F: Future<Output = T>,
     T: Send,
 {
     py.detach(move || {
         runtime().block_on(async move {
-            let mut fut = std::pin::pin!(fut);
+            let mut fut = std::pin::pin!(make());
             let mut ticker = tokio::time::interval(SIGNAL_POLL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut interrupt: Option<PyErr> = None;
@@ -138,55 +139,4 @@ where
             }
         })
     })
-}
-
-/// A [`Sink`] whose input fails once `token` is cancelled, so an interrupted restore
-/// goes through the wrapped sink's own failure path (which leaves the target as it was)
-/// instead of being dropped midway.
-pub struct CancellableSink<'a> {
-    inner: &'a mut (dyn Sink + 'a),
-    token: CancellationToken,
-}
-
-impl<'a> CancellableSink<'a> {
-    /// Wraps `inner`.
-    pub fn new(inner: &'a mut (dyn Sink + 'a), token: CancellationToken) -> Self {
-        CancellableSink { inner, token }
-    }
-}
-
-#[async_trait::async_trait]
-impl Sink for CancellableSink<'_> {
-    async fn restore(
-        &mut self,
-        manifest: &backup_core::Manifest,
-        input: StreamReader<'_>,
-    ) -> backup_core::Result<SinkReport> {
-        let mut reader = CancellableReader {
-            inner: input,
-            cancelled: Box::pin(self.token.clone().cancelled_owned()),
-        };
-        self.inner.restore(manifest, &mut reader).await
-    }
-}
-
-struct CancellableReader<'a> {
-    inner: StreamReader<'a>,
-    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-}
-
-impl AsyncRead for CancellableReader<'_> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.cancelled.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Err(backup_core::Error::Interrupted(
-                "the restore was interrupted (Ctrl-C); undoing it".into(),
-            )
-            .into_io()));
-        }
-        Pin::new(&mut *self.inner).poll_read(cx, buf)
-    }
 }

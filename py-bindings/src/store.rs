@@ -3,12 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use backup_core::{BackupId, BackupStore};
+use backup_core::BackupStore;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict};
+use pyo3::types::PyDict;
 
-use crate::errors::{config_error, to_py, Secrets};
-use crate::runtime::block_on;
+use crate::convert::py_to_json;
+use crate::errors::{config_error, IntoPy, Secrets};
 use crate::types::{py_repr, Manifest};
 
 /// A store of backups: a local directory (a path or `file:///abs/path`), `memory://`
@@ -20,9 +20,13 @@ use crate::types::{py_repr, Manifest};
 /// read their usual environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`). `repr()`
 /// shows the URL without credentials and the option names without their values.
 #[pyclass(frozen, module = "dbseal")]
+#[derive(Clone)]
 pub struct Store {
     pub(crate) inner: BackupStore,
-    option_names: Vec<String>,
+    /// The URL and options it was opened with (options may hold credentials): what
+    /// `restore_command` needs to reach it again.
+    pub(crate) url: String,
+    pub(crate) options: BTreeMap<String, String>,
     pub(crate) secrets: Secrets,
 }
 
@@ -35,60 +39,47 @@ pub enum StoreArg<'py> {
     Url(PathBuf),
 }
 
-impl StoreArg<'_> {
-    /// The store this argument names, and the secrets its options hold.
-    pub fn open(&self, py: Python<'_>) -> PyResult<(BackupStore, Secrets)> {
-        match self {
-            StoreArg::Store(s) => Ok((s.get().inner.clone(), s.get().secrets.clone())),
-            StoreArg::Url(p) => {
-                let url = p.to_string_lossy().into_owned();
-                let s = Store::open(py, &url, BTreeMap::new())?;
-                Ok((s.inner, s.secrets))
-            }
+/// The store of a call, as the CLI finds it: the `store` argument, else the
+/// configuration's `[store]`, else `$DBSEAL_STORE`, else `./backups`.
+pub fn resolve(
+    py: Python<'_>,
+    store: Option<&StoreArg<'_>>,
+    config: Option<&backup_core::ops::Config>,
+) -> PyResult<Store> {
+    match (store, config.and_then(|c| c.store.as_ref())) {
+        (Some(StoreArg::Store(s)), _) => Ok(s.get().clone()),
+        (Some(StoreArg::Url(p)), _) => Store::open(py, &p.to_string_lossy(), BTreeMap::new()),
+        (None, Some(s)) => Store::open(py, &s.url, s.options.clone()),
+        (None, None) => {
+            let url = std::env::var("DBSEAL_STORE").unwrap_or_else(|_| "./backups".into());
+            Store::open(py, &url, BTreeMap::new())
         }
     }
-}
-
-/// Whether an option name holds a secret value.
-fn secret_option(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    ["secret", "password", "token", "key", "sas", "credential"]
-        .iter()
-        .any(|s| n.contains(s))
-        && !n.ends_with("key_id")
 }
 
 impl Store {
     fn open(py: Python<'_>, url: &str, options: BTreeMap<String, String>) -> PyResult<Self> {
-        let mut secrets = Secrets::new();
+        let mut secrets = Secrets::default();
         secrets.add_url(url);
         for (k, v) in &options {
-            if secret_option(k) {
-                secrets.add(v);
-            }
+            secrets.add_named(k, v);
         }
-        let inner = BackupStore::open(url, &options).map_err(|e| to_py(py, &e, &secrets))?;
+        let inner = BackupStore::open(url, &options).py_err(py, &secrets)?;
         Ok(Store {
             inner,
-            option_names: options.into_keys().collect(),
+            url: url.to_string(),
+            options,
             secrets,
         })
     }
-}
 
-/// Parses a backup id argument (a string or a `Manifest`).
-pub fn parse_id(py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<BackupId> {
-    if let Ok(m) = id.cast::<Manifest>() {
-        return Ok(m.get().inner.backup_id.clone());
+    fn run<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl std::future::Future<Output = backup_core::Result<T>> + Send,
+    ) -> PyResult<T> {
+        crate::runtime::block_on(py, || f)?.py_err(py, &self.secrets)
     }
-    let text: String = id.extract().map_err(|_| {
-        config_error(
-            py,
-            "a backup id is a string such as 20261121T020000Z-1a2b3c4d (or a Manifest)",
-        )
-    })?;
-    text.parse::<BackupId>()
-        .map_err(|e| config_error(py, e.to_string()))
 }
 
 #[pymethods]
@@ -97,23 +88,22 @@ impl Store {
     #[pyo3(signature = (url, /, **options))]
     fn py_new(py: Python<'_>, url: PathBuf, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
         let mut opts = BTreeMap::new();
-        if let Some(options) = options {
-            for (k, v) in options.iter() {
-                let k: String = k.extract()?;
-                let v = if let Ok(b) = v.cast::<PyBool>() {
-                    b.is_true().to_string()
-                } else if let Ok(s) = v.extract::<String>() {
-                    s
-                } else if let Ok(i) = v.extract::<i64>() {
-                    i.to_string()
-                } else {
+        for (k, v) in options
+            .map(|o| o.iter().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            let k: String = k.extract()?;
+            let v = match py_to_json(&v)? {
+                serde_json::Value::String(s) => s,
+                v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)) => v.to_string(),
+                _ => {
                     return Err(config_error(
                         py,
                         format!("store option `{k}` must be a string, a bool or an int"),
-                    ));
-                };
-                opts.insert(k, v);
-            }
+                    ))
+                }
+            };
+            opts.insert(k, v);
         }
         Store::open(py, &url.to_string_lossy(), opts)
     }
@@ -128,21 +118,15 @@ impl Store {
     /// listing to one datastore.
     #[pyo3(signature = (datastore=None))]
     fn list(&self, py: Python<'_>, datastore: Option<String>) -> PyResult<Vec<Manifest>> {
-        let store = self.inner.clone();
-        let result = block_on(py, async move { store.list(datastore.as_deref()).await })?;
-        result
-            .map(|v| v.into_iter().map(Manifest::new).collect())
-            .map_err(|e| to_py(py, &e, &self.secrets))
+        let list = self.run(py, self.inner.list(datastore.as_deref()))?;
+        Ok(list.into_iter().map(Manifest::new).collect())
     }
 
     /// The manifest of backup `id` (raises `NotFoundError` if there is none).
     fn manifest(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Manifest> {
-        let id = parse_id(py, id)?;
-        let store = self.inner.clone();
-        let result = block_on(py, async move { store.manifest(&id).await })?;
-        result
-            .map(Manifest::new)
-            .map_err(|e| to_py(py, &e, &self.secrets))
+        let id = crate::commands::backup_id(id)?;
+        let id = backup_core::ops::parse_id(&id).py_err(py, &self.secrets)?;
+        self.run(py, self.inner.manifest(&id)).map(Manifest::new)
     }
 
     /// The newest complete backup (of `datastore`, if given), or `None`.
@@ -152,14 +136,13 @@ impl Store {
     }
 
     fn __repr__(&self) -> String {
-        if self.option_names.is_empty() {
-            format!("Store({})", py_repr(self.inner.url()))
-        } else {
-            format!(
-                "Store({}, options=[{}])",
-                py_repr(self.inner.url()),
-                self.option_names.join(", ")
-            )
+        let url = py_repr(self.inner.url());
+        match self.options.is_empty() {
+            true => format!("Store({url})"),
+            false => {
+                let names: Vec<&str> = self.options.keys().map(String::as_str).collect();
+                format!("Store({url}, options=[{}])", names.join(", "))
+            }
         }
     }
 }

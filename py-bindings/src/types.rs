@@ -5,39 +5,17 @@
 
 use backup_core::{BackupStore, Contents as CoreContents, Manifest as CoreManifest};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
 
-/// Converts JSON into the matching Python objects (dict, list, str, int, float, bool, None).
-pub fn json_to_py<'py>(py: Python<'py>, value: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
-    use pyo3::IntoPyObjectExt;
-    Ok(match value {
-        serde_json::Value::Null => py.None().into_bound(py),
-        serde_json::Value::Bool(b) => b.into_bound_py_any(py)?,
-        serde_json::Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i.into_bound_py_any(py)?
-            } else if let Some(u) = n.as_u64() {
-                u.into_bound_py_any(py)?
-            } else {
-                n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)?
-            }
-        }
-        serde_json::Value::String(s) => s.into_bound_py_any(py)?,
-        serde_json::Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(json_to_py(py, item)?)?;
-            }
-            list.into_any()
-        }
-        serde_json::Value::Object(map) => {
-            let dict = PyDict::new(py);
-            for (k, v) in map {
-                dict.set_item(k, json_to_py(py, v)?)?;
-            }
-            dict.into_any()
-        }
-    })
+use crate::convert::json_to_py;
+
+/// Adds the result classes to `m`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Manifest>()?;
+    m.add_class::<Artifact>()?;
+    m.add_class::<Contents>()?;
+    m.add_class::<VerifyReport>()?;
+    m.add_class::<LevelReport>()?;
+    m.add_class::<RestoreReport>()
 }
 
 /// A string as Python's `repr()` shows it (single quotes).
@@ -439,54 +417,69 @@ impl VerifyReport {
     }
 }
 
-/// The result of a successful restore.
+/// The result of a successful restore: the document `dbseal restore --json` prints
+/// (`backup_id`, `target`, `summary`, `safety_backup`; `bytes` for a file; the plan of
+/// a dry run).
 #[pyclass(frozen, module = "dbseal")]
 #[derive(Clone)]
 pub struct RestoreReport {
-    pub(crate) backup_id: String,
-    pub(crate) target: String,
-    pub(crate) bytes: u64,
-    pub(crate) summary: Vec<String>,
+    pub(crate) doc: serde_json::Value,
+}
+
+impl RestoreReport {
+    fn field(&self, name: &str) -> &serde_json::Value {
+        &self.doc[name]
+    }
 }
 
 #[pymethods]
 impl RestoreReport {
     /// The backup restored.
     #[getter]
-    fn backup_id(&self) -> &str {
-        &self.backup_id
+    fn backup_id(&self) -> String {
+        self.field("backup_id")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
-    /// Where it went (a URL without credentials, or a path).
+    /// Where it went (a URL without credentials, a datastore, or a path).
     #[getter]
-    fn target(&self) -> &str {
-        &self.target
+    fn target(&self) -> String {
+        self.field("target")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
-    /// Plaintext bytes restored.
+    /// Plaintext bytes restored, when known.
     #[getter]
-    fn bytes(&self) -> u64 {
-        self.bytes
+    fn bytes(&self) -> Option<u64> {
+        self.field("bytes").as_u64()
     }
     /// What the target reported, one line per fact.
     #[getter]
     fn summary(&self) -> Vec<String> {
-        self.summary.clone()
+        serde_json::from_value(self.field("summary").clone()).unwrap_or_default()
     }
-    /// The report as plain data.
+    /// The safety backup taken of the target before it was replaced, if any.
+    #[getter]
+    fn safety_backup(&self) -> Option<String> {
+        self.field("safety_backup").as_str().map(str::to_string)
+    }
+    /// Whether this is the plan of a dry run (nothing was changed).
+    #[getter]
+    fn dry_run(&self) -> bool {
+        self.field("dry_run").as_bool().unwrap_or(false)
+    }
+    /// The report as plain data: the document `dbseal restore --json` prints (the plan,
+    /// for a dry run).
     fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let v = serde_json::json!({
-            "backup_id": self.backup_id,
-            "target": self.target,
-            "bytes": self.bytes,
-            "summary": self.summary,
-        });
-        json_to_py(py, &v)
+        json_to_py(py, &self.doc)
     }
     fn __repr__(&self) -> String {
         format!(
-            "RestoreReport(backup_id={}, target={}, bytes={})",
-            py_repr(&self.backup_id),
-            py_repr(&self.target),
-            self.bytes
+            "RestoreReport(backup_id={}, target={})",
+            py_repr(&self.backup_id()),
+            py_repr(&self.target()),
         )
     }
 }

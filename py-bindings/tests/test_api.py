@@ -144,7 +144,7 @@ def test_verify_levels_and_report(tmp_path: Path) -> None:
     assert dbseal.verify(store, m, identity=identity, level=1).level == "stored"
     d = content.to_dict()
     assert d["ok"] is True and d["level"] == "content" and len(d["reports"]) == 2
-    with pytest.raises(dbseal.ConfigError, match="restore_to"):
+    with pytest.raises(dbseal.ConfigError, match="restore.to"):
         dbseal.verify(store, m, identity=identity, level="restore")
     with pytest.raises(dbseal.ConfigError, match="level `deep`"):
         dbseal.verify(store, m, identity=identity, level="deep")

@@ -2,7 +2,9 @@
 
 Every backup is the database's own backup stream, compressed (zstd), encrypted (age),
 checksummed (SHA-256), stored in object storage and described by a manifest. This
-package runs the same Rust library as the ``dbseal`` command-line tool.
+package runs the same Rust library as the ``dbseal`` command-line tool: every CLI
+command has a function here, with the CLI's flags as keywords (``--exclude-table`` is
+``exclude_table=``) and the CLI's ``--json`` documents (or typed objects) as results.
 
     import dbseal
 
@@ -17,72 +19,39 @@ package runs the same Rust library as the ``dbseal`` command-line tool.
     dbseal.restore(store, manifest.backup_id, "postgres://app@127.0.0.1/app_copy",
                    identity=identity, create_db=True)
 
+``backup_<kind>`` exists for every driver of the library (``dbseal.kinds()``); its
+keywords are the flags of ``dbseal backup <kind>`` (``dbseal.drivers()`` lists them).
 Blocking calls release the GIL and can be interrupted with Ctrl-C; ``dbseal.aio`` has
-the same functions as coroutines. Errors are subclasses of :class:`DbsealError`.
+the same functions as coroutines. Errors are subclasses of :class:`DbsealError`, with
+``kind`` and ``exit_code`` as the CLI reports them.
 """
 
-from ._dbseal import (
-    Artifact as Artifact,
-    ConfigError as ConfigError,
-    ConnectionError as ConnectionError,
-    Contents as Contents,
-    DbsealConnectionError as DbsealConnectionError,
-    DbsealError as DbsealError,
-    DecryptionError as DecryptionError,
-    Identity as Identity,
-    LevelReport as LevelReport,
-    Manifest as Manifest,
-    NotFoundError as NotFoundError,
-    RefusedError as RefusedError,
-    RestoreReport as RestoreReport,
-    Store as Store,
-    VerificationError as VerificationError,
-    VerifyReport as VerifyReport,
-    VersionMismatchError as VersionMismatchError,
-    __version__ as __version__,
-    backup_bytes as backup_bytes,
-    backup_command as backup_command,
-    backup_file as backup_file,
-    backup_neo4j as backup_neo4j,
-    backup_postgres as backup_postgres,
-    backup_redis as backup_redis,
-    backup_timescale as backup_timescale,
-    generate_identity as generate_identity,
-    restore as restore,
-    restore_bytes as restore_bytes,
-    restore_to_file as restore_to_file,
-    verify as verify,
-)
+import functools as _functools
+import inspect as _inspect
+from typing import Any as _Any, Callable as _Callable
 
-__all__ = [
-    "Artifact",
-    "ConfigError",
-    "ConnectionError",
-    "Contents",
-    "DbsealConnectionError",
-    "DbsealError",
-    "DecryptionError",
-    "Identity",
-    "LevelReport",
-    "Manifest",
-    "NotFoundError",
-    "RefusedError",
-    "RestoreReport",
-    "Store",
-    "VerificationError",
-    "VerifyReport",
-    "VersionMismatchError",
-    "__version__",
-    "backup_bytes",
-    "backup_command",
-    "backup_file",
-    "backup_neo4j",
-    "backup_postgres",
-    "backup_redis",
-    "backup_timescale",
-    "generate_identity",
-    "restore",
-    "restore_bytes",
-    "restore_to_file",
-    "verify",
-]
+from . import _dbseal
+from ._dbseal import *  # noqa: F401,F403  (the names of _dbseal.__all__)
+
+
+def _backup_of(kind: str) -> "_Callable[..., Manifest]":
+    """``backup_<kind>(url, store, *, datastore, …, **options)``: :func:`backup` with
+    ``kind`` filled in (``functools.partial`` with a name, a docstring and a signature)."""
+
+    def backup_kind(*args: _Any, **kwargs: _Any) -> "Manifest":
+        return _dbseal.backup(kind, *args, **kwargs)
+
+    about = next(d for d in _dbseal.drivers() if d["kind"] == kind)
+    options = "\n".join(f"    {o['name']}: {o['help']}" for o in about["options"])
+    backup_kind.__name__ = backup_kind.__qualname__ = f"backup_{kind}"
+    backup_kind.__doc__ = f"{about['about']}\n\n``backup({kind!r}, …)``; options:\n{options}"
+    backup_kind.__signature__ = _inspect.signature(  # type: ignore[attr-defined]
+        _functools.partial(_dbseal.backup, kind)
+    )
+    return backup_kind
+
+
+for _kind in _dbseal.kinds():
+    globals()[f"backup_{_kind}"] = _backup_of(_kind)
+
+__all__ = sorted([*_dbseal.__all__, *(f"backup_{k}" for k in _dbseal.kinds())])

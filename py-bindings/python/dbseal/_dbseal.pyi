@@ -21,23 +21,37 @@ __all__ = [
     "NotFoundError",
     "RefusedError",
     "RestoreReport",
+    "SetFailedError",
     "Store",
+    "UnhealthyError",
     "VerificationError",
     "VerifyReport",
     "VersionMismatchError",
     "__version__",
+    "backup",
     "backup_bytes",
     "backup_command",
+    "backup_datastores",
     "backup_file",
-    "backup_neo4j",
-    "backup_postgres",
-    "backup_redis",
-    "backup_timescale",
+    "config_check",
+    "drivers",
     "generate_identity",
+    "keygen",
+    "keywords",
+    "kinds",
+    "list_backups",
+    "prune",
     "restore",
     "restore_bytes",
+    "restore_set",
     "restore_to_file",
+    "show",
+    "status",
     "verify",
+    "verify_latest",
+    "wal_fetch",
+    "wal_push",
+    "wal_verify",
 ]
 
 _Path = Union[str, "os.PathLike[str]"]
@@ -48,11 +62,15 @@ _Identities = Union[_IdentityArg, Sequence[_IdentityArg]]
 _StoreArg = Union["Store", _Path]
 _BackupId = Union[str, "Manifest"]
 _Level = Union[int, str]
+_Labels = Union[Mapping[str, str], Sequence[str]]
+_Names = Union[str, Sequence[str]]
 
 class DbsealError(Exception):
     """Base class of every error dbseal raises."""
 
     kind: str
+    exit_code: int
+    result: Any
 
 class ConfigError(DbsealError, ValueError):
     """Invalid arguments, configuration, keys, URLs or options."""
@@ -76,6 +94,12 @@ class VersionMismatchError(DbsealError):
 
 class RefusedError(DbsealError):
     """The target refused the operation (not empty, production, manifest exists)."""
+
+class UnhealthyError(DbsealError):
+    """status(): a datastore is stale or failed its last verification."""
+
+class SetFailedError(DbsealError):
+    """A backup set had a failed member (the others are ordinary backups)."""
 
 @final
 class Store:
@@ -212,144 +236,151 @@ class RestoreReport:
     @property
     def target(self) -> str: ...
     @property
-    def bytes(self) -> int: ...
+    def bytes(self) -> Optional[int]: ...
     @property
     def summary(self) -> list[str]: ...
+    @property
+    def safety_backup(self) -> Optional[str]: ...
+    @property
+    def dry_run(self) -> bool: ...
     def to_dict(self) -> dict[str, Any]: ...
 
+def kinds() -> list[str]: ...
+def drivers() -> list[dict[str, Any]]: ...
+def keywords() -> dict[str, list[dict[str, Any]]]: ...
 def generate_identity() -> Identity: ...
+def keygen(output: _Path) -> dict[str, Any]: ...
+def backup(
+    kind: str,
+    url: Optional[str] = None,
+    store: Optional[_StoreArg] = None,
+    *,
+    datastore: str,
+    recipients: Optional[_Recipients] = None,
+    passphrase: Optional[str] = None,
+    passphrase_file: Optional[_Path] = None,
+    zstd_level: Optional[int] = None,
+    zstd_workers: Optional[int] = None,
+    labels: Optional[_Labels] = None,
+    user: Optional[str] = None,
+    password: Optional[str] = None,
+    username: Optional[str] = None,
+    config: Optional[_Path] = None,
+    **options: Any,
+) -> Manifest: ...
 def backup_command(
     argv: Sequence[str],
-    store: _StoreArg,
+    store: Optional[_StoreArg] = None,
     *,
     datastore: str,
     recipients: Optional[_Recipients] = None,
     passphrase: Optional[str] = None,
-    zstd_level: int = 3,
-    labels: Optional[Mapping[str, str]] = None,
+    passphrase_file: Optional[_Path] = None,
+    zstd_level: Optional[int] = None,
+    zstd_workers: Optional[int] = None,
+    labels: Optional[_Labels] = None,
     env: Optional[Mapping[str, str]] = None,
     format: str = "raw",
+    config: Optional[_Path] = None,
 ) -> Manifest: ...
 def backup_bytes(
-    data: bytes,
-    store: _StoreArg,
+    data: builtins.bytes,
+    store: Optional[_StoreArg] = None,
     *,
     datastore: str,
     recipients: Optional[_Recipients] = None,
     passphrase: Optional[str] = None,
-    zstd_level: int = 3,
-    labels: Optional[Mapping[str, str]] = None,
+    passphrase_file: Optional[_Path] = None,
+    zstd_level: Optional[int] = None,
+    zstd_workers: Optional[int] = None,
+    labels: Optional[_Labels] = None,
     format: str = "raw",
+    config: Optional[_Path] = None,
 ) -> Manifest: ...
 def backup_file(
     path: _Path,
-    store: _StoreArg,
+    store: Optional[_StoreArg] = None,
     *,
     datastore: str,
     recipients: Optional[_Recipients] = None,
     passphrase: Optional[str] = None,
-    zstd_level: int = 3,
-    labels: Optional[Mapping[str, str]] = None,
+    passphrase_file: Optional[_Path] = None,
+    zstd_level: Optional[int] = None,
+    zstd_workers: Optional[int] = None,
+    labels: Optional[_Labels] = None,
     format: str = "raw",
+    config: Optional[_Path] = None,
 ) -> Manifest: ...
-def backup_postgres(
-    url: str,
-    store: _StoreArg,
+def backup_datastores(
+    store: Optional[_StoreArg] = None,
     *,
-    datastore: str,
     recipients: Optional[_Recipients] = None,
-    passphrase: Optional[str] = None,
-    zstd_level: int = 3,
-    labels: Optional[Mapping[str, str]] = None,
-    password: Optional[str] = None,
-    schemas: Optional[Sequence[str]] = None,
-    exclude_schemas: Optional[Sequence[str]] = None,
-    tables: Optional[Sequence[str]] = None,
-    exclude_tables: Optional[Sequence[str]] = None,
-    exclude_table_data: Optional[Sequence[str]] = None,
-    globals: bool = False,
-    pg_bin_dir: Optional[_Path] = None,
-) -> Manifest: ...
-def backup_timescale(
-    url: str,
-    store: _StoreArg,
-    *,
-    datastore: str,
-    recipients: Optional[_Recipients] = None,
-    passphrase: Optional[str] = None,
-    zstd_level: int = 3,
-    labels: Optional[Mapping[str, str]] = None,
-    password: Optional[str] = None,
-    schemas: Optional[Sequence[str]] = None,
-    exclude_schemas: Optional[Sequence[str]] = None,
-    tables: Optional[Sequence[str]] = None,
-    exclude_tables: Optional[Sequence[str]] = None,
-    exclude_table_data: Optional[Sequence[str]] = None,
-    globals: bool = False,
-    pg_bin_dir: Optional[_Path] = None,
-) -> Manifest: ...
-def backup_redis(
-    url: str,
-    store: _StoreArg,
-    *,
-    datastore: str,
-    recipients: Optional[_Recipients] = None,
-    passphrase: Optional[str] = None,
-    zstd_level: int = 3,
-    labels: Optional[Mapping[str, str]] = None,
-    password: Optional[str] = None,
-    username: Optional[str] = None,
-    mode: str = "replication",
-) -> Manifest: ...
-def backup_neo4j(
-    url: str,
-    store: _StoreArg,
-    *,
-    datastore: str,
-    recipients: Optional[_Recipients] = None,
-    passphrase: Optional[str] = None,
-    zstd_level: int = 3,
-    labels: Optional[Mapping[str, str]] = None,
-    user: Optional[str] = None,
-    password: Optional[str] = None,
-    database: Optional[str] = None,
-) -> Manifest: ...
-def verify(
-    store: _StoreArg,
-    id: _BackupId,
-    *,
-    identity: Optional[_Identities] = None,
-    passphrase: Optional[str] = None,
-    level: Optional[_Level] = None,
-    restore_to: Optional[str] = None,
-    user: Optional[str] = None,
-    password: Optional[str] = None,
-    database: Optional[str] = None,
-    pg_bin_dir: Optional[_Path] = None,
-) -> VerifyReport: ...
+    config: Optional[_Path] = None,
+    datastore: Optional[_Names] = ...,
+    all: bool = ...,
+    jobs: int = ...,
+    passphrase_file: Optional[_Path] = ...,
+    zstd_level: Optional[int] = ...,
+    zstd_workers: Optional[int] = ...,
+    label: Optional[_Names] = ...,
+) -> Union[Manifest, dict[str, Any]]: ...
 def restore(
-    store: _StoreArg,
+    store: Optional[_StoreArg],
     id: _BackupId,
-    target_url: str,
+    target_url: Optional[str] = None,
     *,
     identity: Optional[_Identities] = None,
     passphrase: Optional[str] = None,
+    passphrase_file: Optional[_Path] = None,
     user: Optional[str] = None,
     password: Optional[str] = None,
-    create_db: bool = False,
-    replace: bool = False,
-    schemas: Optional[Sequence[str]] = None,
-    tables: Optional[Sequence[str]] = None,
-    no_owner: bool = False,
-    role: Optional[str] = None,
-    allow_version_mismatch: bool = False,
-    dbs: Optional[Sequence[Union[int, str]]] = None,
-    match: Optional[Sequence[str]] = None,
-    database: Optional[str] = None,
-    pg_bin_dir: Optional[_Path] = None,
+    config: Optional[_Path] = None,
+    datastore: Optional[str] = ...,
+    confirm_production: Optional[_Names] = ...,
+    no_safety_backup: bool = ...,
+    to_stdout: bool = ...,
+    output: Optional[_Path] = ...,
+    dry_run: bool = ...,
+    url: Optional[str] = ...,
+    create_db: bool = ...,
+    replace: bool = ...,
+    schema: Optional[_Names] = ...,
+    table: Optional[_Names] = ...,
+    no_owner: bool = ...,
+    role: Optional[str] = ...,
+    pg_bin_dir: Optional[_Path] = ...,
+    allow_version_mismatch: bool = ...,
+    db: Optional[Union[int, str, Sequence[Union[int, str]]]] = ...,
+    match: Optional[_Names] = ...,
+    to_rdb: Optional[_Path] = ...,
+    database: Optional[str] = ...,
+    neo4j_admin: Optional[_Path] = ...,
+    pgdata: Optional[_Path] = ...,
+    target_time: Optional[str] = ...,
+    target_lsn: Optional[str] = ...,
+    target_name: Optional[str] = ...,
+    latest: bool = ...,
+    target_immediate: bool = ...,
+    target_action: Optional[str] = ...,
+    target_timeline: Optional[str] = ...,
+    dbseal_bin: Optional[_Path] = ...,
 ) -> RestoreReport: ...
+def restore_set(
+    store: Optional[_StoreArg],
+    set_id: str,
+    *,
+    identity: Optional[_Identities] = None,
+    passphrase: Optional[str] = None,
+    passphrase_file: Optional[_Path] = None,
+    config: Optional[_Path] = None,
+    confirm_production: Optional[_Names] = ...,
+    no_safety_backup: bool = ...,
+    dry_run: bool = ...,
+    replace: bool = ...,
+    create_db: bool = ...,
+) -> dict[str, Any]: ...
 def restore_to_file(
-    store: _StoreArg,
+    store: Optional[_StoreArg],
     id: _BackupId,
     path: _Path,
     *,
@@ -359,10 +390,100 @@ def restore_to_file(
     overwrite: bool = False,
 ) -> RestoreReport: ...
 def restore_bytes(
-    store: _StoreArg,
+    store: Optional[_StoreArg],
     id: _BackupId,
     *,
     identity: Optional[_Identities] = None,
     passphrase: Optional[str] = None,
     artifact: str = "data",
 ) -> builtins.bytes: ...
+def verify(
+    store: Optional[_StoreArg],
+    id: _BackupId,
+    *,
+    identity: Optional[_Identities] = None,
+    passphrase: Optional[str] = None,
+    level: Optional[_Level] = None,
+    restore_to: Optional[str] = None,
+    user: Optional[str] = None,
+    password: Optional[str] = None,
+    database: Optional[str] = None,
+    config: Optional[_Path] = None,
+    passphrase_file: Optional[_Path] = ...,
+    no_record: bool = ...,
+) -> VerifyReport: ...
+def verify_latest(
+    store: Optional[_StoreArg] = None,
+    *,
+    datastores: Optional[Sequence[str]] = None,
+    identity: Optional[_Identities] = None,
+    passphrase: Optional[str] = None,
+    level: Optional[_Level] = None,
+    restore_to: Optional[str] = None,
+    config: Optional[_Path] = None,
+    datastore: Optional[str] = ...,
+    passphrase_file: Optional[_Path] = ...,
+    no_record: bool = ...,
+) -> list[dict[str, Any]]: ...
+def list_backups(
+    store: Optional[_StoreArg] = None,
+    datastore: Optional[str] = None,
+    *,
+    config: Optional[_Path] = None,
+) -> list[Manifest]: ...
+def show(store: Optional[_StoreArg], id: _BackupId, *, config: Optional[_Path] = None) -> Manifest: ...
+def config_check(config: Optional[_Path] = None) -> dict[str, Any]: ...
+def prune(
+    store: Optional[_StoreArg] = None,
+    *,
+    config: Optional[_Path] = None,
+    datastore: Optional[_Names] = ...,
+    keep_last: Optional[int] = ...,
+    keep_hourly: Optional[int] = ...,
+    keep_daily: Optional[int] = ...,
+    keep_weekly: Optional[int] = ...,
+    keep_monthly: Optional[int] = ...,
+    keep_yearly: Optional[int] = ...,
+    keep_within: Optional[str] = ...,
+    debris_grace: Optional[str] = ...,
+    dry_run: bool = ...,
+) -> dict[str, Any]: ...
+def status(
+    store: Optional[_StoreArg] = None,
+    *,
+    config: Optional[_Path] = None,
+    max_age: Optional[str] = ...,
+    datastore: Optional[_Names] = ...,
+    metrics_file: Optional[_Path] = ...,
+) -> list[dict[str, Any]]: ...
+def wal_push(
+    path: _Path,
+    store: Optional[_StoreArg] = None,
+    *,
+    datastore: str,
+    recipients: Optional[_Recipients] = None,
+    zstd_level: int = 3,
+    env_file: Optional[_Path] = ...,
+) -> dict[str, Any]: ...
+def wal_fetch(
+    file: str,
+    path: _Path,
+    store: Optional[_StoreArg] = None,
+    *,
+    datastore: str,
+    identity: Optional[_Identities] = None,
+    system_id: Optional[int] = None,
+    fail_on_gap: bool = False,
+    passphrase_file: Optional[_Path] = ...,
+    errors_as_missing: bool = ...,
+    env_file: Optional[_Path] = ...,
+) -> dict[str, Any]: ...
+def wal_verify(
+    store: Optional[_StoreArg] = None,
+    *,
+    datastore: str,
+    identity: Optional[_Identities] = None,
+    level: Optional[str] = None,
+    passphrase_file: Optional[_Path] = ...,
+    env_file: Optional[_Path] = ...,
+) -> dict[str, Any]: ...

@@ -29,10 +29,8 @@ from ._dbseal import (
     RestoreReport,
     Store,
     VerifyReport,
-    backup_neo4j,
-    backup_postgres,
-    backup_redis,
-    backup_timescale,
+    backup,
+    drivers,
     generate_identity,
     restore,
     verify,
@@ -47,18 +45,17 @@ __all__ = [
     "kind_of_url",
 ]
 
-_SCHEMES = {
-    "postgres": "postgres",
-    "postgresql": "postgres",
-    "redis": "redis",
-    "rediss": "redis",
-    "bolt": "neo4j",
-    "bolt+s": "neo4j",
-    "bolt+ssc": "neo4j",
-    "neo4j": "neo4j",
-    "neo4j+s": "neo4j",
-    "neo4j+ssc": "neo4j",
-}
+
+def _schemes() -> dict[str, str]:
+    """URL scheme -> kind, from the drivers; a scheme several drivers accept (TimescaleDB
+    uses PostgreSQL's) goes to the driver named like it, else to the first."""
+    found: dict[str, str] = {}
+    for d in drivers():
+        for scheme in d["url_schemes"]:
+            if scheme == d["kind"] or scheme not in found:
+                found[scheme] = d["kind"]
+    return found
+
 
 # Count groups that describe the data itself, compared between the original backup and
 # a backup of the restored target (facts such as server versions may differ).
@@ -77,12 +74,10 @@ def kind_of_url(url: str) -> str:
     """
     scheme = urlsplit(url).scheme.lower()
     try:
-        return _SCHEMES[scheme]
+        return _schemes()[scheme]
     except KeyError:
-        raise ValueError(
-            f"cannot tell the database kind of a `{scheme}://` URL: pass kind='postgres', "
-            "'timescale', 'redis' or 'neo4j'"
-        ) from None
+        kinds = ", ".join(repr(d["kind"]) for d in drivers())
+        raise ValueError(f"cannot tell the database kind of a `{scheme}://` URL: pass kind= one of {kinds}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,37 +105,15 @@ def _backup(
     database: Optional[str],
     backup_options: Mapping[str, Any],
 ) -> Manifest:
-    recipients = [identity.recipient]
-    if kind == "postgres":
-        return backup_postgres(
-            url, store, datastore=datastore, recipients=recipients, password=password, **backup_options
-        )
-    if kind == "timescale":
-        return backup_timescale(
-            url, store, datastore=datastore, recipients=recipients, password=password, **backup_options
-        )
-    if kind == "redis":
-        return backup_redis(
-            url,
-            store,
-            datastore=datastore,
-            recipients=recipients,
-            password=password,
-            username=user,
-            **backup_options,
-        )
-    if kind == "neo4j":
-        return backup_neo4j(
-            url,
-            store,
-            datastore=datastore,
-            recipients=recipients,
-            user=user,
-            password=password,
-            database=database,
-            **backup_options,
-        )
-    raise ValueError(f"unknown database kind `{kind}`: use postgres, timescale, redis or neo4j")
+    options = dict(backup_options)
+    driver = next((d for d in drivers() if d["kind"] == kind), None)
+    if driver is None:
+        raise ValueError(f"unknown database kind `{kind}`: use one of {[d['kind'] for d in drivers()]}")
+    if database is not None and any(o["name"] == "database" for o in driver["options"]):
+        options["database"] = database
+    return backup(
+        kind, url, store, datastore=datastore, recipients=[identity.recipient], user=user, password=password, **options
+    )
 
 
 def _groups(manifest: Manifest, groups: Sequence[str]) -> dict[str, dict[str, int]]:

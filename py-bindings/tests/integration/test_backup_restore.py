@@ -79,7 +79,7 @@ def test_postgres_selective_backup_and_password_in_url(
         dbseal_store,
         datastore="sales",
         recipients=dbseal_identity.recipient,
-        schemas=["sales"],
+        schema=["sales"],
         labels={"team": "billing"},
     )
     assert m.contents.group("tables") == {"sales.items": 10}
@@ -178,7 +178,7 @@ def test_redis_restore_refuses_non_empty_target_and_selects_databases(
     assert redis_client(redis8_url).get("precious") == b"1"
     assert redis_dbsizes(redis8_url) == {0: 1}
     # Only database 1, into database 3; only keys matching db1:*.
-    dbseal.restore(dbseal_store, m, redis8_url, identity=dbseal_identity, dbs=["1:3"], match=["db1:*"])
+    dbseal.restore(dbseal_store, m, redis8_url, identity=dbseal_identity, db=["1:3"], match=["db1:*"])
     assert redis_dbsizes(redis8_url) == {0: 1, 3: 2}
 
 
@@ -300,6 +300,6 @@ def test_neo4j_level3_without_create_database_says_what_to_do(
         bolt.url, dbseal_store, datastore="g", recipients=dbseal_identity,
         user=bolt.user, password=bolt.password, database=bolt_db,
     )
-    with pytest.raises(dbseal.DbsealError, match="database=") as err:
+    with pytest.raises(dbseal.DbsealError, match="scratch database") as err:
         dbseal.verify(dbseal_store, m, identity=dbseal_identity, restore_to=bolt.url, user=bolt.user, password=bolt.password)
     assert bolt.password not in str(err.value)

@@ -1,0 +1,316 @@
+//! PostgreSQL's WAL archive and point-in-time recovery, through `backup_postgres::pitr`
+//! as the CLI's `wal-push`, `wal-fetch`, `wal-verify` and `restore --pgdata`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use backup_core::ops::{ArchiveStatus, ContinuousArchive};
+use backup_core::{BackupId, BackupStore, ErrorKind, RestoreOptions};
+use backup_postgres::pitr::{self, KeyFiles, PitrOptions, StoreLocation};
+use backup_postgres::wal::FetchOutcome;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::commands::{check_failure, keywords_of, Call};
+use crate::convert::{self, Keyword};
+use crate::errors::{config_error, raise, IntoPy};
+use crate::keys::{recipient_texts, IdentitiesArg, IdentityArg, RecipientsArg};
+use crate::store::StoreArg;
+use crate::types::RestoreReport;
+
+/// Adds the WAL commands to `m`.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(wal_push, m)?)?;
+    m.add_function(wrap_pyfunction!(wal_fetch, m)?)?;
+    m.add_function(wrap_pyfunction!(wal_verify, m)?)
+}
+
+/// The option keywords of the WAL commands.
+pub fn keywords() -> Vec<(&'static str, Vec<Keyword>)> {
+    vec![
+        ("wal_push", keywords_of::<pitr::WalPushOptions>()),
+        ("wal_fetch", keywords_of::<pitr::WalFetchOptions>()),
+        ("wal_verify", keywords_of::<pitr::WalVerifyOptions>()),
+    ]
+}
+
+/// The continuous archives `prune` and `status` take into account: PostgreSQL's WAL.
+pub fn archives() -> Vec<Arc<dyn ContinuousArchive>> {
+    vec![Arc::new(WalArchives)]
+}
+
+/// PostgreSQL's WAL archive as `prune` and `status` see it (as the CLI's).
+struct WalArchives;
+
+#[async_trait::async_trait]
+impl ContinuousArchive for WalArchives {
+    async fn status(
+        &self,
+        store: &BackupStore,
+        datastore: &str,
+    ) -> backup_core::Result<Option<ArchiveStatus>> {
+        let w = backup_postgres::wal::WalArchive::new(store.clone(), datastore)?
+            .status()
+            .await?;
+        Ok((w.segments > 0).then(|| ArchiveStatus {
+            datastore: w.datastore,
+            newest_segment: w.newest_segment,
+            newest_archived_at: w.newest_archived_at,
+            newest_age_seconds: w.newest_age_seconds,
+            last_archived_at: w.last_archived_at,
+            segments: w.segments,
+            timelines: w.timelines,
+            system_identifier: w.system_identifier.and_then(|s| s.parse().ok()),
+        }))
+    }
+
+    async fn prune(
+        &self,
+        store: &BackupStore,
+        datastore: &str,
+        deleting: &BTreeSet<BackupId>,
+        dry_run: bool,
+    ) -> backup_core::Result<Vec<String>> {
+        let kept: Vec<_> = backup_postgres::physical::base_backups(store, datastore)
+            .await?
+            .into_iter()
+            .filter(|(m, _)| !deleting.contains(&m.backup_id))
+            .map(|(_, w)| w)
+            .collect();
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let archive = backup_postgres::wal::WalArchive::new(store.clone(), datastore)?;
+        archive.prune(&kept, dry_run).await
+    }
+}
+
+/// Where the call's store is, as `pitr` wants it (URL and `KEY=VALUE` options).
+fn location(call: &Call) -> StoreLocation {
+    StoreLocation {
+        url: call.store.url.clone(),
+        options: call
+            .store
+            .options
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+    }
+}
+
+/// `identity=` as identity files (the WAL commands and `restore_command` read files):
+/// paths, or `Identity` objects loaded from a file.
+fn identity_files(py: Python<'_>, identity: Option<IdentitiesArg<'_>>) -> PyResult<Vec<PathBuf>> {
+    let list = match identity {
+        None => return Ok(Vec::new()),
+        Some(IdentitiesArg::One(i)) => vec![i],
+        Some(IdentitiesArg::Many(v)) => v,
+    };
+    list.into_iter()
+        .map(|i| match i {
+            IdentityArg::Path(p) => Ok(p),
+            IdentityArg::Identity(id) => id.get().file().ok_or_else(|| {
+                config_error(py, "this command reads identity files: save the identity (identity.save(path)) and pass the path")
+            }),
+        })
+        .collect()
+}
+
+/// The options struct of a WAL command from its explicit arguments and keywords.
+fn wal_options<T: serde::de::DeserializeOwned>(
+    py: Python<'_>,
+    call: &mut Call,
+    what: &str,
+    explicit: serde_json::Value,
+    keywords: &[Keyword],
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<T> {
+    let mut map = convert::options(options, keywords, false, &mut call.secrets)?;
+    if let serde_json::Value::Object(e) = explicit {
+        map.extend(e.into_iter().filter(|(_, v)| !v.is_null()));
+    }
+    convert::parse(py, what, map)
+}
+
+/// Seals one WAL file into the datastore's WAL archive, as `dbseal wal-push` (the
+/// `archive_command`): returns `{"file", "status": "archived" | "already_archived" |
+/// "repaired", "key", …}` once the file is durably stored. Different contents under
+/// the same name are refused (`RefusedError`).
+#[pyfunction]
+#[pyo3(signature = (path, store=None, *, recipients=None, **options))]
+pub fn wal_push<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    store: Option<StoreArg<'_>>,
+    recipients: Option<RecipientsArg<'_>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut call = Call::new(py, store.as_ref(), None)?;
+    let recipients = match recipients {
+        Some(r) => Some(recipient_texts(py, r, &mut call.secrets)?),
+        None => None,
+    };
+    let explicit = serde_json::json!({"path": path, "recipients": recipients});
+    let opts: pitr::WalPushOptions = wal_options(
+        py,
+        &mut call,
+        "wal_push",
+        explicit,
+        &keywords_of::<pitr::WalPushOptions>(),
+        options,
+    )?;
+    let location = location(&call);
+    let outcome = call.run(
+        py,
+        |_| async move { pitr::wal_push(&location, &opts).await },
+    )?;
+    convert::to_py(py, &outcome)
+}
+
+/// Fetches, verifies and writes one archived WAL file, as `dbseal wal-fetch` (the
+/// `restore_command`): returns `{"status": "fetched", "file", "bytes"}`. A file that is
+/// not archived raises `NotFoundError`; any other failure raises its class with the
+/// CLI's exit status for it (255, or 3 with `errors_as_missing=True`) as `exit_code`.
+#[pyfunction]
+#[pyo3(signature = (file, path, store=None, *, identity=None, **options))]
+pub fn wal_fetch<'py>(
+    py: Python<'py>,
+    file: String,
+    path: PathBuf,
+    store: Option<StoreArg<'_>>,
+    identity: Option<IdentitiesArg<'_>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut call = Call::new(py, store.as_ref(), None)?;
+    let explicit = serde_json::json!({"file": file, "path": path, "identities": identity_files(py, identity)?});
+    let opts: pitr::WalFetchOptions = wal_options(
+        py,
+        &mut call,
+        "wal_fetch",
+        explicit,
+        &keywords_of::<pitr::WalFetchOptions>(),
+        options,
+    )?;
+    let (location, code) = (location(&call), opts.failure_exit_code());
+    let datastore = opts.datastore.clone();
+    let outcome = call.run(
+        py,
+        |_| async move { pitr::wal_fetch(&location, &opts).await },
+    );
+    match outcome {
+        Ok(FetchOutcome::Missing { .. }) => {
+            let message = outcome
+                .as_ref()
+                .map(|o| o.message(&datastore))
+                .unwrap_or_default();
+            Err(raise(py, ErrorKind::NotFound, &message, &call.secrets))
+        }
+        Ok(fetched) => convert::to_py(py, &fetched),
+        Err(e) => {
+            e.value(py).setattr("exit_code", code)?;
+            Err(e)
+        }
+    }
+}
+
+/// Checks a datastore's WAL archive, as `dbseal wal-verify`: gaps from each base
+/// backup, timelines, foreign or corrupted segments; `level` `metadata`, `stored` or
+/// `content` (the default with keys). Returns the report (a dict); problems raise
+/// `VerificationError` with the report as `.result`.
+#[pyfunction]
+#[pyo3(signature = (store=None, *, identity=None, **options))]
+pub fn wal_verify<'py>(
+    py: Python<'py>,
+    store: Option<StoreArg<'_>>,
+    identity: Option<IdentitiesArg<'_>>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut call = Call::new(py, store.as_ref(), None)?;
+    let explicit = serde_json::json!({"identities": identity_files(py, identity)?});
+    let opts: pitr::WalVerifyOptions = wal_options(
+        py,
+        &mut call,
+        "wal_verify",
+        explicit,
+        &keywords_of::<pitr::WalVerifyOptions>(),
+        options,
+    )?;
+    let location = location(&call);
+    let report = call.run(
+        py,
+        |_| async move { pitr::wal_verify(&location, &opts).await },
+    )?;
+    let failure =
+        pitr::wal_verify_failure(&report).map(|(k, m)| backup_core::Error::operation(k, m));
+    check_failure(py, failure, convert::to_py(py, &report)?, &call.secrets)
+}
+
+/// The point-in-time recovery keywords of `restore` (`pgdata`, `latest`,
+/// `target_time`…), when `pgdata` is among them; taken out of `options`.
+pub fn pitr_options(
+    py: Python<'_>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Option<(PitrOptions, bool, Option<PathBuf>)>> {
+    let Some(options) = options.filter(|o| o.contains("pgdata").unwrap_or(false)) else {
+        return Ok(None);
+    };
+    let dry_run = options
+        .get_item("dry_run")?
+        .is_some_and(|v| v.is_truthy().unwrap_or(false));
+    let dbseal_bin: Option<PathBuf> = options
+        .get_item("dbseal_bin")?
+        .map(|v| v.extract())
+        .transpose()?;
+    for k in ["dry_run", "dbseal_bin"] {
+        let _ = options.del_item(k);
+    }
+    let keywords = keywords_of::<PitrOptions>();
+    let map = convert::options(Some(options), &keywords, false, &mut Default::default())?;
+    Ok(Some((
+        convert::parse(py, "restore(pgdata=…)", map)?,
+        dry_run,
+        dbseal_bin,
+    )))
+}
+
+/// `restore(store, id, pgdata=DIR, latest=True | target_time=… …)`: a PostgreSQL
+/// physical backup unpacked into a data directory with the recovery settings, whose
+/// `restore_command` runs `dbseal wal-fetch` (`dbseal_bin=`, else `$DBSEAL_BIN`, else
+/// `dbseal` on the `PATH`).
+pub fn restore_pgdata(
+    py: Python<'_>,
+    call: Call,
+    id: &str,
+    identity: Option<IdentitiesArg<'_>>,
+    passphrase_file: Option<PathBuf>,
+    (pitr_opts, dry_run, dbseal_bin): (PitrOptions, bool, Option<PathBuf>),
+) -> PyResult<RestoreReport> {
+    let keys = KeyFiles {
+        identities: identity_files(py, identity)?,
+        passphrase_file,
+    };
+    let decryption = keys.decryption().py_err(py, &call.secrets)?;
+    let location = location(&call);
+    let id = id.to_string();
+    let doc = call.run(py, |ctx| async move {
+        let manifest = backup_core::ops::show(ctx, &id).await?;
+        if dry_run {
+            return serde_json::to_value(pitr::plan_pgdata_restore(&manifest, &pitr_opts)?).map_err(|e| backup_core::Error::Config(e.to_string()));
+        }
+        let dbseal = dbseal_bin.or_else(|| std::env::var_os("DBSEAL_BIN").map(PathBuf::from)).or_else(on_path).ok_or_else(|| {
+            backup_core::Error::Config("restore(pgdata=…) writes a restore_command that runs `dbseal wal-fetch`: pass dbseal_bin= (the dbseal binary) or put dbseal on the PATH".into())
+        })?;
+        let options = RestoreOptions { decryption, progress: None };
+        let report = pitr::restore_pgdata(&ctx.store, &manifest, &pitr_opts, &location, &keys, &options, &dbseal).await?;
+        serde_json::to_value(report).map_err(|e| backup_core::Error::Config(e.to_string()))
+    })?;
+    Ok(RestoreReport { doc })
+}
+
+/// `dbseal` on the `PATH`, if any.
+fn on_path() -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("dbseal"))
+        .find(|p| p.is_file())
+}
