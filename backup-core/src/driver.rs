@@ -291,6 +291,12 @@ pub trait Driver: Send + Sync + 'static {
         ctx: &RestoreContext,
     ) -> Result<RestoreOutcome>;
 
+    /// The continuous archive of this kind's datastores (PostgreSQL's WAL), which
+    /// `prune` and `status` take into account; `None` for most kinds.
+    fn continuous_archive(&self) -> Option<Arc<dyn crate::ops::ContinuousArchive>> {
+        None
+    }
+
     /// Level-3 verification: restores into a scratch target on the server `url` names,
     /// compares the live contents with the manifest, and removes the scratch target.
     async fn verify_restore(
@@ -360,6 +366,14 @@ impl Registry {
     /// The drivers, sorted by kind.
     pub fn drivers(&self) -> impl Iterator<Item = &Arc<dyn Driver>> + '_ {
         self.drivers.values()
+    }
+
+    /// The continuous archives of every driver that has one.
+    pub fn archives(&self) -> Vec<Arc<dyn crate::ops::ContinuousArchive>> {
+        self.drivers
+            .values()
+            .filter_map(|d| d.continuous_archive())
+            .collect()
     }
 
     /// Every format reader of every driver, plus the raw format.

@@ -318,6 +318,10 @@ impl Driver for PostgresDriver {
         ctx.restore_into(manifest, &mut sink, where_to).await
     }
 
+    fn continuous_archive(&self) -> Option<Arc<dyn backup_core::ops::ContinuousArchive>> {
+        Some(Arc::new(crate::pitr::PostgresWalArchive))
+    }
+
     async fn verify_restore(
         &self,
         manifest: &Manifest,

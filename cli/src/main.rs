@@ -175,14 +175,10 @@ async fn dispatch(
 ) -> Result<(), CliError> {
     let store = &cli.store;
     let context = || -> Result<OpContext, CliError> {
-        let mut ctx = OpContext::new(registry.clone(), store.open()?)
+        Ok(OpContext::new(registry.clone(), store.open()?)
             .with_config(config.clone())
             .with_frontend(Arc::new(out))
-            .with_cancel(cancel.clone());
-        for archive in registry::archives() {
-            ctx = ctx.with_archive(archive);
-        }
-        Ok(ctx)
+            .with_cancel(cancel.clone()))
     };
     match cli.command {
         Command::Keygen(a) => commands::keygen::run(&a, out),

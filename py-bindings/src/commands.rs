@@ -124,12 +124,9 @@ impl Call {
         let config = Config::load(config.as_deref(), &registry).py_err(py, &Secrets::default())?;
         let store = resolve(py, store, config.as_ref())?;
         let secrets = store.secrets.clone();
-        let mut ctx = OpContext::new(registry, store.inner.clone())
+        let ctx = OpContext::new(registry, store.inner.clone())
             .with_config(config.map(Arc::new))
             .with_frontend(Arc::new(LogFrontend));
-        for archive in crate::wal::archives() {
-            ctx = ctx.with_archive(archive);
-        }
         Ok(Call {
             ctx,
             store,

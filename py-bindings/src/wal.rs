@@ -1,12 +1,9 @@
 //! PostgreSQL's WAL archive and point-in-time recovery, through `backup_postgres::pitr`
 //! as the CLI's `wal-push`, `wal-fetch`, `wal-verify` and `restore --pgdata`.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use backup_core::ops::{ArchiveStatus, ContinuousArchive};
-use backup_core::{BackupId, BackupStore, ErrorKind, RestoreOptions};
+use backup_core::{ErrorKind, RestoreOptions};
 use backup_postgres::pitr::{self, KeyFiles, PitrOptions, StoreLocation};
 use backup_postgres::wal::FetchOutcome;
 use pyo3::prelude::*;
@@ -33,57 +30,6 @@ pub fn keywords() -> Vec<(&'static str, Vec<Keyword>)> {
         ("wal_fetch", keywords_of::<pitr::WalFetchOptions>()),
         ("wal_verify", keywords_of::<pitr::WalVerifyOptions>()),
     ]
-}
-
-/// The continuous archives `prune` and `status` take into account: PostgreSQL's WAL.
-pub fn archives() -> Vec<Arc<dyn ContinuousArchive>> {
-    vec![Arc::new(WalArchives)]
-}
-
-/// PostgreSQL's WAL archive as `prune` and `status` see it (as the CLI's).
-struct WalArchives;
-
-#[async_trait::async_trait]
-impl ContinuousArchive for WalArchives {
-    async fn status(
-        &self,
-        store: &BackupStore,
-        datastore: &str,
-    ) -> backup_core::Result<Option<ArchiveStatus>> {
-        let w = backup_postgres::wal::WalArchive::new(store.clone(), datastore)?
-            .status()
-            .await?;
-        Ok((w.segments > 0).then(|| ArchiveStatus {
-            datastore: w.datastore,
-            newest_segment: w.newest_segment,
-            newest_archived_at: w.newest_archived_at,
-            newest_age_seconds: w.newest_age_seconds,
-            last_archived_at: w.last_archived_at,
-            segments: w.segments,
-            timelines: w.timelines,
-            system_identifier: w.system_identifier.and_then(|s| s.parse().ok()),
-        }))
-    }
-
-    async fn prune(
-        &self,
-        store: &BackupStore,
-        datastore: &str,
-        deleting: &BTreeSet<BackupId>,
-        dry_run: bool,
-    ) -> backup_core::Result<Vec<String>> {
-        let kept: Vec<_> = backup_postgres::physical::base_backups(store, datastore)
-            .await?
-            .into_iter()
-            .filter(|(m, _)| !deleting.contains(&m.backup_id))
-            .map(|(_, w)| w)
-            .collect();
-        if kept.is_empty() {
-            return Ok(Vec::new());
-        }
-        let archive = backup_postgres::wal::WalArchive::new(store.clone(), datastore)?;
-        archive.prune(&kept, dry_run).await
-    }
 }
 
 /// Where the call's store is, as `pitr` wants it (URL and `KEY=VALUE` options).

@@ -173,15 +173,17 @@ impl std::fmt::Debug for OpContext {
 }
 
 impl OpContext {
-    /// A context with no configuration, a silent front-end and no archives.
+    /// A context with no configuration, a silent front-end and the continuous archives
+    /// of the registry's drivers.
     pub fn new(registry: Registry, store: BackupStore) -> Self {
+        let archives = registry.archives();
         OpContext {
             registry,
             store,
             config: None,
             frontend: Arc::new(SilentFrontend),
             cancel: CancellationToken::new(),
-            archives: Vec::new(),
+            archives,
         }
     }
 

@@ -47,7 +47,10 @@ use crate::wal::{
     WalVerifyReport,
 };
 
+mod archive;
 mod pgdata;
+
+pub use archive::PostgresWalArchive;
 
 pub use pgdata::{
     current_dbseal, plan_pgdata_restore, restore_pgdata, PgdataRestorePlan, PgdataRestoreReport,
