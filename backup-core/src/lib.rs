@@ -40,6 +40,7 @@ pub mod secret;
 pub mod sink;
 pub mod source;
 pub mod store;
+pub mod task;
 pub mod transform;
 pub mod verify;
 

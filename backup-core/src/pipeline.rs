@@ -161,11 +161,7 @@ fn first_cause(outcomes: Vec<StageOutcome>) -> Result<()> {
 async fn joined(handle: JoinHandle<Result<()>>) -> Result<()> {
     match handle.await {
         Ok(r) => r,
-        Err(e) if e.is_cancelled() => Err(Error::Interrupted("pipeline stage cancelled".into())),
-        Err(e) => Err(Error::Io {
-            context: "pipeline stage panicked".into(),
-            source: std::io::Error::other(e.to_string()),
-        }),
+        Err(e) => Err(crate::task::join_error(e, "a pipeline stage")),
     }
 }
 
@@ -356,7 +352,7 @@ impl BackupSession {
                     close_stage(out, &result).await;
                     result
                 }
-                Err(e) => Err(Error::Interrupted(format!("tee stage: {e}"))),
+                Err(e) => Err(crate::task::join_error(e, "the digest stage")),
             }
         });
 
@@ -422,7 +418,7 @@ impl BackupSession {
 
         let tee_result = match tee.await {
             Ok(r) => r,
-            Err(e) => Err(Error::Interrupted(format!("tee stage: {e}"))),
+            Err(e) => Err(crate::task::join_error(e, "the digest stage")),
         };
         let mut outcomes = Vec::new();
         // Collect every stage before deciding, in pipeline order.
@@ -437,13 +433,13 @@ impl BackupSession {
         }
         let upload_result = match uploader.await {
             Ok(r) => r,
-            Err(e) => Err(Error::Interrupted(format!("upload stage: {e}"))),
+            Err(e) => Err(crate::task::join_error(e, "the upload stage")),
         };
         let inspector_result = match inspector {
             None => Ok(crate::contents::Contents::default()),
             Some(inspector) => match inspector.await {
                 Ok(r) => r,
-                Err(e) => Err(Error::Interrupted(format!("format reader: {e}"))),
+                Err(e) => Err(crate::task::join_error(e, "the format reader")),
             },
         };
 
@@ -761,7 +757,7 @@ impl Sink for ContentsSink {
         drop(feed);
         let parsed = parse
             .await
-            .map_err(|e| Error::Interrupted(format!("format reader: {e}")))?;
+            .map_err(|e| crate::task::join_error(e, "the format reader"))?;
         copy?;
         self.contents = Some(parsed?);
         Ok(SinkReport {

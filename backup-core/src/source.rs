@@ -320,7 +320,10 @@ impl BlockingReaderSource {
         match joined {
             Ok((result, sink)) => (result, Some(sink)),
             Err(e) => (
-                Err(Error::Interrupted(format!("reading {}: {e}", self.kind))),
+                Err(crate::task::join_error(
+                    e,
+                    &format!("reading {}", self.kind),
+                )),
                 None,
             ),
         }

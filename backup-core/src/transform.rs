@@ -180,7 +180,7 @@ impl Transform for Zstd {
                 *output = out;
                 result
             }
-            Err(e) => Err(Error::Interrupted(format!("zstd stage: {e}"))),
+            Err(e) => Err(crate::task::join_error(e, "the zstd stage")),
         }
     }
 

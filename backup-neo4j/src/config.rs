@@ -1,5 +1,6 @@
 //! Connection settings for a Neo4j server over Bolt.
 
+use backup_core::secret::percent_decode;
 use backup_core::{Error, Result, SecretString};
 use serde::Deserialize;
 
@@ -198,24 +199,6 @@ impl Neo4jConfig {
             host,
         })
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Endpoint {

@@ -2,6 +2,9 @@
 //!
 //! dbseal for Neo4j:
 //!
+//! - [`Neo4jDriver`] is the [`backup_core::Driver`] of kind `neo4j` (options, backup,
+//!   restore, level-3 verification with a scratch database) the CLI and the Python
+//!   module share.
 //! - [`Neo4jSource`] exports a live graph over Bolt (neo4rs, Bolt 4.4: Neo4j 4.4 to
 //!   current) into the **dbseal graph stream** ([`format`], `FORMAT.md`): schema,
 //!   nodes, relationships, every Cypher value type, streamed in constant memory.
@@ -31,6 +34,7 @@
 
 mod bolt;
 pub mod config;
+pub mod driver;
 pub mod error;
 pub mod format;
 mod nodelay;
@@ -39,6 +43,7 @@ pub mod source;
 pub mod verify;
 
 pub use config::Neo4jConfig;
+pub use driver::{Neo4jBackupOptions, Neo4jDriver};
 pub use error::Neo4jError;
 pub use format::{GraphFormat, FORMAT_NAME};
 pub use sink::{Neo4jAdminSink, Neo4jSink, Neo4jSinkOptions, SchemaTiming};

@@ -447,7 +447,9 @@ pub(crate) async fn read_line(
         message,
     };
     let mut line = Vec::new();
-    let n = tokio::time::timeout(timeout, r.read_until(b'\n', &mut line))
+    // A line longer than MAX_LINE is not a reply header: stop reading at the cap.
+    let mut limited = (&mut *r).take(MAX_LINE as u64 + 1);
+    let n = tokio::time::timeout(timeout, limited.read_until(b'\n', &mut line))
         .await
         .map_err(|_| {
             lost(format!(
@@ -456,6 +458,12 @@ pub(crate) async fn read_line(
             ))
         })?
         .map_err(|e| lost(e.to_string()))?;
+    if line.len() > MAX_LINE && line.last() != Some(&b'\n') {
+        return Err(RedisError::Protocol {
+            operation: op.to_string(),
+            message: format!("a reply line is longer than {MAX_LINE} bytes (limit)"),
+        });
+    }
     if n == 0 || line.last() != Some(&b'\n') {
         return Err(lost("the server closed the connection".into()));
     }
@@ -466,7 +474,21 @@ pub(crate) async fn read_line(
     Ok(line)
 }
 
-/// Reads one reply (arrays nest).
+/// The longest reply line (a status, an error, a length header) accepted: 64 KiB.
+pub(crate) const MAX_LINE: usize = 64 * 1024;
+/// The largest bulk string accepted: 512 MiB, Redis's own `proto-max-bulk-len` default.
+pub(crate) const MAX_BULK: usize = 512 * 1024 * 1024;
+/// The most elements an array reply may claim (dbseal reads INFO, SCAN pages of at most
+/// thousands of keys, pipelined replies).
+pub(crate) const MAX_ARRAY: usize = 1 << 24;
+/// How deep arrays may nest.
+pub(crate) const MAX_DEPTH: usize = 32;
+/// What is allocated up front for a reply, whatever length it claims.
+const PREALLOCATE: usize = 64 * 1024;
+
+/// Reads one reply (arrays nest). Lengths from the server are checked against
+/// [`MAX_BULK`], [`MAX_ARRAY`] and [`MAX_DEPTH`] before anything is allocated; a reply
+/// over a limit is a protocol error naming the limit.
 pub(crate) async fn read_reply(
     r: &mut ConnReader,
     timeout: Duration,
@@ -498,18 +520,41 @@ pub(crate) async fn read_reply(
                 if n < 0 {
                     Reply::Bulk(None)
                 } else {
-                    let mut buf = vec![0u8; n as usize + 2];
-                    tokio::time::timeout(timeout, r.read_exact(&mut buf))
-                        .await
-                        .map_err(|_| RedisError::ConnectionLost {
-                            operation: op.to_string(),
-                            message: format!("the server sent nothing for {}s", timeout.as_secs()),
-                        })?
-                        .map_err(|e| RedisError::ConnectionLost {
-                            operation: op.to_string(),
-                            message: e.to_string(),
+                    let len = usize::try_from(n)
+                        .ok()
+                        .filter(|&len| len <= MAX_BULK)
+                        .ok_or_else(|| {
+                            proto(&format!(
+                                "bulk length {n} is over the {MAX_BULK}-byte limit (Redis's proto-max-bulk-len)"
+                            ))
                         })?;
-                    buf.truncate(n as usize);
+                    // Grown as the bytes arrive, never allocated up front from the
+                    // length the server claims.
+                    let mut buf = Vec::with_capacity(len.min(PREALLOCATE));
+                    let want = (len as u64).saturating_add(2);
+                    let read =
+                        tokio::time::timeout(timeout, (&mut *r).take(want).read_to_end(&mut buf))
+                            .await
+                            .map_err(|_| RedisError::ConnectionLost {
+                                operation: op.to_string(),
+                                message: format!(
+                                    "the server sent nothing for {}s",
+                                    timeout.as_secs()
+                                ),
+                            })?
+                            .map_err(|e| RedisError::ConnectionLost {
+                                operation: op.to_string(),
+                                message: e.to_string(),
+                            })?;
+                    if read as u64 != want {
+                        return Err(RedisError::ConnectionLost {
+                            operation: op.to_string(),
+                            message: format!(
+                                "the server closed the connection after {read} of {want} bytes"
+                            ),
+                        });
+                    }
+                    buf.truncate(len);
                     Reply::Bulk(Some(buf))
                 }
             }
@@ -522,7 +567,20 @@ pub(crate) async fn read_reply(
                 } else if n == 0 {
                     Reply::Array(Some(Vec::new()))
                 } else {
-                    stack.push((n as usize, Vec::with_capacity(n as usize)));
+                    let count = usize::try_from(n)
+                        .ok()
+                        .filter(|&c| c <= MAX_ARRAY)
+                        .ok_or_else(|| {
+                            proto(&format!(
+                                "array length {n} is over the {MAX_ARRAY}-element limit"
+                            ))
+                        })?;
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(proto(&format!(
+                            "arrays nested deeper than {MAX_DEPTH} levels (limit)"
+                        )));
+                    }
+                    stack.push((count, Vec::with_capacity(count.min(PREALLOCATE / 64))));
                     continue;
                 }
             }

@@ -84,33 +84,28 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
+/// Decodes the URL's user or password with [`backup_core::secret::percent_decode`],
+/// refusing what that function would keep or replace: an invalid `%` escape, and bytes
+/// that are not UTF-8.
 fn percent_decode(s: &str) -> Result<String, RedisError> {
     let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-            match u8::from_str_radix(hex, 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => {
-                    return Err(RedisError::Config(
-                        "the Redis URL has an invalid percent-escape in its user or password"
-                            .into(),
-                    ))
-                }
-            }
+    for (i, _) in s.match_indices('%') {
+        // As before: a `%` among the last two characters is kept as written.
+        if i + 2 < bytes.len()
+            && !(bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit())
+        {
+            return Err(RedisError::Config(
+                "the Redis URL has an invalid percent-escape in its user or password".into(),
+            ));
         }
-        out.push(bytes[i]);
-        i += 1;
     }
-    String::from_utf8(out).map_err(|_| {
-        RedisError::Config("the Redis URL's user or password is not valid UTF-8".into())
-    })
+    let decoded = backup_core::secret::percent_decode(s);
+    if decoded.contains(char::REPLACEMENT_CHARACTER) && !s.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(RedisError::Config(
+            "the Redis URL's user or password is not valid UTF-8".into(),
+        ));
+    }
+    Ok(decoded)
 }
 
 impl RedisConfig {
@@ -291,6 +286,17 @@ mod tests {
             assert!(!e.contains("hunter2"), "{e}");
             assert!(e.starts_with("invalid Redis URL"), "{e}");
         }
+    }
+
+    #[test]
+    fn url_credentials_are_percent_decoded_and_bad_escapes_refused() {
+        let c = RedisConfig::from_url("redis://al%69ce:p%25w%3A@h").unwrap();
+        assert_eq!(c.username.as_deref(), Some("alice"));
+        assert_eq!(c.password.as_ref().unwrap().expose(), "p%w:");
+        let e = RedisConfig::from_url("redis://u:ab%zzcd@h").unwrap_err();
+        assert!(e.to_string().contains("invalid percent-escape"), "{e}");
+        let e = RedisConfig::from_url("redis://u:ab%ffcd@h").unwrap_err();
+        assert!(e.to_string().contains("not valid UTF-8"), "{e}");
     }
 
     #[test]

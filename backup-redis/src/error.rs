@@ -104,7 +104,10 @@ impl RedisError {
             RedisError::RdbTooNew { .. } | RedisError::ModuleMissing(_) => {
                 ErrorKind::VersionMismatch
             }
-            RedisError::Protocol { .. } | RedisError::Command { .. } => ErrorKind::Other,
+            // Malformed input from the server (or whatever listens there), a length over
+            // a limit included: a format error, exit 4.
+            RedisError::Protocol { .. } => ErrorKind::Verification,
+            RedisError::Command { .. } => ErrorKind::Other,
         }
     }
 

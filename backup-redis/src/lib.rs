@@ -7,6 +7,8 @@
 //! is refused (managed services), [`BackupMode::Scan`] builds the same kind of RDB file
 //! from `SCAN` + `DUMP` + `PTTL` (not point-in-time).
 //!
+//! - [`RedisDriver`] is the [`backup_core::Driver`] of kind `redis` (options, backup,
+//!   restore, level-3 verification) the CLI and the Python module share.
 //! - [`RedisSource`] (backup), [`RedisSink`] (restore by pipelined `RESTORE`),
 //!   [`RdbFileSink`] (write a plain `dump.rdb`), [`verify_restore`] (level 3).
 //! - [`RdbFormat`] is the streaming, constant-memory RDB reader the pipeline runs
@@ -24,6 +26,7 @@
 
 pub mod client;
 pub mod config;
+pub mod driver;
 pub mod error;
 pub mod format;
 pub mod sink;
@@ -32,6 +35,7 @@ pub mod verify;
 
 pub use client::{RedisConnection, Reply};
 pub use config::RedisConfig;
+pub use driver::{parse_db_selection, RedisBackupOptions, RedisDriver};
 pub use error::RedisError;
 pub use format::{RdbFormat, RDB_MAX_VERSION};
 pub use sink::{RdbFileSink, RedisRestoreOptions, RedisSink};

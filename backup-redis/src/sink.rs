@@ -1159,7 +1159,15 @@ impl Sink for RdbFileSink {
             ));
         }
         let tmp = self.temp_path();
-        let mut file = tokio::fs::File::create(&tmp)
+        // The dump holds every key: readable by its owner only (mode 0600 on Unix; a
+        // leftover partial file is removed so its mode does not carry over).
+        let _ = tokio::fs::remove_file(&tmp).await;
+        let mut open = tokio::fs::OpenOptions::new();
+        open.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        open.mode(0o600);
+        let mut file = open
+            .open(&tmp)
             .await
             .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);

@@ -108,15 +108,22 @@ fn now_ms() -> i64 {
 async fn server_facts(
     conn: &mut RedisConnection,
     facts: &mut SourceFacts,
-) -> BTreeMap<String, String> {
-    // INFO may be refused to a restricted ACL user: the facts are then just missing.
+) -> std::result::Result<BTreeMap<String, String>, RedisError> {
+    // INFO may be refused to a restricted ACL user (an error reply): the facts are then
+    // just missing. A broken or malformed reply is not swallowed: the connection would
+    // be out of step with the server.
     let mut info = BTreeMap::new();
     for section in ["server", "replication"] {
-        if let Ok(Reply::Bulk(Some(text))) = conn
+        match conn
             .command(&[b"INFO".as_slice(), section.as_bytes()])
             .await
         {
-            info.extend(parse_info(&String::from_utf8_lossy(&text)));
+            Ok(Reply::Bulk(Some(text))) => info.extend(parse_info(&String::from_utf8_lossy(&text))),
+            Ok(_) => {}
+            Err(e @ (RedisError::Protocol { .. } | RedisError::ConnectionLost { .. })) => {
+                return Err(e)
+            }
+            Err(_) => {}
         }
     }
     if let Some(v) = info.get("redis_version") {
@@ -128,7 +135,7 @@ async fn server_facts(
     if let Some(v) = info.get("redis_mode") {
         facts.insert("mode".into(), serde_json::json!(v));
     }
-    info
+    Ok(info)
 }
 
 async fn write_out(out: &mut (dyn AsyncWrite + Send + Unpin), bytes: &[u8]) -> Result<()> {
@@ -155,7 +162,9 @@ impl Source for RedisSource {
         let mut facts = SourceFacts::new();
         facts.insert("host".into(), serde_json::json!(addr));
         facts.insert("backup_mode".into(), serde_json::json!(self.mode.as_str()));
-        let info = server_facts(&mut conn, &mut facts).await;
+        let info = server_facts(&mut conn, &mut facts)
+            .await
+            .map_err(|e| e.at(&addr))?;
         match self.mode {
             BackupMode::Replication => {
                 facts.insert(
