@@ -649,18 +649,23 @@ pub async fn restore(
     let verifier = {
         let ctx = ctx.clone();
         let artifact = artifact.clone();
-        tokio::spawn(async move {
+        // CPU-bound (SHA-256): a thread of its own, off the runtime's workers.
+        tokio::task::spawn_blocking(move || {
             let mut input = next_r;
             let mut out = ver_w;
             let mut hasher = Sha256::new();
             let mut size = 0u64;
             let mut held: Option<Bytes> = None;
-            let result: Result<()> = async {
-                while let Some(chunk) = input.next_chunk().await.map_err(|e| Error::from_io(e, "reading the plaintext"))? {
+            let result: Result<()> = (|| {
+                while let Some(chunk) = input
+                    .blocking_next_chunk()
+                    .map_err(|e| Error::from_io(e, "reading the plaintext"))?
+                {
                     hasher.update(&chunk);
                     size += chunk.len() as u64;
                     if let Some(prev) = held.replace(chunk) {
-                        out.send(prev).await.map_err(|e| Error::from_io(e, "passing the plaintext on"))?;
+                        out.blocking_send(prev)
+                            .map_err(|e| Error::from_io(e, "passing the plaintext on"))?;
                     }
                 }
                 let digest = hex(hasher.finalize());
@@ -675,13 +680,23 @@ pub async fn restore(
                     });
                 }
                 if let Some(last) = held.take() {
-                    out.send(last).await.map_err(|e| Error::from_io(e, "passing the plaintext on"))?;
+                    out.blocking_send(last)
+                        .map_err(|e| Error::from_io(e, "passing the plaintext on"))?;
                 }
                 Ok(())
+            })();
+            (result, out)
+        })
+    };
+    let verifier = {
+        tokio::spawn(async move {
+            match verifier.await {
+                Ok((result, out)) => {
+                    close_stage(out, &result).await;
+                    result
+                }
+                Err(e) => Err(crate::task::join_error(e, "the plaintext check")),
             }
-            .await;
-            close_stage(out, &result).await;
-            result
         })
     };
     stages.push(("plaintext check", verifier, Some(ver_is), Some(ver_os)));

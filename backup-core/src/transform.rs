@@ -8,12 +8,11 @@
 
 use std::sync::Arc;
 
-use async_compression::tokio::bufread::ZstdDecoder;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{AsyncReadExt as _, AsyncWriteExt as _};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
 
 use crate::error::{Error, Result};
@@ -190,23 +189,87 @@ impl Transform for Zstd {
         input: &mut PipeReader,
         output: &mut PipeWriter,
     ) -> Result<()> {
-        let mut dec = ZstdDecoder::new(BufReader::with_capacity(128 * 1024, input));
-        dec.multiple_members(false);
-        match tokio::io::copy(&mut dec, output).await {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let err = Error::from_io(e, "zstd");
-                Err(match err {
-                    Error::Io { source, .. } => Error::Verification {
-                        id: ctx.backup_id.clone(),
-                        key: ctx.key.clone(),
-                        what: format!("the zstd stream inside is invalid: {source}"),
-                    },
-                    other => other,
-                })
+        // Decompression is CPU-bound: a thread of its own, as compression has, so the
+        // restore keeps both cores busy (download + decryption on the runtime, digests
+        // and zstd on threads).
+        let (mut inp, mut out) = (input.take(), output.take());
+        let ctx2 = ctx.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = decompress_blocking(&ctx2, &mut inp, &mut out);
+            (result, inp, out)
+        })
+        .await;
+        match joined {
+            Ok((result, inp, out)) => {
+                *input = inp;
+                *output = out;
+                result
+            }
+            Err(e) => Err(crate::task::join_error(e, "the zstd stage")),
+        }
+    }
+}
+
+/// Decompresses exactly one zstd frame from `input` into `output` on a blocking thread,
+/// in chunks of up to [`CHUNK_SIZE`] bytes. A stream that ends inside the frame, or holds
+/// bytes after it, is a verification error. Does not finish `output`.
+fn decompress_blocking(
+    ctx: &StageContext,
+    input: &mut PipeReader,
+    output: &mut PipeWriter,
+) -> Result<()> {
+    use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
+    let invalid = |what: String| Error::Verification {
+        id: ctx.backup_id.clone(),
+        key: ctx.key.clone(),
+        what: format!("the zstd stream inside is invalid: {what}"),
+    };
+    let mut dec = Decoder::new().map_err(|e| Error::io("zstd: starting", e))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE);
+    let mut ship = |buf: &mut Vec<u8>, force: bool| -> Result<()> {
+        if buf.len() == buf.capacity() || (force && !buf.is_empty()) {
+            let full = std::mem::replace(buf, Vec::with_capacity(CHUNK_SIZE));
+            output
+                .blocking_send(Bytes::from(full))
+                .map_err(|e| Error::from_io(e, "zstd: passing the stream on"))?;
+        }
+        Ok(())
+    };
+    let mut frame_done = false;
+    while let Some(chunk) = input
+        .blocking_next_chunk()
+        .map_err(|e| Error::from_io(e, "zstd: reading input"))?
+    {
+        let mut inb = InBuffer::around(&chunk);
+        loop {
+            if frame_done {
+                if inb.pos() < chunk.len() {
+                    return Err(invalid("bytes after the end of the frame".into()));
+                }
+                break;
+            }
+            let pos = buf.len();
+            let mut outb = OutBuffer::around_pos(&mut buf, pos);
+            let hint = dec
+                .run(&mut inb, &mut outb)
+                .map_err(|e| invalid(e.to_string()))?;
+            let filled = outb.pos() == outb.capacity();
+            if hint == 0 {
+                frame_done = true;
+            }
+            ship(&mut buf, false)?;
+            // More input to feed, or output the decoder still holds (the buffer filled).
+            if inb.pos() >= chunk.len() && !filled {
+                break;
             }
         }
     }
+    if !frame_done {
+        return Err(invalid(
+            "the stream ends before its frame does (truncated)".into(),
+        ));
+    }
+    ship(&mut buf, true)
 }
 
 /// Compresses `input` into `output` as one zstd frame, on a blocking thread: reads

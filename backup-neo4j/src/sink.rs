@@ -18,6 +18,12 @@ use crate::config::Neo4jConfig;
 use crate::format::{Record, SchemaItem, SchemaKind, StreamCheck, FORMAT_NAME};
 use crate::source::{connect, read_schema};
 
+mod undo;
+use undo::{delete_imported, drain, drop_import_indexes, rollback};
+
+mod admin;
+pub use admin::Neo4jAdminSink;
+
 /// The label every imported node without labels carries until the import finishes.
 pub const IMPORT_LABEL: &str = "__DbsealImport";
 /// The property holding a node's source id until the import finishes.
@@ -673,77 +679,6 @@ async fn join_next(set: &mut tokio::task::JoinSet<Result<u64>>) -> Result<u64> {
     }
 }
 
-/// Runs a `... LIMIT batch ... RETURN count(*) AS c` statement until it affects nothing.
-/// `expected` bounds the number of rounds, so a server that reports work it did not do
-/// fails the restore instead of looping forever.
-async fn drain(db: &Db, op: &str, stmt: &str, expected: u64, batch: usize) -> Result<u64> {
-    let max_rounds = expected / batch as u64 + 3;
-    let mut total = 0u64;
-    for _ in 0..max_rounds {
-        let n = db.count(op, query(stmt)).await?;
-        if n == 0 {
-            return Ok(total);
-        }
-        total += n as u64;
-    }
-    Err(db.fail(
-        op,
-        ErrorKind::Other,
-        format!("the server still reports matches after {max_rounds} rounds of {batch}: it did not apply the change"),
-    ))
-}
-
-/// Deletes every imported node (with its relationships).
-async fn delete_imported(db: &Db, state: &ImportState, batch: usize) -> Result<u64> {
-    let mut deleted = 0u64;
-    for key in &state.key_labels {
-        let stmt = format!(
-            "MATCH (n:{}) WHERE n.{} IS NOT NULL WITH n LIMIT {batch} DETACH DELETE n RETURN count(*) AS c",
-            quote(key),
-            quote(IMPORT_ID)
-        );
-        deleted += drain(db, "removing imported nodes", &stmt, u64::MAX / 2, batch).await?;
-    }
-    Ok(deleted)
-}
-
-async fn drop_import_indexes(db: &Db, state: &ImportState) -> Result<()> {
-    for name in state.import_indexes.values() {
-        db.run(
-            "dropping the temporary id index",
-            query(&format!("DROP INDEX {} IF EXISTS", quote(name))),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Undoes an import; returns what it did, for the error message.
-async fn rollback(db: &Db, state: &ImportState, batch: usize) -> Result<String> {
-    let deleted = delete_imported(db, state, batch).await?;
-    drop_import_indexes(db, state).await?;
-    for item in state.created_schema.iter().rev() {
-        drop_schema_item(db, item).await?;
-    }
-    for item in &state.dropped_schema {
-        create_schema_item(db, item).await?;
-    }
-    let mut what = format!("removed the {deleted} imported nodes with their relationships");
-    if !state.created_schema.is_empty() {
-        what.push_str(&format!(
-            ", dropped the {} indexes/constraints it created",
-            state.created_schema.len()
-        ));
-    }
-    if !state.dropped_schema.is_empty() {
-        what.push_str(&format!(
-            ", recreated the target's {} indexes/constraints",
-            state.dropped_schema.len()
-        ));
-    }
-    Ok(what)
-}
-
 /// Checks the target is empty; with `replace`, drops its schema (remembered for a
 /// rollback). Returns whether it held data.
 async fn prepare_target(
@@ -988,151 +923,6 @@ fn with_note(e: Error, note: &str) -> Error {
             reason: format!("{reason}; {note}"),
         },
         other => Error::datastore("neo4j restore", kind, format!("{other}; {note}")),
-    }
-}
-
-/// Loads a `neo4j-admin` dump offline: streams the artifact into
-/// `neo4j-admin database load --from-stdin --overwrite-destination=true DB`.
-///
-/// This is the Community Edition path: the database must be stopped (the tool refuses
-/// otherwise). The stream is fed as it is decrypted; if the artifact turns out to be
-/// bad, the tool is killed before it sees the end of its input, so it never completes
-/// a load of a damaged dump (neo4j-admin reads the whole archive before it swaps the
-/// database in; a killed load may leave the database stopped and needing a new load).
-#[derive(Debug, Clone)]
-pub struct Neo4jAdminSink {
-    binary: PathBuf,
-    database: String,
-}
-
-impl Neo4jAdminSink {
-    /// A sink running `binary` (the `neo4j-admin` executable) for `database`.
-    pub fn new(binary: impl Into<PathBuf>, database: impl Into<String>) -> Self {
-        Neo4jAdminSink {
-            binary: binary.into(),
-            database: database.into(),
-        }
-    }
-
-    /// The command line (holds no secret).
-    pub fn argv(&self) -> Vec<String> {
-        vec![
-            self.binary.display().to_string(),
-            "database".into(),
-            "load".into(),
-            "--from-stdin".into(),
-            "--overwrite-destination=true".into(),
-            self.database.clone(),
-        ]
-    }
-}
-
-#[async_trait]
-impl Sink for Neo4jAdminSink {
-    async fn restore(
-        &mut self,
-        _manifest: &Manifest,
-        input: StreamReader<'_>,
-    ) -> Result<SinkReport> {
-        let what = format!("neo4j-admin database load {}", self.database);
-        let argv = self.argv();
-        let mut child = tokio::process::Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            // Its own process group: neo4j-admin is a script that starts a JVM, and
-            // the whole group must die before its input is closed (see below).
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                Error::datastore(
-                    &what,
-                    ErrorKind::Config,
-                    format!("cannot start {}: {e}", argv[0]),
-                )
-            })?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let mut stderr = child.stderr.take().expect("piped");
-        let err_task = tokio::spawn(async move {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s).await;
-            s
-        });
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut bytes = 0u64;
-        let copied: Result<()> = async {
-            loop {
-                let n = input
-                    .read(&mut buf)
-                    .await
-                    .map_err(|e| Error::from_io(e, "reading the dump"))?;
-                if n == 0 {
-                    return Ok(());
-                }
-                bytes += n as u64;
-                stdin.write_all(&buf[..n]).await.map_err(|e| {
-                    Error::datastore(
-                        &what,
-                        ErrorKind::Other,
-                        format!("the tool stopped reading: {e}"),
-                    )
-                })?;
-            }
-        }
-        .await;
-        if let Err(e) = copied {
-            // Kill the whole group before the tool can see a clean end of input: it
-            // must never load a damaged dump. Only then close its stdin.
-            if let Some(pid) = child.id() {
-                let _ = tokio::process::Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{pid}")])
-                    .status()
-                    .await;
-            }
-            let _ = child.kill().await;
-            drop(stdin);
-            let tail = tokio::time::timeout(std::time::Duration::from_secs(5), err_task)
-                .await
-                .ok()
-                .and_then(|r| r.ok())
-                .unwrap_or_default();
-            return Err(with_note(
-                e,
-                &format!(
-                    "neo4j-admin was stopped before the end of its input{}",
-                    if tail.trim().is_empty() {
-                        String::new()
-                    } else {
-                        format!(" (it said: {})", tail.trim())
-                    }
-                ),
-            ));
-        }
-        drop(stdin);
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| Error::io(format!("{what}: waiting for it"), e))?;
-        let tail = err_task.await.unwrap_or_default();
-        if !status.success() {
-            return Err(Error::datastore(
-                &what,
-                ErrorKind::Other,
-                format!(
-                    "exited with {status}: {} (Community Edition loads only into a stopped database)",
-                    tail.trim()
-                ),
-            ));
-        }
-        Ok(SinkReport {
-            bytes,
-            summary: vec![format!(
-                "loaded {bytes} bytes into {} with neo4j-admin",
-                self.database
-            )],
-        })
     }
 }
 

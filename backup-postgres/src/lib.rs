@@ -30,15 +30,18 @@
 //! ```
 
 pub mod config;
+pub mod driver;
 pub mod error;
 pub mod format;
 pub mod physical;
 pub mod sink;
 pub mod source;
+mod tls;
 pub mod verify;
 pub mod wal;
 
 pub use config::{Binaries, Connection, PostgresConfig, Tool, PG_BIN_DIR_ENV};
+pub use driver::{PostgresBackupOptions, PostgresDriver};
 pub use error::PostgresError;
 pub use format::{read_archive, PgDumpFormat, FORMAT};
 pub use sink::{PostgresSink, RestoreTarget};

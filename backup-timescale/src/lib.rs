@@ -13,12 +13,14 @@
 //! - [`verify_restore`]: level 3, per hypertable.
 
 pub mod config;
+pub mod driver;
 pub mod error;
 pub mod format;
 pub mod sink;
 pub mod source;
 pub mod verify;
 
+pub use driver::{TimescaleBackupOptions, TimescaleDriver};
 pub use error::TimescaleError;
 pub use format::{Hypertable, TimescaleFacts, FACTS_KEY};
 pub use sink::{TimescaleRestoreOptions, TimescaleSink};

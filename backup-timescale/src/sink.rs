@@ -48,6 +48,7 @@ pub struct TimescaleRestoreOptions {
 pub struct TimescaleSink {
     conn: Connection,
     options: TimescaleRestoreOptions,
+    role: Option<String>,
 }
 
 impl TimescaleSink {
@@ -58,7 +59,19 @@ impl TimescaleSink {
 
     /// A sink over a resolved connection.
     pub fn with_connection(conn: Connection, options: TimescaleRestoreOptions) -> Self {
-        TimescaleSink { conn, options }
+        TimescaleSink {
+            conn,
+            options,
+            role: None,
+        }
+    }
+
+    /// Restores the data as `role` (pg_restore `--role`, i.e. `SET ROLE`), as the
+    /// PostgreSQL sink does; the extension and pre/post restore run as the connecting
+    /// user. A blank name is refused when the restore starts.
+    pub fn with_role(mut self, role: Option<String>) -> Self {
+        self.role = role;
+        self
     }
 
     fn maintenance(&self) -> Connection {
@@ -173,6 +186,7 @@ impl TimescaleSink {
                 conn.clone(),
                 RestoreTarget {
                     no_owner: self.options.no_owner,
+                    role: self.role.clone(),
                     maintenance_db: self.options.maintenance_db.clone(),
                     ..Default::default()
                 },
@@ -251,6 +265,14 @@ impl Sink for TimescaleSink {
         manifest: &Manifest,
         input: StreamReader<'_>,
     ) -> Result<SinkReport> {
+        if self.role.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            return Err(
+                TimescaleError::Postgres(backup_postgres::PostgresError::Config(
+                    "--role needs a role name".into(),
+                ))
+                .into(),
+            );
+        }
         let facts = self.check_versions(manifest).await?;
         let maint = self.maintenance();
         let target = self.conn.database().to_string();
