@@ -75,8 +75,10 @@ pub trait DriverFixture: Send + Sync {
     /// (psql, redis-cli, a Neo4j driver), not with dbseal's code.
     async fn fingerprint(&self, target: &RestoreTarget) -> String;
 
-    /// The server URL for level-3 verification, or `None` to skip that case.
-    fn verify_url(&self) -> Option<String>;
+    /// A server URL for one level-3 verification, or `None` to skip that case. Called
+    /// once per verification: a fixture whose server needs the scratch database made
+    /// beforehand (ArcadeDB) makes a new one each time.
+    async fn verify_url(&self) -> Option<String>;
 
     /// Removes what [`DriverFixture::seed`] and [`DriverFixture::fresh_target`]
     /// created.
@@ -405,8 +407,9 @@ pub async fn cancelled_restore(driver: &dyn Driver, fixture: &dyn DriverFixture)
 /// message) when the fixture names no server for it.
 pub async fn verify_restore(driver: &dyn Driver, fixture: &dyn DriverFixture) {
     let kind = driver.kind();
-    let Some(url) = fixture.verify_url() else {
+    let Some(url) = fixture.verify_url().await else {
         eprintln!("{kind}: no level-3 verification server: skipped");
+        fixture.cleanup().await;
         return;
     };
     assert!(
@@ -430,6 +433,10 @@ pub async fn verify_restore(driver: &dyn Driver, fixture: &dyn DriverFixture) {
         let middle = bytes.len() / 2;
         bytes[middle] ^= 0x01;
         backed.replace_stored(bytes).await;
+        let url = fixture
+            .verify_url()
+            .await
+            .unwrap_or_else(|| panic!("{kind}: fixture: a second verification server URL"));
         match driver
             .verify_restore(&backed.manifest, &url, &backed.context(backed.options()))
             .await
