@@ -23,6 +23,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod contents;
 pub mod driver;
 pub mod error;
