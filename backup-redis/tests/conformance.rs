@@ -83,7 +83,10 @@ fn data_set(variant: u32) -> Vec<u8> {
         let key = format!("str:{i}");
         let value = hex_value(variant, i, 96);
         if i % 10 == 0 {
-            resp(&mut out, &[b"SET", key.as_bytes(), value.as_bytes(), b"EX", b"86400"]);
+            resp(
+                &mut out,
+                &[b"SET", key.as_bytes(), value.as_bytes(), b"EX", b"86400"],
+            );
         } else {
             resp(&mut out, &[b"SET", key.as_bytes(), value.as_bytes()]);
         }
@@ -92,12 +95,34 @@ fn data_set(variant: u32) -> Vec<u8> {
         let base = 100_000 + i * 100;
         for j in 0..12u64 {
             let (field, value) = (format!("f{j}"), hex_value(variant, base + j, 24));
-            resp(&mut out, &[b"HSET", format!("hash:{i}").as_bytes(), field.as_bytes(), value.as_bytes()]);
+            resp(
+                &mut out,
+                &[
+                    b"HSET",
+                    format!("hash:{i}").as_bytes(),
+                    field.as_bytes(),
+                    value.as_bytes(),
+                ],
+            );
             let member = hex_value(variant, base + 50 + j, 16);
-            resp(&mut out, &[b"RPUSH", format!("list:{i}").as_bytes(), member.as_bytes()]);
-            resp(&mut out, &[b"SADD", format!("set:{i}").as_bytes(), member.as_bytes()]);
+            resp(
+                &mut out,
+                &[b"RPUSH", format!("list:{i}").as_bytes(), member.as_bytes()],
+            );
+            resp(
+                &mut out,
+                &[b"SADD", format!("set:{i}").as_bytes(), member.as_bytes()],
+            );
             let score = (j * 3 + variant as u64).to_string();
-            resp(&mut out, &[b"ZADD", format!("zset:{i}").as_bytes(), score.as_bytes(), member.as_bytes()]);
+            resp(
+                &mut out,
+                &[
+                    b"ZADD",
+                    format!("zset:{i}").as_bytes(),
+                    score.as_bytes(),
+                    member.as_bytes(),
+                ],
+            );
         }
     }
     out

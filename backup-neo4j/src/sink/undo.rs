@@ -59,9 +59,7 @@ pub(super) async fn drop_import_indexes(db: &Db, state: &ImportState) -> Result<
 pub(super) async fn rollback(db: &Db, state: &ImportState, batch: usize) -> Result<String> {
     let deleted = delete_imported(db, state, batch).await?;
     drop_import_indexes(db, state).await?;
-    for item in state.created_schema.iter().rev() {
-        drop_schema_item(db, item).await?;
-    }
+    drop_schema_items(db, state.created_schema.iter().rev().collect()).await?;
     for item in &state.dropped_schema {
         create_schema_item(db, item).await?;
     }
@@ -79,4 +77,29 @@ pub(super) async fn rollback(db: &Db, state: &ImportState, batch: usize) -> Resu
         ));
     }
     Ok(what)
+}
+
+/// Drops `items`, in order, retrying those the server refused until no further one can
+/// be dropped. Servers differ in which of an index and a constraint tied to it must go
+/// first (Neo4j: the constraint, which takes its index along; ArcadeDB: the index, which
+/// takes its hidden property-type constraint along), so one order cannot serve both.
+pub(super) async fn drop_schema_items(db: &Db, mut pending: Vec<&SchemaItem>) -> Result<()> {
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut refused = Vec::new();
+        let mut last_error = None;
+        for item in pending {
+            if let Err(e) = drop_schema_item(db, item).await {
+                refused.push(item);
+                last_error = Some(e);
+            }
+        }
+        if refused.len() == before {
+            if let Some(e) = last_error {
+                return Err(e);
+            }
+        }
+        pending = refused;
+    }
+    Ok(())
 }

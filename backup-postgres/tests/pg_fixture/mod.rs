@@ -134,7 +134,10 @@ impl PgFixture {
 
     fn database_of(target: &RestoreTarget) -> String {
         let url = target.url.as_deref().expect("a target URL");
-        url.rsplit_once('/').expect("a database in the URL").1.to_string()
+        url.rsplit_once('/')
+            .expect("a database in the URL")
+            .1
+            .to_string()
     }
 }
 
