@@ -38,7 +38,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use backup_core::{BackupStore, Decryption, Encryption, Error, ErrorKind, Result, SecretString};
+use backup_core::{BackupStore, Decryption, Encryption, Error, ErrorKind, Result};
 use serde::Deserialize;
 
 use crate::physical;
@@ -98,34 +98,12 @@ pub struct KeyFiles {
 impl KeyFiles {
     /// The decryption material, if any was given.
     pub fn decryption(&self) -> Result<Option<Arc<Decryption>>> {
-        let mut out: Option<Decryption> = None;
-        for path in &self.identities {
-            let d = Decryption::from_identity_file(path)?;
-            out = Some(match out {
-                Some(prev) => prev.merge(d),
-                None => d,
-            });
+        backup_core::ops::KeyOptions {
+            identities: self.identities.clone(),
+            passphrase_file: self.passphrase_file.clone(),
+            decryption: None,
         }
-        if let Some(path) = &self.passphrase_file {
-            let p = SecretString::from_file(path).map_err(|e| {
-                Error::Config(format!(
-                    "cannot read passphrase file {}: {e}",
-                    path.display()
-                ))
-            })?;
-            if p.is_empty() {
-                return Err(Error::Config(format!(
-                    "passphrase file {} is empty",
-                    path.display()
-                )));
-            }
-            let d = Decryption::from_passphrase(p);
-            out = Some(match out {
-                Some(prev) => prev.merge(d),
-                None => d,
-            });
-        }
-        Ok(out.map(Arc::new))
+        .decryption()
     }
 }
 
