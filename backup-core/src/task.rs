@@ -40,11 +40,6 @@ pub fn join_error(e: tokio::task::JoinError, what: &str) -> Error {
     internal(what, &message)
 }
 
-/// The error for a panic caught with `catch_unwind` or a joined `std::thread`.
-pub fn panic_error(payload: &(dyn std::any::Any + Send), what: &str) -> Error {
-    internal(what, &panic_message(payload))
-}
-
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()

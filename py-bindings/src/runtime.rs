@@ -46,6 +46,7 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
         std::mem::forget(inherited);
     }
     backup_core::store::install_crypto_provider();
+    backup_core::task::install_panic_hook();
     let rt = Arc::new(
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
