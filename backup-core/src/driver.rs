@@ -131,10 +131,10 @@ impl DriverOptions {
 pub struct BackupContext {
     /// The store to write to.
     pub store: BackupStore,
-    /// Datastore name, encryption, zstd settings, labels, progress.
+    /// Datastore name, encryption, zstd settings, labels, progress, and the cancellation
+    /// token ([`BackupOptions::cancel`]: SIGINT/SIGTERM, `KeyboardInterrupt`) that stops
+    /// the source, deletes what was uploaded and commits nothing.
     pub options: BackupOptions,
-    /// Cancelled when the user interrupts (SIGINT/SIGTERM, `KeyboardInterrupt`).
-    pub cancel: CancellationToken,
 }
 
 /// What a restore or a level-3 verification needs besides the target.

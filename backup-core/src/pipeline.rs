@@ -25,6 +25,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::contents::{Contents, FormatReader};
 use crate::error::{Error, Result};
@@ -57,6 +58,9 @@ pub struct BackupOptions {
     pub parent: Option<BackupId>,
     /// Progress receiver.
     pub progress: Option<Arc<dyn Progress>>,
+    /// Cancelled when the user interrupts: the source is stopped, the upload aborted,
+    /// what was uploaded deleted, and no manifest is committed.
+    pub cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for BackupOptions {
@@ -82,7 +86,14 @@ impl BackupOptions {
             labels: BTreeMap::new(),
             parent: None,
             progress: None,
+            cancel: CancellationToken::new(),
         }
+    }
+
+    /// These options, interrupted by `cancel`.
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     fn transforms(&self) -> Vec<Arc<dyn Transform>> {
@@ -96,8 +107,11 @@ impl BackupOptions {
 }
 
 /// A backup in progress: write one or more artifacts, then commit the manifest.
-/// Dropping it without [`BackupSession::commit`] leaves no backup (only debris that
-/// `prune` removes).
+/// When writing an artifact or committing fails or is cancelled
+/// ([`BackupOptions::cancel`]), the session deletes what it uploaded: a failed backup
+/// leaves neither a manifest nor artifacts. Dropping it without
+/// [`BackupSession::commit`] or [`BackupSession::abandon`] leaves no backup, only
+/// debris that `prune --debris` removes.
 pub struct BackupSession {
     store: BackupStore,
     options: BackupOptions,
@@ -248,6 +262,9 @@ impl BackupSession {
     pub fn start(store: &BackupStore, options: BackupOptions) -> Result<Self> {
         BackupStore::validate_datastore_name(&options.datastore)?;
         Zstd::validate(options.zstd_level)?;
+        if options.cancel.is_cancelled() {
+            return Err(interrupted());
+        }
         let started_at = Utc::now();
         Ok(BackupSession {
             store: store.clone(),
@@ -266,6 +283,31 @@ impl BackupSession {
     /// Streams `source` through the transforms into the store as the artifact `name`
     /// (`data` for the main one). Returns the source's facts.
     pub async fn write_artifact(
+        &mut self,
+        name: &str,
+        source: &mut dyn Source,
+    ) -> Result<SourceFacts> {
+        match self.stream_artifact(name, source).await {
+            Ok(facts) => Ok(facts),
+            Err(e) => {
+                self.abandon().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes the artifacts this session uploaded (best effort: what cannot be deleted
+    /// is debris `prune --debris` removes later). For a caller that fails between
+    /// [`BackupSession::write_artifact`] and [`BackupSession::commit`].
+    pub async fn abandon(&self) {
+        for (artifact, _) in &self.artifacts {
+            if let Err(e) = self.store.delete(&artifact.key).await {
+                tracing::warn!(key = %artifact.key, error = %e, "could not delete the artifact of a failed backup");
+            }
+        }
+    }
+
+    async fn stream_artifact(
         &mut self,
         name: &str,
         source: &mut dyn Source,
@@ -399,7 +441,13 @@ impl BackupSession {
         });
 
         // The source runs on this task (it may borrow), the rest on their own.
-        let source_result = source.dump_to_pipe(&mut src_w).await;
+        // Cancellation stops the source (its child process is killed with it) and fails
+        // the stream, so every stage after it aborts and the upload is abandoned.
+        let cancel = self.options.cancel.clone();
+        let source_result = tokio::select! {
+            r = source.dump_to_pipe(&mut src_w) => r,
+            () = cancel.cancelled() => Err(interrupted()),
+        };
         let source_result = match source_result {
             Ok(facts) => match src_w.shutdown().await {
                 Ok(()) => Ok(facts),
@@ -476,6 +524,12 @@ impl BackupSession {
             output: None,
         });
         first_cause(outcomes)?;
+        if cancel.is_cancelled() {
+            // Finished at the moment of the interrupt: the artifact is complete, yet the
+            // user asked to stop; it is deleted with the others.
+            self.store.delete(&key).await.ok();
+            return Err(interrupted());
+        }
         let contents = inspector_result.map_err(|e| match e {
             Error::Format { .. } => e,
             other => Error::Format {
@@ -503,15 +557,28 @@ impl BackupSession {
         Ok(facts.expect("source succeeded"))
     }
 
-    /// Commits the manifest (create-only). Only now does the backup exist.
+    /// Commits the manifest (create-only). Only now does the backup exist. A session
+    /// cancelled before this point commits nothing and deletes its artifacts.
     pub async fn commit(self, kind: &str, facts: SourceFacts) -> Result<Manifest> {
-        let mut artifacts = self.artifacts.into_iter();
+        if self.options.cancel.is_cancelled() {
+            self.abandon().await;
+            return Err(interrupted());
+        }
+        let manifest = self.manifest(kind, facts)?;
+        // A failed commit keeps the artifacts: the manifest may have landed although the
+        // store answered with an error; if it did not, they are debris prune removes.
+        self.store.commit_manifest(&manifest).await?;
+        Ok(manifest)
+    }
+
+    fn manifest(&self, kind: &str, facts: SourceFacts) -> Result<Manifest> {
+        let mut artifacts = self.artifacts.iter().cloned();
         let (artifact, contents) = artifacts
             .next()
             .ok_or_else(|| Error::Config("a backup needs at least one artifact".into()))?;
         let manifest = Manifest {
             format_version: FORMAT_VERSION.to_string(),
-            backup_id: self.id,
+            backup_id: self.id.clone(),
             datastore: DatastoreRef {
                 name: self.options.datastore.clone(),
                 kind: kind.to_string(),
@@ -530,9 +597,12 @@ impl BackupSession {
             labels: self.options.labels.clone(),
             extra: Default::default(),
         };
-        self.store.commit_manifest(&manifest).await?;
         Ok(manifest)
     }
+}
+
+fn interrupted() -> Error {
+    Error::Interrupted("the backup was interrupted: no manifest was written".into())
 }
 
 /// How to open a backup for restore or verification.

@@ -131,7 +131,10 @@ impl Source for CommandSource {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group: a terminal's Ctrl-C reaches dbseal only, which
+            // stops it in order (a killed client rolls its transaction back).
+            .process_group(0);
         for (k, v) in &self.envs {
             cmd.env(k, v.expose());
         }

@@ -153,8 +153,21 @@ async fn stream_the_format_reader_rejects_commits_no_manifest() {
     earlier_backup_survives(&store, &keys, &earlier).await;
 }
 
+/// Every object key under the datastore `app` except those of `earlier`.
+async fn keys_besides(store: &BackupStore, earlier: &Manifest) -> Vec<String> {
+    let folder = format!("app/{}/", earlier.backup_id);
+    store
+        .list_keys("app")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| !k.starts_with(&folder))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_second_artifact_leaves_debris_reported_as_incomplete() {
+async fn a_failed_second_artifact_deletes_what_the_session_uploaded() {
     let store = BackupStore::open("memory://", &Default::default()).unwrap();
     let keys = KeyPair::generate();
     let earlier = earlier_backup(&store, &keys).await;
@@ -165,6 +178,11 @@ async fn failed_second_artifact_leaves_debris_reported_as_incomplete() {
         .write_artifact("data", &mut GeneratedSource::new(24, 1024 * 1024))
         .await
         .unwrap();
+    assert_eq!(
+        keys_besides(&store, &earlier).await,
+        vec![format!("app/{id}/data.raw.zst.age")],
+        "the first artifact is uploaded"
+    );
     let mut failing = GeneratedSource::new(25, 4 * 1024 * 1024);
     failing.fail_after = Some(1024 * 1024);
     session
@@ -176,12 +194,62 @@ async fn failed_second_artifact_leaves_debris_reported_as_incomplete() {
     earlier_backup_survives(&store, &keys, &earlier).await;
     let err = store.manifest(&id).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    let scan = store.scan(None).await.unwrap();
-    assert_eq!(scan.incomplete.len(), 1, "{:?}", scan.incomplete);
-    let debris = &scan.incomplete[0];
-    assert_eq!(debris.datastore, "app");
-    assert_eq!(debris.backup_id, id.as_str());
-    assert_eq!(debris.keys, vec![format!("app/{id}/data.raw.zst.age")]);
+    assert_eq!(keys_besides(&store, &earlier).await, Vec::<String>::new());
+    assert!(store.scan(None).await.unwrap().incomplete.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_backup_stops_commits_nothing_and_deletes_its_uploads() {
+    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let keys = KeyPair::generate();
+    let earlier = earlier_backup(&store, &keys).await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let options = BackupOptions::new("app", keys.encryption()).with_cancel(cancel.clone());
+    let mut session = BackupSession::start(&store, options).unwrap();
+    session
+        .write_artifact("data", &mut GeneratedSource::new(26, 1024 * 1024))
+        .await
+        .unwrap();
+    let canceller = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            cancel.cancel();
+        })
+    };
+    let started = Instant::now();
+    // Far more than can be written in 100 ms.
+    let err = session
+        .write_artifact("globals", &mut GeneratedSource::new(27, 64 << 30))
+        .await
+        .unwrap_err();
+    canceller.await.unwrap();
+    assert_eq!(err.kind(), ErrorKind::Interrupted, "{err}");
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "cancellation took {:?}",
+        started.elapsed()
+    );
+    let err = session
+        .commit("test", Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Interrupted, "{err}");
+    earlier_backup_survives(&store, &keys, &earlier).await;
+    assert_eq!(keys_besides(&store, &earlier).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_cancelled_before_it_starts_writes_nothing() {
+    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let options = BackupOptions::new("app", KeyPair::generate().encryption()).with_cancel(cancel);
+    let err = backup_core::backup(&store, &mut GeneratedSource::new(1, 1024), options)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Interrupted, "{err}");
+    assert!(store.list_keys("").await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

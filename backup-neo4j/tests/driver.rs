@@ -95,7 +95,6 @@ fn backup_ctx(store: &backup_core::BackupStore, keys: &backup_core::KeyPair) -> 
     BackupContext {
         store: store.clone(),
         options: BackupOptions::new("neo4j-driver-test", keys.encryption()),
-        cancel: CancellationToken::new(),
     }
 }
 

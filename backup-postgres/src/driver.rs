@@ -283,10 +283,9 @@ impl Driver for PostgresDriver {
             // Not backup_core::backup: this one also writes the `globals` artifact.
             crate::backup(&ctx.store, &mut source, ctx.options.clone()).await
         };
-        tokio::select! {
-            result = run => result,
-            () = ctx.cancel.cancelled() => Err(Error::Interrupted("the backup was interrupted".into())),
-        }
+        // Cancellation (ctx.options.cancel) is the backup session's: it stops the
+        // source, deletes what was uploaded and commits nothing.
+        run.await
     }
 
     async fn restore(

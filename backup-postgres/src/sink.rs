@@ -505,6 +505,65 @@ pub async fn drop_database(maintenance: &Connection, name: &str) -> PgResult<()>
     Ok(())
 }
 
+/// Puts the restored `staging` database in place of `target`: sessions on the target are
+/// ended, the target is renamed aside and `staging` renamed to its name **in one
+/// transaction** (so the name never points at nothing, and a failure changes nothing),
+/// then the old database is dropped. Sessions that reconnect to the target in between
+/// make the transaction fail and roll back; it is tried again a few times. If only the
+/// final drop fails, the old data stays under the returned name and a warning says how to
+/// drop it. Returns that name when the old database was kept.
+pub async fn swap_in_database(
+    maintenance: &Connection,
+    staging: &str,
+    target: &str,
+) -> PgResult<Option<String>> {
+    let salt: u32 = rand::random::<u32>() & 0xff_ffff;
+    let aside = format!(
+        "{}_dbseal_old_{salt:06x}",
+        target.chars().take(30).collect::<String>()
+    );
+    let client = maintenance.connect().await?;
+    let swap = format!(
+        "BEGIN; ALTER DATABASE {t} RENAME TO {a}; ALTER DATABASE {s} RENAME TO {t}; COMMIT;",
+        t = quote_ident(target),
+        a = quote_ident(&aside),
+        s = quote_ident(staging)
+    );
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        client
+            .execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                &[&target],
+            )
+            .await
+            .map_err(|e| maintenance.query_error(&format!("ending the sessions on {target}"), e))?;
+        match client.batch_execute(&swap).await {
+            Ok(()) => break,
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                if attempt >= 5 {
+                    return Err(maintenance.query_error(
+                        &format!("swapping the restored copy {staging} in for {target} (nothing was changed)"),
+                        e,
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+    }
+    tracing::info!(database = target, "swapped the restored copy in");
+    match drop_database(maintenance, &aside).await {
+        Ok(()) => Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, database = %aside, "the replaced database was kept: drop it with DROP DATABASE \"{aside}\"");
+            Ok(Some(aside))
+        }
+    }
+}
+
 /// The client processes of one restore.
 struct Processes {
     pg_restore: Child,
@@ -574,7 +633,10 @@ impl Processes {
         conn.apply_env(&mut cmd);
         cmd.stdin(Stdio::piped())
             .stderr(Stdio::piped())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group: a terminal's Ctrl-C reaches dbseal only, which
+            // stops it in order (a killed client rolls its transaction back).
+            .process_group(0);
         if psql.is_none() {
             cmd.arg("--single-transaction")
                 .arg("--exit-on-error")
@@ -605,7 +667,10 @@ impl Processes {
                 pcmd.stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
-                    .kill_on_drop(true);
+                    .kill_on_drop(true)
+                    // Its own process group: a terminal's Ctrl-C reaches dbseal only, which
+                    // stops it in order (a killed client rolls its transaction back).
+                    .process_group(0);
                 let mut pchild = match pcmd.spawn() {
                     Ok(c) => c,
                     Err(e) => {

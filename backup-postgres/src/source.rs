@@ -291,7 +291,10 @@ pub(crate) async fn stream_command(
 ) -> Result<u64> {
     cmd.stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // Its own process group: a terminal's Ctrl-C reaches dbseal only, which
+        // stops it in order (a killed client rolls its transaction back).
+        .process_group(0);
     let mut child = cmd
         .spawn()
         .map_err(|e| PostgresError::Binary(format!("cannot start {tool}: {e}")))?;

@@ -78,7 +78,6 @@ async fn backup_and_restore_through_the_driver_with_keyed_options() {
     let ctx = BackupContext {
         store: store.clone(),
         options: BackupOptions::new("drv", keys.encryption()),
-        cancel: CancellationToken::new(),
     };
     let manifest = driver.backup(&options, &ctx).await.unwrap();
     assert_eq!(manifest.datastore.kind, "postgres");
@@ -156,7 +155,6 @@ async fn a_cancelled_restore_leaves_no_database_behind() {
     let ctx = BackupContext {
         store: store.clone(),
         options: BackupOptions::new("drv", keys.encryption()),
-        cancel: CancellationToken::new(),
     };
     let manifest = PostgresDriver.backup(&options, &ctx).await.unwrap();
     let cancel = CancellationToken::new();

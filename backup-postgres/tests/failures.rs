@@ -447,3 +447,70 @@ async fn any_user_object_makes_the_target_non_empty() {
         replace.check_target().await.unwrap();
     }
 }
+
+/// The `--replace` swap TimescaleDB uses (exercised here on plain PostgreSQL, as
+/// TimescaleDB is not installed on every test machine): the target is renamed aside and
+/// the staging copy renamed in within one transaction, a session on the target does not
+/// stop it, and nothing of the old database is left.
+#[tokio::test]
+async fn swap_in_database_replaces_the_target_in_one_step() {
+    let target = TempDb::create("swap_target").await;
+    let staging = TempDb::create("swap_staging").await;
+    exec(
+        &target.name,
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('old');",
+    )
+    .await;
+    exec(
+        &staging.name,
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('new');",
+    )
+    .await;
+    // A session holding the target open (an application still connected).
+    let holder = connect(&target.name).await;
+    let maint = config("postgres").resolve().unwrap();
+    let kept = backup_postgres::sink::swap_in_database(&maint, &staging.name, &target.name)
+        .await
+        .unwrap();
+    assert_eq!(kept, None, "the old database is dropped");
+    assert!(
+        holder.simple_query("SELECT 1").await.is_err(),
+        "the old session was ended"
+    );
+    let c = connect(&target.name).await;
+    let v: String = c.query_one("SELECT v FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(v, "new");
+    assert!(!db_exists(&staging.name).await);
+    let admin = connect("postgres").await;
+    let left = admin
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE $1",
+            &[&format!(
+                "{}%dbseal_old%",
+                &target.name[..target.name.len().min(30)]
+            )],
+        )
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "the renamed-aside database is dropped");
+}
+
+/// A swap that cannot happen (the staging copy does not exist) changes nothing: the
+/// rename of the target aside is rolled back with it.
+#[tokio::test]
+async fn a_failed_swap_leaves_the_target_under_its_name() {
+    let target = TempDb::create("swap_fail").await;
+    exec(
+        &target.name,
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('old');",
+    )
+    .await;
+    let maint = config("postgres").resolve().unwrap();
+    let err = backup_postgres::sink::swap_in_database(&maint, "no_such_staging_db", &target.name)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    let c = connect(&target.name).await;
+    let v: String = c.query_one("SELECT v FROM t", &[]).await.unwrap().get(0);
+    assert_eq!(v, "old");
+}

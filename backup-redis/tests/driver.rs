@@ -88,7 +88,6 @@ fn backup_ctx(vault: &Vault) -> BackupContext {
     BackupContext {
         store: vault.store.clone(),
         options,
-        cancel: CancellationToken::new(),
     }
 }
 

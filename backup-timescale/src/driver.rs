@@ -136,10 +136,9 @@ impl Driver for TimescaleDriver {
             // Writes the `globals` artifact too when asked.
             crate::backup(&ctx.store, &mut source, ctx.options.clone()).await
         };
-        tokio::select! {
-            result = run => result,
-            () = ctx.cancel.cancelled() => Err(Error::Interrupted("the backup was interrupted".into())),
-        }
+        // Cancellation (ctx.options.cancel) is the backup session's: it stops the
+        // source, deletes what was uploaded and commits nothing.
+        run.await
     }
 
     async fn restore(

@@ -4,8 +4,9 @@
 //!    timescaledb extension at the version the backup recorded (a mismatch is an error
 //!    naming both versions, unless `allow_version_mismatch`).
 //! 2. Prepare the database: an existing empty one, a new one (`create_db`), or — with
-//!    `replace` — a *staging* database that is swapped in (renamed over the target) only
-//!    after a successful restore, so a failure leaves the target as it was.
+//!    `replace` — a *staging* database that is swapped in only after a successful
+//!    restore (target renamed aside and staging renamed in, in one transaction, then the
+//!    old one dropped), so a failure leaves the target as it was.
 //! 3. `CREATE EXTENSION timescaledb VERSION '<recorded>'`, `SELECT
 //!    timescaledb_pre_restore()`, the PostgreSQL sink's `pg_restore
 //!    --single-transaction` (never `--clean`: TimescaleDB breaks on it), then `SELECT
@@ -17,8 +18,7 @@
 use async_trait::async_trait;
 use backup_core::sink::StreamReader;
 use backup_core::{Manifest, Result, Sink, SinkReport};
-use backup_postgres::config::quote_ident;
-use backup_postgres::sink::{create_database, drop_database};
+use backup_postgres::sink::{create_database, drop_database, swap_in_database};
 use backup_postgres::{Connection, PostgresConfig, PostgresSink, RestoreTarget};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -314,26 +314,20 @@ impl Sink for TimescaleSink {
         {
             Ok(mut report) => {
                 if exists {
-                    // DROP/ALTER DATABASE cannot share a transaction: two statements.
-                    let client = maint.connect().await?;
-                    client
-                        .batch_execute(&format!(
-                            "DROP DATABASE {} WITH (FORCE)",
-                            quote_ident(&target)
-                        ))
-                        .await
-                        .map_err(|e| {
-                            maint.query_error(
-                                &format!(
-                                    "dropping {target} to swap in the restored copy {staging}"
-                                ),
-                                e,
-                            )
-                        })?;
-                    client
-                        .batch_execute(&format!("ALTER DATABASE {} RENAME TO {}", quote_ident(&staging), quote_ident(&target)))
-                        .await
-                        .map_err(|e| maint.query_error(&format!("renaming the restored copy {staging} to {target} (the data is in {staging})"), e))?;
+                    // Renamed aside and in within one transaction, then dropped: the
+                    // target name never points at nothing.
+                    match swap_in_database(&maint, &staging, &target).await {
+                        Ok(None) => {}
+                        Ok(Some(kept)) => report.summary.push(format!(
+                            "the replaced database was kept as \"{kept}\": drop it when done"
+                        )),
+                        Err(e) => {
+                            if let Err(d) = drop_database(&maint, &staging).await {
+                                tracing::warn!(error = %d, database = %staging, "could not drop the staging database of the failed swap");
+                            }
+                            return Err(e.into());
+                        }
+                    }
                     report.summary.push(format!(
                         "replaced \"{target}\" (restored into a staging database first)"
                     ));

@@ -133,7 +133,6 @@ async fn backup_and_restore_through_the_driver_with_keyed_options() {
             &BackupContext {
                 store: store.clone(),
                 options: BackupOptions::new("tsdrv", keys.encryption()),
-                cancel: CancellationToken::new(),
             },
         )
         .await

@@ -14,7 +14,7 @@ mod registry;
 use std::sync::Arc;
 
 use backup_core::ops::config::{Config, CONFIG_ENV};
-use backup_core::ops::OpContext;
+use backup_core::ops::{OpContext, UNDO_GRACE};
 use backup_core::Registry;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
@@ -51,7 +51,8 @@ const EXIT_CODES: &str =
     "Exit codes: 0 ok, 1 failure, 2 invalid arguments/config/keys, 3 not found, \
 4 verification failed, 5 decryption failed, 6 connection failed, 7 version mismatch, \
 8 refused (target not empty, production, exists), 9 status: a datastore is unhealthy, \
-10 backup set: a member failed, 130 interrupted.";
+10 backup set: a member failed, 101 internal error (please report), 130 interrupted \
+by SIGINT, 143 by SIGTERM (after the unfinished work was undone).";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -196,6 +197,72 @@ async fn dispatch(
     }
 }
 
+/// What an interrupted command may leave behind when a second signal cuts its undoing
+/// short.
+fn leftover(command: &Command) -> &'static str {
+    match command {
+        Command::Backup(_) => {
+            "parts of the unfinished backup may be left in the store (never a manifest): \
+             `dbseal prune --debris` removes them"
+        }
+        Command::Restore(_) | Command::Verify(_) => {
+            "the target (or a staging/scratch database, or a partial output file) may be \
+             left partly restored or partly rolled back: check it before use"
+        }
+        Command::Prune(_) => "some of the backups prune chose may be left partly deleted",
+        _ => "nothing should be left: this command does not write into a database",
+    }
+}
+
+/// Runs `work`; the first SIGINT or SIGTERM cancels `cancel` so the running operation
+/// undoes its work (a backup deletes what it uploaded, a restore rolls its target back),
+/// waits for that up to [`UNDO_GRACE`], then exits 130 (SIGINT) or 143 (SIGTERM). A
+/// second signal exits at once, saying what may be left.
+async fn interruptible(
+    work: impl std::future::Future<Output = Result<(), CliError>>,
+    cancel: CancellationToken,
+    leftover: &str,
+) -> Result<(), CliError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return Err(CliError::usage(
+            "cannot install the SIGINT/SIGTERM handlers",
+        ));
+    };
+    let mut work = std::pin::pin!(work);
+    let (name, code) = tokio::select! {
+        r = &mut work => return r,
+        _ = int.recv() => ("SIGINT", 130),
+        _ = term.recv() => ("SIGTERM", 143),
+    };
+    cancel.cancel();
+    eprintln!(
+        "dbseal: {name} received: stopping and undoing the unfinished work (a second signal exits at once)"
+    );
+    let interrupted = |detail: String| CliError {
+        message: format!(
+            "interrupted by {name}: {}",
+            detail.strip_prefix("interrupted: ").unwrap_or(&detail)
+        ),
+        code,
+    };
+    tokio::select! {
+        r = &mut work => match r {
+            // Finished before the interrupt could stop it: the work is complete.
+            Ok(()) => Ok(()),
+            Err(e) => Err(interrupted(e.message)),
+        },
+        _ = tokio::time::sleep(UNDO_GRACE) => Err(interrupted(format!(
+            "undoing did not finish within {} s; {leftover}", UNDO_GRACE.as_secs()
+        ))),
+        _ = int.recv() => Err(interrupted(format!("a second signal stopped the undoing; {leftover}"))),
+        _ = term.recv() => Err(interrupted(format!("a second signal stopped the undoing; {leftover}"))),
+    }
+}
+
 fn main() {
     let registry = registry::registry();
     let matches = commands::backup::with_drivers(Cli::command(), &registry).get_matches();
@@ -208,16 +275,13 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let leftover = leftover(&cli.command);
     let cancel = CancellationToken::new();
-    let result = runtime.block_on(async {
-        tokio::select! {
-            r = run(cli, matches, registry, cancel.clone()) => r,
-            _ = tokio::signal::ctrl_c() => {
-                cancel.cancel();
-                Err(CliError { message: "interrupted: no manifest was written for an unfinished backup".into(), code: 130 })
-            }
-        }
-    });
+    let result = runtime.block_on(interruptible(
+        run(cli, matches, registry, cancel.clone()),
+        cancel,
+        leftover,
+    ));
     // Let aborted stages clean up (abort uploads) before the process exits.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     if let Err(e) = result {

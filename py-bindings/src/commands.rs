@@ -126,7 +126,8 @@ impl Call {
         let secrets = store.secrets.clone();
         let ctx = OpContext::new(registry, store.inner.clone())
             .with_config(config.map(Arc::new))
-            .with_frontend(Arc::new(LogFrontend));
+            .with_frontend(Arc::new(LogFrontend))
+            .with_cancel(CancellationToken::new());
         Ok(Call {
             ctx,
             store,
@@ -147,20 +148,20 @@ impl Call {
         block_on(py, move || op(ctx))?.py_err(py, &self.secrets)
     }
 
-    /// Runs an operation that writes into a database: Ctrl-C cancels it through the
-    /// context's token and waits for it to undo its work.
-    pub fn run_undoable<T: Send, F>(
-        mut self,
+    /// Runs an operation that writes (a backup, a restore, a verification into a
+    /// scratch database): Ctrl-C cancels it through the context's token and waits for
+    /// it to undo its work (delete what it uploaded, roll its target back).
+    pub fn run_undoable<'a, T: Send, F>(
+        &'a self,
         py: Python<'_>,
-        op: impl FnOnce(OpContext) -> F + Send,
+        op: impl FnOnce(&'a OpContext) -> F + Send,
     ) -> PyResult<T>
     where
-        F: std::future::Future<Output = backup_core::Result<T>>,
+        F: std::future::Future<Output = backup_core::Result<T>> + 'a,
     {
-        let token = CancellationToken::new();
-        self.ctx = self.ctx.with_cancel(token.clone());
-        let ctx = self.ctx;
-        block_on_cancellable(py, token, UNDO_GRACE, move || op(ctx))?.py_err(py, &self.secrets)
+        let ctx = &self.ctx;
+        block_on_cancellable(py, ctx.cancel.clone(), UNDO_GRACE, move || op(ctx))?
+            .py_err(py, &self.secrets)
     }
 }
 
@@ -339,7 +340,7 @@ pub fn backup(
     )?;
     let options = DriverOptions(map);
     let kind = driver.kind();
-    call.run(py, |ctx| async move {
+    call.run_undoable(py, |ctx| async move {
         ops::backup::backup_with_driver(ctx, kind, &options, &seal).await
     })
     .map(Manifest::new)
@@ -382,7 +383,7 @@ fn backup_source(
         &mut call.secrets,
     )?;
     let mut source = source(&mut call.secrets)?;
-    call.run(py, |ctx| async move {
+    call.run_undoable(py, |ctx| async move {
         ops::backup::backup_source(ctx, source.as_mut(), &seal).await
     })
     .map(Manifest::new)
@@ -524,7 +525,7 @@ pub fn backup_datastores<'py>(
     if let Some(r) = recipients {
         opts.recipients = recipient_texts(py, r, &mut call.secrets)?;
     }
-    let result = call.run(py, |ctx| async move {
+    let result = call.run_undoable(py, |ctx| async move {
         ops::backup::backup_datastores(ctx, &opts).await
     })?;
     match result {
@@ -643,7 +644,7 @@ pub fn restore(
         &mut call.secrets,
     )?;
     let result = call.run_undoable(py, |ctx| async move {
-        ops::restore::restore_backup(&ctx, &id, &opts).await
+        ops::restore::restore_backup(ctx, &id, &opts).await
     })?;
     let doc = serde_json::to_value(&result).map_err(|e| config_error(py, e.to_string()))?;
     Ok(RestoreReport { doc })
@@ -669,7 +670,7 @@ pub fn restore_set<'py>(
     let keys = keys(py, identity, passphrase, passphrase_file, &mut call.secrets)?;
     let opts = restore_options(py, options, keys, None, None, None, &mut call.secrets)?;
     let result = call.run_undoable(py, |ctx| async move {
-        ops::restore::restore_set(&ctx, &set_id, &opts).await
+        ops::restore::restore_set(ctx, &set_id, &opts).await
     })?;
     convert::to_py(py, &result)
 }
@@ -751,8 +752,7 @@ pub fn restore_to_file(
     let (artifact, target) = (artifact.to_string(), path.clone());
     let backup_id = manifest.backup_id.to_string();
     let report = call.run_undoable(py, |ctx| async move {
-        ops::restore::restore_to_file(&ctx, &manifest, &artifact, &target, overwrite, &options)
-            .await
+        ops::restore::restore_to_file(ctx, &manifest, &artifact, &target, overwrite, &options).await
     })?;
     let doc = serde_json::json!({
         "backup_id": backup_id,
@@ -894,7 +894,7 @@ pub fn verify(
         options,
     )?;
     let result = call.run_undoable(py, |ctx| async move {
-        ops::verify::verify_backup(&ctx, &id, &opts).await
+        ops::verify::verify_backup(ctx, &id, &opts).await
     })?;
     Ok(VerifyReport {
         backup_id: result.backup_id.to_string(),
@@ -937,7 +937,7 @@ pub fn verify_latest<'py>(
     )?;
     let secrets = call.secrets.clone();
     let result = call.run_undoable(py, |ctx| async move {
-        ops::verify::verify_latest(&ctx, &names, &opts).await
+        ops::verify::verify_latest(ctx, &names, &opts).await
     })?;
     check_failure(py, result.failure(), convert::to_py(py, &result)?, &secrets)
 }

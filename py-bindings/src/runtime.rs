@@ -85,9 +85,7 @@ where
     })
 }
 
-/// How long an interrupted restore may take to undo its work (roll back, drop what it
-/// created) before the call gives up waiting. A second Ctrl-C stops waiting at once.
-pub const UNDO_GRACE: Duration = Duration::from_secs(60);
+pub use backup_core::ops::UNDO_GRACE;
 
 /// [`block_on`] for operations that must undo their work when interrupted (restores):
 /// the first signal cancels `token` — the sink then sees its input fail and takes its

@@ -51,7 +51,10 @@ def test_ctrl_c_interrupts_a_backup_and_commits_nothing(tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
     script = textwrap.dedent(
         f"""
-        import sys, dbseal
+        import signal, sys, dbseal
+        # A run started with SIGINT ignored (`nohup … &`, some CI runners) passes that
+        # on to this child, and Python then installs no KeyboardInterrupt handler.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         print("ready", flush=True)
         try:
             dbseal.backup_command(
@@ -139,7 +142,9 @@ def test_ctrl_c_during_a_restore_leaves_no_database(tmp_path: Path, pg: Postgres
         m = dbseal.backup_postgres(pg.url_of(src), store, datastore="big", recipients=identity, password=pg.password)
         script = textwrap.dedent(
             f"""
-            import sys, dbseal
+            import signal, sys, dbseal
+            # Inherited SIG_IGN (`nohup … &`) would leave Python without its handler.
+            signal.signal(signal.SIGINT, signal.default_int_handler)
             try:
                 dbseal.restore({str(store)!r}, {m.backup_id!r}, {pg.url_of(target)!r},
                                identity={str(key)!r}, password={pg.password!r}, create_db=True)

@@ -147,7 +147,6 @@ async fn backed_up(driver: &dyn Driver, fixture: &dyn DriverFixture) -> Backed {
     let ctx = BackupContext {
         store: store.clone(),
         options: BackupOptions::new(format!("conformance-{kind}"), keys.encryption()),
-        cancel: CancellationToken::new(),
     };
     let manifest = driver
         .backup(&seeded.options, &ctx)

@@ -133,7 +133,9 @@ pub async fn backup_source(
     seal: &SealOptions,
 ) -> Result<Manifest> {
     let config = ctx.config.as_deref();
-    let options = seal.backup_options(config, &BTreeMap::new(), ctx.frontend.progress("backup"))?;
+    let options = seal
+        .backup_options(config, &BTreeMap::new(), ctx.frontend.progress("backup"))?
+        .with_cancel(ctx.cancel.clone());
     crate::pipeline::backup(&ctx.store, source, options).await
 }
 
@@ -161,12 +163,13 @@ async fn backup_labelled(
     let driver = ctx.registry.driver(kind)?;
     let bctx = BackupContext {
         store: ctx.store.clone(),
-        options: seal.backup_options(
-            ctx.config.as_deref(),
-            extra_labels,
-            progress.and_then(|p| ctx.frontend.progress(p)),
-        )?,
-        cancel: ctx.cancel.clone(),
+        options: seal
+            .backup_options(
+                ctx.config.as_deref(),
+                extra_labels,
+                progress.and_then(|p| ctx.frontend.progress(p)),
+            )?
+            .with_cancel(ctx.cancel.clone()),
     };
     driver
         .backup(options, &bctx)

@@ -41,6 +41,11 @@ pub mod verify;
 #[cfg(test)]
 pub(crate) mod test_driver;
 
+/// How long an interrupted operation may take to undo its work (a backup deleting what
+/// it uploaded, a restore rolling its target back) before a front-end stops waiting
+/// and exits, saying what may be left. A second signal stops waiting at once.
+pub const UNDO_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -318,8 +318,7 @@ pub async fn safety_backup(
     ));
     let bctx = BackupContext {
         store: ctx.store.clone(),
-        options,
-        cancel: ctx.cancel.clone(),
+        options: options.with_cancel(ctx.cancel.clone()),
     };
     let safety = match driver.backup(&driver_options, &bctx).await {
         Ok(m) => m,

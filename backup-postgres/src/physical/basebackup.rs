@@ -761,10 +761,19 @@ pub async fn backup_physical(
         facts.get("timeline"),
     ) {
         (Some(stop), Some(_)) => {
-            let archive = WalArchive::new(store.clone(), &datastore)?;
-            match crate::wal::WalFile::parse(stop) {
-                Some(f) => archive.file_manifest(&f).await?.is_some(),
-                None => false,
+            let looked_up = async {
+                let archive = WalArchive::new(store.clone(), &datastore)?;
+                match crate::wal::WalFile::parse(stop) {
+                    Some(f) => Ok(archive.file_manifest(&f).await?.is_some()),
+                    None => Ok(false),
+                }
+            };
+            match looked_up.await {
+                Ok(found) => found,
+                Err(e) => {
+                    session.abandon().await;
+                    return Err(e);
+                }
             }
         }
         _ => false,
