@@ -1,0 +1,521 @@
+//! The fault matrix: the real `dbseal` binary against the real test servers, each cell
+//! its own test. A signal (SIGINT, SIGTERM) mid-backup or mid-restore, or a bad
+//! artifact (a corrupted byte, a truncated file, the wrong key): afterwards the exit
+//! code is the documented one, no manifest and no artifact of a failed backup is left,
+//! the restore target is exactly as before (compared by content hash, read with the
+//! database's own client), and no child process outlives dbseal.
+//!
+//! Every cell appends one JSON line to `$DBSEAL_FAULT_RESULTS` (when set);
+//! `scripts/fault-matrix.py` turns the lines of a run into `docs/fault-matrix.md`.
+//!
+//! Needs `scripts/services.sh start DIR postgres redis` (scripts/test.sh does it).
+
+mod ops_common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ops_common::*;
+
+/// Cells that use the shared Redis server run one at a time (they read its keyspace).
+static REDIS: Mutex<()> = Mutex::new(());
+
+// ---------------------------------------------------------------------------------------
+// The harness.
+
+/// One result line of the matrix.
+fn record(driver: &str, fault: &str, expected: &str, exit: Option<i32>, undo: Option<Duration>) {
+    let Ok(path) = std::env::var("DBSEAL_FAULT_RESULTS") else {
+        return;
+    };
+    let line = serde_json::json!({
+        "driver": driver,
+        "fault": fault,
+        "expected": expected,
+        "exit": exit,
+        "undo_ms": undo.map(|d| d.as_millis() as u64),
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open DBSEAL_FAULT_RESULTS");
+    writeln!(f, "{line}").unwrap();
+}
+
+/// The direct children of `pid` (from `/proc`).
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
+                out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            }
+        }
+    }
+    out
+}
+
+/// The command name of a process.
+fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Whether `pid` still runs (a zombie does not count).
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A running `dbseal` and the children seen while it ran.
+struct Running {
+    child: Child,
+    seen: Vec<u32>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn dbseal");
+        Running {
+            child,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits until `ready` holds (polled every 20 ms, up to 120 s) while dbseal runs.
+    fn wait_for(&mut self, what: &str, mut ready: impl FnMut(&[u32]) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            for c in children(self.child.id()) {
+                if !self.seen.contains(&c) {
+                    self.seen.push(c);
+                }
+            }
+            let now = children(self.child.id());
+            if ready(&now) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let out = self.finish();
+                panic!(
+                    "dbseal ended ({status}) before {what}:\nstdout: {}\nstderr: {}",
+                    stdout(&out),
+                    stderr(&out)
+                );
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (`INT`, `TERM`) and waits for the exit; returns the output and the
+    /// time from the signal to the exit (the undo included).
+    fn signal(mut self, signal: &str) -> (Output, Duration, Vec<u32>) {
+        let at = Instant::now();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal}");
+        let out = self.finish();
+        (out, at.elapsed(), std::mem::take(&mut self.seen))
+    }
+
+    fn finish(&mut self) -> Output {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while self.child.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("dbseal did not exit within 180 s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut out = Output {
+            status: self.child.wait().unwrap(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
+        use std::io::Read;
+        if let Some(mut s) = self.child.stdout.take() {
+            s.read_to_end(&mut out.stdout).unwrap();
+        }
+        if let Some(mut s) = self.child.stderr.take() {
+            s.read_to_end(&mut out.stderr).unwrap();
+        }
+        out
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// No child dbseal started outlives it (given a moment to be reaped).
+#[track_caller]
+fn no_child_left(seen: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for &pid in seen {
+        while alive(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "child {pid} ({}) outlived dbseal",
+                comm(pid)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The exit code for a signal.
+fn code_of(signal: &str) -> i32 {
+    match signal {
+        "INT" => 130,
+        "TERM" => 143,
+        other => panic!("no exit code for {other}"),
+    }
+}
+
+/// Nothing under the datastore's folder of the store: no manifest, no artifact.
+#[track_caller]
+fn store_holds_nothing_for(w: &Work, datastore: &str) {
+    let left = files(&w.store().join(datastore));
+    assert!(left.is_empty(), "a failed backup left {left:?}");
+}
+
+/// The one artifact file of the only backup of `datastore`.
+fn artifact_of(w: &Work, datastore: &str) -> std::path::PathBuf {
+    let dir = w.store().join(datastore);
+    let files = files(&dir);
+    let artifact = files
+        .iter()
+        .find(|f| f.contains("/data."))
+        .unwrap_or_else(|| panic!("no data artifact in {files:?}"));
+    dir.join(artifact)
+}
+
+/// Flips one byte in the middle of a file.
+fn corrupt(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Cuts a file to 60 % of its length.
+fn truncate(path: &Path) {
+    let len = std::fs::metadata(path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(len * 6 / 10).unwrap();
+}
+
+/// The backup id of the only backup of `datastore`.
+fn only_backup(w: &Work, datastore: &str) -> String {
+    let out = w.run(&["--store", w.store().to_str().unwrap(), "list", "-d", datastore, "--json"]);
+    let list = json(&out);
+    let list = list.as_array().expect("a list");
+    assert_eq!(list.len(), 1, "{list:?}");
+    list[0]["backup_id"].as_str().unwrap().to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: the test server, psql as the independent reader.
+
+struct Pg {
+    base: url::Url,
+    password: String,
+    bin: String,
+}
+
+impl Pg {
+    fn from_env() -> Pg {
+        Pg {
+            base: url::Url::parse(&need("DBSEAL_TEST_PG_URL")).unwrap(),
+            password: need("DBSEAL_TEST_PG_PASSWORD"),
+            bin: std::env::var("DBSEAL_TEST_PG_BIN")
+                .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
+        }
+    }
+
+    fn url(&self, db: &str) -> String {
+        let mut u = self.base.clone();
+        u.set_path(&format!("/{db}"));
+        u.to_string()
+    }
+
+    fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(format!("{}/psql", self.bin))
+            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.url(db), "-c", sql])
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn exists(&self, db: &str) -> bool {
+        self.psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'"))
+            == "1"
+    }
+
+    /// Every database whose name starts with `prefix` (staging and renamed-aside copies
+    /// carry the target's name).
+    fn databases_like(&self, prefix: &str) -> Vec<String> {
+        let list = self.psql(
+            "postgres",
+            &format!("SELECT datname FROM pg_database WHERE datname LIKE '{prefix}%' ORDER BY 1"),
+        );
+        list.lines().map(str::to_string).collect()
+    }
+
+    /// A content hash of every user table of `db`: names, columns and rows in order.
+    fn fingerprint(&self, db: &str) -> String {
+        self.psql(
+            db,
+            "SELECT coalesce(md5(string_agg(x, '|' ORDER BY x)), 'empty') FROM ( \
+               SELECT format('%s.%s:%s', table_schema, table_name, \
+                 (xpath('/row/c/text()', query_to_xml(format('SELECT md5(coalesce(string_agg(t::text, '','' ORDER BY t::text), '''')) AS c FROM %I.%I t', table_schema, table_name), false, true, '')))[1]::text) AS x \
+               FROM information_schema.tables \
+               WHERE table_schema NOT IN ('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE') s",
+        )
+    }
+
+    fn drop(&self, db: &str) {
+        self.psql("postgres", &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
+    }
+}
+
+/// A source database large enough that a backup or a restore runs for a few seconds,
+/// backed up once into `w`'s store as datastore `big`.
+struct PgFixture {
+    pg: Pg,
+    w: Work,
+    src: String,
+    prefix: String,
+}
+
+impl PgFixture {
+    fn new(tag: &str) -> PgFixture {
+        let pg = Pg::from_env();
+        let prefix = format!("fm_{tag}_{}", std::process::id());
+        let src = format!("{prefix}_src");
+        pg.drop(&src);
+        pg.psql("postgres", &format!("CREATE DATABASE \"{src}\""));
+        pg.psql(
+            &src,
+            "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b \
+             FROM generate_series(1, 1500000) g; ALTER TABLE t ADD PRIMARY KEY (id);",
+        );
+        PgFixture {
+            pg,
+            w: Work::new(),
+            src,
+            prefix,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.w.cmd();
+        c.env("PGPASSWORD", &self.pg.password)
+            .args(["--store", self.w.store().to_str().unwrap()])
+            .args(args);
+        c
+    }
+
+    fn backup(&self, datastore: &str) -> String {
+        let out = self
+            .cmd(&["backup", "postgres", "--url", &self.pg.url(&self.src), "-d", datastore, "-r", &self.w.recipient])
+            .output()
+            .unwrap();
+        ok(&out);
+        only_backup(&self.w, datastore)
+    }
+
+    /// A small target database with content of its own.
+    fn target(&self, name: &str) -> String {
+        let db = format!("{}_{name}", self.prefix);
+        self.pg.drop(&db);
+        self.pg.psql("postgres", &format!("CREATE DATABASE \"{db}\""));
+        self.pg.psql(
+            &db,
+            "CREATE TABLE keep (id int PRIMARY KEY, v text); \
+             INSERT INTO keep SELECT g, 'before ' || g FROM generate_series(1, 500) g;",
+        );
+        db
+    }
+}
+
+impl Drop for PgFixture {
+    fn drop(&mut self) {
+        for db in self.pg.databases_like(&self.prefix) {
+            self.pg.drop(&db);
+        }
+    }
+}
+
+fn pg_signal_mid_backup(signal: &str) {
+    let f = PgFixture::new(&format!("bk{}", signal.to_lowercase()));
+    let mut run = Running::start(f.cmd(&[
+        "backup", "postgres", "--url", &f.pg.url(&f.src), "-d", "sig", "-r", &f.w.recipient,
+    ]));
+    let mut since = None;
+    run.wait_for("pg_dump to stream", |now| {
+        let dumping = now.iter().any(|&c| comm(c) == "pg_dump");
+        if dumping && since.is_none() {
+            since = Some(Instant::now());
+        }
+        since.is_some_and(|s| s.elapsed() > Duration::from_millis(300))
+    });
+    let (out, undo, seen) = run.signal(signal);
+    let err = fails_with(&out, code_of(signal));
+    assert!(err.contains(&format!("SIG{signal}")), "{err}");
+    assert!(seen.iter().any(|&c| comm(c) == "pg_dump" || !alive(c)), "pg_dump ran");
+    store_holds_nothing_for(&f.w, "sig");
+    no_child_left(&seen);
+    record("postgres", &format!("SIG{signal} mid-backup"), "no manifest, no artifact", out.status.code(), Some(undo));
+}
+
+#[test]
+fn postgres_sigint_mid_backup() {
+    pg_signal_mid_backup("INT");
+}
+
+#[test]
+fn postgres_sigterm_mid_backup() {
+    pg_signal_mid_backup("TERM");
+}
+
+fn pg_signal_mid_restore(signal: &str, replace: bool) {
+    let f = PgFixture::new(&format!("rs{}{}", signal.to_lowercase(), if replace { "r" } else { "c" }));
+    let id = f.backup("big");
+    let (target, before) = if replace {
+        let t = f.target("tgt");
+        let fp = f.pg.fingerprint(&t);
+        (t, Some(fp))
+    } else {
+        (format!("{}_tgt", f.prefix), None)
+    };
+    let url = f.pg.url(&target);
+    let mut args = vec!["restore", &id, "--url", &url, "-i", "identity.txt"];
+    args.push(if replace { "--replace" } else { "--create-db" });
+    let mut run = Running::start(f.cmd(&args));
+    let mut since = None;
+    run.wait_for("pg_restore to load", |now| {
+        let loading = now.iter().any(|&c| comm(c) == "pg_restore");
+        if loading && since.is_none() {
+            since = Some(Instant::now());
+        }
+        since.is_some_and(|s| s.elapsed() > Duration::from_millis(400))
+    });
+    let (out, undo, seen) = run.signal(signal);
+    fails_with(&out, code_of(signal));
+    no_child_left(&seen);
+    match before {
+        Some(fp) => {
+            assert_eq!(f.pg.fingerprint(&target), fp, "the target changed");
+        }
+        None => assert!(!f.pg.exists(&target), "the created database is left"),
+    }
+    // No staging or renamed-aside copy either: only the source and the target (if it
+    // existed before) carry the prefix.
+    let mut expected = vec![f.src.clone()];
+    if replace {
+        expected.push(target.clone());
+    }
+    expected.sort();
+    assert_eq!(f.pg.databases_like(&f.prefix), expected);
+    let mode = if replace { "--replace" } else { "--create-db" };
+    let kept = if replace { "target unchanged (content hash)" } else { "no database left" };
+    record("postgres", &format!("SIG{signal} mid-restore {mode}"), kept, out.status.code(), Some(undo));
+}
+
+#[test]
+fn postgres_sigint_mid_restore_create_db() {
+    pg_signal_mid_restore("INT", false);
+}
+
+#[test]
+fn postgres_sigterm_mid_restore_create_db() {
+    pg_signal_mid_restore("TERM", false);
+}
+
+#[test]
+fn postgres_sigint_mid_restore_replace() {
+    pg_signal_mid_restore("INT", true);
+}
+
+#[test]
+fn postgres_sigterm_mid_restore_replace() {
+    pg_signal_mid_restore("TERM", true);
+}
+
+fn pg_bad_artifact(fault: &str) {
+    let f = PgFixture::new(&format!("bad{}", &fault[..4]));
+    let id = f.backup("big");
+    let target = f.target("tgt");
+    let before = f.pg.fingerprint(&target);
+    let (identity, code) = match fault {
+        "corrupted byte" => {
+            corrupt(&artifact_of(&f.w, "big"));
+            ("identity.txt", 4)
+        }
+        "truncated artifact" => {
+            truncate(&artifact_of(&f.w, "big"));
+            ("identity.txt", 4)
+        }
+        "wrong key" => {
+            let other = f.w.run(&["keygen", "-o", "other.txt"]);
+            ok(&other);
+            ("other.txt", 5)
+        }
+        other => panic!("unknown fault {other}"),
+    };
+    let out = f
+        .cmd(&["restore", &id, "--url", &f.pg.url(&target), "--replace", "-i", identity])
+        .output()
+        .unwrap();
+    let err = fails_with(&out, code);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("dbseal: error: "), "one clear message at the end: {err}");
+    let naming = if code == 5 { "decrypt" } else { "big/" };
+    assert!(last.contains(naming), "the message names the fault: {last}");
+    assert_eq!(f.pg.fingerprint(&target), before, "the target changed");
+    record("postgres", &format!("{fault}, restore --replace"), "target unchanged (content hash)", out.status.code(), None);
+}
+
+#[test]
+fn postgres_corrupted_byte() {
+    pg_bad_artifact("corrupted byte");
+}
+
+#[test]
+fn postgres_truncated_artifact() {
+    pg_bad_artifact("truncated artifact");
+}
+
+#[test]
+fn postgres_wrong_key() {
+    pg_bad_artifact("wrong key");
+}
