@@ -615,7 +615,7 @@ impl Sink for RdbFileSink {
         let fed = feed(input, tx, Some(&mut file)).await;
         let parsed = parser
             .await
-            .map_err(|e| Error::Interrupted(format!("RDB parser: {e}")));
+            .map_err(|e| backup_core::task::join_error(e, "the RDB parser"));
         let done = async {
             let bytes = fed?;
             parsed??;

@@ -52,7 +52,10 @@ fn children(pid: u32) -> Vec<u32> {
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
             if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+                out.extend(
+                    text.split_whitespace()
+                        .filter_map(|p| p.parse::<u32>().ok()),
+                );
             }
         }
     }
@@ -229,7 +232,14 @@ fn truncate(path: &Path) {
 
 /// The backup id of the only backup of `datastore`.
 fn only_backup(w: &Work, datastore: &str) -> String {
-    let out = w.run(&["--store", w.store().to_str().unwrap(), "list", "-d", datastore, "--json"]);
+    let out = w.run(&[
+        "--store",
+        w.store().to_str().unwrap(),
+        "list",
+        "-d",
+        datastore,
+        "--json",
+    ]);
     let list = json(&out);
     let list = list.as_array().expect("a list");
     assert_eq!(list.len(), 1, "{list:?}");
@@ -263,7 +273,18 @@ impl Pg {
 
     fn psql(&self, db: &str, sql: &str) -> String {
         let out = Command::new(format!("{}/psql", self.bin))
-            .args(["-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.url(db), "-c", sql])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(db),
+                "-c",
+                sql,
+            ])
             .env("PGPASSWORD", &self.password)
             .output()
             .expect("run psql");
@@ -276,8 +297,10 @@ impl Pg {
     }
 
     fn exists(&self, db: &str) -> bool {
-        self.psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'"))
-            == "1"
+        self.psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{db}'"),
+        ) == "1"
     }
 
     /// Every database whose name starts with `prefix` (staging and renamed-aside copies
@@ -303,7 +326,10 @@ impl Pg {
     }
 
     fn drop(&self, db: &str) {
-        self.psql("postgres", &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"));
+        self.psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"),
+        );
     }
 }
 
@@ -346,7 +372,16 @@ impl PgFixture {
 
     fn backup(&self, datastore: &str) -> String {
         let out = self
-            .cmd(&["backup", "postgres", "--url", &self.pg.url(&self.src), "-d", datastore, "-r", &self.w.recipient])
+            .cmd(&[
+                "backup",
+                "postgres",
+                "--url",
+                &self.pg.url(&self.src),
+                "-d",
+                datastore,
+                "-r",
+                &self.w.recipient,
+            ])
             .output()
             .unwrap();
         ok(&out);
@@ -357,7 +392,8 @@ impl PgFixture {
     fn target(&self, name: &str) -> String {
         let db = format!("{}_{name}", self.prefix);
         self.pg.drop(&db);
-        self.pg.psql("postgres", &format!("CREATE DATABASE \"{db}\""));
+        self.pg
+            .psql("postgres", &format!("CREATE DATABASE \"{db}\""));
         self.pg.psql(
             &db,
             "CREATE TABLE keep (id int PRIMARY KEY, v text); \
@@ -378,7 +414,14 @@ impl Drop for PgFixture {
 fn pg_signal_mid_backup(signal: &str) {
     let f = PgFixture::new(&format!("bk{}", signal.to_lowercase()));
     let mut run = Running::start(f.cmd(&[
-        "backup", "postgres", "--url", &f.pg.url(&f.src), "-d", "sig", "-r", &f.w.recipient,
+        "backup",
+        "postgres",
+        "--url",
+        &f.pg.url(&f.src),
+        "-d",
+        "sig",
+        "-r",
+        &f.w.recipient,
     ]));
     let mut since = None;
     run.wait_for("pg_dump to stream", |now| {
@@ -391,10 +434,19 @@ fn pg_signal_mid_backup(signal: &str) {
     let (out, undo, seen) = run.signal(signal);
     let err = fails_with(&out, code_of(signal));
     assert!(err.contains(&format!("SIG{signal}")), "{err}");
-    assert!(seen.iter().any(|&c| comm(c) == "pg_dump" || !alive(c)), "pg_dump ran");
+    assert!(
+        seen.iter().any(|&c| comm(c) == "pg_dump" || !alive(c)),
+        "pg_dump ran"
+    );
     store_holds_nothing_for(&f.w, "sig");
     no_child_left(&seen);
-    record("postgres", &format!("SIG{signal} mid-backup"), "no manifest, no artifact", out.status.code(), Some(undo));
+    record(
+        "postgres",
+        &format!("SIG{signal} mid-backup"),
+        "no manifest, no artifact",
+        out.status.code(),
+        Some(undo),
+    );
 }
 
 #[test]
@@ -408,7 +460,11 @@ fn postgres_sigterm_mid_backup() {
 }
 
 fn pg_signal_mid_restore(signal: &str, replace: bool) {
-    let f = PgFixture::new(&format!("rs{}{}", signal.to_lowercase(), if replace { "r" } else { "c" }));
+    let f = PgFixture::new(&format!(
+        "rs{}{}",
+        signal.to_lowercase(),
+        if replace { "r" } else { "c" }
+    ));
     let id = f.backup("big");
     let (target, before) = if replace {
         let t = f.target("tgt");
@@ -447,8 +503,18 @@ fn pg_signal_mid_restore(signal: &str, replace: bool) {
     expected.sort();
     assert_eq!(f.pg.databases_like(&f.prefix), expected);
     let mode = if replace { "--replace" } else { "--create-db" };
-    let kept = if replace { "target unchanged (content hash)" } else { "no database left" };
-    record("postgres", &format!("SIG{signal} mid-restore {mode}"), kept, out.status.code(), Some(undo));
+    let kept = if replace {
+        "target unchanged (content hash)"
+    } else {
+        "no database left"
+    };
+    record(
+        "postgres",
+        &format!("SIG{signal} mid-restore {mode}"),
+        kept,
+        out.status.code(),
+        Some(undo),
+    );
 }
 
 #[test]
@@ -493,16 +559,33 @@ fn pg_bad_artifact(fault: &str) {
         other => panic!("unknown fault {other}"),
     };
     let out = f
-        .cmd(&["restore", &id, "--url", &f.pg.url(&target), "--replace", "-i", identity])
+        .cmd(&[
+            "restore",
+            &id,
+            "--url",
+            &f.pg.url(&target),
+            "--replace",
+            "-i",
+            identity,
+        ])
         .output()
         .unwrap();
     let err = fails_with(&out, code);
     let last = err.lines().last().unwrap_or_default();
-    assert!(last.starts_with("dbseal: error: "), "one clear message at the end: {err}");
+    assert!(
+        last.starts_with("dbseal: error: "),
+        "one clear message at the end: {err}"
+    );
     let naming = if code == 5 { "decrypt" } else { "big/" };
     assert!(last.contains(naming), "the message names the fault: {last}");
     assert_eq!(f.pg.fingerprint(&target), before, "the target changed");
-    record("postgres", &format!("{fault}, restore --replace"), "target unchanged (content hash)", out.status.code(), None);
+    record(
+        "postgres",
+        &format!("{fault}, restore --replace"),
+        "target unchanged (content hash)",
+        out.status.code(),
+        None,
+    );
 }
 
 #[test]
@@ -518,4 +601,375 @@ fn postgres_truncated_artifact() {
 #[test]
 fn postgres_wrong_key() {
     pg_bad_artifact("wrong key");
+}
+
+// ---------------------------------------------------------------------------------------
+// Redis: a private redis-server per cell (so a cell may kill it), redis-cli as the
+// independent reader. `DEBUG DIGEST` hashes the whole dataset of every database.
+
+struct RedisServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args([
+                "--enable-debug-command",
+                "yes",
+                "--dir",
+                dir.path().to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (apt-get install redis-server)");
+        let server = RedisServer {
+            child,
+            port,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.try_cli(&["PING"]).as_deref() != Some("PONG") {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    fn try_cli(&self, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        self.try_cli(args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The dataset's digest and the key counts per database.
+    fn state(&self) -> (String, String) {
+        (
+            self.cli(&["DEBUG", "DIGEST"]),
+            self.cli(&["INFO", "keyspace"]),
+        )
+    }
+
+    /// Whether a database other than `except` holds keys (a staging database filling).
+    fn staging_filling(&self, except: &[u32]) -> bool {
+        self.cli(&["INFO", "keyspace"]).lines().any(|l| {
+            l.strip_prefix("db")
+                .and_then(|r| r.split_once(':'))
+                .is_some_and(|(n, _)| !except.contains(&n.parse().unwrap_or(0)))
+        })
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A Redis server holding 300,000 keys in db 0 and a few in db 3 (the restore target),
+/// and a work directory.
+struct RedisFixture {
+    server: RedisServer,
+    w: Work,
+}
+
+impl RedisFixture {
+    fn new() -> RedisFixture {
+        let server = RedisServer::start();
+        server.cli(&["DEBUG", "POPULATE", "300000", "key", "512"]);
+        for i in 0..50 {
+            server.cli(&[
+                "-n",
+                "3",
+                "SET",
+                &format!("keep:{i}"),
+                &format!("before {i}"),
+            ]);
+        }
+        RedisFixture {
+            server,
+            w: Work::new(),
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.w.cmd();
+        c.args(["--store", self.w.store().to_str().unwrap()])
+            .args(args);
+        c
+    }
+
+    fn backup_args<'a>(&'a self, url: &'a str, datastore: &'a str) -> Vec<&'a str> {
+        vec![
+            "backup",
+            "redis",
+            "--url",
+            url,
+            "-d",
+            datastore,
+            "-r",
+            &self.w.recipient,
+        ]
+    }
+
+    fn backup(&self, datastore: &str) -> String {
+        let url = self.server.url();
+        ok(&self
+            .cmd(&self.backup_args(&url, datastore))
+            .output()
+            .unwrap());
+        only_backup(&self.w, datastore)
+    }
+}
+
+fn redis_signal_mid_backup(signal: &str) {
+    let _serial = REDIS.lock().unwrap_or_else(|p| p.into_inner());
+    let f = RedisFixture::new();
+    let url = f.server.url();
+    let mut run = Running::start(f.cmd(&f.backup_args(&url, "sig")));
+    let started = Instant::now();
+    // The snapshot of 300,000 keys streams for seconds.
+    run.wait_for("the snapshot to stream", |_| {
+        started.elapsed() > Duration::from_millis(800)
+    });
+    let (out, undo, seen) = run.signal(signal);
+    fails_with(&out, code_of(signal));
+    store_holds_nothing_for(&f.w, "sig");
+    no_child_left(&seen);
+    record(
+        "redis",
+        &format!("SIG{signal} mid-backup"),
+        "no manifest, no artifact",
+        out.status.code(),
+        Some(undo),
+    );
+}
+
+#[test]
+fn redis_sigint_mid_backup() {
+    redis_signal_mid_backup("INT");
+}
+
+#[test]
+fn redis_sigterm_mid_backup() {
+    redis_signal_mid_backup("TERM");
+}
+
+fn redis_signal_mid_restore(signal: &str) {
+    let _serial = REDIS.lock().unwrap_or_else(|p| p.into_inner());
+    let f = RedisFixture::new();
+    let id = f.backup("big");
+    let before = f.server.state();
+    let url = format!("{}/3", f.server.url());
+    let mut run = Running::start(f.cmd(&[
+        "restore",
+        &id,
+        "--url",
+        &url,
+        "--db",
+        "0:3",
+        "--replace",
+        "-i",
+        "identity.txt",
+    ]));
+    run.wait_for("a staging database to fill", |_| {
+        f.server.staging_filling(&[0, 3])
+    });
+    let (out, undo, seen) = run.signal(signal);
+    fails_with(&out, code_of(signal));
+    no_child_left(&seen);
+    assert_eq!(f.server.state(), before, "the server's dataset changed");
+    record(
+        "redis",
+        &format!("SIG{signal} mid-restore --replace"),
+        "dataset unchanged (DEBUG DIGEST), staging emptied",
+        out.status.code(),
+        Some(undo),
+    );
+}
+
+#[test]
+fn redis_sigint_mid_restore_replace() {
+    redis_signal_mid_restore("INT");
+}
+
+#[test]
+fn redis_sigterm_mid_restore_replace() {
+    redis_signal_mid_restore("TERM");
+}
+
+fn redis_bad_artifact(fault: &str) {
+    let _serial = REDIS.lock().unwrap_or_else(|p| p.into_inner());
+    let f = RedisFixture::new();
+    let id = f.backup("big");
+    let before = f.server.state();
+    let (identity, code) = match fault {
+        "corrupted byte" => {
+            corrupt(&artifact_of(&f.w, "big"));
+            ("identity.txt", 4)
+        }
+        "truncated artifact" => {
+            truncate(&artifact_of(&f.w, "big"));
+            ("identity.txt", 4)
+        }
+        "wrong key" => {
+            ok(&f.w.run(&["keygen", "-o", "other.txt"]));
+            ("other.txt", 5)
+        }
+        other => panic!("unknown fault {other}"),
+    };
+    let url = format!("{}/3", f.server.url());
+    let out = f
+        .cmd(&[
+            "restore",
+            &id,
+            "--url",
+            &url,
+            "--db",
+            "0:3",
+            "--replace",
+            "-i",
+            identity,
+        ])
+        .output()
+        .unwrap();
+    let err = fails_with(&out, code);
+    assert!(
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("dbseal: error: "),
+        "{err}"
+    );
+    assert_eq!(f.server.state(), before, "the server's dataset changed");
+    record(
+        "redis",
+        &format!("{fault}, restore --replace"),
+        "dataset unchanged (DEBUG DIGEST)",
+        out.status.code(),
+        None,
+    );
+}
+
+#[test]
+fn redis_corrupted_byte() {
+    redis_bad_artifact("corrupted byte");
+}
+
+#[test]
+fn redis_truncated_artifact() {
+    redis_bad_artifact("truncated artifact");
+}
+
+#[test]
+fn redis_wrong_key() {
+    redis_bad_artifact("wrong key");
+}
+
+#[test]
+fn redis_server_killed_mid_backup() {
+    let _serial = REDIS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut f = RedisFixture::new();
+    let url = f.server.url();
+    let mut run = Running::start(f.cmd(&f.backup_args(&url, "killed")));
+    let started = Instant::now();
+    run.wait_for("the snapshot to stream", |_| {
+        started.elapsed() > Duration::from_millis(800)
+    });
+    f.server.kill();
+    let out = run.finish();
+    let err = fails_with(&out, 6);
+    assert!(
+        err.contains("127.0.0.1"),
+        "the message names the server: {err}"
+    );
+    store_holds_nothing_for(&f.w, "killed");
+    record(
+        "redis",
+        "server killed mid-backup",
+        "connection error, no manifest, no artifact",
+        out.status.code(),
+        None,
+    );
+}
+
+#[test]
+fn redis_server_killed_mid_restore() {
+    let _serial = REDIS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut f = RedisFixture::new();
+    let id = f.backup("big");
+    let url = format!("{}/3", f.server.url());
+    let mut run = Running::start(f.cmd(&[
+        "restore",
+        &id,
+        "--url",
+        &url,
+        "--db",
+        "0:3",
+        "--replace",
+        "-i",
+        "identity.txt",
+    ]));
+    run.wait_for("a staging database to fill", |_| {
+        f.server.staging_filling(&[0, 3])
+    });
+    f.server.kill();
+    let out = run.finish();
+    // Redis without persistence loses its data with the process: what is checked is a
+    // clear error and no restore reported as done.
+    let err = fails_with(&out, 6);
+    assert!(
+        !stdout(&out).contains("restored backup"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        err.contains("127.0.0.1"),
+        "the message names the server: {err}"
+    );
+    record(
+        "redis",
+        "server killed mid-restore",
+        "connection error, nothing reported restored",
+        out.status.code(),
+        None,
+    );
 }

@@ -546,7 +546,7 @@ impl Sink for PhysicalSink {
         drop(feed);
         let extracted = extract
             .await
-            .map_err(|e| Error::Interrupted(format!("extraction: {e}")))
+            .map_err(|e| backup_core::task::join_error(e, "the PGDATA extraction"))
             .and_then(|r| r);
         let outcome = match (copy, extracted) {
             (Err(e), _) => Err(e),

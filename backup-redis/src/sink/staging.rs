@@ -394,10 +394,10 @@ impl RedisSink {
         let (fed, sent) = tokio::join!(feed(input, chunk_tx, None), send);
         let parsed = parser
             .await
-            .map_err(|e| Error::Interrupted(format!("RDB parser: {e}")))?;
+            .map_err(|e| backup_core::task::join_error(e, "the RDB parser"))?;
         let replies_done = replies
             .await
-            .map_err(|e| Error::Interrupted(format!("reply reader: {e}")));
+            .map_err(|e| backup_core::task::join_error(e, "the reply reader"));
         // Decide, most fundamental cause first: a bad artifact, a bad RDB, then the server.
         let bytes = fed?;
         let (outcome, functions, rdb_version) = match parsed {
@@ -408,6 +408,12 @@ impl RedisSink {
             Err(e) => {
                 if let Some(err) = first_error.lock().expect("not poisoned").take() {
                     return Err(err.at(&addr));
+                }
+                // The parser stops ("the restore connection stopped") when the writer
+                // or the reply reader is gone: theirs is the cause (a lost server).
+                if matches!(e, Error::Interrupted(_)) {
+                    sent.map_err(|e| e.at(&addr))?;
+                    replies_done?.map_err(|e| e.at(&addr))?;
                 }
                 return Err(e);
             }
