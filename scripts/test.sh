@@ -34,9 +34,16 @@ scripts/services.sh start "$SERVICES_DIR"
 # shellcheck disable=SC1091
 source "$SERVICES_DIR/env.sh"
 export DBSEAL_BIN="$ROOT/target/debug/dbseal"
+# Each passed cell of the fault matrix (cli/tests/fault_matrix.rs) writes a line here;
+# docs/fault-matrix.md is generated from them.
+export DBSEAL_FAULT_RESULTS="$SERVICES_DIR/fault-matrix.jsonl"
+: >"$DBSEAL_FAULT_RESULTS"
 
 status=0
 cargo test --workspace "$@" -- --test-threads=2 || status=$?
+if [ $# -eq 0 ]; then
+  python3 scripts/fault-matrix.py "$DBSEAL_FAULT_RESULTS" docs/fault-matrix.md || status=$?
+fi
 
 if [ -x scripts/test-python.sh ] && [ $# -eq 0 ]; then
   scripts/test-python.sh || status=$?

@@ -973,3 +973,364 @@ fn redis_server_killed_mid_restore() {
         None,
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Neo4j, tested against ArcadeDB's Bolt server (Neo4j cannot be installed here). The
+// independent reader is ArcadeDB's HTTP API running Cypher (ArcadeDB work-around: its
+// databases are created and dropped through that API; Neo4j would use CREATE DATABASE).
+
+struct Arcade {
+    http: String,
+    bolt: String,
+    user: String,
+    password: String,
+}
+
+impl Arcade {
+    fn from_env() -> Arcade {
+        Arcade {
+            http: need("DBSEAL_TEST_ARCADE_HTTP"),
+            bolt: need("DBSEAL_TEST_BOLT_URL"),
+            user: need("DBSEAL_TEST_BOLT_USER"),
+            password: need("DBSEAL_TEST_BOLT_PASSWORD"),
+        }
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-s", "-S", "--fail-with-body", "-X", "POST", "-K", "-"])
+            .arg(format!("{}{path}", self.http))
+            .args(["-d", &body.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                // The credentials go through stdin (a curl config), never argv.
+                c.stdin.take().unwrap().write_all(
+                    format!("user = \"{}:{}\"\n", self.user, self.password).as_bytes(),
+                )?;
+                c.wait_with_output()
+            })
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "ArcadeDB {path}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn server(&self, command: &str) {
+        self.post("/api/v1/server", serde_json::json!({ "command": command }));
+    }
+
+    fn cypher(&self, db: &str, query: &str) -> serde_json::Value {
+        self.post(
+            &format!("/api/v1/command/{db}"),
+            serde_json::json!({ "language": "cypher", "command": query }),
+        )["result"]
+            .clone()
+    }
+
+    fn count(&self, db: &str, query: &str) -> i64 {
+        self.cypher(db, query)[0]["c"].as_i64().unwrap_or(-1)
+    }
+
+    /// A content hash of a small graph: every node's labels and properties, every
+    /// relationship's type, ends and properties, sorted.
+    fn fingerprint(&self, db: &str) -> String {
+        let nodes = self.cypher(db, "MATCH (n) RETURN labels(n) AS l, properties(n) AS p");
+        let rels = self.cypher(
+            db,
+            "MATCH (a)-[r]->(b) RETURN type(r) AS t, properties(a) AS a, properties(b) AS b, properties(r) AS p",
+        );
+        let mut rows: Vec<String> = nodes
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(rels.as_array().into_iter().flatten())
+            .map(|v| v.to_string())
+            .collect();
+        rows.sort();
+        format!(
+            "{} rows, {:x}",
+            rows.len(),
+            md5_of(rows.join("\n").as_bytes())
+        )
+    }
+}
+
+/// A short hash for fingerprints (std's SipHash; a content comparison, not security).
+fn md5_of(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// A scratch ArcadeDB database dropped on drop.
+struct ArcadeDb<'a> {
+    arcade: &'a Arcade,
+    name: String,
+}
+
+impl<'a> ArcadeDb<'a> {
+    fn create(arcade: &'a Arcade, name: String) -> ArcadeDb<'a> {
+        arcade.server(&format!("create database {name}"));
+        ArcadeDb { arcade, name }
+    }
+}
+
+impl Drop for ArcadeDb<'_> {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.arcade.server(&format!("drop database {}", self.name))
+        }));
+    }
+}
+
+struct NeoFixture {
+    arcade: Arcade,
+    w: Work,
+    prefix: String,
+}
+
+impl NeoFixture {
+    fn new(tag: &str) -> NeoFixture {
+        NeoFixture {
+            arcade: Arcade::from_env(),
+            w: Work::new(),
+            prefix: format!("fm{tag}{}", std::process::id()),
+        }
+    }
+
+    /// A source graph of 300,000 nodes and 100,000 relationships.
+    fn source(&self) -> ArcadeDb<'_> {
+        let db = ArcadeDb::create(&self.arcade, format!("{}src", self.prefix));
+        self.arcade.cypher(
+            &db.name,
+            "UNWIND range(1, 300000) AS i CREATE (:Person {id: i, name: 'person ' + toString(i), score: i / 3.0})",
+        );
+        db
+    }
+
+    /// A small target graph.
+    fn target(&self) -> ArcadeDb<'_> {
+        let db = ArcadeDb::create(&self.arcade, format!("{}tgt", self.prefix));
+        self.arcade.cypher(
+            &db.name,
+            "UNWIND range(1, 40) AS i CREATE (:Keep {id: i, v: 'before ' + toString(i)})",
+        );
+        self.arcade.cypher(
+            &db.name,
+            "MATCH (a:Keep), (b:Keep) WHERE b.id = a.id + 1 CREATE (a)-[:NEXT {w: a.id}]->(b)",
+        );
+        db
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.w.cmd();
+        c.env("NEO4J_PASSWORD", &self.arcade.password)
+            .args(["--store", self.w.store().to_str().unwrap()])
+            .args(args);
+        c
+    }
+
+    fn backup_cmd(&self, db: &str, datastore: &str) -> Command {
+        self.cmd(&[
+            "backup",
+            "neo4j",
+            "--url",
+            &self.arcade.bolt,
+            "--user",
+            &self.arcade.user,
+            "--database",
+            db,
+            "-d",
+            datastore,
+            "-r",
+            &self.w.recipient,
+        ])
+    }
+
+    fn restore_cmd(&self, id: &str, db: &str, identity: &str, replace: bool) -> Command {
+        let mut c = self.cmd(&[
+            "restore",
+            id,
+            "--url",
+            &self.arcade.bolt,
+            "--database",
+            db,
+            "-i",
+            identity,
+        ]);
+        c.env("NEO4J_USERNAME", &self.arcade.user);
+        if replace {
+            c.arg("--replace");
+        }
+        c
+    }
+}
+
+fn neo_signal_mid_backup(signal: &str) {
+    let f = NeoFixture::new(&format!("b{}", signal.to_lowercase()));
+    let src = f.source();
+    let mut run = Running::start(f.backup_cmd(&src.name, "sig"));
+    let started = Instant::now();
+    run.wait_for("the graph to stream", |_| {
+        started.elapsed() > Duration::from_millis(600)
+    });
+    let (out, undo, seen) = run.signal(signal);
+    fails_with(&out, code_of(signal));
+    store_holds_nothing_for(&f.w, "sig");
+    no_child_left(&seen);
+    record(
+        "neo4j",
+        &format!("SIG{signal} mid-backup"),
+        "no manifest, no artifact",
+        out.status.code(),
+        Some(undo),
+    );
+}
+
+#[test]
+fn neo4j_sigint_mid_backup() {
+    neo_signal_mid_backup("INT");
+}
+
+#[test]
+fn neo4j_sigterm_mid_backup() {
+    neo_signal_mid_backup("TERM");
+}
+
+fn neo_signal_mid_restore(signal: &str, replace: bool) {
+    let f = NeoFixture::new(&format!(
+        "r{}{}",
+        signal.to_lowercase(),
+        if replace { "r" } else { "e" }
+    ));
+    let src = f.source();
+    ok(&f.backup_cmd(&src.name, "big").output().unwrap());
+    let id = only_backup(&f.w, "big");
+    let target = if replace {
+        f.target()
+    } else {
+        ArcadeDb::create(&f.arcade, format!("{}tgt", f.prefix))
+    };
+    let before = f.arcade.fingerprint(&target.name);
+    let mut run = Running::start(f.restore_cmd(&id, &target.name, "identity.txt", replace));
+    run.wait_for("the first nodes to arrive", |_| {
+        f.arcade
+            .count(&target.name, "MATCH (n:Person) RETURN count(n) AS c")
+            > 0
+    });
+    let (out, undo, seen) = run.signal(signal);
+    fails_with(&out, code_of(signal));
+    no_child_left(&seen);
+    assert_eq!(
+        f.arcade.fingerprint(&target.name),
+        before,
+        "the target changed"
+    );
+    let (mode, kept) = if replace {
+        ("--replace", "target unchanged (content hash)")
+    } else {
+        ("into an empty database", "target empty again")
+    };
+    record(
+        "neo4j",
+        &format!("SIG{signal} mid-restore {mode}"),
+        kept,
+        out.status.code(),
+        Some(undo),
+    );
+}
+
+#[test]
+fn neo4j_sigint_mid_restore_empty() {
+    neo_signal_mid_restore("INT", false);
+}
+
+#[test]
+fn neo4j_sigterm_mid_restore_empty() {
+    neo_signal_mid_restore("TERM", false);
+}
+
+#[test]
+fn neo4j_sigint_mid_restore_replace() {
+    neo_signal_mid_restore("INT", true);
+}
+
+#[test]
+fn neo4j_sigterm_mid_restore_replace() {
+    neo_signal_mid_restore("TERM", true);
+}
+
+fn neo_bad_artifact(fault: &str) {
+    let f = NeoFixture::new(&format!("x{}", &fault[..4]));
+    let src = ArcadeDb::create(&f.arcade, format!("{}src", f.prefix));
+    f.arcade.cypher(
+        &src.name,
+        "UNWIND range(1, 20000) AS i CREATE (:Person {id: i, name: 'person ' + toString(i)})",
+    );
+    ok(&f.backup_cmd(&src.name, "big").output().unwrap());
+    let id = only_backup(&f.w, "big");
+    let target = f.target();
+    let before = f.arcade.fingerprint(&target.name);
+    let (identity, code) = match fault {
+        "corrupted byte" => {
+            corrupt(&artifact_of(&f.w, "big"));
+            ("identity.txt", 4)
+        }
+        "truncated artifact" => {
+            truncate(&artifact_of(&f.w, "big"));
+            ("identity.txt", 4)
+        }
+        "wrong key" => {
+            ok(&f.w.run(&["keygen", "-o", "other.txt"]));
+            ("other.txt", 5)
+        }
+        other => panic!("unknown fault {other}"),
+    };
+    let out = f
+        .restore_cmd(&id, &target.name, identity, true)
+        .output()
+        .unwrap();
+    let err = fails_with(&out, code);
+    assert!(
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("dbseal: error: "),
+        "{err}"
+    );
+    assert_eq!(
+        f.arcade.fingerprint(&target.name),
+        before,
+        "the target changed"
+    );
+    record(
+        "neo4j",
+        &format!("{fault}, restore --replace"),
+        "target unchanged (content hash)",
+        out.status.code(),
+        None,
+    );
+}
+
+#[test]
+fn neo4j_corrupted_byte() {
+    neo_bad_artifact("corrupted byte");
+}
+
+#[test]
+fn neo4j_truncated_artifact() {
+    neo_bad_artifact("truncated artifact");
+}
+
+#[test]
+fn neo4j_wrong_key() {
+    neo_bad_artifact("wrong key");
+}
