@@ -171,9 +171,7 @@ impl Neo4jConfig {
             return Err(Error::Config("neo4j fetch_size must be at least 1".into()));
         }
         if let Some(db) = &self.database {
-            if db.is_empty() || db.contains('`') {
-                return Err(Error::Config(format!("invalid neo4j database name {db:?}")));
-            }
+            validate_database_name(db)?;
         }
         let user = self
             .user
@@ -224,9 +222,56 @@ impl Endpoint {
     }
 }
 
+/// Refuses a database name dbseal must never write into or pass on: `system` (Neo4j's
+/// own catalogue), an empty or over-long name (Neo4j allows 63 characters), a name
+/// starting with `-` (it would be read as an option by `neo4j-admin`), and names with
+/// backticks, slashes, `..` or control characters (they would escape a Cypher
+/// identifier or a path). The name may come from a manifest, which is untrusted.
+pub fn validate_database_name(db: &str) -> Result<()> {
+    let bad = |why: &str| {
+        Err(Error::Config(format!(
+            "invalid neo4j database name {db:?}: {why}"
+        )))
+    };
+    if db.is_empty() || db.len() > 63 {
+        return bad("it must have 1 to 63 characters");
+    }
+    if db.eq_ignore_ascii_case("system") {
+        return bad("`system` is Neo4j's own database and is never a backup target");
+    }
+    if db.starts_with('-') {
+        return bad("it must not start with `-`");
+    }
+    if db.contains(['`', '/', '\\']) || db.contains("..") || db.chars().any(char::is_control) {
+        return bad("backticks, slashes, `..` and control characters are not allowed");
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_names_that_could_escape_are_refused() {
+        let long = "x".repeat(64);
+        for bad in [
+            "",
+            "system",
+            "SYSTEM",
+            "--overwrite-destination=true",
+            "a`b",
+            "../x",
+            "a/b",
+            "a\nb",
+            &long,
+        ] {
+            assert!(validate_database_name(bad).is_err(), "{bad:?} accepted");
+        }
+        for good in ["neo4j", "graph.db", "sales-2026", "fm_tgt_12", "a"] {
+            validate_database_name(good).unwrap();
+        }
+    }
 
     #[test]
     fn url_credentials_are_split_and_never_shown() {

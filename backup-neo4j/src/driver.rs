@@ -225,7 +225,10 @@ impl Driver for Neo4jDriver {
                 .neo4j_admin
                 .clone()
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_NEO4J_ADMIN));
-            let mut sink = Neo4jAdminSink::new(binary, db.clone());
+            // The name may come from the (untrusted) manifest: never `system`, never an
+            // option for neo4j-admin.
+            crate::config::validate_database_name(&db)?;
+            let mut sink = Neo4jAdminSink::new(binary, db.clone()).replace(target.replace);
             return ctx
                 .restore_into(
                     manifest,

@@ -1,8 +1,9 @@
 //! The offline neo4j-admin path, against a FAKE `neo4j-admin` (the real binary is not
 //! installable here): a shell script emulating the documented CLI
 //! `neo4j-admin database dump --to-stdout DB` and
-//! `neo4j-admin database load --from-stdin --overwrite-destination=true DB`, including
-//! Community Edition's refusal to touch a running database. It swaps the loaded
+//! `neo4j-admin database load --from-stdin --overwrite-destination=true|false DB`,
+//! including Community Edition's refusal to touch a running database and the refusal
+//! to overwrite an existing one without `--overwrite-destination=true`. It swaps the loaded
 //! database in only after reading its whole input, as the real tool does.
 
 use std::path::{Path, PathBuf};
@@ -22,9 +23,11 @@ case "$2" in
     [ -f "$home/$db.db" ] || { echo "Database does not exist: $db" >&2; exit 1; }
     cat "$home/$db.db" ;;
   load)
-    [ "$3" = --from-stdin ] && [ "$4" = --overwrite-destination=true ] || { echo "usage: load --from-stdin --overwrite-destination=true DB" >&2; exit 2; }
+    [ "$3" = --from-stdin ] || { echo "usage: load --from-stdin --overwrite-destination=true|false DB" >&2; exit 2; }
+    case "$4" in --overwrite-destination=true|--overwrite-destination=false) ;; *) echo "usage: load --from-stdin --overwrite-destination=true|false DB" >&2; exit 2 ;; esac
     db=$5
     [ -e "$home/$db.running" ] && { echo "The database is in use. Stop database '$db' and try again." >&2; exit 1; }
+    [ "$4" = --overwrite-destination=false ] && [ -f "$home/$db.db" ] && { echo "Database already exists: $db. Use --overwrite-destination to replace it." >&2; exit 1; }
     cat > "$home/$db.loading" || exit 1
     mv "$home/$db.loading" "$home/$db.db" ;;
   *) echo "Unmatched argument: $2" >&2; exit 2 ;;
@@ -131,7 +134,7 @@ async fn a_running_database_is_refused_with_a_hint_and_no_manifest() {
         &store,
         &m,
         "data",
-        &mut Neo4jAdminSink::new(&bin, "live"),
+        &mut Neo4jAdminSink::new(&bin, "live").replace(true),
         &ro(&keys),
     )
     .await
@@ -191,7 +194,7 @@ async fn a_damaged_artifact_never_completes_a_load() {
         &store,
         &m,
         "data",
-        &mut Neo4jAdminSink::new(&bin, "target"),
+        &mut Neo4jAdminSink::new(&bin, "target").replace(true),
         &ro(&keys),
     )
     .await
@@ -200,5 +203,45 @@ async fn a_damaged_artifact_never_completes_a_load() {
     assert_eq!(
         std::fs::read(dir.path().join("data/target.db")).unwrap(),
         b"previous contents"
+    );
+}
+
+#[tokio::test]
+async fn an_existing_database_is_overwritten_only_with_replace() {
+    let (dir, bin, store, keys) = setup();
+    let m = backup_core::backup(
+        &store,
+        &mut Neo4jAdminSource::new(&bin, "graph"),
+        BackupOptions::new("g", keys.encryption()),
+    )
+    .await
+    .unwrap();
+    std::fs::write(dir.path().join("data/kept.db"), b"previous contents").unwrap();
+    let err = backup_core::restore(
+        &store,
+        &m,
+        "data",
+        &mut Neo4jAdminSink::new(&bin, "kept"),
+        &ro(&keys),
+    )
+    .await
+    .expect_err("an existing database without replace");
+    assert!(err.to_string().contains("already exists"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("data/kept.db")).unwrap(),
+        b"previous contents"
+    );
+    backup_core::restore(
+        &store,
+        &m,
+        "data",
+        &mut Neo4jAdminSink::new(&bin, "kept").replace(true),
+        &ro(&keys),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("data/kept.db")).unwrap(),
+        dump_bytes()
     );
 }

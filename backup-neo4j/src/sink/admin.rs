@@ -3,7 +3,7 @@
 use super::*;
 
 /// Loads a `neo4j-admin` dump offline: streams the artifact into
-/// `neo4j-admin database load --from-stdin --overwrite-destination=true DB`.
+/// `neo4j-admin database load --from-stdin --overwrite-destination=<replace> DB`.
 ///
 /// This is the Community Edition path: the database must be stopped (the tool refuses
 /// otherwise). The stream is fed as it is decrypted; if the artifact turns out to be
@@ -14,6 +14,7 @@ use super::*;
 pub struct Neo4jAdminSink {
     binary: PathBuf,
     database: String,
+    replace: bool,
 }
 
 impl Neo4jAdminSink {
@@ -22,7 +23,15 @@ impl Neo4jAdminSink {
         Neo4jAdminSink {
             binary: binary.into(),
             database: database.into(),
+            replace: false,
         }
+    }
+
+    /// Whether the load may overwrite an existing database (`--replace`); without it
+    /// `neo4j-admin` refuses a database that exists.
+    pub fn replace(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
     }
 
     /// The command line (holds no secret).
@@ -32,7 +41,7 @@ impl Neo4jAdminSink {
             "database".into(),
             "load".into(),
             "--from-stdin".into(),
-            "--overwrite-destination=true".into(),
+            format!("--overwrite-destination={}", self.replace),
             self.database.clone(),
         ]
     }
