@@ -376,6 +376,8 @@ pub enum KeepReason {
     Blocked,
     /// The policy has no keep rule: everything is kept.
     NoPolicy,
+    /// `prune --debris`: only debris is deleted.
+    DebrisOnly,
 }
 
 impl fmt::Display for KeepReason {
@@ -392,6 +394,7 @@ impl fmt::Display for KeepReason {
             KeepReason::NewestVerified => f.write_str("newest verified backup (never deleted)"),
             KeepReason::Blocked => f.write_str("prune blocked (see above)"),
             KeepReason::NoPolicy => f.write_str("no keep rule set: everything is kept"),
+            KeepReason::DebrisOnly => f.write_str("prune --debris: backups are not touched"),
         }
     }
 }
@@ -467,10 +470,10 @@ pub fn plan(
     let mut debris: Vec<&DebrisCandidate> = debris.iter().collect();
     debris.sort_by(|a, b| b.id.cmp(&a.id));
     for d in debris {
-        if blocked.is_some() {
-            out.keep_debris
-                .push((d.id.clone(), "prune blocked (see above)".into()));
-        } else if d.last_modified <= cutoff {
+        // Debris is never restorable: what is older than the grace period goes even
+        // when backups are blocked (a datastore whose backups keep failing must not
+        // grow without bound). Younger debris may be a backup still running.
+        if d.last_modified <= cutoff {
             out.delete_debris.push(d.id.clone());
         } else {
             out.keep_debris.push((
@@ -838,10 +841,12 @@ mod tests {
             let why = p.blocked.as_deref().expect("blocked");
             assert!(why.contains(words), "{why}");
             assert!(why.contains(backups.last().unwrap().id.as_str()), "{why}");
-            assert!(p.delete.is_empty() && p.delete_debris.is_empty());
+            assert!(p.delete.is_empty());
             assert_eq!(p.keep.len(), 730);
             assert_eq!(p.keep[5].reasons, [KeepReason::Blocked]);
-            assert_eq!(p.keep_debris.len(), 1);
+            // Debris past the grace period goes anyway: it is never restorable.
+            assert_eq!(p.delete_debris, vec![old_debris.id.clone()]);
+            assert!(p.keep_debris.is_empty());
         }
         // Older unverified backups do not block: only the newest counts.
         backups.last_mut().unwrap().verification = VerificationState::Verified;
@@ -876,10 +881,21 @@ mod tests {
             why.contains("is incomplete") && why.contains(&running.id),
             "{why}"
         );
+        assert!(p.delete.is_empty(), "no backup is deleted while blocked");
+        // ...but the failed backup's debris, older than the grace period, is.
+        assert_eq!(p.delete_debris, vec![running.id.clone()]);
+        // Within the grace period it may be a backup still running: kept.
+        let p = plan(
+            &policy,
+            &backups,
+            std::slice::from_ref(&running),
+            t(2025, 12, 31, 3),
+        );
+        assert!(p.blocked.is_some());
         assert!(p.delete.is_empty() && p.delete_debris.is_empty());
         assert_eq!(p.keep_debris.len(), 1);
         // No complete backup at all, only debris: blocked too.
-        let p = plan(&policy, &[], &[running], t(2026, 1, 3, 0));
+        let p = plan(&policy, &[], &[running], t(2025, 12, 31, 3));
         assert!(p.blocked.is_some());
         assert!(p.delete_debris.is_empty());
     }

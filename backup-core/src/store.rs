@@ -80,6 +80,8 @@ pub struct IncompleteBackup {
     pub keys: Vec<String>,
     /// When the newest of them was written.
     pub last_modified: chrono::DateTime<chrono::Utc>,
+    /// Their total size.
+    pub bytes: u64,
 }
 
 /// What [`BackupStore::scan`] found.
@@ -451,6 +453,7 @@ impl BackupStore {
                         .map(|(_, m)| m.last_modified)
                         .max()
                         .unwrap_or_default(),
+                    bytes: objects.iter().map(|(_, m)| m.size).sum(),
                     keys: objects.into_iter().map(|(k, _)| k).collect(),
                 });
             }

@@ -64,6 +64,18 @@ async fn restore_on_timeline(
     target: RecoveryTarget,
     timeline: Option<&str>,
 ) -> backup_core::Result<PhysicalRestoreReport> {
+    restore_with(archive, manifest, pgdata, target, timeline, None).await
+}
+
+/// The restore every helper runs; `archive_command`: `--archive-to` (else archiving off).
+async fn restore_with(
+    archive: &Archive,
+    manifest: &Manifest,
+    pgdata: &Path,
+    target: RecoveryTarget,
+    timeline: Option<&str>,
+    archive_command: Option<String>,
+) -> backup_core::Result<PhysicalRestoreReport> {
     let sysid: u64 = manifest.source["system_identifier"]
         .as_str()
         .unwrap()
@@ -81,6 +93,7 @@ async fn restore_on_timeline(
         target,
         action: TargetAction::Promote,
         timeline: timeline.map(str::to_string),
+        archive_command,
         env_file: Some(SecretString::new(format!(
             "DBSEAL_STORE={}\nDBSEAL_IDENTITY={}\n",
             archive.store_dir.display(),
@@ -227,6 +240,16 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
         .unwrap();
     let auto = std::fs::read_to_string(pgdata.join("postgresql.auto.conf")).unwrap();
     assert!(auto.contains("--fail-on-gap"), "{auto}");
+    // The source archived with archive_command (in postgresql.conf): the restored copy
+    // must not push its WAL into that archive unless asked.
+    assert!(
+        auto.contains("archive_mode = 'off'") && auto.contains("archive_command = ''"),
+        "{auto}"
+    );
+    assert_eq!(
+        physical::inherited_settings(&pgdata),
+        vec!["archive_mode", "archive_command"]
+    );
     let restored = start_restored(&tree, &pgdata, "restored-latest").await;
     assert_eq!(fingerprint(&restored).await, "absent");
     assert_eq!(count_after_drop(&restored).await, Some(42));
@@ -240,11 +263,14 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
 
     // Restore to t2, before the DROP: exactly the state at t2.
     let pgdata = tree.path.join("restored-t2");
-    let report = restore_to(
+    // Archiving from the restored cluster, as `--archive-to` asks (off otherwise).
+    let report = restore_with(
         &archive,
         &manifest,
         &pgdata,
         RecoveryTarget::Time(t2.clone()),
+        None,
+        Some(archive.archive_command()),
     )
     .await
     .unwrap();

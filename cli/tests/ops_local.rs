@@ -464,3 +464,51 @@ fn prune_removes_set_manifests_without_any_member_left() {
     );
     assert!(!gone.exists() && kept.is_file());
 }
+
+#[test]
+fn prune_debris_removes_failed_uploads_even_while_the_newest_backup_is_incomplete() {
+    let w = Work::new();
+    let a1 = backup(&w, "app", "1");
+    // Debris newer than every complete backup: the newest backup "is incomplete", which
+    // blocks deleting backups, but not deleting debris past the grace period.
+    let debris = "29990101T000000Z-deadbeef";
+    let part = w.store().join("app").join(debris).join("data.raw.zst.age");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
+    std::fs::write(&part, vec![7u8; 5000]).unwrap();
+    let text = ok(&run(&w, &["prune", "--debris", "--dry-run"]));
+    assert!(
+        text.contains(&format!("keep    debris {debris}")),
+        "young debris is kept: {text}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let report = json(&run(
+        &w,
+        &[
+            "--json",
+            "prune",
+            "--debris",
+            "--debris-grace",
+            "1s",
+            "--keep-last",
+            "1",
+        ],
+    ));
+    let ds = &report["datastores"][0];
+    assert!(
+        ds["blocked"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("incomplete"),
+        "{ds}"
+    );
+    assert_eq!(ds["delete_debris"], serde_json::json!([debris]), "{ds}");
+    assert_eq!(ds["debris_bytes"], 5000, "{ds}");
+    assert!(!part.exists());
+    let left: Vec<String> = json(&run(&w, &["--json", "list"]))
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["backup_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, vec![a1], "no backup is touched");
+}

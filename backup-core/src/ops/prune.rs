@@ -61,6 +61,10 @@ pub struct PruneOptions {
     /// Print what would be deleted and why each kept backup is kept; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Only the debris of failed backups (folders without a manifest, older than the
+    /// grace period): list it with its size and delete it; no backup is touched.
+    #[arg(long)]
+    pub debris: bool,
 }
 
 impl PruneOptions {
@@ -93,6 +97,8 @@ pub struct DatastorePrune {
     pub plan: RetentionPlan,
     /// Object keys deleted (or, in a dry run, that would be).
     pub deleted_keys: Vec<String>,
+    /// Bytes of debris deleted (or, in a dry run, that would be).
+    pub debris_bytes: u64,
     /// Whether anything was actually deleted (false in a dry run).
     pub executed: bool,
 }
@@ -191,6 +197,21 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
         if let Some(why) = &plan.blocked {
             ctx.warn(format!("datastore `{name}`: nothing deleted: {why}"));
         }
+        if options.debris {
+            // Debris only: every backup stays.
+            for id in std::mem::take(&mut plan.delete) {
+                if let Some(m) = manifests.iter().find(|m| m.backup_id == id) {
+                    plan.keep.push(retention::Kept {
+                        id,
+                        time: m.started_at,
+                        reasons: vec![retention::KeepReason::DebrisOnly],
+                    });
+                }
+            }
+            plan.keep
+                .sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id)));
+        }
+        let mut debris_bytes = 0u64;
         let by_id: BTreeMap<&BackupId, &&Manifest> =
             manifests.iter().map(|m| (&m.backup_id, m)).collect();
         let mut deleted_keys = Vec::new();
@@ -210,6 +231,7 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
             let Some(d) = ds_debris.iter().find(|d| &d.backup_id == id) else {
                 continue;
             };
+            debris_bytes += d.bytes;
             if options.dry_run {
                 deleted_keys.extend(d.keys.iter().cloned());
             } else {
@@ -222,7 +244,7 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
             }
         }
         // Continuous archives (PostgreSQL's WAL): what no kept backup needs goes too.
-        if plan.blocked.is_none() {
+        if plan.blocked.is_none() && !options.debris {
             let deleting: BTreeSet<BackupId> = plan.delete.iter().cloned().collect();
             for archive in &ctx.archives {
                 deleted_keys.extend(
@@ -238,6 +260,7 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
             policy,
             plan,
             deleted_keys,
+            debris_bytes,
             executed: !options.dry_run,
         });
     }

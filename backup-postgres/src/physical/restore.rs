@@ -80,7 +80,62 @@ pub struct PhysicalRestore {
     /// Contents of [`RESTORE_ENV_FILE`], written into the data directory with mode
     /// 0600 (store settings the restore command reads). Never put it in argv.
     pub env_file: Option<backup_core::SecretString>,
+    /// The restored cluster's `archive_command` (`--archive-to`). `None`: archiving is
+    /// off (`archive_mode = 'off'`), whatever the source's configuration said, so a
+    /// restored copy never pushes its WAL into the source's archive.
+    pub archive_command: Option<String>,
 }
+
+/// Settings the restored files may carry over from the source that must not act in the
+/// restored cluster: archiving into the source's archive, following the source as a
+/// standby, or a stale recovery target. [`recovery_settings`] overrides every one.
+pub const NEUTRALISED_SETTINGS: &[&str] = &[
+    "archive_mode",
+    "archive_command",
+    "archive_library",
+    "primary_conninfo",
+    "primary_slot_name",
+    "restore_command",
+    "recovery_target",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_action",
+    "recovery_target_inclusive",
+    "recovery_target_timeline",
+];
+
+/// The [`NEUTRALISED_SETTINGS`] the source set (a non-empty value in `postgresql.conf`
+/// or `postgresql.auto.conf` of the restored data directory, before dbseal's lines).
+pub fn inherited_settings(pgdata: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for file in ["postgresql.conf", "postgresql.auto.conf"] {
+        let Ok(text) = std::fs::read_to_string(pgdata.join(file)) else {
+            continue;
+        };
+        for line in text.lines() {
+            if line.starts_with(RECOVERY_MARKER) {
+                break;
+            }
+            let line = line.split('#').next().unwrap_or("").trim();
+            let Some((name, value)) = line.split_once('=') else {
+                continue;
+            };
+            let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+            if NEUTRALISED_SETTINGS.contains(&name.as_str())
+                && !matches!(value, "" | "''")
+                && !found.contains(&name)
+            {
+                found.push(name);
+            }
+        }
+    }
+    found
+}
+
+/// How dbseal's block in `postgresql.auto.conf` starts.
+const RECOVERY_MARKER: &str = "# Recovery settings written by `dbseal restore";
 
 /// What [`restore_physical`] did.
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +198,21 @@ pub fn wal_fetch_command(
     cmd
 }
 
+/// `archive_command` for `--archive-to`: `DBSEAL wal-push --env-file F --datastore D %p`.
+pub fn wal_push_command(dbseal: &Path, env_file: &Path, datastore: &str) -> String {
+    let words = [
+        shell_word(&dbseal.to_string_lossy()),
+        "wal-push".to_string(),
+        "--env-file".into(),
+        shell_word(&env_file.to_string_lossy()),
+        "--datastore".into(),
+        shell_word(datastore),
+    ];
+    let mut cmd = words.join(" ").replace('%', "%%");
+    cmd.push_str(" %p");
+    cmd
+}
+
 /// Quotes a value for postgresql.conf.
 pub(super) fn conf_value(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "''"))
@@ -151,7 +221,7 @@ pub(super) fn conf_value(s: &str) -> String {
 /// The lines appended to `postgresql.auto.conf`.
 pub fn recovery_settings(backup_id: &str, restore: &PhysicalRestore) -> String {
     let mut s = format!(
-        "\n# Recovery settings written by `dbseal restore {backup_id}` at {}.\n# PostgreSQL fetches WAL with restore_command until the target, then {}.\n",
+        "\n{RECOVERY_MARKER} {backup_id}` at {}.\n# PostgreSQL fetches WAL with restore_command until the target, then {}.\n",
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         match restore.target {
             RecoveryTarget::Latest => "promotes".to_string(),
@@ -162,6 +232,26 @@ pub fn recovery_settings(backup_id: &str, restore: &PhysicalRestore) -> String {
         "restore_command = {}\n",
         conf_value(&restore.restore_command)
     ));
+    // What the source's configuration may carry over is overridden (later lines win).
+    s.push_str("# Never archive into, or follow, the source; no inherited recovery target.\n");
+    match &restore.archive_command {
+        Some(cmd) => s.push_str(&format!(
+            "archive_mode = 'on'\narchive_command = {}\n",
+            conf_value(cmd)
+        )),
+        None => s.push_str("archive_mode = 'off'\narchive_command = ''\n"),
+    }
+    s.push_str("archive_library = ''\nprimary_conninfo = ''\nprimary_slot_name = ''\n");
+    for t in [
+        "recovery_target",
+        "recovery_target_time",
+        "recovery_target_xid",
+        "recovery_target_lsn",
+        "recovery_target_name",
+    ] {
+        s.push_str(&format!("{t} = ''\n"));
+    }
+    s.push_str("recovery_target_inclusive = 'on'\n");
     match &restore.target {
         RecoveryTarget::Latest => {}
         RecoveryTarget::Immediate => s.push_str("recovery_target = 'immediate'\n"),
@@ -742,6 +832,7 @@ pub async fn restore_physical(
     let mut sink = PhysicalSink::new(restore.pgdata.clone(), settings, restore.env_file.clone());
     backup_core::restore(store, manifest, "data", &mut sink, options).await?;
     let (files, bytes) = sink.written;
+    let inherited = inherited_settings(&restore.pgdata);
     let major = manifest
         .source
         .get("pg_version")
@@ -756,6 +847,17 @@ pub async fn restore_physical(
     };
     let mut summary = vec![
         format!("unpacked {files} files ({bytes} bytes) into {}", restore.pgdata.display()),
+        match (&restore.archive_command, inherited.is_empty()) {
+            (Some(_), _) => format!(
+                "archiving on: archive_command set by --archive-to{}",
+                if inherited.is_empty() { String::new() } else { format!("; overridden from the source: {}", inherited.join(", ")) }
+            ),
+            (None, true) => "archiving off (archive_mode = 'off'): the restored cluster archives nowhere".to_string(),
+            (None, false) => format!(
+                "overridden from the source, so the restored cluster neither archives into nor follows it: {} (archive_mode = 'off'; --archive-to DATASTORE turns archiving on)",
+                inherited.join(", ")
+            ),
+        },
         format!(
             "wrote recovery.signal and restore_command (dbseal wal-fetch from datastore `{}`) to postgresql.auto.conf",
             manifest.datastore.name

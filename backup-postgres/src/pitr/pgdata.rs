@@ -41,6 +41,12 @@ pub struct PitrOptions {
     /// recovery_target_timeline: latest (default), current or a number.
     #[arg(long, requires = "pgdata")]
     pub target_timeline: Option<String>,
+    /// Let the restored cluster archive its WAL into this datastore's archive
+    /// (archive_command = dbseal wal-push; recipients from DBSEAL_RECIPIENTS). Without
+    /// it archiving is off: the source's archive_command, primary_conninfo and recovery
+    /// settings are overridden, never inherited.
+    #[arg(long, value_name = "DATASTORE", requires = "pgdata")]
+    pub archive_to: Option<String>,
 }
 
 impl PitrOptions {
@@ -313,6 +319,25 @@ pub async fn restore_pgdata(
             pgdata.display()
         ));
     }
+    // Archiving from the restored cluster only when asked, into the datastore named.
+    let archive_command = match &pitr.archive_to {
+        None => None,
+        Some(datastore) => {
+            backup_core::BackupStore::validate_datastore_name(datastore)?;
+            let recipients = std::env::var("DBSEAL_RECIPIENTS").unwrap_or_default();
+            if recipients.trim().is_empty() {
+                return Err(Error::Config(
+                    "--archive-to needs the recipients wal-push encrypts to: set DBSEAL_RECIPIENTS (they are written into the data directory's env file)".into(),
+                ));
+            }
+            env.push_str(&format!("DBSEAL_RECIPIENTS={}\n", recipients.trim()));
+            Some(physical::wal_push_command(
+                dbseal,
+                &pgdata.join(RESTORE_ENV_FILE),
+                datastore,
+            ))
+        }
+    };
     let restore_command = physical::wal_fetch_command(
         dbseal,
         Some(&pgdata.join(RESTORE_ENV_FILE)),
@@ -326,6 +351,7 @@ pub async fn restore_pgdata(
         action: pitr.target_action.unwrap_or_default(),
         timeline: pitr.target_timeline.clone(),
         restore_command,
+        archive_command,
         env_file: Some(SecretString::new(env)),
     };
     let report = physical::restore_physical(store, manifest, &restore, options).await?;

@@ -52,10 +52,11 @@ fn text(r: &PruneReport) -> String {
             }
         }
         s.push_str(&format!(
-            "  {} kept, {} {verb}, {} debris {verb}\n",
+            "  {} kept, {} {verb}, {} debris {verb} ({})\n",
             d.plan.keep.len(),
             d.plan.delete.len(),
-            d.plan.delete_debris.len()
+            d.plan.delete_debris.len(),
+            human_bytes(d.debris_bytes)
         ));
     }
     for k in &r.set_manifests_deleted {
