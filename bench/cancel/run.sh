@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Cancellation-to-exit benchmark (issue 16): a large restore of every driver is stopped
+# with SIGTERM once it is loading; the time from the signal to dbseal's exit (rollback
+# included) is measured, and the target is checked to be as before.
+#
+#   postgres: restore --create-db of a 5M-row table (≈ 0.6 GB of dump) — the created
+#             database is dropped;
+#   redis:    restore --replace of 2M keys into db 3 of a private redis-server — the
+#             staging database is flushed;
+#   neo4j:    restore of 300k nodes into an empty ArcadeDB database over Bolt — what was
+#             created is deleted (ArcadeDB stands in for Neo4j, which is not installable
+#             here).
+#
+# Rounds are interleaved (postgres, redis, neo4j, postgres, …); medians are printed as a
+# Markdown block for bench/RESULTS.md. Target: under 5 s each.
+#
+#   bench/cancel/run.sh                 # 3 rounds
+#   BENCH_ROUNDS=5 bench/cancel/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$(pwd)
+ROUNDS=${BENCH_ROUNDS:-3}
+DBSEAL=$ROOT/target/release/dbseal
+if [ -z "${BENCH_NO_BUILD:-}" ] || [ ! -x "$DBSEAL" ]; then
+  cargo build --release -p dbseal-cli 2>&1 | tail -n 1
+fi
+WORK=$(mktemp -d /tmp/dbseal-bench-cancel.XXXXXX)
+chmod 755 "$WORK"
+REDIS_PID=
+cleanup() {
+  [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null || true
+  "$ROOT/scripts/services.sh" stop "$WORK/services" >/dev/null 2>&1 || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+mkdir -p "$WORK/services"
+DBSEAL_TEST_PG_PORT=${BENCH_PG_PORT:-35432} DBSEAL_TEST_BOLT_PORT=${BENCH_BOLT_PORT:-37687} \
+  DBSEAL_TEST_ARCADE_HTTP_PORT=${BENCH_ARCADE_HTTP_PORT:-32480} \
+  "$ROOT/scripts/services.sh" start "$WORK/services" postgres bolt >"$WORK/services.log" 2>&1
+# shellcheck disable=SC1091
+source "$WORK/services/env.sh"
+REDIS_PORT=${BENCH_REDIS_PORT:-36379}
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+  --enable-debug-command yes --dir "$WORK" >/dev/null 2>&1 &
+REDIS_PID=$!
+until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
+
+cd "$WORK"
+"$DBSEAL" keygen -o id.txt >rcpt 2>/dev/null
+export PGPASSWORD=$DBSEAL_TEST_PG_PASSWORD NEO4J_PASSWORD=$DBSEAL_TEST_BOLT_PASSWORD NEO4J_USERNAME=$DBSEAL_TEST_BOLT_USER
+PSQL="$DBSEAL_TEST_PG_BIN/psql -X -q -A -t"
+PG=${DBSEAL_TEST_PG_URL%/postgres}
+arcade() { # ArcadeDB's HTTP API (work-around: databases are made there, not with Cypher)
+  curl -s -u "$DBSEAL_TEST_BOLT_USER:$DBSEAL_TEST_BOLT_PASSWORD" -X POST "$DBSEAL_TEST_ARCADE_HTTP/api/v1/$1" -d "$2"
+}
+
+echo "bench: building the data sets" >&2
+$PSQL "$PG/postgres" -c "CREATE DATABASE big"
+$PSQL "$PG/big" -c "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g*7)::text) AS b, repeat(md5(g::text), 2) AS c FROM generate_series(1, 5000000) g; ALTER TABLE t ADD PRIMARY KEY (id);"
+redis-cli -p "$REDIS_PORT" DEBUG POPULATE 2000000 key 256 >/dev/null
+redis-cli -p "$REDIS_PORT" -n 3 SET keep before >/dev/null
+arcade server '{"command":"create database graphsrc"}' >/dev/null
+arcade command/graphsrc '{"language":"cypher","command":"UNWIND range(1, 300000) AS i CREATE (:Person {id: i, name: \"person \" + toString(i), score: i / 3.0})"}' >/dev/null
+
+S=(--store "$WORK/store" -q)
+"$DBSEAL" "${S[@]}" backup postgres --url "$PG/big" -d pg -r "$(cat rcpt)" >/dev/null
+"$DBSEAL" "${S[@]}" backup redis --url "redis://127.0.0.1:$REDIS_PORT" -d rd -r "$(cat rcpt)" >/dev/null
+"$DBSEAL" "${S[@]}" backup neo4j --url "$DBSEAL_TEST_BOLT_URL" --database graphsrc -d neo -r "$(cat rcpt)" >/dev/null
+id_of() { "$DBSEAL" "${S[@]}" --json list -d "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["backup_id"])'; }
+PG_ID=$(id_of pg) RD_ID=$(id_of rd) NEO_ID=$(id_of neo)
+now() { date +%s%N; }
+
+# run_one NAME READY_CMD CHECK_CMD -- dbseal args: starts the restore, waits for READY,
+# 1 s more, sends SIGTERM; prints the signal-to-exit ms; CHECK_CMD must succeed after.
+run_one() {
+  local name=$1 ready=$2 check=$3
+  shift 4
+  "$DBSEAL" "${S[@]}" "$@" >"$WORK/$name.out" 2>&1 &
+  local pid=$! deadline=$((SECONDS + 300))
+  CUR_PID=$pid
+  until eval "$ready"; do
+    kill -0 "$pid" 2>/dev/null || { echo "bench: $name restore ended before it loaded" >&2; cat "$WORK/$name.out" >&2; exit 1; }
+    [ $SECONDS -lt $deadline ] || { echo "bench: $name never started loading" >&2; exit 1; }
+    sleep 0.05
+  done
+  sleep 1
+  local t0 code
+  t0=$(now)
+  kill -TERM "$pid"
+  code=0
+  wait "$pid" || code=$?
+  local ms=$((($(now) - t0) / 1000000))
+  [ "$code" = 143 ] || { echo "bench: $name exited $code, expected 143" >&2; cat "$WORK/$name.out" >&2; exit 1; }
+  eval "$check" || { echo "bench: $name left its target changed" >&2; exit 1; }
+  echo "$ms"
+}
+
+pg_ready() { pgrep -P "$CUR_PID" pg_restore >/dev/null 2>&1; }
+pg_check() { [ "$($PSQL "$PG/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = 'tgt'")" = 0 ]; }
+rd_ready() { redis-cli -p "$REDIS_PORT" info keyspace | grep -qvE '^(db0|db3|#)' ; }
+rd_check() { [ "$(redis-cli -p "$REDIS_PORT" info keyspace | grep -c '^db')" = 2 ] && [ "$(redis-cli -p "$REDIS_PORT" -n 3 dbsize)" = 1 ]; }
+neo_ready() { arcade command/graphtgt '{"language":"cypher","command":"MATCH (n:Person) RETURN count(n) AS c"}' | grep -qv '"c":0'; }
+neo_check() { arcade command/graphtgt '{"language":"cypher","command":"MATCH (n) RETURN count(n) AS c"}' | grep -q '"c":0'; }
+
+declare -a PGT RDT NEOT
+for r in $(seq "$ROUNDS"); do
+  PGT+=("$(run_one pg pg_ready pg_check -- restore "$PG_ID" --url "$PG/tgt" --create-db -i id.txt)")
+  RDT+=("$(run_one rd rd_ready rd_check -- restore "$RD_ID" --url "redis://127.0.0.1:$REDIS_PORT/3" --db 0:3 --replace --no-safety-backup -i id.txt)")
+  arcade server '{"command":"create database graphtgt"}' >/dev/null
+  NEOT+=("$(run_one neo neo_ready neo_check -- restore "$NEO_ID" --url "$DBSEAL_TEST_BOLT_URL" --database graphtgt -i id.txt)")
+  arcade server '{"command":"drop database graphtgt"}' >/dev/null
+  echo "bench: round $r: postgres ${PGT[-1]} ms, redis ${RDT[-1]} ms, neo4j ${NEOT[-1]} ms" >&2
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+cat <<MD
+### Cancellation to exit (bench/cancel/run.sh, $(date -u +%Y-%m-%d), $(nproc) cores, $ROUNDS interleaved rounds)
+
+SIGTERM sent 1 s into the load of a large restore; time until dbseal exited (143) with
+its target rolled back (checked after each round).
+
+| driver | restore | runs (ms) | median |
+|--------|---------|-----------|--------|
+| PostgreSQL | --create-db, 5M rows | ${PGT[*]} | $(median "${PGT[@]}") ms |
+| Redis | --replace, 2M keys | ${RDT[*]} | $(median "${RDT[@]}") ms |
+| Neo4j (ArcadeDB) | empty database, 300k nodes | ${NEOT[*]} | $(median "${NEOT[@]}") ms |
+MD
