@@ -230,6 +230,26 @@ fn truncate(path: &Path) {
     f.set_len(len * 6 / 10).unwrap();
 }
 
+/// Damages the only backup of `datastore` as `fault` says (or makes a wrong key);
+/// returns the identity file to restore with and the exit code expected.
+fn apply_fault(w: &Work, datastore: &str, fault: &str) -> (&'static str, i32) {
+    match fault {
+        "corrupted byte" => {
+            corrupt(&artifact_of(w, datastore));
+            ("identity.txt", 4)
+        }
+        "truncated artifact" => {
+            truncate(&artifact_of(w, datastore));
+            ("identity.txt", 4)
+        }
+        "wrong key" => {
+            ok(&w.run(&["keygen", "-o", "other.txt"]));
+            ("other.txt", 5)
+        }
+        other => panic!("unknown fault {other}"),
+    }
+}
+
 /// The backup id of the only backup of `datastore`.
 fn only_backup(w: &Work, datastore: &str) -> String {
     let out = w.run(&[
@@ -542,22 +562,7 @@ fn pg_bad_artifact(fault: &str) {
     let id = f.backup("big");
     let target = f.target("tgt");
     let before = f.pg.fingerprint(&target);
-    let (identity, code) = match fault {
-        "corrupted byte" => {
-            corrupt(&artifact_of(&f.w, "big"));
-            ("identity.txt", 4)
-        }
-        "truncated artifact" => {
-            truncate(&artifact_of(&f.w, "big"));
-            ("identity.txt", 4)
-        }
-        "wrong key" => {
-            let other = f.w.run(&["keygen", "-o", "other.txt"]);
-            ok(&other);
-            ("other.txt", 5)
-        }
-        other => panic!("unknown fault {other}"),
-    };
+    let (identity, code) = apply_fault(&f.w, "big", fault);
     let out = f
         .cmd(&[
             "restore",
@@ -750,6 +755,22 @@ impl RedisFixture {
         ]
     }
 
+    /// `restore ID --replace` of db 0 of the backup into db 3 (SWAPDB through staging).
+    fn restore_cmd(&self, id: &str, identity: &str) -> Command {
+        let url = format!("{}/3", self.server.url());
+        self.cmd(&[
+            "restore",
+            id,
+            "--url",
+            &url,
+            "--db",
+            "0:3",
+            "--replace",
+            "-i",
+            identity,
+        ])
+    }
+
     fn backup(&self, datastore: &str) -> String {
         let url = self.server.url();
         ok(&self
@@ -798,18 +819,7 @@ fn redis_signal_mid_restore(signal: &str) {
     let f = RedisFixture::new();
     let id = f.backup("big");
     let before = f.server.state();
-    let url = format!("{}/3", f.server.url());
-    let mut run = Running::start(f.cmd(&[
-        "restore",
-        &id,
-        "--url",
-        &url,
-        "--db",
-        "0:3",
-        "--replace",
-        "-i",
-        "identity.txt",
-    ]));
+    let mut run = Running::start(f.restore_cmd(&id, "identity.txt"));
     run.wait_for("a staging database to fill", |_| {
         f.server.staging_filling(&[0, 3])
     });
@@ -841,36 +851,8 @@ fn redis_bad_artifact(fault: &str) {
     let f = RedisFixture::new();
     let id = f.backup("big");
     let before = f.server.state();
-    let (identity, code) = match fault {
-        "corrupted byte" => {
-            corrupt(&artifact_of(&f.w, "big"));
-            ("identity.txt", 4)
-        }
-        "truncated artifact" => {
-            truncate(&artifact_of(&f.w, "big"));
-            ("identity.txt", 4)
-        }
-        "wrong key" => {
-            ok(&f.w.run(&["keygen", "-o", "other.txt"]));
-            ("other.txt", 5)
-        }
-        other => panic!("unknown fault {other}"),
-    };
-    let url = format!("{}/3", f.server.url());
-    let out = f
-        .cmd(&[
-            "restore",
-            &id,
-            "--url",
-            &url,
-            "--db",
-            "0:3",
-            "--replace",
-            "-i",
-            identity,
-        ])
-        .output()
-        .unwrap();
+    let (identity, code) = apply_fault(&f.w, "big", fault);
+    let out = f.restore_cmd(&id, identity).output().unwrap();
     let err = fails_with(&out, code);
     assert!(
         err.lines()
@@ -936,18 +918,7 @@ fn redis_server_killed_mid_restore() {
     let _serial = REDIS.lock().unwrap_or_else(|p| p.into_inner());
     let mut f = RedisFixture::new();
     let id = f.backup("big");
-    let url = format!("{}/3", f.server.url());
-    let mut run = Running::start(f.cmd(&[
-        "restore",
-        &id,
-        "--url",
-        &url,
-        "--db",
-        "0:3",
-        "--replace",
-        "-i",
-        "identity.txt",
-    ]));
+    let mut run = Running::start(f.restore_cmd(&id, "identity.txt"));
     run.wait_for("a staging database to fill", |_| {
         f.server.staging_filling(&[0, 3])
     });
@@ -1279,21 +1250,7 @@ fn neo_bad_artifact(fault: &str) {
     let id = only_backup(&f.w, "big");
     let target = f.target();
     let before = f.arcade.fingerprint(&target.name);
-    let (identity, code) = match fault {
-        "corrupted byte" => {
-            corrupt(&artifact_of(&f.w, "big"));
-            ("identity.txt", 4)
-        }
-        "truncated artifact" => {
-            truncate(&artifact_of(&f.w, "big"));
-            ("identity.txt", 4)
-        }
-        "wrong key" => {
-            ok(&f.w.run(&["keygen", "-o", "other.txt"]));
-            ("other.txt", 5)
-        }
-        other => panic!("unknown fault {other}"),
-    };
+    let (identity, code) = apply_fault(&f.w, "big", fault);
     let out = f
         .restore_cmd(&id, &target.name, identity, true)
         .output()
