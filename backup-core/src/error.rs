@@ -256,6 +256,7 @@ impl Error {
         match self {
             Error::Store { source, .. } => match source {
                 object_store::Error::NotFound { .. } => ErrorKind::NotFound,
+                other if local_io_failure(other) => ErrorKind::Other,
                 _ => ErrorKind::Connection,
             },
             Error::StoreConfig { .. } | Error::Key(_) | Error::Config(_) => ErrorKind::Config,
@@ -334,3 +335,28 @@ impl std::fmt::Display for StageError {
 }
 
 impl std::error::Error for StageError {}
+
+/// Whether a store error is a local file-system failure (a full disk, a missing
+/// permission, a read-only file system: exit 1) rather than a store that could not be
+/// reached or refused the credentials (exit 6).
+fn local_io_failure(e: &object_store::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                K::StorageFull
+                    | K::PermissionDenied
+                    | K::ReadOnlyFilesystem
+                    | K::QuotaExceeded
+                    | K::FileTooLarge
+                    | K::IsADirectory
+                    | K::NotADirectory
+                    | K::InvalidFilename
+            ) || io.raw_os_error() == Some(28);
+        }
+        cur = err.source();
+    }
+    false
+}

@@ -1291,3 +1291,330 @@ fn neo4j_truncated_artifact() {
 fn neo4j_wrong_key() {
     neo_bad_artifact("wrong key");
 }
+
+// ---------------------------------------------------------------------------------------
+// The store: a private SeaweedFS S3 server per cell (so a cell may kill it, and start it
+// again on the same data to look), and a file store on a full file system.
+
+struct Seaweed {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const S3_KEY: &str = "faultmatrix";
+const S3_SECRET: &str = "faultmatrix-secret-0001";
+
+impl Seaweed {
+    fn start() -> Seaweed {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("data")).unwrap();
+        std::fs::write(
+            dir.path().join("s3.json"),
+            format!(r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{S3_KEY}","secretKey":"{S3_SECRET}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#),
+        )
+        .unwrap();
+        // Ten consecutive free ports (S3, gRPC, master, volume, filer, admin).
+        let port = loop {
+            let p = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            if p < 60000
+                && (p..p + 10).all(|q| std::net::TcpListener::bind(("127.0.0.1", q)).is_ok())
+            {
+                break p;
+            }
+        };
+        let mut s = Seaweed {
+            child: None,
+            dir,
+            port,
+        };
+        s.run();
+        s
+    }
+
+    fn run(&mut self) {
+        let d = self.dir.path();
+        let p = self.port;
+        let child = Command::new("weed")
+            .current_dir(d)
+            .arg("mini")
+            .arg(format!("-dir={}", d.join("data").display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-s3.config={}", d.join("s3.json").display()))
+            .arg("-bucket=backups")
+            .arg(format!("-s3.port={p}"))
+            .arg(format!("-s3.port.grpc={}", p + 1))
+            .arg(format!("-master.port={}", p + 2))
+            .arg(format!("-master.port.grpc={}", p + 3))
+            .arg(format!("-volume.port={}", p + 4))
+            .arg(format!("-volume.port.grpc={}", p + 5))
+            .arg(format!("-filer.port={}", p + 6))
+            .arg(format!("-filer.port.grpc={}", p + 7))
+            .arg(format!("-admin.port={}", p + 8))
+            .arg(format!("-admin.port.grpc={}", p + 9))
+            .args([
+                "-webdav=false",
+                "-admin.ui=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+                "-master.telemetry=false",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start weed (scripts/install-deps.sh installs SeaweedFS)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+            assert!(Instant::now() < deadline, "SeaweedFS did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `--store …` arguments and the credentials' environment.
+    fn store_args(&self) -> Vec<String> {
+        vec![
+            "--store".into(),
+            "s3://backups/fault".into(),
+            "--store-option".into(),
+            format!("aws_endpoint=http://127.0.0.1:{}", self.port),
+            "--store-option".into(),
+            "aws_allow_http=true".into(),
+            "--store-option".into(),
+            "aws_region=us-east-1".into(),
+        ]
+    }
+
+    fn cmd(&self, w: &Work, pg_password: &str, args: &[&str]) -> Command {
+        let mut c = w.cmd();
+        c.env("AWS_ACCESS_KEY_ID", S3_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+            .env("PGPASSWORD", pg_password)
+            .args(self.store_args())
+            .args(args);
+        c
+    }
+
+    /// Every object key in the store (via `dbseal list` and a debris-aware prune plan).
+    fn backups(&self, w: &Work, datastore: &str) -> (usize, serde_json::Value) {
+        let list = json(
+            &self
+                .cmd(w, "", &["--json", "list", "-d", datastore])
+                .output()
+                .unwrap(),
+        );
+        let prune = json(
+            &self
+                .cmd(
+                    w,
+                    "",
+                    &["--json", "prune", "--debris", "--dry-run", "-d", datastore],
+                )
+                .output()
+                .unwrap(),
+        );
+        (list.as_array().map_or(0, Vec::len), prune)
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[test]
+fn store_killed_mid_upload() {
+    let f = PgFixture::new("s3up");
+    let mut s3 = Seaweed::start();
+    let url = f.pg.url(&f.src);
+    let mut run = Running::start(s3.cmd(
+        &f.w,
+        &f.pg.password,
+        &[
+            "backup",
+            "postgres",
+            "--url",
+            &url,
+            "-d",
+            "up",
+            "-r",
+            &f.w.recipient,
+        ],
+    ));
+    let mut since = None;
+    run.wait_for("pg_dump to stream", |now| {
+        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_dump") {
+            since = Some(Instant::now());
+        }
+        since.is_some_and(|s| s.elapsed() > Duration::from_millis(300))
+    });
+    s3.kill();
+    let out = run.finish();
+    let err = fails_with(&out, 6);
+    assert!(
+        err.contains("s3://backups/fault") || err.contains("127.0.0.1"),
+        "names the store: {err}"
+    );
+    no_child_left(&run.seen);
+    // Started again on the same data: no backup, and no debris a listing can see.
+    s3.run();
+    let (backups, prune) = s3.backups(&f.w, "up");
+    assert_eq!(backups, 0, "no manifest of the failed backup");
+    let debris = prune["datastores"].as_array().map_or(0, |d| {
+        d.iter()
+            .map(|x| {
+                x["delete_debris"].as_array().map_or(0, Vec::len)
+                    + x["keep_debris"].as_array().map_or(0, Vec::len)
+            })
+            .sum()
+    });
+    assert_eq!(debris, 0, "{prune}");
+    record(
+        "store (S3)",
+        "store killed mid-upload (PostgreSQL backup)",
+        "connection error, no manifest, no visible artifact",
+        out.status.code(),
+        None,
+    );
+}
+
+#[test]
+fn store_killed_mid_download() {
+    let f = PgFixture::new("s3dn");
+    let mut s3 = Seaweed::start();
+    let url = f.pg.url(&f.src);
+    ok(&s3
+        .cmd(
+            &f.w,
+            &f.pg.password,
+            &[
+                "backup",
+                "postgres",
+                "--url",
+                &url,
+                "-d",
+                "dn",
+                "-r",
+                &f.w.recipient,
+            ],
+        )
+        .output()
+        .unwrap());
+    let list = json(
+        &s3.cmd(&f.w, "", &["--json", "list", "-d", "dn"])
+            .output()
+            .unwrap(),
+    );
+    let id = list[0]["backup_id"].as_str().unwrap().to_string();
+    let target = format!("{}_tgt", f.prefix);
+    let turl = f.pg.url(&target);
+    let mut run = Running::start(s3.cmd(
+        &f.w,
+        &f.pg.password,
+        &[
+            "restore",
+            &id,
+            "--url",
+            &turl,
+            "--create-db",
+            "-i",
+            "identity.txt",
+        ],
+    ));
+    let mut since = None;
+    run.wait_for("pg_restore to load", |now| {
+        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_restore") {
+            since = Some(Instant::now());
+        }
+        since.is_some_and(|s| s.elapsed() > Duration::from_millis(300))
+    });
+    s3.kill();
+    let out = run.finish();
+    let err = fails_with(&out, 6);
+    assert!(
+        err.contains("s3://backups/fault") || err.contains("127.0.0.1"),
+        "names the store: {err}"
+    );
+    no_child_left(&run.seen);
+    assert!(!f.pg.exists(&target), "the created database is left");
+    record(
+        "store (S3)",
+        "store killed mid-download (PostgreSQL restore --create-db)",
+        "connection error, no database left",
+        out.status.code(),
+        None,
+    );
+}
+
+#[test]
+fn disk_full_on_a_file_store() {
+    // A 16 MiB tmpfs as the store: the backup (about 50 MiB stored) cannot fit.
+    let f = PgFixture::new("full");
+    let mnt = f.w.path("small-disk");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs for the full-disk cell needs root (CI runs as root)"
+    );
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let url = f.pg.url(&f.src);
+    let out =
+        f.w.cmd()
+            .env("PGPASSWORD", &f.pg.password)
+            .args([
+                "--store",
+                mnt.to_str().unwrap(),
+                "backup",
+                "postgres",
+                "--url",
+                &url,
+                "-d",
+                "full",
+                "-r",
+                &f.w.recipient,
+            ])
+            .output()
+            .unwrap();
+    let err = fails_with(&out, 1);
+    assert!(
+        err.contains("No space left") || err.contains("space"),
+        "says the disk is full: {err}"
+    );
+    assert!(
+        err.contains(mnt.to_str().unwrap()) || err.contains("full/"),
+        "names the place: {err}"
+    );
+    let left = files(&mnt);
+    assert!(left.is_empty(), "a failed backup left {left:?}");
+    record(
+        "store (file)",
+        "disk full mid-backup (PostgreSQL)",
+        "I/O error naming the place, nothing left on the disk",
+        out.status.code(),
+        None,
+    );
+}
