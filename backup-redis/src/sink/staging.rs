@@ -226,7 +226,7 @@ impl RedisSink {
         input: StreamReader<'_>,
         plan: &Plan,
         ctl: &mut RedisConnection,
-    ) -> Result<(u64, RestoreOutcome)> {
+    ) -> Result<(u64, RestoreOutcome, Option<Vec<u8>>)> {
         let addr = self.config.addr();
         let data = RedisConnection::connect(&self.config)
             .await
@@ -424,43 +424,86 @@ impl RedisSink {
             return Err(err.at(&addr));
         }
 
-        // Functions: one atomic FUNCTION RESTORE before publishing.
-        if !functions.is_empty() {
+        // Functions: one FUNCTION RESTORE payload, applied when the staging databases
+        // are published (and undone if publishing fails); without staging, now.
+        let functions = if functions.is_empty() {
+            None
+        } else {
             let mut payload = functions;
             payload.extend_from_slice(&(rdb_version as u16).to_le_bytes());
             let crc = CRC64.checksum(&payload);
             payload.extend_from_slice(&crc.to_le_bytes());
-            let policy: &[u8] = if self.options.replace {
-                b"REPLACE"
-            } else {
-                b"APPEND"
-            };
-            ctl.query(&[&b"FUNCTION"[..], b"RESTORE", &payload, policy])
-                .await
-                .map_err(|e| {
-                    match e {
-                        RedisError::Command { message, .. } => RedisError::Command {
-                            command: "FUNCTION RESTORE".into(),
-                            message: format!(
-                                "{message} (use --replace to overwrite existing libraries)"
-                            ),
-                        },
-                        other => other,
-                    }
-                    .at(&addr)
-                })?;
+            Some(payload)
+        };
+        if plan.staging.is_empty() {
+            if let Some(payload) = &functions {
+                self.restore_functions(ctl, payload).await.map_err(|e| e.at(&addr))?;
+            }
+            return Ok((bytes, outcome, None));
         }
         let _ = manifest;
-        Ok((bytes, outcome))
+        Ok((bytes, outcome, functions))
     }
 
+    /// `FUNCTION RESTORE payload` (REPLACE with `--replace`, else APPEND).
+    async fn restore_functions(
+        &self,
+        ctl: &mut RedisConnection,
+        payload: &[u8],
+    ) -> std::result::Result<(), RedisError> {
+        let policy: &[u8] = if self.options.replace {
+            b"REPLACE"
+        } else {
+            b"APPEND"
+        };
+        ctl.query(&[&b"FUNCTION"[..], b"RESTORE", payload, policy])
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                RedisError::Command { message, .. } => RedisError::Command {
+                    command: "FUNCTION RESTORE".into(),
+                    message: format!("{message} (use --replace to overwrite existing libraries)"),
+                },
+                other => other,
+            })
+    }
+
+    /// Publishes the staging databases: checks that no other client wrote into them,
+    /// restores the functions (keeping the server's previous ones), then swaps every
+    /// staging database with its target in one `MULTI`/`SWAPDB…`/`EXEC`. If the swap
+    /// fails, the previous functions are put back: the server is as it was.
     async fn publish(
         &self,
         ctl: &mut RedisConnection,
         plan: &Plan,
+        outcome: &RestoreOutcome,
+        functions: Option<&[u8]>,
     ) -> std::result::Result<(), RedisError> {
         if plan.staging.is_empty() {
             return Ok(());
+        }
+        // Re-checked now, not only when planned: a staging database holding more keys
+        // than this restore wrote was written by someone else, and would be published.
+        for (s, t) in &plan.targets {
+            let w = plan.writes[s];
+            if w == *t {
+                continue;
+            }
+            let wrote: u64 = outcome
+                .restored
+                .iter()
+                .filter(|((db, _), _)| db == t)
+                .map(|(_, n)| n)
+                .sum();
+            let n = dbsize(ctl, w).await?;
+            if n > wrote {
+                return Err(RedisError::Refused {
+                    operation: "publishing the restore".into(),
+                    message: format!(
+                        "staging database {w} holds {n} keys but this restore wrote {wrote}: another client wrote into it; nothing was published"
+                    ),
+                });
+            }
         }
         if !self.options.replace {
             for t in plan.targets.values() {
@@ -472,6 +515,36 @@ impl RedisSink {
                 }
             }
         }
+        let previous_functions = match functions {
+            None => None,
+            Some(payload) => {
+                let dump = match ctl.query(&[&b"FUNCTION"[..], b"DUMP"]).await? {
+                    Reply::Bulk(Some(d)) => d,
+                    _ => Vec::new(),
+                };
+                self.restore_functions(ctl, payload).await?;
+                Some(dump)
+            }
+        };
+        let swapped = self.swap(ctl, plan).await;
+        if let (Err(_), Some(previous)) = (&swapped, previous_functions) {
+            let undo = if previous.is_empty() {
+                ctl.query(&[&b"FUNCTION"[..], b"FLUSH"]).await
+            } else {
+                ctl.query(&[&b"FUNCTION"[..], b"RESTORE", &previous, b"FLUSH"]).await
+            };
+            if let Err(e) = undo {
+                tracing::warn!(error = %e, "could not put the previous functions back after the failed swap");
+            }
+        }
+        swapped
+    }
+
+    async fn swap(
+        &self,
+        ctl: &mut RedisConnection,
+        plan: &Plan,
+    ) -> std::result::Result<(), RedisError> {
         let mut cmds: Vec<Vec<Vec<u8>>> = vec![vec![b"MULTI".to_vec()]];
         for (s, t) in &plan.targets {
             let w = plan.writes[s];
@@ -531,10 +604,12 @@ impl Sink for RedisSink {
             .map_err(|e| e.at(&addr))?;
         let result = self.run(manifest, input, &plan, &mut ctl).await;
         let result = match result {
-            Ok(v) => match self.publish(&mut ctl, &plan).await {
-                Ok(()) => Ok(v),
-                Err(e) => Err(e.at(&addr)),
-            },
+            Ok((bytes, outcome, functions)) => {
+                match self.publish(&mut ctl, &plan, &outcome, functions.as_deref()).await {
+                    Ok(()) => Ok((bytes, outcome)),
+                    Err(e) => Err(e.at(&addr)),
+                }
+            }
             Err(e) => Err(e),
         };
         match result {
