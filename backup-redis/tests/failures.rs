@@ -388,3 +388,99 @@ async fn tls_backups_verify_the_server_certificate() {
     assert!(vault.backup(&plain, BackupMode::Replication).await.is_err());
     assert_eq!(vault.manifests().await, before);
 }
+
+/// What another client writes while a staging restore runs is never published, and the
+/// backup's functions are restored only when the staging databases are: the server is
+/// left as it was (its functions included) when publishing is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_by_another_client_during_a_restore_are_never_published() {
+    let server = PrivateServer::start("redis-server", 56587, &["--enable-debug-command", "yes"]);
+    let cfg = server.config();
+    let mut c = conn(&cfg).await;
+    q(&mut c, &[b"DEBUG", b"POPULATE", b"300000", b"key", b"200"]).await;
+    q(
+        &mut c,
+        &[
+            b"FUNCTION",
+            b"LOAD",
+            b"#!lua name=newlib\nredis.register_function('fnew', function() return 'new' end)",
+        ],
+    )
+    .await;
+    let vault = Vault::new();
+    let m = vault.backup(&cfg, BackupMode::Replication).await.unwrap();
+    q(&mut c, &[b"FUNCTION", b"FLUSH"]).await;
+    q(
+        &mut c,
+        &[
+            b"FUNCTION",
+            b"LOAD",
+            b"#!lua name=oldlib\nredis.register_function('fold', function() return 'old' end)",
+        ],
+    )
+    .await;
+    let functions_before = q(&mut c, &[b"FUNCTION", b"DUMP"]).await;
+
+    // 1. Into the (empty) target db 3 while it restores: refused without --replace.
+    // 2. Into the staging database itself: refused even with --replace.
+    for (intrude_staging, replace) in [(false, false), (true, true)] {
+        let opts = RedisRestoreOptions {
+            dbs: vec![0],
+            db_map: [(0, 3)].into_iter().collect(),
+            replace,
+            ..Default::default()
+        };
+        let intruder = {
+            let cfg = cfg.clone();
+            tokio::spawn(async move {
+                let mut c = conn(&cfg).await;
+                loop {
+                    let info = q(&mut c, &[b"INFO", b"keyspace"]).await;
+                    let text =
+                        String::from_utf8_lossy(info.as_bytes().unwrap_or_default()).into_owned();
+                    let staging = text.lines().find_map(|l| {
+                        let (db, _) = l.strip_prefix("db")?.split_once(':')?;
+                        let db: u32 = db.parse().ok()?;
+                        (db != 0 && db != 3).then_some(db)
+                    });
+                    if let Some(s) = staging {
+                        let into = if intrude_staging { s } else { 3 };
+                        select(&mut c, into).await;
+                        q(&mut c, &[b"SET", b"intruder", b"x"]).await;
+                        return into;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let mut sink = RedisSink::new(cfg.clone(), opts).unwrap();
+        let e = backup_core::restore(
+            &vault.store,
+            &m,
+            "data",
+            &mut sink,
+            &vault.restore_options(),
+        )
+        .await
+        .unwrap_err();
+        let into = intruder.await.unwrap();
+        assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
+        let text = e.to_string();
+        if intrude_staging {
+            assert!(text.contains("another client wrote into it"), "{text}");
+        } else {
+            assert!(text.contains("from another client"), "{text}");
+        }
+        // Nothing published: db 3 holds at most the intruder's key; the staging
+        // database was flushed; the functions are the server's own.
+        select(&mut c, 3).await;
+        let in_target = q(&mut c, &[b"DBSIZE"]).await.as_int().unwrap();
+        assert_eq!(in_target, if into == 3 { 1 } else { 0 });
+        let info = q(&mut c, &[b"INFO", b"keyspace"]).await;
+        let text = String::from_utf8_lossy(info.as_bytes().unwrap_or_default()).into_owned();
+        let dbs: Vec<&str> = text.lines().filter(|l| l.starts_with("db")).collect();
+        assert_eq!(dbs.len(), 1 + usize::from(into == 3), "{text}");
+        assert_eq!(q(&mut c, &[b"FUNCTION", b"DUMP"]).await, functions_before);
+        q(&mut c, &[b"DEL", b"intruder"]).await;
+    }
+}

@@ -437,7 +437,9 @@ impl RedisSink {
         };
         if plan.staging.is_empty() {
             if let Some(payload) = &functions {
-                self.restore_functions(ctl, payload).await.map_err(|e| e.at(&addr))?;
+                self.restore_functions(ctl, payload)
+                    .await
+                    .map_err(|e| e.at(&addr))?;
             }
             return Ok((bytes, outcome, None));
         }
@@ -531,7 +533,8 @@ impl RedisSink {
             let undo = if previous.is_empty() {
                 ctl.query(&[&b"FUNCTION"[..], b"FLUSH"]).await
             } else {
-                ctl.query(&[&b"FUNCTION"[..], b"RESTORE", &previous, b"FLUSH"]).await
+                ctl.query(&[&b"FUNCTION"[..], b"RESTORE", &previous, b"FLUSH"])
+                    .await
             };
             if let Err(e) = undo {
                 tracing::warn!(error = %e, "could not put the previous functions back after the failed swap");
@@ -605,7 +608,10 @@ impl Sink for RedisSink {
         let result = self.run(manifest, input, &plan, &mut ctl).await;
         let result = match result {
             Ok((bytes, outcome, functions)) => {
-                match self.publish(&mut ctl, &plan, &outcome, functions.as_deref()).await {
+                match self
+                    .publish(&mut ctl, &plan, &outcome, functions.as_deref())
+                    .await
+                {
                     Ok(()) => Ok((bytes, outcome)),
                     Err(e) => Err(e.at(&addr)),
                 }
