@@ -36,7 +36,8 @@ def main() -> None:
     ]
     for c in cells:
         undo = f"{c['undo_ms']} ms" if c.get("undo_ms") is not None else "–"
-        out.append(f"| {c['driver']} | {c['fault']} | {c['expected']} | {c['exit']} | {undo} |")
+        exit_code = c["exit"] if c.get("exit") is not None else "–"
+        out.append(f"| {c['driver']} | {c['fault']} | {c['expected']} | {exit_code} | {undo} |")
     out += [
         "",
         "Every cell also checks that no child process (pg_dump, pg_restore, psql) outlives",

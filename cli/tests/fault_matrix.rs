@@ -1618,3 +1618,114 @@ fn disk_full_on_a_file_store() {
         None,
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// TimescaleDB: the PostgreSQL test server, when TimescaleDB is installed and preloaded
+// there. No registry ships it, so on most machines these cells skip and say so.
+
+fn timescale_available(pg: &Pg) -> bool {
+    let available = pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'",
+    );
+    let preload = pg.psql("postgres", "SHOW shared_preload_libraries");
+    if available != "1" || !preload.contains("timescaledb") {
+        eprintln!(
+            "SKIPPED: TimescaleDB is not installed on this machine (no package registry ships it; build it from source and scripts/services.sh preloads it)"
+        );
+        return false;
+    }
+    true
+}
+
+fn timescale_signal_mid_restore_replace(signal: &str) {
+    let pg = Pg::from_env();
+    if !timescale_available(&pg) {
+        record(
+            "timescaledb",
+            &format!("SIG{signal} mid-restore --replace"),
+            "SKIPPED: TimescaleDB is not installed on this machine",
+            None,
+            None,
+        );
+        return;
+    }
+    let f = PgFixture::new(&format!("ts{}", signal.to_lowercase()));
+    let ts = format!("{}_ts", f.prefix);
+    f.pg.psql("postgres", &format!("CREATE DATABASE \"{ts}\""));
+    f.pg.psql(
+        &ts,
+        "CREATE EXTENSION timescaledb; \
+         CREATE TABLE m (t timestamptz NOT NULL, id bigint, v text); \
+         SELECT create_hypertable('m', 't', chunk_time_interval => interval '1 day'); \
+         INSERT INTO m SELECT timestamptz '2026-01-01' + g * interval '1 second', g, md5(g::text) FROM generate_series(1, 1500000) g;",
+    );
+    let url = f.pg.url(&ts);
+    ok(&f
+        .cmd(&[
+            "backup",
+            "timescale",
+            "--url",
+            &url,
+            "-d",
+            "ts",
+            "-r",
+            &f.w.recipient,
+        ])
+        .output()
+        .unwrap());
+    let id = only_backup(&f.w, "ts");
+    let target = format!("{}_tt", f.prefix);
+    f.pg.psql("postgres", &format!("CREATE DATABASE \"{target}\""));
+    f.pg.psql(
+        &target,
+        "CREATE EXTENSION timescaledb; CREATE TABLE keep (id int PRIMARY KEY, v text); \
+         INSERT INTO keep SELECT g, 'before ' || g FROM generate_series(1, 500) g;",
+    );
+    let before = f.pg.fingerprint(&target);
+    let turl = f.pg.url(&target);
+    let mut run = Running::start(f.cmd(&[
+        "restore",
+        &id,
+        "--url",
+        &turl,
+        "--replace",
+        "-i",
+        "identity.txt",
+    ]));
+    let mut since = None;
+    run.wait_for("pg_restore to load", |now| {
+        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_restore") {
+            since = Some(Instant::now());
+        }
+        since.is_some_and(|s| s.elapsed() > Duration::from_millis(400))
+    });
+    let (out, undo, seen) = run.signal(signal);
+    fails_with(&out, code_of(signal));
+    no_child_left(&seen);
+    assert_eq!(f.pg.fingerprint(&target), before, "the target changed");
+    let mut expected = vec![f.src.clone(), ts.clone(), target.clone()];
+    expected.sort();
+    assert_eq!(
+        f.pg.databases_like(&f.prefix),
+        expected,
+        "a staging database is left"
+    );
+    record(
+        "timescaledb",
+        &format!("SIG{signal} mid-restore --replace"),
+        "target unchanged (content hash), no staging database",
+        out.status.code(),
+        Some(undo),
+    );
+}
+
+#[test]
+fn timescale_sigint_mid_restore_replace() {
+    timescale_signal_mid_restore_replace("INT");
+}
+
+#[test]
+fn timescale_sigterm_mid_restore_replace() {
+    timescale_signal_mid_restore_replace("TERM");
+}
