@@ -94,6 +94,7 @@ async fn restore_with(
         action: TargetAction::Promote,
         timeline: timeline.map(str::to_string),
         archive_command,
+        cancel: Default::default(),
         env_file: Some(SecretString::new(format!(
             "DBSEAL_STORE={}\nDBSEAL_IDENTITY={}\n",
             archive.store_dir.display(),
@@ -107,6 +108,54 @@ async fn restore_with(
         &restore_options(archive),
     )
     .await
+}
+
+/// A physical restore into `pgdata` whose token is cancelled once 1 MiB of the
+/// artifact was read.
+async fn restore_cancelled_midway(
+    archive: &Archive,
+    manifest: &Manifest,
+    pgdata: &Path,
+) -> backup_core::Error {
+    struct CancelAfter(
+        tokio_util::sync::CancellationToken,
+        std::sync::atomic::AtomicU64,
+    );
+    impl backup_core::Progress for CancelAfter {
+        fn advance(&self, bytes: u64) {
+            let seen = self.1.fetch_add(bytes, std::sync::atomic::Ordering::SeqCst) + bytes;
+            if seen > 1 << 20 {
+                self.0.cancel();
+            }
+        }
+    }
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let sysid: u64 = manifest.source["system_identifier"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let restore = PhysicalRestore {
+        pgdata: pgdata.to_path_buf(),
+        restore_command: physical::wal_fetch_command(
+            &dbseal_bin(),
+            None,
+            &archive.datastore,
+            sysid,
+            true,
+        ),
+        target: RecoveryTarget::Latest,
+        action: TargetAction::Promote,
+        timeline: None,
+        archive_command: None,
+        env_file: None,
+        cancel: cancel.clone(),
+    };
+    let mut options = restore_options(archive);
+    options.progress = Some(std::sync::Arc::new(CancelAfter(cancel, Default::default())));
+    physical::restore_physical(&archive.store(), manifest, &restore, &options)
+        .await
+        .unwrap_err()
 }
 
 /// Count and digest of table `t` (id, batch, payload), or `absent`.
@@ -260,6 +309,19 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
         .await
         .unwrap_err();
     assert!(e.to_string().contains("is not empty"), "{e}");
+
+    // Interrupted midway (the token cancelled once 1 MiB was read, as SIGTERM does in
+    // the CLI): the unpacked files are removed, no recovery.signal, no partial PGDATA.
+    let cancelled_dir = tree.path.join("restored-cancelled");
+    let e = restore_cancelled_midway(&archive, &manifest, &cancelled_dir).await;
+    assert_eq!(e.kind(), backup_core::ErrorKind::Interrupted, "{e}");
+    let left: Vec<_> = std::fs::read_dir(&cancelled_dir)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "a cancelled physical restore left {left:?}"
+    );
 
     // Restore to t2, before the DROP: exactly the state at t2.
     let pgdata = tree.path.join("restored-t2");

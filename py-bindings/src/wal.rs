@@ -239,7 +239,7 @@ pub fn restore_pgdata(
     let decryption = keys.decryption().py_err(py, &call.secrets)?;
     let location = location(&call);
     let id = id.to_string();
-    let doc = call.run(py, |ctx| async move {
+    let doc = call.run_undoable(py, |ctx| async move {
         let manifest = backup_core::ops::show(ctx, &id).await?;
         if dry_run {
             return serde_json::to_value(pitr::plan_pgdata_restore(&manifest, &pitr_opts)?).map_err(|e| backup_core::Error::Config(e.to_string()));
@@ -248,7 +248,7 @@ pub fn restore_pgdata(
             backup_core::Error::Config("restore(pgdata=…) writes a restore_command that runs `dbseal wal-fetch`: pass dbseal_bin= (the dbseal binary) or put dbseal on the PATH".into())
         })?;
         let options = RestoreOptions { decryption, progress: None };
-        let report = pitr::restore_pgdata(&ctx.store, &manifest, &pitr_opts, &location, &keys, &options, &dbseal).await?;
+        let report = pitr::restore_pgdata(&ctx.store, &manifest, &pitr_opts, &location, &keys, &options, &dbseal, &ctx.cancel).await?;
         serde_json::to_value(report).map_err(|e| backup_core::Error::Config(e.to_string()))
     })?;
     Ok(RestoreReport { doc })

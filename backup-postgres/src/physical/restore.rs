@@ -84,6 +84,9 @@ pub struct PhysicalRestore {
     /// off (`archive_mode = 'off'`), whatever the source's configuration said, so a
     /// restored copy never pushes its WAL into the source's archive.
     pub archive_command: Option<String>,
+    /// Cancelled when the user interrupts: the unpacking stops and the directory is
+    /// left as it was (what was unpacked is removed).
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Settings the restored files may carry over from the source that must not act in the
@@ -830,7 +833,10 @@ pub async fn restore_physical(
     }
     let settings = recovery_settings(&id, restore);
     let mut sink = PhysicalSink::new(restore.pgdata.clone(), settings, restore.env_file.clone());
-    backup_core::restore(store, manifest, "data", &mut sink, options).await?;
+    {
+        let mut cancellable = backup_core::CancellableSink::new(&mut sink, restore.cancel.clone());
+        backup_core::restore(store, manifest, "data", &mut cancellable, options).await?;
+    }
     let (files, bytes) = sink.written;
     let inherited = inherited_settings(&restore.pgdata);
     let major = manifest

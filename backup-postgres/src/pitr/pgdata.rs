@@ -249,6 +249,7 @@ pub async fn restore_pgdata(
     keys: &KeyFiles,
     options: &RestoreOptions,
     dbseal: &Path,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<PgdataRestoreReport> {
     let pgdata = pitr.pgdata_dir()?;
     let target = pitr.recovery_target()?;
@@ -353,6 +354,7 @@ pub async fn restore_pgdata(
         restore_command,
         archive_command,
         env_file: Some(SecretString::new(env)),
+        cancel: cancel.clone(),
     };
     let report = physical::restore_physical(store, manifest, &restore, options).await?;
     let mut summary = report.summary;

@@ -102,6 +102,7 @@ pub async fn run(
             ctx.store.clone(),
             store,
             out,
+            &ctx.cancel,
         )
         .await;
     }

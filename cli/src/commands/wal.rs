@@ -85,6 +85,7 @@ pub async fn run_restore_pgdata(
     store: BackupStore,
     store_args: &StoreArgs,
     out: Output,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> CliResult<()> {
     let pitr_args = &args.target.pitr;
     let plan = pitr::plan_pgdata_restore(manifest, pitr_args)?;
@@ -103,6 +104,7 @@ pub async fn run_restore_pgdata(
         &key_files(&args.keys),
         &options,
         &pitr::current_dbseal()?,
+        cancel,
     )
     .await?;
     out.emit(&report, || report.to_text());
