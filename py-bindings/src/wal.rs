@@ -247,8 +247,12 @@ pub fn restore_pgdata(
         let dbseal = dbseal_bin.or_else(|| std::env::var_os("DBSEAL_BIN").map(PathBuf::from)).or_else(on_path).ok_or_else(|| {
             backup_core::Error::Config("restore(pgdata=…) writes a restore_command that runs `dbseal wal-fetch`: pass dbseal_bin= (the dbseal binary) or put dbseal on the PATH".into())
         })?;
-        let options = RestoreOptions { decryption, progress: None };
-        let report = pitr::restore_pgdata(&ctx.store, &manifest, &pitr_opts, &location, &keys, &options, &dbseal, &ctx.cancel).await?;
+        let rctx = backup_core::RestoreContext {
+            store: ctx.store.clone(),
+            options: RestoreOptions { decryption, progress: None },
+            cancel: ctx.cancel.clone(),
+        };
+        let report = pitr::restore_pgdata(&rctx, &manifest, &pitr_opts, &location, &keys, &dbseal).await?;
         serde_json::to_value(report).map_err(|e| backup_core::Error::Config(e.to_string()))
     })?;
     Ok(RestoreReport { doc })

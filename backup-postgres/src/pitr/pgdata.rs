@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use backup_core::manifest::DatastoreRef;
-use backup_core::{BackupId, BackupStore, Error, Manifest, RestoreOptions, Result, SecretString};
+use backup_core::{BackupId, Error, Manifest, Result, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{credential_prefix, is_local, KeyFiles, StoreLocation, WalSettings};
@@ -239,17 +239,16 @@ fn restore_owner(pgdata: &Path) -> Option<(u32, u32)> {
 /// Restores the physical backup `manifest` into `pitr.pgdata`: unpacks it, writes the
 /// recovery settings with `restore_command = DBSEAL wal-fetch …` (`dbseal`: see
 /// [`current_dbseal`]) and a 0600 env file with the store settings and identities
-/// `restore_command` needs. Warns (in the summary) when the data directory's owner
+/// `restore_command` needs; `ctx.cancel` stops it and leaves the directory as it was.
+/// Warns (in the summary) when the data directory's owner
 /// cannot read the identities, the store or run `dbseal`.
 pub async fn restore_pgdata(
-    store: &BackupStore,
+    ctx: &backup_core::RestoreContext,
     manifest: &Manifest,
     pitr: &PitrOptions,
     location: &StoreLocation,
     keys: &KeyFiles,
-    options: &RestoreOptions,
     dbseal: &Path,
-    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<PgdataRestoreReport> {
     let pgdata = pitr.pgdata_dir()?;
     let target = pitr.recovery_target()?;
@@ -354,9 +353,9 @@ pub async fn restore_pgdata(
         restore_command,
         archive_command,
         env_file: Some(SecretString::new(env)),
-        cancel: cancel.clone(),
+        cancel: ctx.cancel.clone(),
     };
-    let report = physical::restore_physical(store, manifest, &restore, options).await?;
+    let report = physical::restore_physical(&ctx.store, manifest, &restore, &ctx.options).await?;
     let mut summary = report.summary;
     summary.extend(report.warnings.into_iter().map(|w| format!("warning: {w}")));
     summary.extend(warnings.into_iter().map(|w| format!("warning: {w}")));

@@ -96,15 +96,18 @@ pub async fn run_restore_pgdata(
     let options = args
         .keys
         .restore_options(crate::progress::bar("restore", out.quiet || out.json))?;
+    let ctx = backup_core::RestoreContext {
+        store,
+        options,
+        cancel: cancel.clone(),
+    };
     let report = pitr::restore_pgdata(
-        &store,
+        &ctx,
         manifest,
         pitr_args,
         &location(store_args),
         &key_files(&args.keys),
-        &options,
         &pitr::current_dbseal()?,
-        cancel,
     )
     .await?;
     out.emit(&report, || report.to_text());
