@@ -8,7 +8,8 @@
 # Variables: BENCH_DIR (default /tmp/dbseal-bench-core; holds the dumps, reused),
 # BENCH_SCALE (pgbench scale of the pgbench dump, default 214 ≈ 2 GiB plain dump),
 # BENCH_APP_ROWS (events rows of the application dump, default 7500000 ≈ 2 GiB),
-# BENCH_RUNS (default 3), BENCH_PG_PORT (private PostgreSQL, default 55499), BENCH_OUT
+# BENCH_RUNS (default 3), BENCH_BASE_BIN (a second dbseal binary, e.g. an older build,
+# timed in the same interleaved runs for a before/after comparison), BENCH_PG_PORT (private PostgreSQL, default 55499), BENCH_OUT
 # (results file), BENCH_BIN (a dbseal binary to use instead of building the release one).
 #
 # 1. Once: a private PostgreSQL (scripts/services.sh) holding two databases, dumped with
@@ -131,12 +132,18 @@ throughput() {
   local tag=$1 input=$2 i
   echo "bench: $RUNS runs on $input..." >&2
   cat "$input" >/dev/null # page cache
-  for series in dbseal shell shellsha sha restore shellrestore; do : >"$R/$tag-$series.times"; done
+  for series in dbseal base shell shellsha sha restore baserestore shellrestore; do : >"$R/$tag-$series.times"; done
   for i in $(seq 1 "$RUNS"); do
     rm -rf "$R/store" "$R/shell.age"
     timed "$tag-dbseal-$i" sh -c '"$1" -q --json --store "file://$2" backup stdin -d bench -r "$3" <"$4" >"$5"' \
       sh "$BIN" "$R/store" "$RCPT" "$input" "$R/$tag-manifest.json"
     cat "$R/$tag-dbseal-$i.result" >>"$R/$tag-dbseal.times"
+    if [ -n "${BENCH_BASE_BIN:-}" ]; then # the same backup with the baseline binary
+      rm -rf "$R/basestore"
+      timed "$tag-base-$i" sh -c '"$1" -q --json --store "file://$2" backup stdin -d bench -r "$3" <"$4" >"$5"' \
+        sh "$BENCH_BASE_BIN" "$R/basestore" "$RCPT" "$input" "$R/$tag-basemanifest.json"
+      cat "$R/$tag-base-$i.result" >>"$R/$tag-base.times"
+    fi
     timed "$tag-shell-$i" sh -c 'zstd -3 -T1 -q -c <"$1" | age -r "$2" >"$3"' \
       sh "$input" "$RCPT" "$R/shell.age"
     cat "$R/$tag-shell-$i.result" >>"$R/$tag-shell.times"
@@ -149,6 +156,11 @@ throughput() {
     timed "$tag-restore-$i" sh -c '"$1" -q --store "file://$2" restore "$3" -i "$4" --to-stdout' \
       sh "$BIN" "$R/store" "$(field "$R/$tag-manifest.json" backup_id)" "$R/key.txt"
     cat "$R/$tag-restore-$i.result" >>"$R/$tag-restore.times"
+    if [ -n "${BENCH_BASE_BIN:-}" ]; then
+      timed "$tag-baserestore-$i" sh -c '"$1" -q --store "file://$2" restore "$3" -i "$4" --to-stdout' \
+        sh "$BENCH_BASE_BIN" "$R/basestore" "$(field "$R/$tag-basemanifest.json" backup_id)" "$R/key.txt"
+      cat "$R/$tag-baserestore-$i.result" >>"$R/$tag-baserestore.times"
+    fi
     timed "$tag-shellrestore-$i" sh -c 'age -d -i "$1" "$2" | zstd -d -q -c' sh "$R/key.txt" "$R/shell.age"
     cat "$R/$tag-shellrestore-$i.result" >>"$R/$tag-shellrestore.times"
   done
@@ -163,10 +175,16 @@ table() { # TAG BYTES
   echo "| pipeline | runs (s) | median (s) | MB/s |"
   echo "|---|---|---|---|"
   echo "| \`dbseal backup stdin\` (zstd -3, age, SHA-256 of plaintext and of stored bytes, file://) | $(runs "$tag-dbseal") | $(med "$tag-dbseal") | $(mbps "$bytes" "$(med "$tag-dbseal")") |"
+  if [ -n "${BENCH_BASE_BIN:-}" ]; then
+    echo "| same, baseline binary (\`$BENCH_BASE_BIN\`) | $(runs "$tag-base") | $(med "$tag-base") | $(mbps "$bytes" "$(med "$tag-base")") |"
+  fi
   echo "| \`zstd -3 -T1 \| age -r KEY > file\` | $(runs "$tag-shell") | $(med "$tag-shell") | $(mbps "$bytes" "$(med "$tag-shell")") |"
   echo "| same, plus the plaintext's SHA-256 (\`tee >(openssl dgst -sha256)\`) | $(runs "$tag-shellsha") | $(med "$tag-shellsha") | $(mbps "$bytes" "$(med "$tag-shellsha")") |"
   echo "| \`openssl dgst -sha256\` alone (SHA extensions) | $(runs "$tag-sha") | $(med "$tag-sha") | $(mbps "$bytes" "$(med "$tag-sha")") |"
   echo "| \`dbseal restore --to-stdout > /dev/null\` (digests checked) | $(runs "$tag-restore") | $(med "$tag-restore") | $(mbps "$bytes" "$(med "$tag-restore")") |"
+  if [ -n "${BENCH_BASE_BIN:-}" ]; then
+    echo "| same restore, baseline binary | $(runs "$tag-baserestore") | $(med "$tag-baserestore") | $(mbps "$bytes" "$(med "$tag-baserestore")") |"
+  fi
   echo "| \`age -d -i KEY file \| zstd -d > /dev/null\` | $(runs "$tag-shellrestore") | $(med "$tag-shellrestore") | $(mbps "$bytes" "$(med "$tag-shellrestore")") |"
   echo
   read -r d s <"$R/$tag.stored"
