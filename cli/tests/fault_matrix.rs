@@ -1729,3 +1729,245 @@ fn timescale_sigint_mid_restore_replace() {
 fn timescale_sigterm_mid_restore_replace() {
     timescale_signal_mid_restore_replace("TERM");
 }
+
+// ---------------------------------------------------------------------------------------
+// A PostgreSQL server killed midway: a private server (scripts/services.sh) per cell,
+// killed with SIGKILL and started again on the same data directory to look.
+
+struct PrivatePg {
+    dir: tempfile::TempDir,
+    port: u16,
+    pg: Pg,
+}
+
+impl PrivatePg {
+    fn start() -> PrivatePg {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let status = Command::new(root.join("scripts/services.sh"))
+            .args(["start", dir.path().to_str().unwrap(), "postgres"])
+            .env("DBSEAL_TEST_PG_PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "scripts/services.sh start postgres");
+        let base = Pg::from_env();
+        let pg = Pg {
+            base: url::Url::parse(&format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+                .unwrap(),
+            password: base.password,
+            bin: base.bin,
+        };
+        PrivatePg { dir, port, pg }
+    }
+
+    fn kill(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("postgres.pid")).unwrap();
+        let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
+        // The postmaster's children end with it; wait until the port is free.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL still answers after SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on its data directory (crash recovery runs).
+    fn restart(&self) {
+        let d = self.dir.path().join("pg");
+        // Backends of the killed postmaster may still hold shared memory for a moment.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(format!("{}/pg_ctl", self.pg.bin))
+                .arg("-D")
+                .arg(d.join("data"))
+                .arg("-l")
+                .arg(d.join("server.log"))
+                .arg("-w")
+                .arg("-o")
+                .arg(format!(
+                    "-p {} -k {} -c listen_addresses=127.0.0.1 -c wal_level=replica -c max_wal_senders=5 -c fsync=off",
+                    self.port,
+                    d.display()
+                ))
+                .arg("start")
+                .output()
+                .unwrap();
+            if out.status.success() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start again: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let pid = std::fs::read_to_string(d.join("data/postmaster.pid")).unwrap();
+        std::fs::write(
+            self.dir.path().join("postgres.pid"),
+            pid.lines().next().unwrap(),
+        )
+        .unwrap();
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let _ = Command::new(root.join("scripts/services.sh"))
+            .args(["stop", self.dir.path().to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+fn private_pg_with_data() -> (PrivatePg, Work) {
+    let server = PrivatePg::start();
+    server.pg.psql("postgres", "CREATE DATABASE src");
+    server.pg.psql(
+        "src",
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b \
+         FROM generate_series(1, 1500000) g; ALTER TABLE t ADD PRIMARY KEY (id);",
+    );
+    (server, Work::new())
+}
+
+fn pg_cmd(w: &Work, pg: &Pg, args: &[&str]) -> Command {
+    let mut c = w.cmd();
+    c.env("PGPASSWORD", &pg.password)
+        .args(["--store", w.store().to_str().unwrap()])
+        .args(args);
+    c
+}
+
+#[test]
+fn postgres_server_killed_mid_backup() {
+    let (server, w) = private_pg_with_data();
+    let url = server.pg.url("src");
+    let mut run = Running::start(pg_cmd(
+        &w,
+        &server.pg,
+        &[
+            "backup",
+            "postgres",
+            "--url",
+            &url,
+            "-d",
+            "killed",
+            "-r",
+            &w.recipient,
+        ],
+    ));
+    let mut since = None;
+    run.wait_for("pg_dump to stream", |now| {
+        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_dump") {
+            since = Some(Instant::now());
+        }
+        since.is_some_and(|s| s.elapsed() > Duration::from_millis(300))
+    });
+    server.kill();
+    let out = run.finish();
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(1) | Some(6)),
+        "a failed dump or a lost server: {code:?}\n{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("pg_dump") || stderr(&out).contains("127.0.0.1"),
+        "{}",
+        stderr(&out)
+    );
+    store_holds_nothing_for(&w, "killed");
+    no_child_left(&run.seen);
+    record(
+        "postgres",
+        "server killed mid-backup",
+        "clear error, no manifest, no artifact",
+        code,
+        None,
+    );
+}
+
+#[test]
+fn postgres_server_killed_mid_restore_replace() {
+    let (server, w) = private_pg_with_data();
+    let url = server.pg.url("src");
+    ok(&pg_cmd(
+        &w,
+        &server.pg,
+        &[
+            "backup",
+            "postgres",
+            "--url",
+            &url,
+            "-d",
+            "big",
+            "-r",
+            &w.recipient,
+        ],
+    )
+    .output()
+    .unwrap());
+    let id = only_backup(&w, "big");
+    server.pg.psql("postgres", "CREATE DATABASE tgt");
+    server.pg.psql(
+        "tgt",
+        "CREATE TABLE keep (id int PRIMARY KEY, v text); \
+         INSERT INTO keep SELECT g, 'before ' || g FROM generate_series(1, 500) g;",
+    );
+    let before = server.pg.fingerprint("tgt");
+    let turl = server.pg.url("tgt");
+    let mut run = Running::start(pg_cmd(
+        &w,
+        &server.pg,
+        &[
+            "restore",
+            &id,
+            "--url",
+            &turl,
+            "--replace",
+            "-i",
+            "identity.txt",
+        ],
+    ));
+    let mut since = None;
+    run.wait_for("pg_restore to load", |now| {
+        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_restore") {
+            since = Some(Instant::now());
+        }
+        since.is_some_and(|s| s.elapsed() > Duration::from_millis(400))
+    });
+    server.kill();
+    let out = run.finish();
+    let code = out.status.code();
+    assert!(
+        matches!(code, Some(1) | Some(6)),
+        "{code:?}\n{}",
+        stderr(&out)
+    );
+    no_child_left(&run.seen);
+    // After crash recovery the single transaction never happened: exactly as before.
+    server.restart();
+    assert_eq!(server.pg.fingerprint("tgt"), before, "the target changed");
+    record(
+        "postgres",
+        "server killed mid-restore --replace",
+        "after restart: target unchanged (content hash)",
+        code,
+        None,
+    );
+}

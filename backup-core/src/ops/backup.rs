@@ -380,6 +380,13 @@ async fn backup_set(
         tool: Default::default(),
         extra: Default::default(),
     };
+    if ctx.cancel.is_cancelled() {
+        // An interrupted set is not a set: the members that completed stay ordinary
+        // backups, the others left nothing.
+        return Err(Error::Interrupted(
+            "the backup set was interrupted: no set manifest was written".into(),
+        ));
+    }
     set.commit(&ctx.store).await?;
     Ok(set)
 }
