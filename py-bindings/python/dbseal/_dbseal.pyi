@@ -363,6 +363,7 @@ def restore(
     target_immediate: bool = ...,
     target_action: Optional[str] = ...,
     target_timeline: Optional[str] = ...,
+    archive_to: Optional[str] = ...,
     dbseal_bin: Optional[_Path] = ...,
 ) -> RestoreReport: ...
 def restore_set(
@@ -447,6 +448,7 @@ def prune(
     keep_within: Optional[str] = ...,
     debris_grace: Optional[str] = ...,
     dry_run: bool = ...,
+    debris: bool = ...,
 ) -> dict[str, Any]: ...
 def status(
     store: Optional[_StoreArg] = None,
