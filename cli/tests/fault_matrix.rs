@@ -125,6 +125,17 @@ impl Running {
         }
     }
 
+    /// Waits until a child named `name` (pg_dump, pg_restore) has run for `running`.
+    fn wait_for_child(&mut self, name: &str, running: Duration) {
+        let mut since: Option<Instant> = None;
+        self.wait_for(&format!("{name} to run"), |now| {
+            if since.is_none() && now.iter().any(|&c| comm(c) == name) {
+                since = Some(Instant::now());
+            }
+            since.is_some_and(|s| s.elapsed() > running)
+        });
+    }
+
     /// Sends `signal` (`INT`, `TERM`) and waits for the exit; returns the output and the
     /// time from the signal to the exit (the undo included).
     fn signal(mut self, signal: &str) -> (Output, Duration, Vec<u32>) {
@@ -443,14 +454,7 @@ fn pg_signal_mid_backup(signal: &str) {
         "-r",
         &f.w.recipient,
     ]));
-    let mut since = None;
-    run.wait_for("pg_dump to stream", |now| {
-        let dumping = now.iter().any(|&c| comm(c) == "pg_dump");
-        if dumping && since.is_none() {
-            since = Some(Instant::now());
-        }
-        since.is_some_and(|s| s.elapsed() > Duration::from_millis(300))
-    });
+    run.wait_for_child("pg_dump", Duration::from_millis(300));
     let (out, undo, seen) = run.signal(signal);
     let err = fails_with(&out, code_of(signal));
     assert!(err.contains(&format!("SIG{signal}")), "{err}");
@@ -497,14 +501,7 @@ fn pg_signal_mid_restore(signal: &str, replace: bool) {
     let mut args = vec!["restore", &id, "--url", &url, "-i", "identity.txt"];
     args.push(if replace { "--replace" } else { "--create-db" });
     let mut run = Running::start(f.cmd(&args));
-    let mut since = None;
-    run.wait_for("pg_restore to load", |now| {
-        let loading = now.iter().any(|&c| comm(c) == "pg_restore");
-        if loading && since.is_none() {
-            since = Some(Instant::now());
-        }
-        since.is_some_and(|s| s.elapsed() > Duration::from_millis(400))
-    });
+    run.wait_for_child("pg_restore", Duration::from_millis(400));
     let (out, undo, seen) = run.signal(signal);
     fails_with(&out, code_of(signal));
     no_child_left(&seen);
@@ -1454,13 +1451,7 @@ fn store_killed_mid_upload() {
             &f.w.recipient,
         ],
     ));
-    let mut since = None;
-    run.wait_for("pg_dump to stream", |now| {
-        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_dump") {
-            since = Some(Instant::now());
-        }
-        since.is_some_and(|s| s.elapsed() > Duration::from_millis(300))
-    });
+    run.wait_for_child("pg_dump", Duration::from_millis(300));
     s3.kill();
     let out = run.finish();
     let err = fails_with(&out, 6);
@@ -1534,13 +1525,7 @@ fn store_killed_mid_download() {
             "identity.txt",
         ],
     ));
-    let mut since = None;
-    run.wait_for("pg_restore to load", |now| {
-        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_restore") {
-            since = Some(Instant::now());
-        }
-        since.is_some_and(|s| s.elapsed() > Duration::from_millis(300))
-    });
+    run.wait_for_child("pg_restore", Duration::from_millis(300));
     s3.kill();
     let out = run.finish();
     let err = fails_with(&out, 6);
@@ -1693,13 +1678,7 @@ fn timescale_signal_mid_restore_replace(signal: &str) {
         "-i",
         "identity.txt",
     ]));
-    let mut since = None;
-    run.wait_for("pg_restore to load", |now| {
-        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_restore") {
-            since = Some(Instant::now());
-        }
-        since.is_some_and(|s| s.elapsed() > Duration::from_millis(400))
-    });
+    run.wait_for_child("pg_restore", Duration::from_millis(400));
     let (out, undo, seen) = run.signal(signal);
     fails_with(&out, code_of(signal));
     no_child_left(&seen);
@@ -1871,13 +1850,7 @@ fn postgres_server_killed_mid_backup() {
             &w.recipient,
         ],
     ));
-    let mut since = None;
-    run.wait_for("pg_dump to stream", |now| {
-        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_dump") {
-            since = Some(Instant::now());
-        }
-        since.is_some_and(|s| s.elapsed() > Duration::from_millis(300))
-    });
+    run.wait_for_child("pg_dump", Duration::from_millis(300));
     server.kill();
     let out = run.finish();
     let code = out.status.code();
@@ -1944,13 +1917,7 @@ fn postgres_server_killed_mid_restore_replace() {
             "identity.txt",
         ],
     ));
-    let mut since = None;
-    run.wait_for("pg_restore to load", |now| {
-        if since.is_none() && now.iter().any(|&c| comm(c) == "pg_restore") {
-            since = Some(Instant::now());
-        }
-        since.is_some_and(|s| s.elapsed() > Duration::from_millis(400))
-    });
+    run.wait_for_child("pg_restore", Duration::from_millis(400));
     server.kill();
     let out = run.finish();
     let code = out.status.code();
