@@ -45,9 +45,8 @@ def main() -> None:
         "last line is one error naming the thing at fault.",
         "",
         "Not in the matrix yet: the physical/PITR path through the CLI (its cancellation is",
-        "tested in `backup-postgres/tests/pitr.rs`), ArcadeDB killed midway, a PostgreSQL",
-        "server killed mid-restore `--create-db` (the empty created database survives the",
-        "crash), signals during `restore --output` / `--to-rdb`.",
+        "tested in `backup-postgres/tests/pitr.rs`), ArcadeDB killed midway, signals during",
+        "`restore --to-rdb`.",
         "",
     ]
     with open(dst, "w", encoding="utf-8") as f:

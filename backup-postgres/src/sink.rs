@@ -412,8 +412,14 @@ impl Sink for PostgresSink {
         let created = self.prepare_target().await?;
         let result = self.run(manifest, input).await;
         if result.is_err() && created {
-            if let Err(e) = drop_database(&self.maintenance(), self.conn.database()).await {
-                tracing::warn!(error = %e, "could not drop the database created for the failed restore");
+            let db = self.conn.database();
+            if let Err(e) = drop_database(&self.maintenance(), db).await {
+                // The server may be gone (killed midway): say what is left and how to
+                // remove it, since CREATE DATABASE cannot be undone by a rollback.
+                tracing::warn!(
+                    error = %e,
+                    "the database \"{db}\" this restore created could not be dropped and is left (empty or partly restored): drop it with DROP DATABASE \"{db}\" once the server answers"
+                );
             }
         }
         result
