@@ -425,14 +425,14 @@ impl PgFixture {
         self.pg.drop(&db);
         self.pg
             .psql("postgres", &format!("CREATE DATABASE \"{db}\""));
-        self.pg.psql(
-            &db,
-            "CREATE TABLE keep (id int PRIMARY KEY, v text); \
-             INSERT INTO keep SELECT g, 'before ' || g FROM generate_series(1, 500) g;",
-        );
+        self.pg.psql(&db, KEEP_TABLE);
         db
     }
 }
+
+/// The content of a restore target before the restore: what must still be there after.
+const KEEP_TABLE: &str = "CREATE TABLE keep (id int PRIMARY KEY, v text); \
+     INSERT INTO keep SELECT g, 'before ' || g FROM generate_series(1, 500) g;";
 
 impl Drop for PgFixture {
     fn drop(&mut self) {
@@ -1662,11 +1662,8 @@ fn timescale_signal_mid_restore_replace(signal: &str) {
     let id = only_backup(&f.w, "ts");
     let target = format!("{}_tt", f.prefix);
     f.pg.psql("postgres", &format!("CREATE DATABASE \"{target}\""));
-    f.pg.psql(
-        &target,
-        "CREATE EXTENSION timescaledb; CREATE TABLE keep (id int PRIMARY KEY, v text); \
-         INSERT INTO keep SELECT g, 'before ' || g FROM generate_series(1, 500) g;",
-    );
+    f.pg.psql(&target, "CREATE EXTENSION timescaledb");
+    f.pg.psql(&target, KEEP_TABLE);
     let before = f.pg.fingerprint(&target);
     let turl = f.pg.url(&target);
     let mut run = Running::start(f.cmd(&[
@@ -1875,58 +1872,53 @@ fn postgres_server_killed_mid_backup() {
     );
 }
 
-#[test]
-fn postgres_server_killed_mid_restore_replace() {
+/// A private server holding `src`, backed up into `w`'s store; `restore ID --url
+/// <target> <mode>` started and the server killed once pg_restore loads. Returns the
+/// server (down), the work directory and dbseal's output, whose exit code is checked.
+fn pg_killed_mid_restore(
+    target: &str,
+    mode: &str,
+    prepare: impl FnOnce(&Pg),
+) -> (PrivatePg, Work, Output) {
     let (server, w) = private_pg_with_data();
     let url = server.pg.url("src");
-    ok(&pg_cmd(
-        &w,
-        &server.pg,
-        &[
-            "backup",
-            "postgres",
-            "--url",
-            &url,
-            "-d",
-            "big",
-            "-r",
-            &w.recipient,
-        ],
-    )
-    .output()
-    .unwrap());
+    let backup = [
+        "backup",
+        "postgres",
+        "--url",
+        &url,
+        "-d",
+        "big",
+        "-r",
+        &w.recipient,
+    ];
+    ok(&pg_cmd(&w, &server.pg, &backup).output().unwrap());
     let id = only_backup(&w, "big");
-    server.pg.psql("postgres", "CREATE DATABASE tgt");
-    server.pg.psql(
-        "tgt",
-        "CREATE TABLE keep (id int PRIMARY KEY, v text); \
-         INSERT INTO keep SELECT g, 'before ' || g FROM generate_series(1, 500) g;",
-    );
-    let before = server.pg.fingerprint("tgt");
-    let turl = server.pg.url("tgt");
-    let mut run = Running::start(pg_cmd(
-        &w,
-        &server.pg,
-        &[
-            "restore",
-            &id,
-            "--url",
-            &turl,
-            "--replace",
-            "-i",
-            "identity.txt",
-        ],
-    ));
+    prepare(&server.pg);
+    let turl = server.pg.url(target);
+    let restore = ["restore", &id, "--url", &turl, mode, "-i", "identity.txt"];
+    let mut run = Running::start(pg_cmd(&w, &server.pg, &restore));
     run.wait_for_child("pg_restore", Duration::from_millis(400));
     server.kill();
     let out = run.finish();
-    let code = out.status.code();
     assert!(
-        matches!(code, Some(1) | Some(6)),
-        "{code:?}\n{}",
+        matches!(out.status.code(), Some(1) | Some(6)),
+        "{:?}\n{}",
+        out.status.code(),
         stderr(&out)
     );
     no_child_left(&run.seen);
+    (server, w, out)
+}
+
+#[test]
+fn postgres_server_killed_mid_restore_replace() {
+    let mut before = String::new();
+    let (server, _w, out) = pg_killed_mid_restore("tgt", "--replace", |pg| {
+        pg.psql("postgres", "CREATE DATABASE tgt");
+        pg.psql("tgt", KEEP_TABLE);
+        before = pg.fingerprint("tgt");
+    });
     // After crash recovery the single transaction never happened: exactly as before.
     server.restart();
     assert_eq!(server.pg.fingerprint("tgt"), before, "the target changed");
@@ -1934,106 +1926,14 @@ fn postgres_server_killed_mid_restore_replace() {
         "postgres",
         "server killed mid-restore --replace",
         "after restart: target unchanged (content hash)",
-        code,
+        out.status.code(),
         None,
     );
 }
 
-fn pg_signal_mid_restore_to_file(signal: &str) {
-    let f = PgFixture::new(&format!("of{}", signal.to_lowercase()));
-    let id = f.backup("big");
-    let outdir = f.w.path("out");
-    std::fs::create_dir_all(&outdir).unwrap();
-    let target = outdir.join("dump.pgdump");
-    let mut run = Running::start(f.cmd(&[
-        "restore",
-        &id,
-        "--output",
-        target.to_str().unwrap(),
-        "-i",
-        "identity.txt",
-    ]));
-    // The file is written under a temporary name and renamed only when complete.
-    run.wait_for("the output file to grow", |_| {
-        std::fs::read_dir(&outdir)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
-            })
-            .unwrap_or(false)
-    });
-    let (out, undo, seen) = run.signal(signal);
-    fails_with(&out, code_of(signal));
-    no_child_left(&seen);
-    let left = files(&outdir);
-    assert!(
-        left.is_empty(),
-        "an interrupted restore --output left {left:?}"
-    );
-    record(
-        "file output",
-        &format!("SIG{signal} mid-restore --output (PostgreSQL archive)"),
-        "no file left (not even a partial one)",
-        out.status.code(),
-        Some(undo),
-    );
-}
-
-#[test]
-fn output_file_sigint_mid_restore() {
-    pg_signal_mid_restore_to_file("INT");
-}
-
-#[test]
-fn output_file_sigterm_mid_restore() {
-    pg_signal_mid_restore_to_file("TERM");
-}
-
 #[test]
 fn postgres_server_killed_mid_restore_create_db() {
-    let (server, w) = private_pg_with_data();
-    let url = server.pg.url("src");
-    ok(&pg_cmd(
-        &w,
-        &server.pg,
-        &[
-            "backup",
-            "postgres",
-            "--url",
-            &url,
-            "-d",
-            "big",
-            "-r",
-            &w.recipient,
-        ],
-    )
-    .output()
-    .unwrap());
-    let id = only_backup(&w, "big");
-    let turl = server.pg.url("created");
-    let mut run = Running::start(pg_cmd(
-        &w,
-        &server.pg,
-        &[
-            "restore",
-            &id,
-            "--url",
-            &turl,
-            "--create-db",
-            "-i",
-            "identity.txt",
-        ],
-    ));
-    run.wait_for_child("pg_restore", Duration::from_millis(400));
-    server.kill();
-    let out = run.finish();
-    let code = out.status.code();
-    assert!(
-        matches!(code, Some(1) | Some(6)),
-        "{code:?}\n{}",
-        stderr(&out)
-    );
-    no_child_left(&run.seen);
+    let (server, _w, out) = pg_killed_mid_restore("created", "--create-db", |_| {});
     // CREATE DATABASE is not transactional and the server is gone when dbseal would drop
     // it: the database survives the crash, empty; dbseal says so and how to drop it.
     let err = stderr(&out);
@@ -2045,5 +1945,5 @@ fn postgres_server_killed_mid_restore_create_db() {
         "empty",
         "nothing of the restore was committed"
     );
-    record("postgres", "server killed mid-restore --create-db", "after restart: the created database is left empty (CREATE DATABASE is not transactional); the error says how to drop it", code, None);
+    record("postgres", "server killed mid-restore --create-db", "after restart: the created database is left empty (CREATE DATABASE is not transactional); the error says how to drop it", out.status.code(), None);
 }

@@ -197,10 +197,12 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
         if let Some(why) = &plan.blocked {
             ctx.warn(format!("datastore `{name}`: nothing deleted: {why}"));
         }
+        let by_id: BTreeMap<&BackupId, &&Manifest> =
+            manifests.iter().map(|m| (&m.backup_id, m)).collect();
         if options.debris {
             // Debris only: every backup stays.
             for id in std::mem::take(&mut plan.delete) {
-                if let Some(m) = manifests.iter().find(|m| m.backup_id == id) {
+                if let Some(m) = by_id.get(&id) {
                     plan.keep.push(retention::Kept {
                         id,
                         time: m.started_at,
@@ -212,8 +214,6 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
                 .sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id)));
         }
         let mut debris_bytes = 0u64;
-        let by_id: BTreeMap<&BackupId, &&Manifest> =
-            manifests.iter().map(|m| (&m.backup_id, m)).collect();
         let mut deleted_keys = Vec::new();
         for id in &plan.delete {
             let Some(m) = by_id.get(id) else { continue };
