@@ -23,6 +23,13 @@ use ops_common::*;
 /// Cells that use the shared Redis server run one at a time (they read its keyspace).
 static REDIS: Mutex<()> = Mutex::new(());
 
+/// ArcadeDB work-around: the Neo4j cells run one at a time. ArcadeDB's Bolt server can
+/// fail a query on one database with `UnknownError: <name of another database>` when that
+/// other database is dropped meanwhile (seen once in CI: a cell's safety-backup export
+/// failed while a concurrent cell dropped its source). Neo4j does not share state
+/// between databases that way.
+static ARCADE: Mutex<()> = Mutex::new(());
+
 // ---------------------------------------------------------------------------------------
 // The harness.
 
@@ -1063,11 +1070,16 @@ struct NeoFixture {
     arcade: Arcade,
     w: Work,
     prefix: String,
+    /// Held for the cell's life (see [`ARCADE`]); the cell's databases are locals
+    /// declared after the fixture, so they are dropped while it is still held.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl NeoFixture {
     fn new(tag: &str) -> NeoFixture {
+        let serial = ARCADE.lock().unwrap_or_else(|p| p.into_inner());
         NeoFixture {
+            _serial: serial,
             arcade: Arcade::from_env(),
             w: Work::new(),
             prefix: format!("fm{tag}{}", std::process::id()),
