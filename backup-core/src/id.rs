@@ -19,7 +19,10 @@ const TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 impl BackupId {
     /// A new id for a backup starting at `at`.
     pub fn new(at: DateTime<Utc>) -> Self {
-        let random: u32 = rand::thread_rng().gen();
+        // From the OS, not a user-space generator: a process forked from one that made
+        // an id (Python's multiprocessing) would otherwise repeat the parent's next ids,
+        // and two backups sharing an id share artifact keys.
+        let random: u32 = rand::rngs::OsRng.gen();
         BackupId(format!("{}-{random:08x}", at.format(TIME_FORMAT)))
     }
 

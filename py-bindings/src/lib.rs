@@ -73,5 +73,6 @@ fn dbseal_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kinds, m)?)?;
     m.add_function(wrap_pyfunction!(drivers, m)?)?;
     m.add_function(wrap_pyfunction!(keys::generate_identity, m)?)?;
+    runtime::register_fork_hook(m.py())?;
     commands::register(m)
 }

@@ -27,12 +27,14 @@ use tokio_util::sync::CancellationToken;
 /// How often a waiting call checks for pending signals.
 pub const SIGNAL_POLL: Duration = Duration::from_millis(50);
 
+/// The process-wide runtime, with the id of the process that built it.
+static RUNTIME: Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
+
 /// The process-wide runtime. A child created by `fork()` (multiprocessing's default on
 /// Linux) inherits the parent's runtime without its worker threads: it gets a runtime of
 /// its own, and the inherited one is leaked (dropping it would wait for threads that do
-/// not exist in the child).
+/// not exist in the child). See also [`register_fork_hook`].
 fn runtime() -> Arc<tokio::runtime::Runtime> {
-    static RUNTIME: Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
     let mut slot = RUNTIME
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -56,6 +58,47 @@ fn runtime() -> Arc<tokio::runtime::Runtime> {
     );
     *slot = Some((pid, rt.clone()));
     rt
+}
+
+/// Shuts the idle runtime down before the process forks (`os.register_at_fork(before=)`),
+/// so the child is forked from a process with no dbseal thread: a thread that held a
+/// lock at the moment of `fork()` (the allocator's, a registry's, the runtime's own)
+/// would hold it forever in the child, which then hangs in its first call (seen in the
+/// tests: about one run in fifteen). The parent builds a new runtime on its next call.
+/// A runtime in use by another thread's call is left running (forking then is as unsafe
+/// as forking any multi-threaded process).
+pub fn register_fork_hook(py: Python<'_>) -> PyResult<()> {
+    let hook = pyo3::types::PyCFunction::new_closure(py, None, None, |args, _kwargs| {
+        args.py().detach(shut_down_idle_runtime);
+    })?;
+    let kwargs = pyo3::types::PyDict::new(py);
+    kwargs.set_item("before", hook)?;
+    py.import("os")?
+        .call_method("register_at_fork", (), Some(&kwargs))?;
+    Ok(())
+}
+
+fn shut_down_idle_runtime() {
+    let mut slot = RUNTIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let Some((owner, rt)) = slot.take() else {
+        return;
+    };
+    if owner != std::process::id() {
+        // Inherited from a parent without its threads: leaked, as in runtime().
+        std::mem::forget(rt);
+        return;
+    }
+    match Arc::try_unwrap(rt) {
+        Ok(rt) => {
+            drop(slot);
+            // Waits for the worker and blocking threads to exit (a blocking task that
+            // does not finish within the time is left behind).
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+        Err(in_use) => *slot = Some((owner, in_use)),
+    }
 }
 
 /// Runs the future `make` returns to completion with the GIL released, on the calling

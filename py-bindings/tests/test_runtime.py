@@ -104,6 +104,11 @@ def _backup_in_child(store: str, recipient: str, out: "multiprocessing.Queue[str
     out.put(m.backup_id)
 
 
+def _dbseal_threads() -> int:
+    tasks = Path(f"/proc/{os.getpid()}/task")
+    return sum(1 for t in tasks.iterdir() if (t / "comm").read_text().startswith("dbseal-worker"))
+
+
 def test_works_in_a_forked_child(tmp_path: Path) -> None:
     """A process forked after dbseal ran (multiprocessing's default on Linux) gets a
     runtime of its own instead of hanging on the parent's threads."""
@@ -112,7 +117,11 @@ def test_works_in_a_forked_child(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("fork")
     out: "multiprocessing.Queue[str]" = ctx.Queue()
     child = ctx.Process(target=_backup_in_child, args=(str(tmp_path), identity.recipient, out))
+    assert _dbseal_threads() > 0
     child.start()
+    # The fork hook shut the idle runtime down first: the child was forked from a process
+    # without a dbseal thread (one holding a lock at fork time would hang the child).
+    assert _dbseal_threads() == 0
     child.join(60)
     if child.is_alive():
         child.kill()
@@ -121,6 +130,12 @@ def test_works_in_a_forked_child(tmp_path: Path) -> None:
     assert child.exitcode == 0
     backup_id = out.get(timeout=5)
     assert dbseal.restore_bytes(tmp_path, backup_id, identity=identity) == b"from the child"
+    # The parent goes on (its runtime was shut down before the fork and comes back), and
+    # its next id is not the child's: ids come from the OS, not from a generator state
+    # both processes inherited.
+    after = dbseal.backup_bytes(b"from the parent, after", tmp_path, datastore="fork", recipients=identity)
+    assert after.backup_id.split("-")[1] != backup_id.split("-")[1]
+    assert dbseal.restore_bytes(tmp_path, after.backup_id, identity=identity) == b"from the parent, after"
 
 
 @pytest.mark.postgres
