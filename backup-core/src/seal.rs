@@ -42,6 +42,6 @@ pub async fn seal_in_memory(
     let facts = session.write_artifact("data", source).await?;
     let kind = source.kind().to_string();
     let manifest = session.commit(&kind, facts).await?;
-    let stored = memory.get_bytes(&manifest.artifact.key).await?;
+    let stored = memory.get_unbounded(&manifest.artifact.key).await?;
     Ok(SealedObject { manifest, stored })
 }

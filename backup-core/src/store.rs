@@ -47,6 +47,8 @@ pub const MANIFEST_FILE: &str = "manifest.json";
 pub const VERIFIED_FILE: &str = "verified.json";
 /// Top-level folders starting with this character are dbseal's own, never datastores.
 pub const RESERVED_PREFIX: char = '_';
+/// The largest manifest, set manifest or record [`BackupStore::get_bytes`] reads: 64 MiB.
+pub const MAX_SMALL_OBJECT: u64 = 64 << 20;
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.
 pub fn install_crypto_provider() {
@@ -320,8 +322,32 @@ impl BackupStore {
             .boxed())
     }
 
-    /// Reads a small object whole.
+    /// Reads a small object whole: a manifest, a set manifest, a verification record,
+    /// `archive.json`. What the store says is larger than [`MAX_SMALL_OBJECT`] is
+    /// refused before anything is read (a forged 10 GiB "manifest" must not be loaded
+    /// into memory).
     pub async fn get_bytes(&self, key: &str) -> Result<Bytes> {
+        let res = self
+            .inner
+            .get(&self.path(key))
+            .await
+            .map_err(self.store_err("read", key))?;
+        if res.meta.size > MAX_SMALL_OBJECT {
+            return Err(Error::InvalidManifest {
+                key: key.to_string(),
+                reason: format!(
+                    "it is {} bytes, more than the {} MiB a manifest or record may have",
+                    res.meta.size,
+                    MAX_SMALL_OBJECT >> 20
+                ),
+            });
+        }
+        res.bytes().await.map_err(self.store_err("read", key))
+    }
+
+    /// Reads an object whole without the size limit of [`BackupStore::get_bytes`]: for
+    /// stores dbseal itself filled in memory.
+    pub(crate) async fn get_unbounded(&self, key: &str) -> Result<Bytes> {
         let res = self
             .inner
             .get(&self.path(key))

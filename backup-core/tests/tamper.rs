@@ -476,3 +476,24 @@ async fn damage_is_detected_on_s3_too() {
     }
     common::empty_store(&store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_manifest_is_refused_before_it_is_read() {
+    // A writer to the bucket replaces the manifest with a huge object: it is refused from
+    // the size the store reports, never loaded (the file is sparse: nothing is written).
+    let f = Fixture::new().await;
+    let key = BackupStore::manifest_key("app", &f.manifest.backup_id);
+    let path = f._dir.path().join(&key);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(backup_core::store::MAX_SMALL_OBJECT + 1)
+        .unwrap();
+    let err = reload(&f).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Verification, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains(&key), "{msg}");
+    assert!(msg.contains("more than the 64 MiB"), "{msg}");
+    // At exactly the limit it is read (and then fails as JSON: the padding is zeros).
+    file.set_len(backup_core::store::MAX_SMALL_OBJECT).unwrap();
+    let err = reload(&f).await.unwrap_err();
+    assert!(!err.to_string().contains("more than the"), "{err}");
+}

@@ -40,6 +40,62 @@ pub const MAGIC: &str = "dbseal-graph";
 pub const FORMAT_VERSION: u64 = 1;
 /// The label sets key used for nodes without any label.
 pub const UNLABELED: &str = "(unlabeled)";
+/// The longest record (line) a reader accepts, in bytes: 256 MiB. A line is read into
+/// memory whole, so a stream that is not newline-delimited must not make a reader grow
+/// without bound. A node or relationship with more property data than this cannot be
+/// backed up: the backup's own check of the stream fails and names the limit.
+pub const MAX_LINE_BYTES: usize = 256 << 20;
+
+/// Reads one line (with its `\n`) into `line`, at most [`MAX_LINE_BYTES`] of it;
+/// returns the bytes read. A longer line is a format error naming the limit.
+pub fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> Result<usize> {
+    read_line_capped(input, line, MAX_LINE_BYTES)
+}
+
+fn read_line_capped(input: &mut impl BufRead, line: &mut Vec<u8>, cap: usize) -> Result<usize> {
+    let n = input
+        .take(cap as u64 + 1)
+        .read_until(b'\n', line)
+        .map_err(|e| Error::from_io(e, "reading the graph stream"))?;
+    check_line_length(line, cap)?;
+    Ok(n)
+}
+
+/// [`read_line`] for an asynchronous input.
+pub async fn read_line_async(
+    input: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+) -> Result<usize> {
+    read_line_async_capped(input, line, MAX_LINE_BYTES).await
+}
+
+async fn read_line_async_capped(
+    input: &mut (impl tokio::io::AsyncBufRead + Unpin),
+    line: &mut Vec<u8>,
+    cap: usize,
+) -> Result<usize> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let n = input
+        .take(cap as u64 + 1)
+        .read_until(b'\n', line)
+        .await
+        .map_err(|e| Error::from_io(e, "reading the graph stream"))?;
+    check_line_length(line, cap)?;
+    Ok(n)
+}
+
+fn check_line_length(line: &[u8], cap: usize) -> Result<()> {
+    if line.len() > cap {
+        return Err(Error::Format {
+            format: FORMAT_NAME.into(),
+            reason: format!(
+                "a record is longer than {} bytes (the graph stream's line limit): not a graph stream, or a node or relationship too large to back up",
+                cap
+            ),
+        });
+    }
+    Ok(())
+}
 
 /// A Cypher value, as stored in the graph stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -547,11 +603,11 @@ impl<R: BufRead> GraphReader<R> {
             return Ok(None);
         }
         self.line.clear();
-        let n = self
-            .input
-            .read_until(b'\n', &mut self.line)
-            .map_err(|e| Error::from_io(e, "reading the graph stream"))?;
         self.line_no += 1;
+        let n = read_line(&mut self.input, &mut self.line).map_err(|e| match e {
+            Error::Format { reason, .. } => self.err(reason),
+            other => other,
+        })?;
         if n == 0 {
             return Err(self.err("the stream ends before its trailer record (truncated)"));
         }
@@ -837,6 +893,34 @@ impl FormatReader for GraphFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_line_longer_than_the_limit_is_a_format_error_not_a_growing_buffer() {
+        // An endless input without a newline stops at the cap.
+        let mut input = BufReader::new(std::io::repeat(b'x'));
+        let mut line = Vec::new();
+        let e = read_line_capped(&mut input, &mut line, 1000).unwrap_err();
+        assert!(matches!(e, Error::Format { .. }), "{e}");
+        assert!(e.to_string().contains("longer than 1000 bytes"), "{e}");
+        assert_eq!(line.len(), 1001);
+        // A line of exactly the limit (newline included) is accepted.
+        let mut input = BufReader::new(&b"abc\nrest"[..]);
+        line.clear();
+        assert_eq!(read_line_capped(&mut input, &mut line, 4).unwrap(), 4);
+        assert_eq!(line, b"abc\n");
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let e = rt
+            .block_on(async {
+                let mut input = tokio::io::BufReader::new(tokio::io::repeat(b'y'));
+                let mut line = Vec::new();
+                read_line_async_capped(&mut input, &mut line, 1000).await
+            })
+            .unwrap_err();
+        assert!(e.to_string().contains("longer than 1000 bytes"), "{e}");
+    }
 
     fn rt(v: Value) {
         let j = v.to_json();

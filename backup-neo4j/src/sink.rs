@@ -10,7 +10,7 @@ use backup_core::sink::StreamReader;
 use backup_core::{Error, ErrorKind, Manifest, Result, Sink, SinkReport};
 use neo4rs::{query, BoltInteger, BoltList, BoltMap, BoltString, BoltType};
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::bolt::{props_to_bolt, quote, Db};
@@ -381,12 +381,14 @@ async fn produce(
     };
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| Error::from_io(e, "reading the graph stream"))?;
-        bytes += n as u64;
         line_no += 1;
+        let n = crate::format::read_line_async(&mut reader, &mut line)
+            .await
+            .map_err(|e| match e {
+                Error::Format { reason, .. } => bad(line_no, reason),
+                other => other,
+            })?;
+        bytes += n as u64;
         if n == 0 {
             if !check.complete() {
                 return Err(bad(

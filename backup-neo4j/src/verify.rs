@@ -125,16 +125,12 @@ async fn backed_up_schema_names(
             _m: &Manifest,
             input: backup_core::sink::StreamReader<'_>,
         ) -> Result<backup_core::SinkReport> {
-            use tokio::io::AsyncBufReadExt;
             let mut r = tokio::io::BufReader::new(input);
             let mut line = Vec::new();
             let mut in_schema = true;
             loop {
                 line.clear();
-                let n = r
-                    .read_until(b'\n', &mut line)
-                    .await
-                    .map_err(|e| Error::from_io(e, "reading the graph stream"))?;
+                let n = crate::format::read_line_async(&mut r, &mut line).await?;
                 if n == 0 {
                     break;
                 }

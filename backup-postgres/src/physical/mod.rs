@@ -93,13 +93,13 @@ pub fn base_backup_wal(m: &Manifest) -> Result<BaseBackupWal> {
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| bad("system_identifier"))?,
         timeline: n("timeline")
-            .map(|t| t as u32)
+            .and_then(|t| u32::try_from(t).ok())
             .ok_or_else(|| bad("timeline"))?,
         start_lsn: s("start_lsn")
             .and_then(|v| v.parse().ok())
             .ok_or_else(|| bad("start_lsn"))?,
         stop_lsn: s("stop_lsn").and_then(|v| v.parse().ok()),
-        stop_timeline: n("stop_timeline").map(|t| t as u32),
+        stop_timeline: n("stop_timeline").and_then(|t| u32::try_from(t).ok()),
         wal_segment_size: n("wal_segment_size")
             .filter(|s| crate::wal::valid_segment_size(*s))
             .ok_or_else(|| bad("wal_segment_size"))?,

@@ -260,12 +260,22 @@ impl WalArchive {
         let key = self.record_key();
         match self.store.get_bytes(&key).await {
             Ok(bytes) => {
-                serde_json::from_slice(&bytes)
-                    .map(Some)
-                    .map_err(|e| Error::InvalidManifest {
-                        key,
+                let record: ArchiveRecord =
+                    serde_json::from_slice(&bytes).map_err(|e| Error::InvalidManifest {
+                        key: key.clone(),
                         reason: e.to_string(),
-                    })
+                    })?;
+                // Prune and the timeline arithmetic divide by it.
+                if !valid_segment_size(record.wal_segment_size) {
+                    return Err(Error::InvalidManifest {
+                        key,
+                        reason: format!(
+                            "wal_segment_size {} is not a WAL segment size (a power of two from 1 MiB to 1 GiB)",
+                            record.wal_segment_size
+                        ),
+                    });
+                }
+                Ok(Some(record))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),

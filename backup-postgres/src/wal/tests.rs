@@ -191,3 +191,42 @@ fn timeline_checks() {
     );
     assert!(text.iter().any(|t| t.contains("disagree")), "{text:?}");
 }
+
+#[tokio::test]
+async fn an_archive_record_with_an_impossible_segment_size_is_refused() {
+    // Prune and the timeline code divide by it: a forged `wal_segment_size: 0` must be an
+    // invalid record, not a division by zero.
+    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let archive = WalArchive::new(store.clone(), "pg").unwrap();
+    let record = |size: u64| {
+        serde_json::json!({
+            "format": "dbseal-wal-archive", "version": 1, "datastore": "pg",
+            "system_identifier": "7300000000000000001", "wal_segment_size": size,
+            "page_magic": "D110", "created_at": "2026-12-05T00:00:00Z",
+            "first_file": "000000010000000000000001",
+        })
+        .to_string()
+        .into_bytes()
+    };
+    for bad in [0, 3, 1 << 19, 1 << 31, u64::MAX] {
+        store
+            .put_bytes(&archive.record_key(), record(bad))
+            .await
+            .unwrap();
+        let e = archive.record().await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Verification, "{e}");
+        assert!(
+            e.to_string()
+                .contains(&format!("wal_segment_size {bad} is not")),
+            "{e}"
+        );
+    }
+    store
+        .put_bytes(&archive.record_key(), record(16 << 20))
+        .await
+        .unwrap();
+    assert_eq!(
+        archive.record().await.unwrap().unwrap().wal_segment_size,
+        16 << 20
+    );
+}
