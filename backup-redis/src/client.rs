@@ -474,6 +474,24 @@ pub(crate) async fn read_line(
     Ok(line)
 }
 
+/// Reads replies from `bytes` as if a server had sent them, until the end or the first
+/// error; returns how many were read. For the fuzz target and its corpus replay
+/// (`fuzz/targets.rs`), which feed it arbitrary bytes.
+#[doc(hidden)]
+pub async fn parse_replies(bytes: Vec<u8>) -> usize {
+    let stream: Box<dyn IoStream> = Box::new(std::io::Cursor::new(bytes));
+    let (read, _write) = tokio::io::split(stream);
+    let mut reader: ConnReader = BufReader::new(read);
+    let mut n = 0;
+    while read_reply(&mut reader, Duration::from_secs(5), "fuzz")
+        .await
+        .is_ok()
+    {
+        n += 1;
+    }
+    n
+}
+
 /// The longest reply line (a status, an error, a length header) accepted: 64 KiB.
 pub(crate) const MAX_LINE: usize = 64 * 1024;
 /// The largest bulk string accepted: 512 MiB, Redis's own `proto-max-bulk-len` default.
