@@ -44,12 +44,29 @@ pub trait Sink: Send {
 /// A sink that writes the plaintext stream to any writer (standard output, a file).
 pub struct WriterSink<W> {
     writer: W,
+    target: Option<String>,
 }
 
 impl<W> WriterSink<W> {
     /// A sink into `writer`.
     pub fn new(writer: W) -> Self {
-        WriterSink { writer }
+        WriterSink {
+            writer,
+            target: None,
+        }
+    }
+
+    /// Names what `writer` writes to (a file's path) in its errors.
+    pub fn to(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    fn doing(&self, what: &str) -> String {
+        match &self.target {
+            Some(t) => format!("{what} the restored stream to {t}"),
+            None => format!("{what} the restored stream"),
+        }
     }
 }
 
@@ -64,11 +81,11 @@ impl<W: AsyncWrite + Send + Unpin> Sink for WriterSink<W> {
         let mut input = tokio::io::BufReader::with_capacity(crate::pipe::CHUNK_SIZE, input);
         let bytes = tokio::io::copy_buf(&mut input, &mut self.writer)
             .await
-            .map_err(|e| Error::from_io(e, "writing the restored stream"))?;
+            .map_err(|e| Error::from_io(e, self.doing("writing")))?;
         self.writer
             .flush()
             .await
-            .map_err(|e| Error::io("flushing the restored stream", e))?;
+            .map_err(|e| Error::io(self.doing("flushing"), e))?;
         Ok(SinkReport {
             bytes,
             summary: vec![format!("wrote {bytes} bytes")],

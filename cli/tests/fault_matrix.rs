@@ -1560,24 +1560,7 @@ fn store_killed_mid_download() {
 fn disk_full_on_a_file_store() {
     // A 16 MiB tmpfs as the store: the backup (about 50 MiB stored) cannot fit.
     let f = PgFixture::new("full");
-    let mnt = f.w.path("small-disk");
-    std::fs::create_dir_all(&mnt).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .expect("run mount");
-    assert!(
-        mounted.success(),
-        "mounting a tmpfs for the full-disk cell needs root (CI runs as root)"
-    );
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.clone());
+    let (mnt, _unmount) = small_disk(&f.w);
     let url = f.pg.url(&f.src);
     let out =
         f.w.cmd()
@@ -1614,6 +1597,119 @@ fn disk_full_on_a_file_store() {
         out.status.code(),
         None,
     );
+}
+
+/// A 16 MiB tmpfs in the cell's work directory (unmounted when the guard drops): a disk
+/// that fills up. Mounting needs root, which CI has.
+fn small_disk(w: &Work) -> (std::path::PathBuf, Unmount) {
+    let mnt = w.path("small-disk");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .expect("run mount");
+    assert!(
+        mounted.success(),
+        "mounting a tmpfs for a full-disk cell needs root (CI runs as root)"
+    );
+    (mnt.clone(), Unmount(mnt))
+}
+
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn disk_full_on_restore_output() {
+    // restore --output onto a 16 MiB disk: the archive (tens of MiB) cannot fit.
+    let f = PgFixture::new("rfull");
+    let id = f.backup("big");
+    let (mnt, _unmount) = small_disk(&f.w);
+    let target = mnt.join("dump.pgdump");
+    let out = f
+        .cmd(&[
+            "restore",
+            &id,
+            "--output",
+            target.to_str().unwrap(),
+            "-i",
+            "identity.txt",
+        ])
+        .output()
+        .unwrap();
+    let err = fails_with(&out, 1);
+    assert!(
+        err.contains("No space left"),
+        "says the disk is full: {err}"
+    );
+    assert!(
+        err.contains(mnt.to_str().unwrap()),
+        "names the place: {err}"
+    );
+    let left = files(&mnt);
+    assert!(left.is_empty(), "a failed restore --output left {left:?}");
+    record(
+        "file output",
+        "disk full mid-restore --output (PostgreSQL archive)",
+        "I/O error naming the file, no file left",
+        out.status.code(),
+        None,
+    );
+}
+
+fn pg_signal_mid_restore_to_file(signal: &str) {
+    let f = PgFixture::new(&format!("of{}", signal.to_lowercase()));
+    let id = f.backup("big");
+    let outdir = f.w.path("out");
+    std::fs::create_dir_all(&outdir).unwrap();
+    let target = outdir.join("dump.pgdump");
+    let mut run = Running::start(f.cmd(&[
+        "restore",
+        &id,
+        "--output",
+        target.to_str().unwrap(),
+        "-i",
+        "identity.txt",
+    ]));
+    // The file is written under a temporary name and renamed only when complete.
+    run.wait_for("the output file to grow", |_| {
+        std::fs::read_dir(&outdir)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
+            })
+            .unwrap_or(false)
+    });
+    let (out, undo, seen) = run.signal(signal);
+    fails_with(&out, code_of(signal));
+    no_child_left(&seen);
+    let left = files(&outdir);
+    assert!(
+        left.is_empty(),
+        "an interrupted restore --output left {left:?}"
+    );
+    record(
+        "file output",
+        &format!("SIG{signal} mid-restore --output (PostgreSQL archive)"),
+        "no file left (not even a partial one)",
+        out.status.code(),
+        Some(undo),
+    );
+}
+
+#[test]
+fn output_file_sigint_mid_restore() {
+    pg_signal_mid_restore_to_file("INT");
+}
+
+#[test]
+fn output_file_sigterm_mid_restore() {
+    pg_signal_mid_restore_to_file("TERM");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -583,7 +583,7 @@ pub async fn restore_to_file(
     let mut guard = Partial(Some(partial.clone()));
     let mut file = tokio::fs::File::from_std(file);
     let report = {
-        let mut sink = WriterSink::new(&mut file);
+        let mut sink = WriterSink::new(&mut file).to(path.display().to_string());
         let mut sink = crate::sink::CancellableSink::new(&mut sink, ctx.cancel.clone());
         crate::pipeline::restore(&ctx.store, manifest, artifact, &mut sink, options).await?
     };
