@@ -466,12 +466,19 @@ impl<'r> Input<'r> {
             Err(3) => {
                 let clen = self.len()?;
                 let len = self.len()?;
-                if len > (1 << 32) || clen > len.max(16) * 2 {
+                // LZF expands at most LZF_MAX_RATIO times (a 3-byte back reference
+                // copies at most 264 bytes): a longer claim is not LZF.
+                if len > (1 << 32)
+                    || clen > len.max(16) * 2
+                    || len > clen.saturating_mul(value::LZF_MAX_RATIO)
+                {
                     return Err(self.err(format!(
                         "implausible LZF string lengths {clen}/{len} (corrupt stream)"
                     )));
                 }
-                let mut compressed = Vec::with_capacity(clen as usize);
+                // Claimed lengths size nothing up front: the buffers grow with what is
+                // actually read and produced.
+                let mut compressed = Vec::with_capacity((clen as usize).min(value::PREALLOCATE));
                 self.take_into(clen, &mut compressed)?;
                 lzf_decompress(&compressed, len as usize, out)
                     .map_err(|e| self.err(format!("invalid LZF string: {e}")))
@@ -911,6 +918,24 @@ mod tests {
         lzf_decompress(&input, 10, &mut out).unwrap();
         assert_eq!(out, b"aaaaaaaaaa");
         assert!(lzf_decompress(&[0x20, 5], 3, &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn lzf_lengths_beyond_what_lzf_can_expand_to_are_refused_before_allocating() {
+        // Found by the `rdb` fuzz target (fuzz/corpus/rdb/oom-lzf-claims-2gib): an LZF
+        // string of 0 compressed bytes claiming 2 GiB made the reader reserve 2 GiB.
+        let input = b"REDIS0010\0\0\0\0\0\0\0\xc3\0\x80\x80\0\x9bi\xf5r\n\0\xce\x9bi\xf5r\n@";
+        let e = RdbFormat
+            .read_contents(&mut &input[..])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("implausible LZF string lengths 0/"), "{e}");
+        // The most a 3-byte back reference can copy is still accepted as plausible.
+        let mut out = Vec::new();
+        let input = [0u8, b'a', 0xe0, 255, 0];
+        lzf_decompress(&input, 1 + 264, &mut out).unwrap();
+        assert_eq!(out.len(), 265);
+        assert!(265 <= 5 * value::LZF_MAX_RATIO);
     }
 
     #[test]

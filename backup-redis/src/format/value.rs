@@ -3,6 +3,14 @@
 
 use super::*;
 
+/// The most an LZF block expands: a back reference of 3 bytes copies at most
+/// 7 + 255 + 2 = 264 bytes (88×); rounded up.
+pub const LZF_MAX_RATIO: u64 = 90;
+
+/// What is reserved up front for a string whatever length it claims (1 MiB); beyond it
+/// buffers grow with the bytes actually read or produced.
+pub const PREALLOCATE: usize = 1 << 20;
+
 /// Decompresses an LZF block into `out` (appended), expecting `len` bytes.
 pub fn lzf_decompress(
     input: &[u8],
@@ -10,7 +18,7 @@ pub fn lzf_decompress(
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
     let start = out.len();
-    out.reserve(len);
+    out.reserve(len.min(PREALLOCATE));
     let mut ip = 0;
     while ip < input.len() {
         let ctrl = input[ip] as usize;
