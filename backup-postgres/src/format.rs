@@ -335,15 +335,16 @@ fn read_header(r: &mut Input) -> Result<Header> {
         *v = read_int_with(r, &ints, "the creation time")?;
     }
     // sec min hour mday mon year isdst, struct tm conventions.
-    header.created = Some(format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        tm[5] + 1900,
-        tm[4] + 1,
-        tm[3],
-        tm[2],
-        tm[1],
-        tm[0]
-    ));
+    // From the archive: a year or month beyond i64 leaves the time unknown.
+    header.created = tm[5]
+        .checked_add(1900)
+        .zip(tm[4].checked_add(1))
+        .map(|(year, month)| {
+            format!(
+                "{year:04}-{month:02}-{:02} {:02}:{:02}:{:02}",
+                tm[3], tm[2], tm[1], tm[0]
+            )
+        });
     header.database = read_kept_str(r, &ints, "the database name")?;
     header.server_version = read_kept_str(r, &ints, "the server version")?;
     header.pg_dump_version = read_kept_str(r, &ints, "the pg_dump version")?;
@@ -615,6 +616,28 @@ fn read_data(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_creation_year_beyond_i64_is_an_unknown_time_not_an_overflow() {
+        // Archive 1.14, 8-byte integers: compression level 0, then a creation time whose
+        // year is i64::MAX (adding 1900 overflowed).
+        let int = |v: i64| {
+            let mut b = vec![u8::from(v < 0)];
+            b.extend_from_slice(&v.unsigned_abs().to_le_bytes());
+            b
+        };
+        let mut a = b"PGDMP".to_vec();
+        a.extend_from_slice(&[1, 14, 0, 8, 8, 1]);
+        a.extend(int(0));
+        for v in [0, 0, 0, 1, 0, i64::MAX, 0] {
+            a.extend(int(v));
+        }
+        let mut bytes = &a[..];
+        let mut r = Input::new(&mut bytes);
+        let header = read_header(&mut r).map(|h| h.created);
+        // The strings that follow are missing: a clean error, or no time; never a panic.
+        assert!(matches!(header, Err(_) | Ok(None)), "{header:?}");
+    }
+
     use super::*;
 
     #[test]
