@@ -406,7 +406,22 @@ fn read_toc(r: &mut Input, h: &Header, contents: &mut Contents) -> Result<HashMa
         if h.at_least(1, 11) {
             read_int_with(r, &ints, &what)?; // section
         }
-        skip_str(r, &ints, &what)?; // definition
+        // The database's own entries (its settings, comment and owner) are kept: a
+        // restore that creates the database applies them, as `pg_restore --create` does.
+        let database_sql = match desc.as_str() {
+            "DATABASE PROPERTIES" => Some("database_settings_sql"),
+            "COMMENT" if tag.starts_with("DATABASE ") => Some("database_comment_sql"),
+            _ => None,
+        };
+        match database_sql {
+            Some(fact) => {
+                let definition = read_kept_str(r, &ints, &what)?.unwrap_or_default();
+                contents.fact(fact, definition);
+            }
+            None => {
+                skip_str(r, &ints, &what)?; // definition
+            }
+        }
         skip_str(r, &ints, &what)?; // drop statement
         let copy_len = skip_str(r, &ints, &what)?; // copy statement (1.3+)
         let namespace = read_kept_str(r, &ints, &what)?; // 1.6+
@@ -417,7 +432,13 @@ fn read_toc(r: &mut Input, h: &Header, contents: &mut Contents) -> Result<HashMa
         if h.at_least(1, 16) {
             read_int_with(r, &ints, &what)?; // relkind
         }
-        skip_str(r, &ints, &what)?; // owner
+        if desc == "DATABASE" {
+            if let Some(owner) = read_kept_str(r, &ints, &what)?.filter(|o| !o.is_empty()) {
+                contents.fact("database_owner", owner);
+            }
+        } else {
+            skip_str(r, &ints, &what)?; // owner
+        }
         skip_str(r, &ints, &what)?; // "with oids" (1.9+)
         loop {
             // Dependencies: strings ended by a null one.

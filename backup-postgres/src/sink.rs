@@ -174,6 +174,24 @@ impl PostgresSink {
         let db = format!("{}/{}", self.conn.server(), self.conn.database());
         if self.target.create_db {
             lines.push(format!("create database {db} from template0 if it does not exist (dropped again if the restore fails)"));
+            let facts = &manifest.contents.facts;
+            let props: Vec<&str> = [
+                ("database_settings_sql", "settings"),
+                ("database_comment_sql", "comment"),
+                ("database_owner", "owner"),
+            ]
+            .into_iter()
+            .filter(|(fact, what)| {
+                facts.contains_key(*fact) && !(*what == "owner" && self.target.no_owner)
+            })
+            .map(|(_, what)| what)
+            .collect();
+            if !props.is_empty() {
+                lines.push(format!(
+                    "if created: give {db} the source database's {} (as pg_restore --create does)",
+                    props.join(", ")
+                ));
+            }
         }
         let tables = manifest.contents.counts.get("tables");
         if self.target.selective() {
@@ -381,6 +399,48 @@ impl PostgresSink {
             .collect()
     }
 
+    /// Applies the source database's properties (see [`DatabaseProperties`]) to the
+    /// target database, which this restore created. The settings are required (an
+    /// error fails the restore, which then drops the database); the comment and the
+    /// owner are applied where the restoring role may, with a warning otherwise.
+    /// Returns summary lines.
+    async fn apply_database_properties(&self, manifest: &Manifest) -> PgResult<Vec<String>> {
+        let db = self.conn.database();
+        let props =
+            DatabaseProperties::from_facts(&manifest.contents.facts, db, self.target.no_owner)?;
+        let mut lines = Vec::new();
+        if props.is_empty() {
+            return Ok(lines);
+        }
+        let client = self.conn.connect().await?;
+        if !props.settings.is_empty() {
+            let sql = format!("BEGIN;\n{}\nCOMMIT;", props.settings.join("\n"));
+            client.batch_execute(&sql).await.map_err(|e| {
+                self.conn.query_error(
+                    &format!("applying the source database's settings to \"{db}\""),
+                    e,
+                )
+            })?;
+            lines.push(format!(
+                "applied the source database's settings to {db} ({} statements)",
+                props.settings.len()
+            ));
+        }
+        for (what, sql) in [("comment", &props.comment), ("owner", &props.owner)] {
+            let Some(sql) = sql else { continue };
+            match client.batch_execute(sql).await {
+                Ok(()) => lines.push(format!("applied the source database's {what} to {db}")),
+                Err(e) => {
+                    let e = self
+                        .conn
+                        .query_error(&format!("setting the {what} of \"{db}\""), e);
+                    tracing::warn!(error = %e, "the restored database \"{db}\" keeps no {what} from its source");
+                }
+            }
+        }
+        Ok(lines)
+    }
+
     fn summary(&self, manifest: &Manifest) -> Vec<String> {
         let db = format!("{}/{}", self.conn.server(), self.conn.database());
         if self.target.selective() {
@@ -410,7 +470,17 @@ impl Sink for PostgresSink {
     ) -> Result<SinkReport> {
         self.check_manifest(manifest)?;
         let created = self.prepare_target().await?;
-        let result = self.run(manifest, input).await;
+        let mut result = self.run(manifest, input).await;
+        if created {
+            // A database this restore created gets the source database's settings,
+            // comment and owner, as one `pg_restore --create` creates would.
+            if let Ok(report) = &mut result {
+                match self.apply_database_properties(manifest).await {
+                    Ok(lines) => report.summary.extend(lines),
+                    Err(e) => result = Err(e.into()),
+                }
+            }
+        }
         if result.is_err() && created {
             let db = self.conn.database();
             if let Err(e) = drop_database(&self.maintenance(), db).await {
@@ -423,6 +493,138 @@ impl Sink for PostgresSink {
             }
         }
         result
+    }
+}
+
+/// What `pg_restore --create` gives the database it creates besides its objects, read
+/// from the archive's `DATABASE PROPERTIES`, `COMMENT` on the database and `DATABASE`
+/// entries (the manifest's `database_settings_sql`, `database_comment_sql` and
+/// `database_owner` facts) and rewritten to name the target database instead of the
+/// source's.
+#[derive(Debug, Default, PartialEq)]
+struct DatabaseProperties {
+    /// `ALTER DATABASE … SET …`, `ALTER ROLE … IN DATABASE … SET …`, `CONNECTION
+    /// LIMIT`, `IS_TEMPLATE`: one statement each (a line continuing a multi-line value
+    /// stays with its statement).
+    settings: Vec<String>,
+    comment: Option<String>,
+    owner: Option<String>,
+}
+
+impl DatabaseProperties {
+    fn from_facts(
+        facts: &std::collections::BTreeMap<String, String>,
+        target: &str,
+        no_owner: bool,
+    ) -> PgResult<Self> {
+        let mut props = DatabaseProperties::default();
+        let Some(source) = facts.get("database") else {
+            return Ok(props);
+        };
+        let target_ident = quote_ident(target);
+        if let Some(sql) = facts.get("database_settings_sql") {
+            for line in sql.lines() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                // A line inside the previous statement's quoted value (one with an
+                // odd number of quotes so far: pg_dump doubles a quote in a literal)
+                // continues it; any other line must be a statement about the database.
+                match props.settings.last_mut() {
+                    Some(last) if last.matches('\'').count() % 2 == 1 => {
+                        last.push('\n');
+                        last.push_str(line);
+                    }
+                    _ => props.settings.push(
+                        rewrite_database_name(line, source, &target_ident)?
+                            .ok_or_else(|| unexpected_statement(line))?,
+                    ),
+                }
+            }
+        }
+        if let Some(sql) = facts.get("database_comment_sql") {
+            props.comment = Some(
+                rewrite_database_name(sql, source, &target_ident)?
+                    .ok_or_else(|| unexpected_statement(sql))?,
+            );
+        }
+        if let Some(owner) = facts.get("database_owner").filter(|_| !no_owner) {
+            props.owner = Some(format!(
+                "ALTER DATABASE {target_ident} OWNER TO {};",
+                quote_ident(owner)
+            ));
+        }
+        Ok(props)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.settings.is_empty() && self.comment.is_none() && self.owner.is_none()
+    }
+}
+
+fn unexpected_statement(line: &str) -> PostgresError {
+    let shown: String = line.chars().take(80).collect();
+    PostgresError::WrongArtifact(format!(
+        "the archive's database properties hold a statement dbseal cannot apply to another database: {shown}"
+    ))
+}
+
+/// `line` with the database it names replaced by `target_ident`, if it is one of the
+/// statements pg_dump writes for a database (`ALTER DATABASE d …`, `ALTER ROLE r IN
+/// DATABASE d …`, `COMMENT ON DATABASE d …`); `None` for any other line. A statement
+/// naming a database other than `source` is an error.
+fn rewrite_database_name(line: &str, source: &str, target_ident: &str) -> PgResult<Option<String>> {
+    let (head, rest) = if let Some(rest) = line.strip_prefix("ALTER DATABASE ") {
+        ("ALTER DATABASE ".to_string(), rest)
+    } else if let Some(rest) = line.strip_prefix("COMMENT ON DATABASE ") {
+        ("COMMENT ON DATABASE ".to_string(), rest)
+    } else if let Some(after_role) = line.strip_prefix("ALTER ROLE ") {
+        let Some((_, role, rest)) = split_ident(after_role) else {
+            return Ok(None);
+        };
+        let Some(rest) = rest.strip_prefix(" IN DATABASE ") else {
+            return Ok(None);
+        };
+        (format!("ALTER ROLE {role} IN DATABASE "), rest)
+    } else {
+        return Ok(None);
+    };
+    match split_ident(rest) {
+        Some((name, _, rest)) if name == source => {
+            Ok(Some(format!("{head}{target_ident}{rest}")))
+        }
+        Some((name, _, _)) => Err(PostgresError::WrongArtifact(format!(
+            "the archive's database properties name database \"{name}\", not the archive's own \"{source}\""
+        ))),
+        None => Err(unexpected_statement(line)),
+    }
+}
+
+/// The SQL identifier at the start of `s` as pg_dump writes one (double-quoted with `""`
+/// for a quote, or a bare word): its name, its text as written, and what follows it.
+fn split_ident(s: &str) -> Option<(String, &str, &str)> {
+    if let Some(quoted) = s.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            if c != '"' {
+                name.push(c);
+            } else if chars.peek().is_some_and(|&(_, next)| next == '"') {
+                chars.next();
+                name.push('"');
+            } else {
+                // `i` indexes `quoted`; the written identifier spans both quotes.
+                let (written, rest) = s.split_at(i + 2);
+                return Some((name, written, rest));
+            }
+        }
+        None
+    } else {
+        let len = s
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .unwrap_or(s.len());
+        let (written, rest) = s.split_at(len);
+        (len > 0).then(|| (written.to_string(), written, rest))
     }
 }
 
@@ -803,5 +1005,103 @@ impl Processes {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn facts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn database_properties_are_rewritten_to_name_the_target() {
+        // As pg_dump 15 writes them for a database named `app db` ("app db" quoted).
+        let f = facts(&[
+            ("database", "app db"),
+            (
+                "database_settings_sql",
+                "ALTER DATABASE \"app db\" SET lc_monetary TO 'C';\n\
+                 ALTER DATABASE \"app db\" SET search_path TO 'app', 'public';\n\
+                 ALTER ROLE \"Reporter\" IN DATABASE \"app db\" SET work_mem TO '8MB';\n\
+                 ALTER DATABASE \"app db\" SET application_name TO 'two\n\
+                 lines';\n",
+            ),
+            (
+                "database_comment_sql",
+                "COMMENT ON DATABASE \"app db\" IS 'the \"app\"; its data';\n",
+            ),
+            ("database_owner", "app\"owner"),
+        ]);
+        let p = DatabaseProperties::from_facts(&f, "restored", false).unwrap();
+        assert_eq!(
+            p.settings,
+            [
+                "ALTER DATABASE \"restored\" SET lc_monetary TO 'C';",
+                "ALTER DATABASE \"restored\" SET search_path TO 'app', 'public';",
+                "ALTER ROLE \"Reporter\" IN DATABASE \"restored\" SET work_mem TO '8MB';",
+                "ALTER DATABASE \"restored\" SET application_name TO 'two\nlines';",
+            ]
+        );
+        assert_eq!(
+            p.comment.as_deref(),
+            Some("COMMENT ON DATABASE \"restored\" IS 'the \"app\"; its data';\n")
+        );
+        assert_eq!(
+            p.owner.as_deref(),
+            Some("ALTER DATABASE \"restored\" OWNER TO \"app\"\"owner\";")
+        );
+        let p = DatabaseProperties::from_facts(&f, "restored", true).unwrap();
+        assert_eq!(
+            p.owner, None,
+            "--no-owner keeps the restoring role as owner"
+        );
+    }
+
+    #[test]
+    fn bare_and_quoted_names_match_and_another_database_is_refused() {
+        let f = facts(&[
+            ("database", "shop"),
+            (
+                "database_settings_sql",
+                "ALTER DATABASE shop SET timezone TO 'UTC';\n",
+            ),
+        ]);
+        let p = DatabaseProperties::from_facts(&f, "a\"b", false).unwrap();
+        assert_eq!(
+            p.settings,
+            ["ALTER DATABASE \"a\"\"b\" SET timezone TO 'UTC';"]
+        );
+
+        let f = facts(&[
+            ("database", "shop"),
+            (
+                "database_settings_sql",
+                "ALTER DATABASE \"postgres\" SET timezone TO 'UTC';\n",
+            ),
+        ]);
+        let e = DatabaseProperties::from_facts(&f, "x", false).unwrap_err();
+        assert!(e.to_string().contains("\"postgres\""), "{e}");
+
+        for sql in [
+            "DROP TABLE t;\n",
+            "ALTER DATABASE shop SET timezone TO 'UTC';\nDROP TABLE t;\n",
+        ] {
+            let f = facts(&[("database", "shop"), ("database_settings_sql", sql)]);
+            let e = DatabaseProperties::from_facts(&f, "x", false).unwrap_err();
+            assert!(e.to_string().contains("DROP TABLE t"), "{e}");
+        }
+        // An archive without the entries (an older manifest) gives nothing to apply.
+        let f = facts(&[("database", "shop")]);
+        assert!(DatabaseProperties::from_facts(&f, "x", false)
+            .unwrap()
+            .is_empty());
     }
 }

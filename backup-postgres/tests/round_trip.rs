@@ -2,6 +2,7 @@
 //! with a content fingerprint of every table equal on both sides.
 
 mod common;
+mod pg_fixture;
 
 use backup_core::{BackupOptions, ErrorKind, FormatRegistry, RestoreOptions};
 use backup_postgres::{DumpOptions, PostgresSink, PostgresSource, RestoreTarget};
@@ -251,4 +252,105 @@ async fn selective_and_replace_restores() {
     let mut after = live_counts(&dst3.name).await;
     assert_eq!(after.remove("public.keep_me"), Some(1));
     assert_eq!(after, live_counts(&src.name).await);
+}
+
+/// The source database's settings, per-role settings in it, comment and owner, as psql
+/// reads them from the catalogs (one line per setting, sorted).
+fn database_properties(database: &str) -> String {
+    pg_fixture::psql(
+        "postgres",
+        &format!(
+            "SELECT coalesce(r.rolname, '*') || ': ' || array_to_string(s.setconfig, ' | ')
+               FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+               LEFT JOIN pg_roles r ON r.oid = s.setrole
+              WHERE d.datname = '{database}'
+             UNION ALL
+             SELECT 'comment: ' || coalesce(shobj_description(oid, 'pg_database'), '(none)')
+                 || E'\\nowner: ' || pg_get_userbyid(datdba)
+               FROM pg_database WHERE datname = '{database}'
+             ORDER BY 1"
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_db_gives_the_database_its_settings_comment_and_owner() {
+    let src = TempDb::create("props_src").await;
+    let (owner, reader) = (unique_name("props_owner"), unique_name("props_reader"));
+    let s = &src.name;
+    exec(
+        "postgres",
+        &format!(
+            r#"CREATE ROLE "{owner}" NOLOGIN; CREATE ROLE "{reader}" NOLOGIN;
+            ALTER DATABASE "{s}" SET lc_monetary TO 'C';
+            ALTER DATABASE "{s}" SET timezone_abbreviations TO 'India';
+            ALTER DATABASE "{s}" SET bytea_output TO 'escape';
+            ALTER DATABASE "{s}" SET search_path TO app, "Other Schema", public;
+            ALTER ROLE "{owner}" IN DATABASE "{s}" SET work_mem TO '8MB';
+            COMMENT ON DATABASE "{s}" IS 'orders; the ''live'' ones';
+            ALTER DATABASE "{s}" OWNER TO "{owner}";"#
+        ),
+    )
+    .await;
+    exec(s, "CREATE TABLE t (x int); INSERT INTO t VALUES (1);").await;
+    let source_props = database_properties(s);
+    assert!(source_props.contains("work_mem=8MB"), "{source_props}");
+
+    let (_dir, store, keys) = store();
+    let back_up = async || {
+        let mut source = PostgresSource::new(&config(s), DumpOptions::default()).unwrap();
+        backup_postgres::backup(
+            &store,
+            &mut source,
+            BackupOptions::new("props", keys.encryption()),
+        )
+        .await
+        .unwrap()
+    };
+    let opts = RestoreOptions {
+        decryption: Some(keys.decryption().into()),
+        ..Default::default()
+    };
+    let restore_into = async |manifest, name: &str, no_owner: bool| {
+        let target = RestoreTarget {
+            create_db: true,
+            no_owner,
+            ..Default::default()
+        };
+        let mut sink = PostgresSink::new(&config(name), target).unwrap();
+        backup_core::restore(&store, manifest, "data", &mut sink, &opts).await
+    };
+
+    // Restored under another name: the same settings, comment and owner.
+    let manifest = back_up().await;
+    let dst = TempDb::named("props_dst");
+    let report = restore_into(&manifest, &dst.name, false).await.unwrap();
+    assert!(
+        report.summary.iter().any(|l| l.contains("settings")),
+        "{:?}",
+        report.summary
+    );
+    assert_eq!(database_properties(&dst.name), source_props);
+
+    // A setting that cannot be applied (its role is gone) fails the restore, and the
+    // database it created is dropped again.
+    exec(
+        "postgres",
+        &format!(r#"ALTER ROLE "{reader}" IN DATABASE "{s}" SET work_mem TO '1MB'"#),
+    )
+    .await;
+    let manifest = back_up().await;
+    exec("postgres", &format!(r#"DROP ROLE "{reader}""#)).await;
+    let failed = TempDb::named("props_failed");
+    let e = restore_into(&manifest, &failed.name, true)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains(&reader), "{e}");
+    assert!(
+        !db_exists(&failed.name).await,
+        "the database the failed restore created is left"
+    );
+
+    drop((src, dst, failed));
+    exec("postgres", &format!(r#"DROP ROLE "{owner}""#)).await;
 }
