@@ -42,6 +42,11 @@ fn psql_binary() -> std::path::PathBuf {
 /// Runs `sql` (read from standard input) with psql on `database`; returns the
 /// unaligned, tuples-only output. The password goes through the environment.
 pub fn psql(database: &str, sql: &str) -> String {
+    String::from_utf8(psql_raw(database, sql)).expect("psql output is UTF-8")
+}
+
+/// [`psql`]'s output as bytes (for `COPY … TO STDOUT (FORMAT binary)`).
+pub fn psql_raw(database: &str, sql: &str) -> Vec<u8> {
     let mut child = Command::new(psql_binary())
         .arg(url_of(database))
         .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-f", "-"])
@@ -63,7 +68,7 @@ pub fn psql(database: &str, sql: &str) -> String {
         "psql on {database} failed: {}\n{sql}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).expect("psql output is UTF-8")
+    out.stdout
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
