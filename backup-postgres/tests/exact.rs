@@ -14,7 +14,7 @@ mod common;
 mod pg_fixture;
 
 use backup_core::{BackupOptions, RestoreOptions};
-use backup_postgres::{DumpOptions, PostgresSink, PostgresSource, RestoreTarget};
+use backup_postgres::{DumpOptions, PostgresSource};
 use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -810,22 +810,11 @@ async fn every_builtin_type_survives_backup_and_restore_bit_for_bit() {
     )
     .await
     .unwrap();
-    let dst = TempDb::named("exact_dst");
-    let mut sink = PostgresSink::new(
-        &config(&dst.name),
-        RestoreTarget {
-            create_db: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
     let opts = RestoreOptions {
         decryption: Some(keys.decryption().into()),
         ..Default::default()
     };
-    backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
-        .await
-        .unwrap();
+    let (dst, _) = restore_into_new_db(&store, &manifest, &opts, "exact_dst").await;
 
     let mut failures = Vec::new();
     for (ty, values) in TYPES.iter().zip(&cases_of) {

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use backup_core::{BackupOptions, FormatRegistry, RestoreOptions, VerifyLevel};
-use backup_postgres::{DumpOptions, PostgresSink, PostgresSource, RestoreTarget};
+use backup_postgres::{DumpOptions, PostgresSource};
 use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -88,18 +88,7 @@ async fn pgbench_70_round_trip() {
     drop(src);
 
     let t = Instant::now();
-    let dst = TempDb::named("pgbench70_dst");
-    let mut sink = PostgresSink::new(
-        &config(&dst.name),
-        RestoreTarget {
-            create_db: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
-        .await
-        .unwrap();
+    let (dst, _) = restore_into_new_db(&store, &manifest, &opts, "pgbench70_dst").await;
     let t_restore = t.elapsed();
     assert_eq!(&live_counts(&dst.name).await, tables);
     eprintln!(

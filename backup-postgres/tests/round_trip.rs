@@ -106,18 +106,7 @@ async fn rich_schema_round_trip() {
     assert!(no_scratch_databases().await);
 
     // Restore into a new database: every table's content hash equals the source's.
-    let dst = TempDb::named("rich_dst");
-    let mut sink = PostgresSink::new(
-        &config(&dst.name),
-        RestoreTarget {
-            create_db: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    let report = backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
-        .await
-        .unwrap();
+    let (dst, report) = restore_into_new_db(&store, &manifest, &opts, "rich_dst").await;
     assert!(
         report.summary[0].contains("restored"),
         "{:?}",

@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use backup_core::{BackupStore, KeyPair, SecretString};
-use backup_postgres::PostgresConfig;
+use backup_core::{BackupStore, KeyPair, Manifest, RestoreOptions, SecretString, SinkReport};
+use backup_postgres::{PostgresConfig, PostgresSink, RestoreTarget};
 
 /// The test server's URL (no password) and password.
 pub fn server() -> (String, String) {
@@ -115,6 +115,25 @@ impl Drop for TempDb {
         })
         .join();
     }
+}
+
+/// Restores `manifest` with `--create-db` into a new database named after `prefix`.
+pub async fn restore_into_new_db(
+    store: &BackupStore,
+    manifest: &Manifest,
+    opts: &RestoreOptions,
+    prefix: &str,
+) -> (TempDb, SinkReport) {
+    let dst = TempDb::named(prefix);
+    let target = RestoreTarget {
+        create_db: true,
+        ..Default::default()
+    };
+    let mut sink = PostgresSink::new(&config(&dst.name), target).unwrap();
+    let report = backup_core::restore(store, manifest, "data", &mut sink, opts)
+        .await
+        .unwrap();
+    (dst, report)
 }
 
 /// A store in a temporary directory and a key pair.
