@@ -33,6 +33,7 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use backup_core::{Contents, Error, FormatReader, Result};
+use sha2::{Digest, Sha256};
 
 /// The format name recorded in manifests for pg_dump custom archives.
 pub const FORMAT: &str = "pgdump";
@@ -121,6 +122,8 @@ struct Entry {
     name: String,
     desc: String,
     copy: bool,
+    /// The column list of the entry's COPY statement (`(a, "B")`), if it has one.
+    columns: Option<String>,
     has_data: bool,
     seen: bool,
 }
@@ -408,12 +411,21 @@ fn read_toc(r: &mut Input, h: &Header, contents: &mut Contents) -> Result<HashMa
         }
         // The database's own entries (its settings, comment and owner) are kept: a
         // restore that creates the database applies them, as `pg_restore --create` does.
-        let database_sql = match desc.as_str() {
+        // The ENCODING entry (`SET client_encoding = 'UTF8';`) names the encoding of
+        // every COPY row, which level-3 verification reads the restored rows in.
+        let kept_definition = match desc.as_str() {
             "DATABASE PROPERTIES" => Some("database_settings_sql"),
             "COMMENT" if tag.starts_with("DATABASE ") => Some("database_comment_sql"),
+            "ENCODING" => Some("encoding"),
             _ => None,
         };
-        match database_sql {
+        match kept_definition {
+            Some("encoding") => {
+                let definition = read_kept_str(r, &ints, &what)?.unwrap_or_default();
+                if let Some(enc) = definition.split('\'').nth(1) {
+                    contents.fact("encoding", enc);
+                }
+            }
             Some(fact) => {
                 let definition = read_kept_str(r, &ints, &what)?.unwrap_or_default();
                 contents.fact(fact, definition);
@@ -423,7 +435,14 @@ fn read_toc(r: &mut Input, h: &Header, contents: &mut Contents) -> Result<HashMa
             }
         }
         skip_str(r, &ints, &what)?; // drop statement
-        let copy_len = skip_str(r, &ints, &what)?; // copy statement (1.3+)
+                                    // The copy statement (1.3+), kept for table data: its column list is the one
+                                    // level-3 verification reads the restored table with.
+        let copy_stmt = if desc == "TABLE DATA" {
+            read_kept_str(r, &ints, &what)?.filter(|s| !s.is_empty())
+        } else {
+            skip_str(r, &ints, &what)?;
+            None
+        };
         let namespace = read_kept_str(r, &ints, &what)?; // 1.6+
         skip_str(r, &ints, &what)?; // tablespace (1.10+)
         if h.at_least(1, 14) {
@@ -456,7 +475,8 @@ fn read_toc(r: &mut Input, h: &Header, contents: &mut Contents) -> Result<HashMa
         r.take(h.off_size as u64, &what, &mut |_| {})?;
 
         contents.add("objects", &desc, 1);
-        let copy = desc == "TABLE DATA" && copy_len > 0;
+        let copy = copy_stmt.is_some();
+        let columns = copy_stmt.as_deref().and_then(copy_column_list);
         let name = match (&namespace, copy) {
             (Some(ns), true) if !ns.is_empty() => format!("{ns}.{tag}"),
             (_, true) => tag.clone(),
@@ -470,6 +490,7 @@ fn read_toc(r: &mut Input, h: &Header, contents: &mut Contents) -> Result<HashMa
             name,
             desc,
             copy,
+            columns,
             has_data: flag != K_OFFSET_NO_DATA,
             seen: false,
         };
@@ -526,6 +547,153 @@ impl RowCounter {
             self.newlines
         }
     }
+}
+
+/// The SHA-256 of one COPY data stream without its `\.` end line and the empty lines
+/// pg_dump writes after it: the bytes `COPY … TO STDOUT` of the same rows returns.
+/// The last [`DIGEST_HOLD`] bytes are held back until the end decides whether they are
+/// the terminator.
+#[derive(Default)]
+struct CopyDigest {
+    hasher: Sha256,
+    held: Vec<u8>,
+    len: u64,
+}
+
+/// Enough for `\n\\.\n\n\n` with room to spare.
+const DIGEST_HOLD: usize = 16;
+
+impl CopyDigest {
+    fn feed(&mut self, s: &[u8]) {
+        self.len = self.len.saturating_add(s.len() as u64);
+        if s.len() >= DIGEST_HOLD {
+            self.hasher.update(&self.held);
+            let (now, later) = s.split_at(s.len() - DIGEST_HOLD);
+            self.hasher.update(now);
+            self.held.clear();
+            self.held.extend_from_slice(later);
+        } else {
+            self.held.extend_from_slice(s);
+            if self.held.len() > DIGEST_HOLD {
+                let excess = self.held.len() - DIGEST_HOLD;
+                self.hasher.update(&self.held[..excess]);
+                self.held.drain(..excess);
+            }
+        }
+    }
+
+    fn finish(mut self) -> String {
+        let held = &self.held[..];
+        let k = held.iter().rev().take_while(|&&b| b == b'\n').count();
+        let rest = &held[..held.len() - k];
+        let terminated = k > 0
+            && rest.ends_with(b"\\.")
+            && (self.len - k as u64 == 2 || rest.len() >= 3 && rest[rest.len() - 3] == b'\n');
+        let kept = if terminated {
+            &rest[..rest.len() - 2]
+        } else {
+            held
+        };
+        self.hasher.update(kept);
+        hex::encode(self.hasher.finalize())
+    }
+}
+
+/// The column list of a pg_dump COPY statement (`COPY public.t (a, "B") FROM stdin;`
+/// gives `(a, "B")`; a table without columns gives the empty string), or `None` if the
+/// statement is not of that shape.
+fn copy_column_list(stmt: &str) -> Option<String> {
+    let rest = stmt.strip_prefix("COPY ")?;
+    // The qualified table name: identifiers joined by dots.
+    let mut rest = rest;
+    loop {
+        let (_, after) = take_ident(rest)?;
+        rest = after;
+        match rest.strip_prefix('.') {
+            Some(after) => rest = after,
+            None => break,
+        }
+    }
+    let rest = rest.strip_prefix(' ')?;
+    let (list, tail) = if rest.starts_with('(') {
+        let end = column_list_end(rest)?;
+        (&rest[..end], &rest[end..])
+    } else {
+        ("", rest)
+    };
+    let tail = tail.trim_start_matches(' ');
+    tail.starts_with("FROM stdin").then(|| list.to_string())
+}
+
+/// The byte length of the parenthesised column list at the start of `s`.
+fn column_list_end(s: &str) -> Option<usize> {
+    let mut rest = s.strip_prefix('(')?;
+    loop {
+        let (_, after) = take_ident(rest)?;
+        rest = after;
+        if let Some(after) = rest.strip_prefix(", ") {
+            rest = after;
+        } else {
+            let after = rest.strip_prefix(')')?;
+            return Some(s.len() - after.len());
+        }
+    }
+}
+
+/// Splits one SQL identifier off the front of `s`: `"quoted ""x"""` (unquoted to
+/// `quoted "x"`) or a bare word. Returns the identifier and what follows it.
+fn take_ident(s: &str) -> Option<(String, &str)> {
+    if let Some(mut rest) = s.strip_prefix('"') {
+        let mut name = String::new();
+        loop {
+            let q = rest.find('"')?;
+            name.push_str(&rest[..q]);
+            rest = &rest[q + 1..];
+            match rest.strip_prefix('"') {
+                Some(after) => {
+                    name.push('"');
+                    rest = after;
+                }
+                None => break,
+            }
+        }
+        (!name.is_empty()).then_some((name, rest))
+    } else {
+        let end = s
+            .find(|c: char| c.is_whitespace() || matches!(c, '.' | ',' | '(' | ')' | '"'))
+            .unwrap_or(s.len());
+        (end > 0).then(|| (s[..end].to_string(), &s[end..]))
+    }
+}
+
+/// The column names of a column list as [`copy_column_list`] returns it (quotes
+/// removed), or `None` if it is not a well-formed list.
+pub fn parse_column_list(list: &str) -> Option<Vec<String>> {
+    if list.is_empty() {
+        return Some(Vec::new());
+    }
+    let mut rest = list.strip_prefix('(')?;
+    let mut names = Vec::new();
+    loop {
+        let (name, after) = take_ident(rest)?;
+        names.push(name);
+        rest = after;
+        if let Some(after) = rest.strip_prefix(", ") {
+            rest = after;
+        } else {
+            return (rest == ")").then_some(names);
+        }
+    }
+}
+
+/// The fact holding the SHA-256 of table `name`'s COPY rows.
+pub fn copy_sha256_fact(name: &str) -> String {
+    format!("copy_sha256.{name}")
+}
+
+/// The fact holding table `name`'s COPY column list.
+pub fn copy_columns_fact(name: &str) -> String {
+    format!("copy_columns.{name}")
 }
 
 fn read_chunks(r: &mut Input, ints: &Ints, what: &str, f: &mut dyn FnMut(&[u8])) -> Result<u64> {
@@ -586,8 +754,17 @@ fn read_data(
             BLK_DATA => {
                 if entry.copy && !h.compressed {
                     let mut counter = RowCounter::default();
-                    read_chunks(r, &ints, &what, &mut |s| counter.feed(s))?;
+                    let mut digest = CopyDigest::default();
+                    read_chunks(r, &ints, &what, &mut |s| {
+                        counter.feed(s);
+                        digest.feed(s);
+                    })?;
                     contents.add("tables", &entry.name, counter.rows());
+                    // Only with a column list the verifier can read the rows back in.
+                    if let Some(columns) = &entry.columns {
+                        contents.fact(&copy_sha256_fact(&entry.name), digest.finish());
+                        contents.fact(&copy_columns_fact(&entry.name), columns.clone());
+                    }
                 } else if entry.copy {
                     return Err(invalid(format!(
                         "the archive's data is compressed ({}); dbseal counts rows in archives written with pg_dump -Z0",
@@ -685,6 +862,50 @@ mod tests {
             c.feed(std::slice::from_ref(b));
         }
         assert_eq!(c.rows(), 2);
+    }
+
+    #[test]
+    fn copy_digest_hashes_the_rows_without_the_terminator_however_fed() {
+        let rows = b"1\tx\n2\t\\.\n";
+        let plain = hex::encode(Sha256::digest(rows));
+        for data in [&b"1\tx\n2\t\\.\n\\.\n\n\n"[..], &rows[..]] {
+            let mut whole = CopyDigest::default();
+            whole.feed(data);
+            assert_eq!(whole.finish(), plain);
+            let mut bytes = CopyDigest::default();
+            for b in data {
+                bytes.feed(std::slice::from_ref(b));
+            }
+            assert_eq!(bytes.finish(), plain);
+        }
+        let mut empty = CopyDigest::default();
+        empty.feed(b"\\.\n\n\n");
+        assert_eq!(empty.finish(), hex::encode(Sha256::digest(b"")));
+        // One changed bit changes the digest.
+        let mut other = CopyDigest::default();
+        other.feed(b"1\tx\n2\t\\/\n");
+        assert_ne!(other.finish(), plain);
+    }
+
+    #[test]
+    fn copy_column_lists_are_parsed_with_quoted_names() {
+        let list =
+            copy_column_list("COPY public.\"we(ird\" (a, \"B\"\"x\", \"c, d\") FROM stdin;\n")
+                .unwrap();
+        assert_eq!(list, "(a, \"B\"\"x\", \"c, d\")");
+        assert_eq!(
+            parse_column_list(&list).unwrap(),
+            vec!["a".to_string(), "B\"x".into(), "c, d".into()]
+        );
+        assert_eq!(
+            copy_column_list("COPY public.t  FROM stdin;\n").unwrap(),
+            ""
+        );
+        assert_eq!(parse_column_list("").unwrap(), Vec::<String>::new());
+        for bad in ["(a; DROP TABLE x)", "(a", "a, b", "(a, )"] {
+            assert!(parse_column_list(bad).is_none(), "{bad}");
+        }
+        assert!(copy_column_list("SELECT 1").is_none());
     }
 
     #[test]

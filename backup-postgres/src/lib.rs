@@ -50,7 +50,9 @@ pub use source::{
     backup, DumpOptions, GlobalsFormat, GlobalsSource, PostgresSource, ServerInfo, GLOBALS_FORMAT,
     KIND,
 };
-pub use verify::{compare_live_counts, verify_restore, verify_restore_as, SCRATCH_PREFIX};
+pub use verify::{
+    compare_live_content, compare_live_counts, verify_restore, verify_restore_as, SCRATCH_PREFIX,
+};
 
 /// Registers the PostgreSQL format readers (`pgdump`, `pgsql`) for level-2 verification.
 pub fn register_formats(registry: &mut backup_core::FormatRegistry) {

@@ -96,6 +96,29 @@ pub struct ServerInfo {
     pub extensions: Vec<(String, String)>,
     /// The pg_dump that will run.
     pub pg_dump: Tool,
+    /// The session settings pg_dump inherits that shape COPY's text output
+    /// ([`OUTPUT_SETTINGS`]), as this role sees them in this database.
+    pub output_settings: Vec<(String, String)>,
+}
+
+/// The settings that change how COPY writes values and that pg_dump does not set
+/// itself (it sets DateStyle, IntervalStyle, extra_float_digits and search_path):
+/// recorded in the manifest's source facts as `dump_session`, so level-3 verification
+/// reads the restored rows back in the same text.
+pub const OUTPUT_SETTINGS: [&str; 3] = ["TimeZone", "bytea_output", "lc_monetary"];
+
+/// Reads [`OUTPUT_SETTINGS`] in a session of `conn`.
+pub(crate) async fn output_settings(conn: &Connection) -> PgResult<Vec<(String, String)>> {
+    let client = conn.connect().await?;
+    let mut out = Vec::new();
+    for name in OUTPUT_SETTINGS {
+        let row = client
+            .query_one("SELECT current_setting($1)", &[&name])
+            .await
+            .map_err(|e| conn.query_error(&format!("reading the setting {name}"), e))?;
+        out.push((name.to_string(), row.get(0)));
+    }
+    Ok(out)
 }
 
 impl ServerInfo {
@@ -190,12 +213,14 @@ impl PostgresSource {
         if self.info.is_none() {
             let pg_dump = self.conn.binaries().tool("pg_dump").await?;
             let (server_version, num, database, extensions) = server_info(&self.conn).await?;
+            let output_settings = output_settings(&self.conn).await?;
             let info = ServerInfo {
                 server_version,
                 server_version_num: num,
                 database,
                 extensions,
                 pg_dump,
+                output_settings,
             };
             check_tool_version(&info.pg_dump, info.server_major(), &info.server_version)?;
             if self.kind == KIND
@@ -238,6 +263,12 @@ impl PostgresSource {
             json!("pg_dump snapshot (one repeatable-read transaction)"),
         );
         facts.insert("archive".into(), json!("pg_dump -Fc -Z0"));
+        let session: serde_json::Map<String, serde_json::Value> = info
+            .output_settings
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        facts.insert("dump_session".into(), serde_json::Value::Object(session));
         let ext: serde_json::Map<String, serde_json::Value> = info
             .extensions
             .iter()
@@ -377,6 +408,12 @@ impl Source for PostgresSource {
             .args(self.options.pg_dump_args())
             .arg(format!("--dbname={}", self.conn.conninfo()));
         self.conn.apply_env(&mut cmd);
+        // pg_dump's session must see the settings recorded in `dump_session` (read by
+        // dbseal's own session, which these libpq variables do not reach; options
+        // given in the URL reach both).
+        for var in ["PGTZ", "PGOPTIONS", "PGCLIENTENCODING", "PGDATESTYLE"] {
+            cmd.env_remove(var);
+        }
         tracing::info!(target = %self.conn.describe(), "running pg_dump");
         let bytes = stream_command("pg_dump", cmd, out).await?;
         tracing::info!(bytes, "pg_dump finished");

@@ -4,7 +4,10 @@
 //! restores the backup into it with [`PostgresSink`] (no owners, no privileges, so the
 //! verification server needs none of the source's roles), compares the live
 //! `count(*)` of every table and the number of large objects with the manifest's
-//! contents summary, and drops the scratch database at the end, whatever happened.
+//! contents summary, reads every table back with `COPY … TO STDOUT` in pg_dump's
+//! session settings and compares the SHA-256 of its rows with the one the archive
+//! reader recorded at backup time (so one changed bit fails, naming the table), and
+//! drops the scratch database at the end, whatever happened.
 
 use backup_core::{
     BackupStore, Error, ErrorKind, Manifest, RestoreOptions, Result, VerifyLevel, VerifyReport,
@@ -56,16 +59,20 @@ pub async fn verify_restore_as(
         .assume_empty();
         backup_core::restore(store, manifest, "data", &mut sink, options).await?;
         let scratch_conn = server.with_database(&scratch);
-        let checks = compare_live_counts(&scratch_conn, manifest)
-            .await
-            .map_err(|e| match e {
-                PostgresError::Mismatch(what) => Error::Verification {
-                    id: manifest.backup_id.to_string(),
-                    key: manifest.artifact.key.clone(),
-                    what: format!("after a restore into scratch database {scratch}: {what}"),
-                },
-                other => other.into(),
-            })?;
+        let checks = async {
+            let mut checks = compare_live_counts(&scratch_conn, manifest).await?;
+            checks.push(compare_live_content(&scratch_conn, manifest).await?);
+            Ok::<_, PostgresError>(checks)
+        }
+        .await
+        .map_err(|e| match e {
+            PostgresError::Mismatch(what) => Error::Verification {
+                id: manifest.backup_id.to_string(),
+                key: manifest.artifact.key.clone(),
+                what: format!("after a restore into scratch database {scratch}: {what}"),
+            },
+            other => other.into(),
+        })?;
         Ok::<_, Error>(checks)
     }
     .await;
@@ -187,4 +194,137 @@ pub async fn compare_live_counts(conn: &Connection, manifest: &Manifest) -> PgRe
         return Err(PostgresError::Mismatch(diffs.join("; ")));
     }
     Ok(checks)
+}
+
+/// The session pg_dump writes COPY rows in (`setup_connection` in pg_dump.c): level 3
+/// reads the restored rows back in the same one.
+const DUMP_SESSION_SQL: &str = "SET DateStyle = ISO; SET IntervalStyle = postgres; \
+    SET extra_float_digits = 3; SET synchronize_seqscans = off; SET row_security = off; \
+    SELECT pg_catalog.set_config('search_path', '', false)";
+
+/// Reads every table the manifest has a content digest for (`copy_sha256.<table>`,
+/// recorded by the archive reader) back from the database `conn` names with
+/// `COPY table (columns) TO STDOUT`, in the session settings pg_dump used (its own,
+/// plus the manifest's `dump_session` source facts and the archive's encoding), and
+/// compares SHA-256 digests. A difference is [`PostgresError::Mismatch`] naming every
+/// table that differs. Backups made before digests were recorded are compared by
+/// counts only, and the returned check line says so.
+pub async fn compare_live_content(conn: &Connection, manifest: &Manifest) -> PgResult<String> {
+    use futures::StreamExt;
+    use sha2::{Digest, Sha256};
+
+    let facts = &manifest.contents.facts;
+    let empty = Default::default();
+    let tables = manifest.contents.counts.get("tables").unwrap_or(&empty);
+    let digested: Vec<(&String, &String)> = tables
+        .keys()
+        .filter_map(|t| Some((t, facts.get(&crate::format::copy_sha256_fact(t))?)))
+        .collect();
+    if digested.is_empty() && !tables.is_empty() {
+        return Ok(
+            "table contents not compared: the manifest records no content digests (a backup made before dbseal recorded them); counts only"
+                .into(),
+        );
+    }
+    let client = conn.connect().await?;
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm', 'f')",
+            &[],
+        )
+        .await
+        .map_err(|e| conn.query_error("listing tables", e))?;
+    let live: std::collections::HashMap<String, (String, String)> = rows
+        .iter()
+        .map(|r| {
+            let (n, t): (String, String) = (r.get(0), r.get(1));
+            (format!("{n}.{t}"), (n, t))
+        })
+        .collect();
+    client
+        .batch_execute(DUMP_SESSION_SQL)
+        .await
+        .map_err(|e| conn.query_error("setting pg_dump's session settings", e))?;
+    if let Some(session) = manifest
+        .source
+        .get("dump_session")
+        .and_then(|v| v.as_object())
+    {
+        for name in crate::source::OUTPUT_SETTINGS {
+            if let Some(value) = session.get(name).and_then(|v| v.as_str()) {
+                client
+                    .query_one(
+                        "SELECT pg_catalog.set_config($1, $2, false)",
+                        &[&name, &value],
+                    )
+                    .await
+                    .map_err(|e| {
+                        conn.query_error(&format!("setting {name} to the dump's {value}"), e)
+                    })?;
+            }
+        }
+    }
+    if let Some(enc) = facts
+        .get("encoding")
+        .filter(|e| !e.eq_ignore_ascii_case("UTF8"))
+    {
+        client
+            .query_one(
+                "SELECT pg_catalog.set_config('client_encoding', $1, false)",
+                &[enc],
+            )
+            .await
+            .map_err(|e| conn.query_error(&format!("setting the archive's encoding {enc}"), e))?;
+    }
+    let mut diffs = Vec::new();
+    let mut bytes = 0u64;
+    for (name, expected) in &digested {
+        let Some((ns, rel)) = live.get(*name) else {
+            continue; // compare_live_counts names missing tables
+        };
+        let columns = facts
+            .get(&crate::format::copy_columns_fact(name))
+            .and_then(|l| crate::format::parse_column_list(l))
+            .ok_or_else(|| {
+                PostgresError::Mismatch(format!(
+                    "table {name}: the manifest's column list is missing or malformed"
+                ))
+            })?;
+        let list = if columns.is_empty() {
+            String::new()
+        } else {
+            let quoted: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+            format!("({})", quoted.join(", "))
+        };
+        let sql = format!(
+            "COPY {}.{} {list} TO STDOUT",
+            quote_ident(ns),
+            quote_ident(rel)
+        );
+        let what = format!("reading the rows of {name}");
+        let stream = client
+            .copy_out(sql.as_str())
+            .await
+            .map_err(|e| conn.query_error(&what, e))?;
+        let mut stream = std::pin::pin!(stream);
+        let mut h = Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| conn.query_error(&what, e))?;
+            bytes += chunk.len() as u64;
+            h.update(&chunk);
+        }
+        let found = hex::encode(h.finalize());
+        if found != **expected {
+            diffs.push(format!(
+                "table {name}: its rows differ from the backup's (SHA-256 of COPY text {found}, the manifest records {expected})"
+            ));
+        }
+    }
+    if !diffs.is_empty() {
+        return Err(PostgresError::Mismatch(diffs.join("; ")));
+    }
+    Ok(format!(
+        "{} tables, {bytes} bytes of COPY text: contents equal the backup's, bit for bit (SHA-256)",
+        digested.len()
+    ))
 }
