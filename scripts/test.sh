@@ -40,7 +40,7 @@ export DBSEAL_FAULT_RESULTS="$SERVICES_DIR/fault-matrix.jsonl"
 : >"$DBSEAL_FAULT_RESULTS"
 
 status=0
-cargo test --workspace "$@" -- --test-threads=2 || status=$?
+cargo test --workspace --no-fail-fast "$@" -- --test-threads=2 || status=$?
 if [ $# -eq 0 ]; then
   python3 scripts/fault-matrix.py "$DBSEAL_FAULT_RESULTS" docs/fault-matrix.md || status=$?
 fi
