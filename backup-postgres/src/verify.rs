@@ -118,13 +118,12 @@ fn scratch_name(backup_id: &str) -> String {
     format!("{SCRATCH_PREFIX}{id}_{salt:06x}")
 }
 
-/// Compares the live contents of the database `conn` names with the manifest's
-/// contents summary: `count(*)` of every table (`FROM ONLY`, as pg_dump dumps each
-/// table of an inheritance tree or partition apart) and the number of large objects.
-/// Returns one line per check; a difference is [`PostgresError::Mismatch`] naming the
-/// table.
-pub async fn compare_live_counts(conn: &Connection, manifest: &Manifest) -> PgResult<Vec<String>> {
-    let client = conn.connect().await?;
+/// The tables of the database `client` is connected to, by `schema.table` (the
+/// manifest's names), with their schema and name apart (to quote them).
+async fn live_tables(
+    client: &tokio_postgres::Client,
+    conn: &Connection,
+) -> PgResult<std::collections::HashMap<String, (String, String)>> {
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm', 'f')",
@@ -132,13 +131,23 @@ pub async fn compare_live_counts(conn: &Connection, manifest: &Manifest) -> PgRe
         )
         .await
         .map_err(|e| conn.query_error("listing tables", e))?;
-    let live: std::collections::HashMap<String, (String, String)> = rows
+    Ok(rows
         .iter()
         .map(|r| {
             let (n, t): (String, String) = (r.get(0), r.get(1));
             (format!("{n}.{t}"), (n, t))
         })
-        .collect();
+        .collect())
+}
+
+/// Compares the live contents of the database `conn` names with the manifest's
+/// contents summary: `count(*)` of every table (`FROM ONLY`, as pg_dump dumps each
+/// table of an inheritance tree or partition apart) and the number of large objects.
+/// Returns one line per check; a difference is [`PostgresError::Mismatch`] naming the
+/// table.
+pub async fn compare_live_counts(conn: &Connection, manifest: &Manifest) -> PgResult<Vec<String>> {
+    let client = conn.connect().await?;
+    let live = live_tables(&client, conn).await?;
     let empty = Default::default();
     let tables = manifest.contents.counts.get("tables").unwrap_or(&empty);
     let mut diffs = Vec::new();
@@ -227,20 +236,7 @@ pub async fn compare_live_content(conn: &Connection, manifest: &Manifest) -> PgR
         );
     }
     let client = conn.connect().await?;
-    let rows = client
-        .query(
-            "SELECT n.nspname::text, c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p', 'm', 'f')",
-            &[],
-        )
-        .await
-        .map_err(|e| conn.query_error("listing tables", e))?;
-    let live: std::collections::HashMap<String, (String, String)> = rows
-        .iter()
-        .map(|r| {
-            let (n, t): (String, String) = (r.get(0), r.get(1));
-            (format!("{n}.{t}"), (n, t))
-        })
-        .collect();
+    let live = live_tables(&client, conn).await?;
     client
         .batch_execute(DUMP_SESSION_SQL)
         .await
