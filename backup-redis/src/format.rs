@@ -25,6 +25,7 @@ use crc::{Crc, Table, CRC_64_REDIS};
 
 use crate::error::rdb_error;
 
+pub mod digest;
 mod value;
 pub use value::lzf_decompress;
 use value::{skip_module_opcodes, skip_value};
@@ -228,6 +229,9 @@ pub struct KeyEntry<'a> {
     pub type_name: &'a str,
     /// The raw value bytes (everything after the key), if the visitor asked for them.
     pub value: Option<&'a [u8]>,
+    /// The value's canonical digest ([`digest`]), if the visitor asked for it and the
+    /// value is not a module value.
+    pub digest: Option<[u8; 32]>,
 }
 
 /// Receives what [`parse_rdb`] finds, in stream order. Every method has a default that
@@ -243,6 +247,17 @@ pub trait RdbVisitor {
     }
     /// Whether the value bytes of this key are wanted (they are then captured).
     fn want_value(&mut self, _db: u64, _key: &[u8], _type_byte: u8) -> bool {
+        false
+    }
+    /// Whether this key's canonical value digest is wanted (the value is then decoded
+    /// as it streams by).
+    fn want_digest(
+        &mut self,
+        _db: u64,
+        _key: &[u8],
+        _type_byte: u8,
+        _expire_ms: Option<i64>,
+    ) -> bool {
         false
     }
     /// A key with its value.
@@ -620,6 +635,7 @@ pub fn parse_rdb(input: &mut dyn Read, visitor: &mut dyn RdbVisitor) -> Result<R
         inp.what = "a key";
         inp.string(&mut key)?;
         let want = visitor.want_value(db, &key, t);
+        let want_digest = visitor.want_digest(db, &key, t, expire);
         inp.what = "a value";
         if want {
             inp.start_capture(&[]);
@@ -628,7 +644,12 @@ pub fn parse_rdb(input: &mut dyn Read, visitor: &mut dyn RdbVisitor) -> Result<R
         if let Some(n) = type_name(t) {
             type_name_buf.push_str(n);
         }
-        skip_value(&mut inp, t, version, &mut type_name_buf)?;
+        let digest = if want_digest {
+            digest::digest_value(&mut inp, t, version, &mut type_name_buf)?
+        } else {
+            skip_value(&mut inp, t, version, &mut type_name_buf)?;
+            None
+        };
         if want {
             inp.stop_capture();
         }
@@ -639,6 +660,7 @@ pub fn parse_rdb(input: &mut dyn Read, visitor: &mut dyn RdbVisitor) -> Result<R
             type_byte: t,
             type_name: &type_name_buf,
             value: want.then_some(inp.capture.as_slice()),
+            digest,
         })?;
     }
     let mut checksum_checked = false;
@@ -681,11 +703,34 @@ pub fn parse_rdb(input: &mut dyn Read, visitor: &mut dyn RdbVisitor) -> Result<R
     })
 }
 
-/// Counts keys per database and type, expiries, functions and module types.
+/// Counts keys per database and type, expiries, functions and module types; with
+/// [`ContentsVisitor::with_digests`] also each database's content digest.
 #[derive(Debug, Default)]
 pub struct ContentsVisitor {
     /// The summary built so far.
     pub contents: Contents,
+    /// Per database, the wrapping sum of its keys' digests (when asked for).
+    digests: Option<std::collections::BTreeMap<u64, u128>>,
+}
+
+impl ContentsVisitor {
+    /// A visitor that also decodes every value into its database's content digest.
+    pub fn with_digests() -> Self {
+        ContentsVisitor {
+            contents: Contents::default(),
+            digests: Some(Default::default()),
+        }
+    }
+
+    /// The summary, with a `content_digest.db<N>` fact per database when digests were
+    /// asked for.
+    pub fn finish(mut self) -> Contents {
+        for (db, sum) in self.digests.unwrap_or_default() {
+            self.contents
+                .fact(&digest::fact_name(db), format!("{sum:032x}"));
+        }
+        self.contents
+    }
 }
 
 impl RdbVisitor for ContentsVisitor {
@@ -702,7 +747,18 @@ impl RdbVisitor for ContentsVisitor {
         Ok(())
     }
 
+    fn want_digest(&mut self, _db: u64, _key: &[u8], _type: u8, _expire: Option<i64>) -> bool {
+        self.digests.is_some()
+    }
+
     fn key(&mut self, e: &KeyEntry<'_>) -> Result<()> {
+        if let Some(sums) = &mut self.digests {
+            // Every database gets a digest, even one holding only module values.
+            let sum = sums.entry(e.db).or_default();
+            if let Some(d) = &e.digest {
+                *sum = sum.wrapping_add(digest::key_digest(e.key, d));
+            }
+        }
         self.contents
             .add("keys", &format!("db{}.{}", e.db, e.type_name), 1);
         if e.expire_ms.is_some() {
@@ -736,9 +792,9 @@ impl FormatReader for RdbFormat {
     }
 
     fn read_contents(&self, input: &mut dyn Read) -> Result<Contents> {
-        let mut v = ContentsVisitor::default();
+        let mut v = ContentsVisitor::with_digests();
         parse_rdb(input, &mut v)?;
-        Ok(v.contents)
+        Ok(v.finish())
     }
 }
 

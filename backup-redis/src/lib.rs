@@ -38,6 +38,6 @@ pub use config::RedisConfig;
 pub use driver::{parse_db_selection, RedisBackupOptions, RedisDriver};
 pub use error::RedisError;
 pub use format::{RdbFormat, RDB_MAX_VERSION};
-pub use sink::{RdbFileSink, RedisRestoreOptions, RedisSink};
+pub use sink::{RdbFileSink, RedisRestoreOptions, RedisSink, RestoreOutcome};
 pub use source::{BackupMode, RedisSource};
-pub use verify::verify_restore;
+pub use verify::{compare_live_content, verify_restore};

@@ -105,6 +105,9 @@ pub struct RestoreOutcome {
     pub restored_expires: BTreeMap<u32, u64>,
     /// Keys skipped because their expiry had passed, per `(source db, type name)`.
     pub skipped_expired: BTreeMap<(u32, String), u64>,
+    /// The wrapping sum of the skipped keys' digests per source db (what level-3
+    /// verification takes off the backup's content digest).
+    pub skipped_digest: BTreeMap<u32, u128>,
     /// Keys left out by `dbs` / `matches`.
     pub filtered: u64,
     /// Function libraries restored.
@@ -153,7 +156,7 @@ impl RedisSink {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -311,6 +314,28 @@ async fn feed(
     }
 }
 
+/// Parses the restore stream `input` with `visitor` on a blocking thread and returns
+/// the visitor (for sinks that only read).
+pub(crate) async fn visit_stream<V: RdbVisitor + Send + 'static>(
+    input: StreamReader<'_>,
+    mut visitor: V,
+) -> Result<(V, u64)> {
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
+    let parser = tokio::task::spawn_blocking(move || {
+        let mut r = ChunkReader {
+            rx,
+            current: Bytes::new(),
+        };
+        parse_rdb(&mut r, &mut visitor).map(|_| visitor)
+    });
+    let fed = feed(input, tx, None).await;
+    let parsed = parser
+        .await
+        .map_err(|e| backup_core::task::join_error(e, "the RDB parser"))?;
+    let bytes = fed?;
+    Ok((parsed?, bytes))
+}
+
 /// One pipelined command, for naming the key when its reply is an error.
 enum Label {
     Select(u32),
@@ -413,6 +438,12 @@ impl RdbVisitor for RestoreVisitor {
         selected && matched
     }
 
+    fn want_digest(&mut self, db: u64, _key: &[u8], _t: u8, expire_ms: Option<i64>) -> bool {
+        // Only keys that will be skipped as expired: their digest is taken off the
+        // backup's when a restore is verified.
+        expire_ms.is_some_and(|ms| ms <= self.now_ms) && self.target_db.contains_key(&db)
+    }
+
     fn key(&mut self, e: &KeyEntry<'_>) -> Result<()> {
         let Some(value) = e.value else {
             if self.select_all && !self.target_db.contains_key(&e.db) {
@@ -433,6 +464,10 @@ impl RdbVisitor for RestoreVisitor {
                     .skipped_expired
                     .entry((e.db as u32, e.type_name.to_string()))
                     .or_default() += 1;
+                if let Some(d) = &e.digest {
+                    let sum = self.outcome.skipped_digest.entry(e.db as u32).or_default();
+                    *sum = sum.wrapping_add(crate::format::digest::key_digest(e.key, d));
+                }
                 return Ok(());
             }
         }

@@ -6,6 +6,11 @@
 //! both with redis-py — an independent client — key by key: type, encoding, absolute
 //! expiry and value, bit for bit.
 //!
+//! The same data set proves level-3 verification exact: the restored databases match the
+//! backup's content digests, `verify_restore` passes "bit for bit", and a sorted-set
+//! score one ULP off, one flipped bit in a string and a trailing space added to a hash
+//! value each fail the comparison, naming the key.
+//!
 //! `DBSEAL_EXACT_SEED` and `DBSEAL_EXACT_CASES` (default 300 keys per type) choose the
 //! run; a failure names the seed and the keys that differ.
 
@@ -14,7 +19,9 @@ mod common;
 use std::process::Command;
 
 use backup_core::Manifest;
-use backup_redis::{BackupMode, RedisConfig, RedisRestoreOptions, RedisSink};
+use backup_redis::{
+    BackupMode, RedisConfig, RedisConnection, RedisRestoreOptions, RedisSink, Reply, RestoreOutcome,
+};
 use common::*;
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -57,7 +64,13 @@ fn dump(url: &str, db: u32, scratch: Option<u32>) -> std::collections::BTreeMap<
         .collect()
 }
 
-async fn restore(vault: &Vault, manifest: &Manifest, cfg: &RedisConfig, from: u32, to: u32) {
+async fn restore(
+    vault: &Vault,
+    manifest: &Manifest,
+    cfg: &RedisConfig,
+    from: u32,
+    to: u32,
+) -> RestoreOutcome {
     let options = RedisRestoreOptions {
         dbs: vec![from],
         db_map: [(from, to)].into_iter().collect(),
@@ -73,6 +86,72 @@ async fn restore(vault: &Vault, manifest: &Manifest, cfg: &RedisConfig, from: u3
     )
     .await
     .unwrap();
+    sink.outcome()
+        .cloned()
+        .expect("a finished restore has an outcome")
+}
+
+fn bulk(r: Reply) -> Vec<u8> {
+    r.as_bytes().expect("a bulk reply").to_vec()
+}
+
+/// Changes one value of each of three kinds in `db` by one bit, one ULP or one
+/// trailing space; returns the changed keys as verification names them.
+async fn change_one_bit_each(c: &mut RedisConnection, db: u32) -> Vec<String> {
+    select(c, db).await;
+    let keys = q(c, &[b"KEYS", b"*"]).await.into_array().unwrap();
+    let (mut string, mut zset, mut hash) = (None, None, None);
+    for k in keys {
+        let k = bulk(k);
+        let t = q(c, &[b"TYPE", &k]).await.as_text().unwrap();
+        match t.as_str() {
+            "string" if string.is_none() => {
+                let mut v = bulk(q(c, &[b"GET", &k]).await);
+                if let Some(last) = v.last_mut() {
+                    *last ^= 1;
+                    q(c, &[b"SET", &k, &v, b"KEEPTTL"]).await;
+                    string = Some(k);
+                }
+            }
+            "zset" if zset.is_none() => {
+                let r = q(c, &[b"ZRANGE", &k, b"0", b"0", b"WITHSCORES"]).await;
+                let mut r = r.into_array().unwrap().into_iter();
+                let (Some(m), Some(s)) = (r.next(), r.next()) else {
+                    continue;
+                };
+                let score: f64 = s.as_text().unwrap().parse().unwrap();
+                if !score.is_finite() || score == 0.0 {
+                    continue;
+                }
+                let next = f64::from_bits(score.to_bits() ^ 1);
+                let m = bulk(m);
+                q(c, &[b"ZADD", &k, b"XX", format!("{next:?}").as_bytes(), &m]).await;
+                let back = q(c, &[b"ZSCORE", &k, &m]).await.as_text().unwrap();
+                assert_eq!(back.parse::<f64>().unwrap().to_bits(), next.to_bits());
+                zset = Some(k);
+            }
+            "hash" if hash.is_none() => {
+                let r = q(c, &[b"HSCAN", &k, b"0", b"COUNT", b"1"]).await;
+                let items = r.into_array().unwrap().into_iter().nth(1).unwrap();
+                let mut items = items.into_array().unwrap().into_iter();
+                let (Some(f), Some(v)) = (items.next(), items.next()) else {
+                    continue;
+                };
+                let mut v = bulk(v);
+                v.push(b' ');
+                q(c, &[b"HSET", &k, &bulk(f), &v]).await;
+                hash = Some(k);
+            }
+            _ => {}
+        }
+    }
+    [string, zset, hash]
+        .into_iter()
+        .map(|k| {
+            let k = k.expect("the data set has strings, sorted sets and hashes");
+            format!("{:?} (value changed)", String::from_utf8_lossy(&k))
+        })
+        .collect()
 }
 
 async fn round_trip(cfg: RedisConfig, url: &str) {
@@ -92,9 +171,39 @@ async fn round_trip(cfg: RedisConfig, url: &str) {
 
     let vault = Vault::new();
     let manifest = vault.backup(&cfg, BackupMode::Replication).await.unwrap();
-    restore(&vault, &manifest, &cfg, 3, 4).await;
+    let outcome = restore(&vault, &manifest, &cfg, 3, 4).await;
     let after = dump(url, 4, None);
+
+    // Level 3's content comparison sees the restore as exact...
+    let options = vault.restore_options();
+    let report =
+        backup_redis::compare_live_content(&vault.store, &manifest, &options, &cfg, &outcome)
+            .await
+            .unwrap();
+    assert!(report.contains("bit for bit"), "{report}");
+    // ...and one bit, one ULP or one trailing space off, naming each key.
+    let changed = change_one_bit_each(&mut c, 4).await;
+    let err = backup_redis::compare_live_content(&vault.store, &manifest, &options, &cfg, &outcome)
+        .await
+        .expect_err("a changed value must fail the comparison")
+        .to_string();
+    assert!(
+        err.contains("values differ from the backup in db3"),
+        "{err}"
+    );
+    for key in &changed {
+        assert!(err.contains(key), "{key} is not named: {err}");
+    }
     flush(&mut c, &[3, 4]).await;
+    // verify --restore-to end to end, into scratch databases it picks.
+    let report = backup_redis::verify_restore(&vault.store, &manifest, &options, &cfg)
+        .await
+        .unwrap();
+    assert!(
+        report.checks.iter().any(|c| c.contains("bit for bit")),
+        "{:?}",
+        report.checks
+    );
 
     let mut differing: Vec<String> = before
         .iter()

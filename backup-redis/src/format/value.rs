@@ -129,36 +129,7 @@ pub(super) fn skip_value(
                 inp.skip_string()?; // master id
                 inp.skip_string()?; // listpack
             }
-            inp.len()?; // length
-            inp.len()?; // last id ms
-            inp.len()?; // last id seq
-            if t >= STREAM_LISTPACKS_2 {
-                for _ in 0..5 {
-                    inp.len()?; // first id, max deleted id, entries added
-                }
-            }
-            for _ in 0..inp.count()? {
-                inp.skip_string()?; // group name
-                inp.len()?;
-                inp.len()?; // last delivered id
-                if t >= STREAM_LISTPACKS_2 {
-                    inp.len()?; // entries read
-                }
-                for _ in 0..inp.count()? {
-                    inp.skip(16 + 8)?; // id, delivery time
-                    inp.len()?; // delivery count
-                }
-                for _ in 0..inp.count()? {
-                    inp.skip_string()?; // consumer name
-                    inp.skip(8)?; // seen time
-                    if t >= STREAM_LISTPACKS_3 {
-                        inp.skip(8)?; // active time
-                    }
-                    for _ in 0..inp.count()? {
-                        inp.skip(16)?;
-                    }
-                }
-            }
+            skip_stream_tail(inp, t)?;
         }
         MODULE_2 => {
             let id = inp.len()?;
@@ -175,6 +146,43 @@ pub(super) fn skip_value(
             return Err(inp.err(format!(
                 "unknown value type {other} for RDB version {version} (corrupt stream or a newer Redis)"
             )))
+        }
+    }
+    Ok(())
+}
+
+/// Walks what follows a stream's listpacks: length, ids, consumer groups, PELs and
+/// consumers.
+pub(super) fn skip_stream_tail(inp: &mut Input<'_>, t: u8) -> Result<()> {
+    use types::*;
+    inp.len()?; // length
+    inp.len()?; // last id ms
+    inp.len()?; // last id seq
+    if t >= STREAM_LISTPACKS_2 {
+        for _ in 0..5 {
+            inp.len()?; // first id, max deleted id, entries added
+        }
+    }
+    for _ in 0..inp.count()? {
+        inp.skip_string()?; // group name
+        inp.len()?;
+        inp.len()?; // last delivered id
+        if t >= STREAM_LISTPACKS_2 {
+            inp.len()?; // entries read
+        }
+        for _ in 0..inp.count()? {
+            inp.skip(16 + 8)?; // id, delivery time
+            inp.len()?; // delivery count
+        }
+        for _ in 0..inp.count()? {
+            inp.skip_string()?; // consumer name
+            inp.skip(8)?; // seen time
+            if t >= STREAM_LISTPACKS_3 {
+                inp.skip(8)?; // active time
+            }
+            for _ in 0..inp.count()? {
+                inp.skip(16)?;
+            }
         }
     }
     Ok(())
