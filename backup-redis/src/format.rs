@@ -229,9 +229,9 @@ pub struct KeyEntry<'a> {
     pub type_name: &'a str,
     /// The raw value bytes (everything after the key), if the visitor asked for them.
     pub value: Option<&'a [u8]>,
-    /// The value's canonical digest ([`digest`]), if the visitor asked for it and the
-    /// value is not a module value.
-    pub digest: Option<[u8; 32]>,
+    /// The key's canonical digest (key and value, [`digest`]), if the visitor asked
+    /// for it and the value is not a module value.
+    pub digest: Option<u128>,
 }
 
 /// Receives what [`parse_rdb`] finds, in stream order. Every method has a default that
@@ -301,6 +301,8 @@ struct Input<'r> {
     crc: crc::Digest<'static, u64, Table<16>>,
     /// Bytes captured since `start_capture` (reused between keys).
     capture: Vec<u8>,
+    /// Buffers the value decoder reuses between keys.
+    scratch: (Vec<u8>, Vec<u8>),
     capturing: bool,
     /// What is being read, for truncation errors.
     what: &'static str,
@@ -317,6 +319,7 @@ impl<'r> Input<'r> {
             base: 0,
             crc: CRC64.digest(),
             capture: Vec::new(),
+            scratch: (Vec::new(), Vec::new()),
             capturing: false,
             what: "the header",
         }
@@ -645,7 +648,7 @@ pub fn parse_rdb(input: &mut dyn Read, visitor: &mut dyn RdbVisitor) -> Result<R
             type_name_buf.push_str(n);
         }
         let digest = if want_digest {
-            digest::digest_value(&mut inp, t, version, &mut type_name_buf)?
+            digest::digest_value(&mut inp, t, version, &mut type_name_buf, &key)?
         } else {
             skip_value(&mut inp, t, version, &mut type_name_buf)?;
             None
@@ -756,7 +759,7 @@ impl RdbVisitor for ContentsVisitor {
             // Every database gets a digest, even one holding only module values.
             let sum = sums.entry(e.db).or_default();
             if let Some(d) = &e.digest {
-                *sum = sum.wrapping_add(digest::key_digest(e.key, d));
+                *sum = sum.wrapping_add(*d);
             }
         }
         self.contents

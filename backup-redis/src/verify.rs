@@ -328,7 +328,7 @@ async fn read_live(
                     out.add("expires", &format!("db{src}"), 1);
                 }
                 if let Some(d) = live_value_digest(conn, k, &t).await? {
-                    sum = sum.wrapping_add(digest::key_digest(k, &d));
+                    sum = sum.wrapping_add(d);
                 }
             }
         }
@@ -355,13 +355,13 @@ fn bulk(r: Reply, op: &str) -> std::result::Result<Vec<u8>, RedisError> {
     }
 }
 
-/// The canonical digest of the value of `key` (of `TYPE` `t`) as the server returns
+/// The canonical digest of `key` and its value (of `TYPE` `t`) as the server returns
 /// it to read commands; `None` for module types.
 async fn live_value_digest(
     conn: &mut RedisConnection,
     key: &[u8],
     t: &str,
-) -> std::result::Result<Option<[u8; 32]>, RedisError> {
+) -> std::result::Result<Option<u128>, RedisError> {
     const CHUNK: i64 = 1000;
     let Some(kind) = Kind::of_type_name(t) else {
         return Ok(None);
@@ -491,7 +491,7 @@ async fn live_value_digest(
             }
         }
     }
-    Ok(Some(d.finish()))
+    Ok(Some(d.finish(key)))
 }
 
 /// The most keys of a differing database whose digests are held to name the differing
@@ -589,10 +589,7 @@ async fn live_key_digests(
                 .as_text()
                 .unwrap_or_default();
             let d = live_value_digest(conn, &k, &t).await?;
-            out.insert(
-                k.clone(),
-                d.map(|d| digest::key_digest(&k, &d)).unwrap_or(0),
-            );
+            out.insert(k.clone(), d.unwrap_or(0));
             if out.len() > NAME_KEYS_LIMIT {
                 return Ok(None);
             }
@@ -626,7 +623,7 @@ impl RdbVisitor for KeyCompare {
             return Ok(()); // module value: not compared
         };
         match restored {
-            Some(l) if l == digest::key_digest(e.key, &d) => {}
+            Some(l) if l == d => {}
             Some(_) => self
                 .found
                 .push(format!("db{} {} (value changed)", e.db, printable(e.key))),

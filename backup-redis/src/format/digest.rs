@@ -11,8 +11,9 @@
 //! form they were stored or returned in. Key and hash-field TTLs, stream consumer groups
 //! and module values are not part of the digest (key TTLs are counted elsewhere).
 //!
-//! A key's digest is the first 128 bits of SHA-256(key, value digest); a database's is
-//! the wrapping sum of its keys' (`content_digest.db<N>` in the manifest).
+//! A key's digest is the first 128 bits of one SHA-256 over its type, its canonical
+//! value and the key; a database's is the wrapping sum of its keys' (`content_digest.db<N>`
+//! in the manifest).
 
 use sha2::{Digest, Sha256};
 
@@ -54,10 +55,10 @@ impl Kind {
     }
 }
 
-/// Accumulates one value's canonical digest, element by element.
+/// Accumulates one key's canonical digest, element by element.
 pub struct ValueDigest {
-    kind: Kind,
-    seq: Sha256,
+    h: Sha256,
+    ordered: bool,
     sum: u128,
     count: u64,
 }
@@ -80,9 +81,12 @@ fn first_128(h: Sha256) -> u128 {
 impl ValueDigest {
     /// An empty digest of `kind`.
     pub fn new(kind: Kind) -> Self {
+        let mut h = Sha256::new();
+        h.update(b"dbseal redis v1");
+        h.update([kind as u8]);
         ValueDigest {
-            kind,
-            seq: Sha256::new(),
+            h,
+            ordered: kind.ordered(),
             sum: 0,
             count: 0,
         }
@@ -93,8 +97,8 @@ impl ValueDigest {
     /// (ms, seq big-endian, then field, value pairs).
     pub fn element(&mut self, parts: &[&[u8]]) {
         self.count = self.count.wrapping_add(1);
-        if self.kind.ordered() {
-            feed(&mut self.seq, parts);
+        if self.ordered {
+            feed(&mut self.h, parts);
         } else {
             let mut h = Sha256::new();
             feed(&mut h, parts);
@@ -118,24 +122,13 @@ impl ValueDigest {
         self.element(&parts);
     }
 
-    /// The value's digest.
-    pub fn finish(self) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(b"dbseal redis value v1");
-        h.update([self.kind as u8]);
-        h.update(self.count.to_le_bytes());
-        h.update(self.seq.finalize());
-        h.update(self.sum.to_le_bytes());
-        h.finalize().into()
+    /// The digest of `key` holding this value: its contribution to its database's sum.
+    pub fn finish(mut self, key: &[u8]) -> u128 {
+        self.h.update(self.count.to_le_bytes());
+        self.h.update(self.sum.to_le_bytes());
+        feed(&mut self.h, &[key]);
+        first_128(self.h)
     }
-}
-
-/// A key's contribution to its database's digest.
-pub fn key_digest(key: &[u8], value: &[u8; 32]) -> u128 {
-    let mut h = Sha256::new();
-    h.update(b"dbseal redis key v1");
-    feed(&mut h, &[key, value]);
-    first_128(h)
 }
 
 /// The manifest fact holding database `db`'s digest.
@@ -162,7 +155,15 @@ impl Elem<'_> {
     fn with_bytes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         match self {
             Elem::Str(s) => f(s),
-            Elem::Int(i) => f(i.to_string().as_bytes()),
+            Elem::Int(i) => {
+                // Decimal text on the stack: this runs for every integer entry.
+                use std::io::Write;
+                let mut b = [0u8; 24];
+                let mut c = std::io::Cursor::new(&mut b[..]);
+                let _ = write!(c, "{i}");
+                let n = usize::try_from(c.position()).unwrap_or(0);
+                f(b.get(..n).unwrap_or_default())
+            }
         }
     }
 
@@ -479,22 +480,24 @@ fn add_stream_node(
     }
 }
 
-/// Reads one value of type `t` like `skip_value`, decoding it into its canonical
-/// digest; `None` for module values (skipped).
+/// Reads the value of `key`, of type `t`, like `skip_value`, decoding it into the key's
+/// canonical digest; `None` for module values (skipped).
 pub(super) fn digest_value(
     inp: &mut Input<'_>,
     t: u8,
     version: u32,
     type_name_out: &mut String,
-) -> Result<Option<[u8; 32]>> {
+    key: &[u8],
+) -> Result<Option<u128>> {
     use types::*;
     let Some(kind) = type_name(t).and_then(Kind::of_type_name) else {
         value::skip_value(inp, t, version, type_name_out)?;
         return Ok(None);
     };
     let mut d = ValueDigest::new(kind);
-    let mut buf = Vec::new();
-    let mut buf2 = Vec::new();
+    // Scratch buffers kept by the reader between keys.
+    let mut buf = std::mem::take(&mut inp.scratch.0);
+    let mut buf2 = std::mem::take(&mut inp.scratch.1);
     let blob_err = |inp: &Input<'_>, e: String| inp.err(e);
     match t {
         STRING => {
@@ -629,7 +632,8 @@ pub(super) fn digest_value(
             return Ok(None);
         }
     }
-    Ok(Some(d.finish()))
+    inp.scratch = (buf, buf2);
+    Ok(Some(d.finish(key)))
 }
 
 /// A 128-bit identity of a set member or hash field (to count each once when `SCAN`
@@ -756,7 +760,7 @@ mod tests {
             for m in members {
                 d.element(&[m.as_bytes()]);
             }
-            d.finish()
+            d.finish(b"k")
         };
         assert_eq!(set(&["a", "b", "c"]), set(&["c", "a", "b"]));
         assert_ne!(set(&["a", "b"]), set(&["a", "b", "c"]));
@@ -766,7 +770,7 @@ mod tests {
             for m in items {
                 d.element(&[m.as_bytes()]);
             }
-            d.finish()
+            d.finish(b"k")
         };
         assert_ne!(list(&["a", "b"]), list(&["b", "a"]));
         assert_ne!(list(&["a", "b"]), set(&["a", "b"]));
@@ -775,12 +779,12 @@ mod tests {
         l.extend([0x05, 1, 0x82, b'a', b'b', 3, 0xFF]);
         let mut d = ValueDigest::new(Kind::List);
         add_list(&mut d, &listpack(&l).unwrap());
-        assert_eq!(d.finish(), list(&["5", "ab"]));
+        assert_eq!(d.finish(b"k"), list(&["5", "ab"]));
         // Scores: one ULP and the sign of zero count.
         let zset = |score: f64| {
             let mut d = ValueDigest::new(Kind::Zset);
             d.zset_member(b"m", score);
-            d.finish()
+            d.finish(b"k")
         };
         let x = 271.0f64 / 3.0;
         assert_ne!(zset(x), zset(f64::from_bits(x.to_bits() + 1)));
@@ -792,7 +796,12 @@ mod tests {
         assert_eq!(parse_score(b"inf").unwrap(), f64::INFINITY);
         assert_eq!(parse_score(b"-inf").unwrap(), f64::NEG_INFINITY);
         // Keys: the same value under another key differs.
-        let v = set(&["a"]);
-        assert_ne!(key_digest(b"k1", &v), key_digest(b"k2", &v));
+        let under = |key: &[u8]| {
+            let mut d = ValueDigest::new(Kind::Set);
+            d.element(&[b"a"]);
+            d.finish(key)
+        };
+        assert_ne!(under(b"k1"), under(b"k2"));
+        assert_ne!(under(b"k1"), set(&["a"]));
     }
 }
