@@ -678,6 +678,8 @@ pub struct ContentSummary {
     indexes: u64,
     constraints: u64,
     schema_names: Vec<String>,
+    /// The digest of the last node or relationship added (what it adds to the hash).
+    last: Option<[u8; 32]>,
 }
 
 fn add_lanes(sum: &mut [u64; 4], digest: &[u8]) {
@@ -720,11 +722,20 @@ impl ContentSummary {
             indexes: 0,
             constraints: 0,
             schema_names: Vec::new(),
+            last: None,
         }
+    }
+
+    /// The digest the last [`ContentSummary::add`] of a node or relationship added to
+    /// the content hash (`None` after other records): what level 3 matches one by one
+    /// to name what differs.
+    pub fn last_digest(&self) -> Option<[u8; 32]> {
+        self.last
     }
 
     /// Adds a record. Fails on a relationship whose endpoint is not in the stream.
     pub fn add(&mut self, record: &Record) -> std::result::Result<(), String> {
+        self.last = None;
         match record {
             Record::Header(h) => {
                 self.contents
@@ -755,6 +766,7 @@ impl ContentSummary {
                 }
                 let digest = node_hash(&n.labels, &n.props);
                 add_lanes(&mut self.node_sum, &digest);
+                self.last = Some(digest);
                 if let Some(t) = &mut self.table {
                     if t.len() >= self.structure_limit {
                         self.table = None;
@@ -801,6 +813,7 @@ impl ContentSummary {
                 }
                 let digest: [u8; 32] = h.finalize().into();
                 add_lanes(&mut self.rel_sum, &digest);
+                self.last = Some(digest);
             }
             Record::Trailer(_) => {}
         }

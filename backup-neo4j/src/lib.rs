@@ -48,7 +48,7 @@ pub use error::Neo4jError;
 pub use format::{GraphFormat, FORMAT_NAME};
 pub use sink::{Neo4jAdminSink, Neo4jSink, Neo4jSinkOptions, SchemaTiming};
 pub use source::{live_contents, Neo4jAdminSource, Neo4jDumpFormat, Neo4jSource};
-pub use verify::{create_database, drop_database, verify_restore};
+pub use verify::{compare_live_content, create_database, drop_database, verify_restore};
 
 /// A registry entry helper: the format readers this crate provides.
 pub fn format_readers() -> Vec<std::sync::Arc<dyn backup_core::FormatReader>> {

@@ -397,18 +397,24 @@ pub(crate) fn connect(config: &Neo4jConfig) -> Result<Db> {
 /// Computes the contents summary of the live database (level-3 verification) by
 /// exporting it without writing a stream. Returns the summary and the schema items.
 pub async fn live_contents(config: &Neo4jConfig) -> Result<(Contents, Vec<SchemaItem>)> {
-    let db = connect(config)?;
     let mut sink = SummaryRecords {
         summary: ContentSummary::default(),
         schema: Vec::new(),
     };
+    export_records(config, &mut sink).await?;
+    Ok((sink.summary.finish(), sink.schema))
+}
+
+/// Exports the live database `config` names record by record into `sink`, without
+/// writing a stream.
+pub(crate) async fn export_records(config: &Neo4jConfig, sink: &mut dyn RecordSink) -> Result<()> {
+    let db = connect(config)?;
     let header = Header {
         version: crate::format::FORMAT_VERSION,
         producer: producer(),
         source: Default::default(),
     };
-    export(&db, header, &mut sink).await?;
-    Ok((sink.summary.finish(), sink.schema))
+    export(&db, header, sink).await
 }
 
 pub(crate) fn producer() -> String {

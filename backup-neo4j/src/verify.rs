@@ -8,6 +8,8 @@
 //! counts per type, property counts, the id-independent content hash, and that every
 //! backed-up index and constraint exists by name.
 
+use std::collections::HashMap;
+
 use backup_core::{
     BackupStore, Error, Manifest, RestoreOptions, Result, VerifyLevel, VerifyReport,
 };
@@ -15,9 +17,9 @@ use neo4rs::query;
 
 use crate::bolt::quote;
 use crate::config::Neo4jConfig;
-use crate::format::FORMAT_NAME;
+use crate::format::{ContentSummary, Properties, Record, FORMAT_NAME};
 use crate::sink::{Neo4jSink, Neo4jSinkOptions};
-use crate::source::{connect, live_contents};
+use crate::source::{connect, export_records, live_contents, RecordSink};
 
 /// The count groups level 3 compares (the schema is compared by name).
 pub const COMPARED_GROUPS: [&str; 6] = [
@@ -51,11 +53,37 @@ pub async fn verify_restore(
     }
     let mut sink = Neo4jSink::new(scratch.clone(), Neo4jSinkOptions::default());
     backup_core::restore(store, manifest, "data", &mut sink, options).await?;
-    let (live, schema) = live_contents(scratch).await?;
     let mut checks = vec![format!(
         "restored into scratch database {}",
         scratch.database.as_deref().unwrap_or("(default)")
     )];
+    checks.extend(compare_live_content(store, manifest, options, scratch).await?);
+    Ok(VerifyReport {
+        backup_id: manifest.backup_id.to_string(),
+        level: VerifyLevel::Restore,
+        checks,
+    })
+}
+
+/// Compares the live graph of `target` (where `manifest`'s backup was restored) with the
+/// manifest: counts per label, label set, relationship type and property key, the
+/// id-independent content hash — on a difference, the nodes and relationships that
+/// differ are named — and that every backed-up index and constraint exists. Returns
+/// what was checked.
+pub async fn compare_live_content(
+    store: &BackupStore,
+    manifest: &Manifest,
+    options: &RestoreOptions,
+    target: &Neo4jConfig,
+) -> Result<Vec<String>> {
+    let fail = |what: String| Error::Verification {
+        id: manifest.backup_id.to_string(),
+        key: manifest.artifact.key.clone(),
+        what,
+    };
+    let scratch = target;
+    let (live, schema) = live_contents(scratch).await?;
+    let mut checks = Vec::new();
     let diffs = manifest.contents.diff_counts(&live, &COMPARED_GROUPS);
     if !diffs.is_empty() {
         return Err(fail(format!(
@@ -72,8 +100,15 @@ pub async fn verify_restore(
         let expected = manifest.contents.facts.get(fact);
         let found = live.facts.get(fact);
         if expected.is_none() || expected != found {
+            let named = if fact == "content_hash" && expected.is_some() {
+                name_differences(store, manifest, options, scratch)
+                    .await
+                    .unwrap_or_else(|e| format!(" (what differs could not be listed: {e})"))
+            } else {
+                String::new()
+            };
             return Err(fail(format!(
-                "{fact} of the restored graph is {}, the manifest records {}",
+                "{fact} of the restored graph is {}, the manifest records {}{named}",
                 found.map_or("absent", String::as_str),
                 expected.map_or("absent", String::as_str)
             )));
@@ -104,11 +139,7 @@ pub async fn verify_restore(
         )));
     }
     checks.push(format!("all {expected_schema} indexes/constraints exist"));
-    Ok(VerifyReport {
-        backup_id: manifest.backup_id.to_string(),
-        level: VerifyLevel::Restore,
-        checks,
-    })
+    Ok(checks)
 }
 
 /// Reads the schema names from the artifact itself (they are not in the manifest).
@@ -175,4 +206,172 @@ pub async fn drop_database(server: &Neo4jConfig, name: &str) -> Result<()> {
         query(&format!("DROP DATABASE {} IF EXISTS WAIT", quote(name))),
     )
     .await
+}
+
+/// The most distinct nodes and relationships of the restored graph held to name what
+/// differs (16 bytes and a short description each); past it only the hash is reported.
+const NAME_LIMIT: usize = 2_000_000;
+/// How many differences an error names.
+const NAMED: usize = 10;
+
+/// One line describing a node or relationship: labels, type and properties, shortened.
+fn describe(r: &Record) -> String {
+    let props = |p: &Properties| {
+        p.iter()
+            .map(|(k, v)| format!("{k}: {}", v.to_json()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let labels = |l: &[String]| l.iter().map(|l| format!(":{l}")).collect::<String>();
+    let s = match r {
+        Record::Node(n) => format!("node ({} {{{}}})", labels(&n.labels), props(&n.props)),
+        Record::Relationship(x) => format!(
+            "relationship ({})-[:{} {{{}}}]->({})",
+            labels(&x.start_labels),
+            x.rel_type,
+            props(&x.props),
+            labels(&x.end_labels)
+        ),
+        _ => String::new(),
+    };
+    if s.chars().count() > 200 {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    } else {
+        s
+    }
+}
+
+/// Matches nodes and relationships one by one, by the digest each adds to the content
+/// hash: first those of the restored graph, then the backup's.
+struct Tally {
+    summary: ContentSummary,
+    /// Digest → (restored count not yet matched, description).
+    live: HashMap<[u8; 16], (u64, String)>,
+    over: bool,
+    /// The backup's nodes and relationships with no match.
+    unmatched: Vec<String>,
+    unmatched_total: u64,
+}
+
+impl Tally {
+    fn digest(&self) -> Option<[u8; 16]> {
+        let d = self.summary.last_digest()?;
+        let mut k = [0u8; 16];
+        k.copy_from_slice(&d[..16]);
+        Some(k)
+    }
+
+    fn add_live(&mut self, r: &Record) -> std::result::Result<(), String> {
+        self.summary.add(r)?;
+        if let (Some(k), false) = (self.digest(), self.over) {
+            let e = self.live.entry(k).or_insert_with(|| (0, describe(r)));
+            e.0 = e.0.saturating_add(1);
+            if self.live.len() > NAME_LIMIT {
+                self.over = true;
+                self.live = HashMap::new();
+            }
+        }
+        Ok(())
+    }
+
+    fn add_backup(&mut self, r: &Record) -> std::result::Result<(), String> {
+        self.summary.add(r)?;
+        if let Some(k) = self.digest() {
+            match self.live.get_mut(&k) {
+                Some(e) if e.0 > 0 => e.0 -= 1,
+                _ => {
+                    self.unmatched_total += 1;
+                    if self.unmatched.len() < NAMED {
+                        self.unmatched.push(describe(r));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl RecordSink for Tally {
+    async fn record(&mut self, r: Record) -> Result<()> {
+        self.add_live(&r).map_err(|e| Error::Format {
+            format: FORMAT_NAME.into(),
+            reason: e,
+        })
+    }
+}
+
+/// Names the nodes and relationships that differ between the backup and the restored
+/// graph `scratch`: reads the restored graph, then the backup once more. Returns text
+/// to append to the error.
+async fn name_differences(
+    store: &BackupStore,
+    manifest: &Manifest,
+    options: &RestoreOptions,
+    scratch: &Neo4jConfig,
+) -> Result<String> {
+    let mut tally = Tally {
+        summary: ContentSummary::default(),
+        live: HashMap::new(),
+        over: false,
+        unmatched: Vec::new(),
+        unmatched_total: 0,
+    };
+    export_records(scratch, &mut tally).await?;
+    if tally.over {
+        return Ok(String::new());
+    }
+    struct Backup(Tally);
+    #[async_trait::async_trait]
+    impl backup_core::Sink for Backup {
+        async fn restore(
+            &mut self,
+            _m: &Manifest,
+            input: backup_core::sink::StreamReader<'_>,
+        ) -> Result<backup_core::SinkReport> {
+            let mut r = tokio::io::BufReader::new(input);
+            let mut line = Vec::new();
+            self.0.summary = ContentSummary::default();
+            loop {
+                line.clear();
+                if crate::format::read_line_async(&mut r, &mut line).await? == 0 {
+                    break;
+                }
+                let record = Record::parse(line.trim_ascii_end()).map_err(|e| Error::Format {
+                    format: FORMAT_NAME.into(),
+                    reason: e,
+                })?;
+                self.0.add_backup(&record).map_err(|e| Error::Format {
+                    format: FORMAT_NAME.into(),
+                    reason: e,
+                })?;
+            }
+            Ok(backup_core::SinkReport::default())
+        }
+    }
+    let mut sink = Backup(tally);
+    backup_core::restore(store, manifest, "data", &mut sink, options).await?;
+    let t = sink.0;
+    let mut lines: Vec<String> = t
+        .unmatched
+        .iter()
+        .map(|d| format!("the backup's {d} is not in the restored graph (changed or missing)"))
+        .collect();
+    let mut extra_total = 0u64;
+    for (n, d) in t.live.values() {
+        if *n > 0 {
+            extra_total += n;
+            if lines.len() < 2 * NAMED {
+                lines.push(format!("the restored {d} is not in the backup"));
+            }
+        }
+    }
+    if lines.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(format!(
+        "; {} of the backup's and {extra_total} of the restored nodes/relationships have no match: {}",
+        t.unmatched_total,
+        lines.join("; ")
+    ))
 }
