@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! A minimal RESP2 connection over TCP or TLS.
 //!
 //! The replication handshake needs the raw byte stream after `PSYNC` (no client library
@@ -92,17 +101,21 @@ pub(crate) fn encode_command<A: AsRef<[u8]>>(buf: &mut Vec<u8>, args: &[A]) {
 
 /// Appends the decimal form of `n`.
 pub(crate) fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
+    // u64::MAX has 20 digits; the digits are produced last first.
     let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
+    let mut used = 0usize;
+    for slot in tmp.iter_mut().rev() {
+        *slot = b'0'.saturating_add((n % 10) as u8);
         n /= 10;
+        used = used.saturating_add(1);
         if n == 0 {
             break;
         }
     }
-    buf.extend_from_slice(&tmp[i..]);
+    buf.extend_from_slice(
+        tmp.get(tmp.len().saturating_sub(used)..)
+            .unwrap_or_default(),
+    );
 }
 
 /// Maps an error reply to the error a user can act on.
@@ -448,7 +461,7 @@ pub(crate) async fn read_line(
     };
     let mut line = Vec::new();
     // A line longer than MAX_LINE is not a reply header: stop reading at the cap.
-    let mut limited = (&mut *r).take(MAX_LINE as u64 + 1);
+    let mut limited = (&mut *r).take((MAX_LINE as u64).saturating_add(1));
     let n = tokio::time::timeout(timeout, limited.read_until(b'\n', &mut line))
         .await
         .map_err(|_| {
@@ -482,12 +495,12 @@ pub async fn parse_replies(bytes: Vec<u8>) -> usize {
     let stream: Box<dyn IoStream> = Box::new(std::io::Cursor::new(bytes));
     let (read, _write) = tokio::io::split(stream);
     let mut reader: ConnReader = BufReader::new(read);
-    let mut n = 0;
+    let mut n = 0usize;
     while read_reply(&mut reader, Duration::from_secs(5), "fuzz")
         .await
         .is_ok()
     {
-        n += 1;
+        n = n.saturating_add(1);
     }
     n
 }
@@ -610,11 +623,17 @@ pub(crate) async fn read_reply(
                 None => return Ok(reply),
                 Some((remaining, items)) => {
                     items.push(reply);
-                    *remaining -= 1;
+                    *remaining = remaining.saturating_sub(1);
                     if *remaining > 0 {
                         break;
                     }
-                    let (_, items) = stack.pop().expect("non-empty");
+                    // `last_mut` just returned this entry.
+                    let Some((_, items)) = stack.pop() else {
+                        return Err(RedisError::Protocol {
+                            operation: op.to_string(),
+                            message: "internal: array nesting lost".into(),
+                        });
+                    };
                     reply = Reply::Array(Some(items));
                 }
             }

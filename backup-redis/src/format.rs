@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! The RDB format: a streaming, constant-memory reader, and the pieces to cut `DUMP`
 //! payloads out of an RDB file and to build one from them.
 //!
@@ -169,8 +178,8 @@ pub fn module_type_name(module_id: u64) -> String {
     const CSET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut id = module_id >> 10;
     let mut name = [0u8; 9];
-    for j in (0..9).rev() {
-        name[j] = CSET[(id & 63) as usize];
+    for slot in name.iter_mut().rev() {
+        *slot = CSET.get((id & 63) as usize).copied().unwrap_or(b'_');
         id >>= 6;
     }
     String::from_utf8_lossy(&name).into_owned()
@@ -182,26 +191,23 @@ pub fn dump_payload(type_byte: u8, value: &[u8], rdb_version: u32, out: &mut Vec
     out.push(type_byte);
     out.extend_from_slice(value);
     out.extend_from_slice(&(rdb_version as u16).to_le_bytes());
-    let crc = CRC64.checksum(&out[start..]);
+    let crc = CRC64.checksum(out.get(start..).unwrap_or_default());
     out.extend_from_slice(&crc.to_le_bytes());
 }
 
 /// Checks the footer of a `DUMP` / `FUNCTION DUMP` payload (RDB version and CRC-64)
 /// and returns the body before it with the version.
 pub fn check_dump_footer(payload: &[u8]) -> std::result::Result<(&[u8], u32), String> {
-    if payload.len() < 10 {
-        return Err(format!(
-            "DUMP payload of {} bytes is too short",
-            payload.len()
-        ));
+    let too_short = || format!("DUMP payload of {} bytes is too short", payload.len());
+    let (body, crc) = payload.split_last_chunk::<8>().ok_or_else(too_short)?;
+    if body.len() < 2 {
+        return Err(too_short());
     }
-    let (body, crc) = payload.split_at(payload.len() - 8);
-    let expected = u64::from_le_bytes(crc.try_into().expect("8 bytes"));
-    if expected != CRC64.checksum(body) {
+    if u64::from_le_bytes(*crc) != CRC64.checksum(body) {
         return Err("DUMP payload checksum mismatch".into());
     }
-    let version = u16::from_le_bytes([body[body.len() - 2], body[body.len() - 1]]) as u32;
-    Ok((&body[..body.len() - 2], version))
+    let (value, version) = body.split_last_chunk::<2>().ok_or_else(too_short)?;
+    Ok((value, u32::from(u16::from_le_bytes(*version))))
 }
 
 /// Splits a `DUMP` payload into (type byte, value bytes, RDB version), checking its
@@ -326,7 +332,7 @@ impl<'r> Input<'r> {
     }
 
     fn offset(&self) -> u64 {
-        self.base + self.pos as u64
+        self.base.saturating_add(self.pos as u64)
     }
 
     fn err(&self, reason: impl std::fmt::Display) -> backup_core::Error {
@@ -336,7 +342,7 @@ impl<'r> Input<'r> {
     /// Folds `buf[mark..pos]` into the CRC and the capture.
     fn sync(&mut self) {
         if self.pos > self.mark {
-            let consumed = &self.buf[self.mark..self.pos];
+            let consumed = self.buf.get(self.mark..self.pos).unwrap_or_default();
             self.crc.update(consumed);
             if self.capturing {
                 self.capture.extend_from_slice(consumed);
@@ -351,7 +357,7 @@ impl<'r> Input<'r> {
             return Ok(());
         }
         self.sync();
-        self.base += self.len as u64;
+        self.base = self.base.saturating_add(self.len as u64);
         self.pos = 0;
         self.mark = 0;
         self.len = 0;
@@ -372,43 +378,52 @@ impl<'r> Input<'r> {
         }
     }
 
-    fn u8(&mut self) -> Result<u8> {
+    /// Consumes and returns between 1 and `max` unread bytes (`max` > 0), reading more
+    /// when the buffer is empty.
+    fn chunk(&mut self, max: u64) -> Result<&[u8]> {
         self.fill()?;
-        let b = self.buf[self.pos];
-        self.pos += 1;
-        Ok(b)
+        let start = self.pos;
+        let avail = self.len.saturating_sub(start);
+        let k = usize::try_from(max).map_or(avail, |m| m.min(avail));
+        // `start + k <= len <= buf.len()`: neither the sum nor the slice can fail.
+        self.pos = start.saturating_add(k);
+        Ok(self.buf.get(start..self.pos).unwrap_or_default())
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        let c = self.chunk(1)?;
+        c.first()
+            .copied()
+            .ok_or_else(|| self.err("internal: empty read"))
     }
 
     fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
         let mut out = [0u8; N];
-        let mut done = 0;
+        let mut done = 0usize;
         while done < N {
-            self.fill()?;
-            let n = (N - done).min(self.len - self.pos);
-            out[done..done + n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-            self.pos += n;
-            done += n;
+            let c = self.chunk(N.saturating_sub(done) as u64)?;
+            let end = done.saturating_add(c.len());
+            if let Some(dst) = out.get_mut(done..end) {
+                dst.copy_from_slice(c);
+            }
+            done = end;
         }
         Ok(out)
     }
 
     fn skip(&mut self, mut n: u64) -> Result<()> {
         while n > 0 {
-            self.fill()?;
-            let k = (n as usize).min(self.len - self.pos);
-            self.pos += k;
-            n -= k as u64;
+            let k = self.chunk(n)?.len();
+            n = n.saturating_sub(k as u64);
         }
         Ok(())
     }
 
     fn take_into(&mut self, mut n: u64, out: &mut Vec<u8>) -> Result<()> {
         while n > 0 {
-            self.fill()?;
-            let k = (n as usize).min(self.len - self.pos);
-            out.extend_from_slice(&self.buf[self.pos..self.pos + k]);
-            self.pos += k;
-            n -= k as u64;
+            let c = self.chunk(n)?;
+            out.extend_from_slice(c);
+            n = n.saturating_sub(c.len() as u64);
         }
         Ok(())
     }
@@ -487,7 +502,7 @@ impl<'r> Input<'r> {
                 // LZF expands at most LZF_MAX_RATIO times (a 3-byte back reference
                 // copies at most 264 bytes): a longer claim is not LZF.
                 if len > (1 << 32)
-                    || clen > len.max(16) * 2
+                    || clen > len.max(16).saturating_mul(2)
                     || len > clen.saturating_mul(value::LZF_MAX_RATIO)
                 {
                     return Err(self.err(format!(
@@ -589,7 +604,7 @@ pub fn parse_rdb(input: &mut dyn Read, visitor: &mut dyn RdbVisitor) -> Result<R
                 continue;
             }
             OP_EXPIRETIME => {
-                expire = Some(i32::from_le_bytes(inp.array()?) as i64 * 1000);
+                expire = Some(i64::from(i32::from_le_bytes(inp.array()?)).saturating_mul(1000));
                 continue;
             }
             OP_FREQ => {
@@ -682,13 +697,13 @@ pub fn parse_rdb(input: &mut dyn Read, visitor: &mut dyn RdbVisitor) -> Result<R
     }
     // Nothing may follow.
     let end = inp.offset();
-    let mut extra = (inp.len - inp.pos) as u64;
+    let mut extra = inp.len.saturating_sub(inp.pos) as u64;
     inp.pos = inp.len;
     let mut sink = [0u8; 8192];
     loop {
         match inp.r.read(&mut sink) {
             Ok(0) => break,
-            Ok(n) => extra += n as u64,
+            Ok(n) => extra = extra.saturating_add(n as u64),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(backup_core::Error::from_io(e, "reading the RDB stream")),
         }

@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! Canonical value digests: what level-3 verification compares, computed the same way
 //! from an RDB value (every encoding decoded) and from a live server's replies to read
 //! commands (`GET`, `LRANGE`, `SSCAN`, `HSCAN`, `ZSCAN`, `XRANGE`).
@@ -72,10 +81,9 @@ fn feed(h: &mut Sha256, parts: &[&[u8]]) {
 }
 
 fn first_128(h: Sha256) -> u128 {
-    let d = h.finalize();
-    let mut b = [0u8; 16];
-    b.copy_from_slice(&d[..16]);
-    u128::from_le_bytes(b)
+    let d: [u8; 32] = h.finalize().into();
+    let (first, _) = d.split_first_chunk::<16>().unwrap_or((&[0; 16], &[]));
+    u128::from_le_bytes(*first)
 }
 
 impl ValueDigest {
@@ -260,7 +268,7 @@ fn ziplist(b: &[u8]) -> std::result::Result<Vec<Elem<'_>>, String> {
                     i64::from(i32::from_le_bytes([0, a, b2, d]) >> 8)
                 }
                 0xFE => i64::from(c.u8()? as i8),
-                0xF1..=0xFD => i64::from(enc & 0x0F) - 1,
+                0xF1..=0xFD => i64::from(enc & 0x0F).saturating_sub(1),
                 other => return Err(format!("ziplist has an unknown encoding 0x{other:02x}")),
             }),
         };
@@ -288,7 +296,11 @@ fn listpack(b: &[u8]) -> std::result::Result<Vec<Elem<'_>>, String> {
             Elem::Str(c.take(usize::from(enc & 0x3F))?)
         } else if enc & 0xE0 == 0xC0 {
             let u = (i64::from(enc & 0x1F) << 8) | i64::from(c.u8()?);
-            Elem::Int(if u >= 1 << 12 { u - (1 << 13) } else { u })
+            Elem::Int(if u >= 1 << 12 {
+                u.saturating_sub(1 << 13)
+            } else {
+                u
+            })
         } else if enc & 0xF0 == 0xE0 {
             let n = (usize::from(enc & 0x0F) << 8) | usize::from(c.u8()?);
             Elem::Str(c.take(n)?)
@@ -399,7 +411,7 @@ fn add_hash(
     elems: &[Elem<'_>],
     stride: usize,
 ) -> std::result::Result<(), String> {
-    if elems.len() % stride != 0 {
+    if elems.len().checked_rem(stride) != Some(0) {
         return Err("hash listpack has a partial entry".into());
     }
     for fv in elems.chunks_exact(stride) {

@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! RDB value decoding: LZF blocks, and skipping over (while measuring) the encoded value
 //! of every type, module values and module opcodes included.
 
@@ -19,42 +28,45 @@ pub fn lzf_decompress(
 ) -> std::result::Result<(), String> {
     let start = out.len();
     out.reserve(len.min(PREALLOCATE));
-    let mut ip = 0;
-    while ip < input.len() {
-        let ctrl = input[ip] as usize;
-        ip += 1;
+    let produced = |out: &Vec<u8>| out.len().saturating_sub(start);
+    let mut it = input.iter();
+    while let Some(&ctrl) = it.next() {
+        let ctrl = usize::from(ctrl);
         if ctrl < 32 {
-            let run = ctrl + 1;
-            if ip + run > input.len() || out.len() - start + run > len {
-                return Err("literal run out of bounds".into());
+            let run = ctrl.saturating_add(1);
+            let literal = it.as_slice().get(..run);
+            match literal {
+                Some(l) if produced(out).saturating_add(run) <= len => {
+                    out.extend_from_slice(l);
+                    it.nth(run.saturating_sub(1));
+                }
+                _ => return Err("literal run out of bounds".into()),
             }
-            out.extend_from_slice(&input[ip..ip + run]);
-            ip += run;
         } else {
             let mut run = ctrl >> 5;
             if run == 7 {
-                run += *input.get(ip).ok_or("truncated back reference")? as usize;
-                ip += 1;
+                run =
+                    run.saturating_add(usize::from(*it.next().ok_or("truncated back reference")?));
             }
-            let low = *input.get(ip).ok_or("truncated back reference")? as usize;
-            ip += 1;
-            let back = ((ctrl & 0x1f) << 8) + low + 1;
-            run += 2;
-            let produced = out.len() - start;
-            if back > produced || produced + run > len {
+            let low = usize::from(*it.next().ok_or("truncated back reference")?);
+            let back = ((ctrl & 0x1f) << 8 | low).saturating_add(1);
+            let run = run.saturating_add(2);
+            let done = produced(out);
+            if back > done || done.saturating_add(run) > len {
                 return Err("back reference out of bounds".into());
             }
-            let from = out.len() - back;
-            for i in 0..run {
-                let b = out[from + i];
+            // `back <= done <= out.len()`; byte by byte, as the source may overlap.
+            let from = out.len().saturating_sub(back);
+            for i in from..from.saturating_add(run) {
+                let b = out.get(i).copied().ok_or("back reference out of bounds")?;
                 out.push(b);
             }
         }
     }
-    if out.len() - start != len {
+    if produced(out) != len {
         return Err(format!(
             "decompressed to {} bytes, expected {len}",
-            out.len() - start
+            produced(out)
         ));
     }
     Ok(())

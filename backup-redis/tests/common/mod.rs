@@ -245,7 +245,9 @@ impl PrivateServer {
             .expect("start redis-server");
         assert!(status.success(), "redis-server did not start");
         let mut pid = 0;
-        for _ in 0..100 {
+        // Up to 20 s: on a loaded 2-core machine a daemonizing redis-server has been
+        // seen to take more than 5 s to write its pid file.
+        for _ in 0..400 {
             if let Ok(s) = std::fs::read_to_string(&pidfile) {
                 if let Ok(p) = s.trim().parse() {
                     pid = p;
