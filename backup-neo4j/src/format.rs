@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! The dbseal graph stream: a documented, versioned, streaming format for a property
 //! graph (see `backup-neo4j/FORMAT.md`, which is the normative description).
 //!
@@ -54,7 +63,7 @@ pub fn read_line(input: &mut impl BufRead, line: &mut Vec<u8>) -> Result<usize> 
 
 fn read_line_capped(input: &mut impl BufRead, line: &mut Vec<u8>, cap: usize) -> Result<usize> {
     let n = input
-        .take(cap as u64 + 1)
+        .take((cap as u64).saturating_add(1))
         .read_until(b'\n', line)
         .map_err(|e| Error::from_io(e, "reading the graph stream"))?;
     check_line_length(line, cap)?;
@@ -76,7 +85,7 @@ async fn read_line_async_capped(
 ) -> Result<usize> {
     use tokio::io::{AsyncBufReadExt, AsyncReadExt};
     let n = input
-        .take(cap as u64 + 1)
+        .take((cap as u64).saturating_add(1))
         .read_until(b'\n', line)
         .await
         .map_err(|e| Error::from_io(e, "reading the graph stream"))?;
@@ -312,6 +321,8 @@ impl Record {
 
     /// Appends the record and a newline to `out`.
     pub fn write_line(&self, out: &mut Vec<u8>) {
+        // A serde_json::Value serialises into a Vec without error.
+        #[allow(clippy::expect_used)]
         serde_json::to_writer(&mut *out, &self.to_json()).expect("JSON to memory");
         out.push(b'\n');
     }
@@ -461,9 +472,11 @@ impl GraphEncoder {
             return Err("record after the trailer".into());
         }
         match record {
-            Record::Schema(_) => self.counts.schema += 1,
-            Record::Node(_) => self.counts.nodes += 1,
-            Record::Relationship(_) => self.counts.relationships += 1,
+            Record::Schema(_) => self.counts.schema = self.counts.schema.saturating_add(1),
+            Record::Node(_) => self.counts.nodes = self.counts.nodes.saturating_add(1),
+            Record::Relationship(_) => {
+                self.counts.relationships = self.counts.relationships.saturating_add(1)
+            }
             Record::Trailer(_) => return Err("the trailer is written by finish()".into()),
             Record::Header(_) => {}
         }
@@ -555,9 +568,11 @@ impl StreamCheck {
                     ));
                 }
             }
-            Record::Schema(_) => self.counts.schema += 1,
-            Record::Node(_) => self.counts.nodes += 1,
-            Record::Relationship(_) => self.counts.relationships += 1,
+            Record::Schema(_) => self.counts.schema = self.counts.schema.saturating_add(1),
+            Record::Node(_) => self.counts.nodes = self.counts.nodes.saturating_add(1),
+            Record::Relationship(_) => {
+                self.counts.relationships = self.counts.relationships.saturating_add(1)
+            }
             Record::Trailer(t) => {
                 if *t != self.counts {
                     return Err(format!(
@@ -603,7 +618,7 @@ impl<R: BufRead> GraphReader<R> {
             return Ok(None);
         }
         self.line.clear();
-        self.line_no += 1;
+        self.line_no = self.line_no.saturating_add(1);
         let n = read_line(&mut self.input, &mut self.line).map_err(|e| match e {
             Error::Format { reason, .. } => self.err(reason),
             other => other,
@@ -683,9 +698,9 @@ pub struct ContentSummary {
 }
 
 fn add_lanes(sum: &mut [u64; 4], digest: &[u8]) {
-    for (i, lane) in sum.iter_mut().enumerate() {
+    for (lane, bytes) in sum.iter_mut().zip(digest.chunks_exact(8)) {
         let mut b = [0u8; 8];
-        b.copy_from_slice(&digest[i * 8..i * 8 + 8]);
+        b.copy_from_slice(bytes);
         *lane = lane.wrapping_add(u64::from_le_bytes(b));
     }
 }
@@ -748,14 +763,14 @@ impl ContentSummary {
             }
             Record::Schema(s) => {
                 match s.kind {
-                    SchemaKind::Index => self.indexes += 1,
-                    SchemaKind::Constraint => self.constraints += 1,
+                    SchemaKind::Index => self.indexes = self.indexes.saturating_add(1),
+                    SchemaKind::Constraint => self.constraints = self.constraints.saturating_add(1),
                 }
                 self.schema_names.push(s.name.clone());
             }
             Record::Node(n) => {
-                self.nodes += 1;
-                self.node_props += n.props.len() as u64;
+                self.nodes = self.nodes.saturating_add(1);
+                self.node_props = self.node_props.saturating_add(n.props.len() as u64);
                 for l in &n.labels {
                     self.contents.add("labels", l, 1);
                 }
@@ -778,8 +793,8 @@ impl ContentSummary {
                 }
             }
             Record::Relationship(r) => {
-                self.rels += 1;
-                self.rel_props += r.props.len() as u64;
+                self.rels = self.rels.saturating_add(1);
+                self.rel_props = self.rel_props.saturating_add(r.props.len() as u64);
                 self.contents.add("relationship_types", &r.rel_type, 1);
                 for k in r.props.keys() {
                     self.contents.add("relationship_property_keys", k, 1);
@@ -791,7 +806,7 @@ impl ContentSummary {
                 if let Some(t) = &mut self.table {
                     if !self.sorted {
                         t.sort_unstable_by_key(|e| e.0);
-                        if t.windows(2).any(|w| w[0].0 == w[1].0) {
+                        if t.windows(2).any(|w| matches!(w, [a, b] if a.0 == b.0)) {
                             return Err("two node records share one id".into());
                         }
                         t.shrink_to_fit();
@@ -805,7 +820,9 @@ impl ContentSummary {
                                 r.id
                             )
                         })?;
-                        h.update(t[i].1);
+                        if let Some(e) = t.get(i) {
+                            h.update(e.1);
+                        }
                     }
                 } else {
                     hash_strings(&mut h, &r.start_labels);
@@ -906,6 +923,16 @@ impl FormatReader for GraphFormat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_offsets_are_two_decimal_digits_per_field() {
+        assert_eq!(value::parse_offset("+05:30"), Ok(5 * 3600 + 30 * 60));
+        assert_eq!(value::parse_offset("-00:19:32"), Ok(-(19 * 60 + 32)));
+        // A sign inside a field was once read as a negative number of hours.
+        for bad in ["+-1:00", "+1:000", "+01:+0", "05:30", "+18:00:01", "+ 1:00"] {
+            assert!(value::parse_offset(bad).is_err(), "{bad} was accepted");
+        }
+    }
 
     #[test]
     fn a_line_longer_than_the_limit_is_a_format_error_not_a_growing_buffer() {

@@ -1,17 +1,24 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! Value encoding: every Cypher value as JSON (floats, temporals with offsets and zones,
 //! points, durations, bytes), property maps, and their hashing for the content hash.
 
 use super::*;
 
 pub(super) fn float_json(f: f64) -> Json {
-    if f.is_nan() {
-        Json::String("NaN".into())
-    } else if f == f64::INFINITY {
-        Json::String("Infinity".into())
-    } else if f == f64::NEG_INFINITY {
-        Json::String("-Infinity".into())
-    } else {
-        Json::Number(Number::from_f64(f).expect("finite"))
+    // JSON numbers hold every finite double; the others are named.
+    match Number::from_f64(f) {
+        Some(n) => Json::Number(n),
+        None if f.is_nan() => Json::String("NaN".into()),
+        None if f > 0.0 => Json::String("Infinity".into()),
+        None => Json::String("-Infinity".into()),
     }
 }
 
@@ -48,18 +55,29 @@ pub(super) fn parse_offset(s: &str) -> std::result::Result<i32, String> {
         _ => return Err(bad()),
     };
     let parts: Vec<&str> = rest.split(':').collect();
-    if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
+    if !(2..=3).contains(&parts.len())
+        || parts
+            .iter()
+            .any(|p| p.len() != 2 || !p.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(bad());
     }
     let n: Vec<i32> = parts
         .iter()
         .map(|p| p.parse::<i32>().map_err(|_| bad()))
         .collect::<std::result::Result<_, _>>()?;
-    let secs = n[0] * 3600 + n[1] * 60 + n.get(2).copied().unwrap_or(0);
+    // Two decimal digits each (checked above): no overflow, saturating all the same.
+    let [h, m, rest @ ..] = n.as_slice() else {
+        return Err(bad());
+    };
+    let secs = h
+        .saturating_mul(3600)
+        .saturating_add(m.saturating_mul(60))
+        .saturating_add(rest.first().copied().unwrap_or(0));
     if secs > 18 * 3600 {
         return Err(bad());
     }
-    Ok(sign * secs)
+    Ok(secs.saturating_mul(sign))
 }
 
 pub(super) const TIME_FMT: &str = "%H:%M:%S%.f";
@@ -79,7 +97,7 @@ pub(super) fn split_offset(s: &str) -> std::result::Result<(&str, i32), String> 
     let start = s.find(':').ok_or_else(|| format!("no time in {s:?}"))?;
     let pos = s[start..]
         .find(['+', '-'])
-        .map(|p| p + start)
+        .map(|p| p.saturating_add(start))
         .ok_or_else(|| format!("no UTC offset in {s:?}"))?;
     Ok((&s[..pos], parse_offset(&s[pos..])?))
 }
@@ -153,7 +171,9 @@ impl Value {
                         o.len()
                     ));
                 }
-                let (tag, v) = o.iter().next().expect("one key");
+                let Some((tag, v)) = o.iter().next() else {
+                    return Err("a tagged value has no key".into());
+                };
                 let s = || {
                     v.as_str()
                         .ok_or_else(|| format!("`{tag}` needs a string, found {v}"))
@@ -189,7 +209,7 @@ impl Value {
                     "datetime" => {
                         let s = s()?;
                         if let Some(open) = s.find('[') {
-                            let zone = s[open + 1..]
+                            let zone = s[open.saturating_add(1)..]
                                 .strip_suffix(']')
                                 .ok_or_else(|| format!("bad zone in {s:?}"))?;
                             if zone.is_empty() {
@@ -199,7 +219,7 @@ impl Value {
                         } else {
                             let tpos = s.find('T').ok_or_else(|| format!("bad datetime {s:?}"))?;
                             let (local, off) = split_offset(&s[tpos..])?;
-                            Value::DateTime(parse_datetime(&s[..tpos + local.len()])?, off)
+                            Value::DateTime(parse_datetime(&s[..tpos.saturating_add(local.len())])?, off)
                         }
                     }
                     "duration" => {
@@ -268,7 +288,9 @@ impl Value {
             h.update(d.nanosecond().to_le_bytes());
         }
         fn nanos(t: &NaiveTime) -> i64 {
-            t.num_seconds_from_midnight() as i64 * 1_000_000_000 + t.nanosecond() as i64
+            i64::from(t.num_seconds_from_midnight())
+                .saturating_mul(1_000_000_000)
+                .saturating_add(i64::from(t.nanosecond()))
         }
         match self {
             Value::Null => h.update([0]),
