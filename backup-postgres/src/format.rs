@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! A streaming reader of the pg_dump custom archive (`pg_dump -Fc`), like
 //! `pg_restore --list` plus row counts.
 //!
@@ -150,7 +159,7 @@ impl<'a> Input<'a> {
     }
 
     fn offset(&self) -> u64 {
-        self.base + self.pos as u64
+        self.base.saturating_add(self.pos as u64)
     }
 
     /// Refills the buffer; false at the end of the stream.
@@ -158,7 +167,7 @@ impl<'a> Input<'a> {
         if self.pos < self.len {
             return Ok(true);
         }
-        self.base += self.len as u64;
+        self.base = self.base.saturating_add(self.len as u64);
         self.pos = 0;
         self.len = 0;
         loop {
@@ -182,12 +191,10 @@ impl<'a> Input<'a> {
     }
 
     fn byte(&mut self, what: &str) -> Result<u8> {
-        if !self.fill()? {
-            return Err(self.truncated(what));
+        match self.byte_or_eof()? {
+            Some(b) => Ok(b),
+            None => Err(self.truncated(what)),
         }
-        let b = self.buf[self.pos];
-        self.pos += 1;
-        Ok(b)
     }
 
     /// The next byte, or `None` at a clean end of stream.
@@ -195,9 +202,10 @@ impl<'a> Input<'a> {
         if !self.fill()? {
             return Ok(None);
         }
-        let b = self.buf[self.pos];
-        self.pos += 1;
-        Ok(Some(b))
+        // `fill` left at least one unread byte.
+        let b = self.buf.get(self.pos).copied();
+        self.pos = self.pos.saturating_add(1);
+        Ok(b)
     }
 
     /// Passes the next `n` bytes to `f` in slices.
@@ -206,11 +214,12 @@ impl<'a> Input<'a> {
             if !self.fill()? {
                 return Err(self.truncated(what));
             }
-            let avail = (self.len - self.pos) as u64;
+            let avail = self.len.saturating_sub(self.pos) as u64;
             let k = avail.min(n) as usize;
-            f(&self.buf[self.pos..self.pos + k]);
-            self.pos += k;
-            n -= k as u64;
+            let end = self.pos.saturating_add(k);
+            f(self.buf.get(self.pos..end).unwrap_or_default());
+            self.pos = end;
+            n = n.saturating_sub(k as u64);
         }
         Ok(())
     }
@@ -238,7 +247,7 @@ fn read_int_with(r: &mut Input, ints: &Ints, what: &str) -> Result<i64> {
     for i in 0..ints.int_size {
         let b = r.byte(what)? as u64;
         if i < 8 {
-            v |= b << (8 * i as u32);
+            v |= b << (8u32.saturating_mul(i as u32));
         } else if b != 0 {
             return Err(invalid(format!(
                 "integer too large at byte {} while reading {what}",
@@ -252,7 +261,8 @@ fn read_int_with(r: &mut Input, ints: &Ints, what: &str) -> Result<i64> {
             r.offset()
         ))
     })?;
-    Ok(if negative { -v } else { v })
+    // `v` fits in i64 (checked above), so its negation does too.
+    Ok(if negative { v.saturating_neg() } else { v })
 }
 
 fn read_header(r: &mut Input) -> Result<Header> {
@@ -393,7 +403,7 @@ fn read_toc(r: &mut Input, h: &Header, contents: &mut Contents) -> Result<HashMa
     }
     let mut entries = HashMap::with_capacity(count.min(1 << 16) as usize);
     for i in 0..count {
-        let what = format!("TOC entry {} of {count}", i + 1);
+        let what = format!("TOC entry {} of {count}", i.saturating_add(1));
         let at = r.offset();
         let dump_id = read_int_with(r, &ints, &what)?;
         if dump_id <= 0 {
@@ -515,38 +525,53 @@ struct RowCounter {
 
 impl RowCounter {
     fn feed(&mut self, s: &[u8]) {
-        self.newlines += memchr::memchr_iter(b'\n', s).count() as u64;
-        self.len += s.len() as u64;
-        if s.len() >= 8 {
-            self.tail.copy_from_slice(&s[s.len() - 8..]);
+        self.newlines = self
+            .newlines
+            .saturating_add(memchr::memchr_iter(b'\n', s).count() as u64);
+        self.len = self.len.saturating_add(s.len() as u64);
+        if let Some(last) = s.last_chunk::<8>() {
+            self.tail = *last;
             self.tail_len = 8;
         } else {
             for &b in s {
                 if self.tail_len == 8 {
                     self.tail.copy_within(1.., 0);
-                    self.tail[7] = b;
+                    if let Some(t) = self.tail.last_mut() {
+                        *t = b;
+                    }
                 } else {
-                    self.tail[self.tail_len] = b;
-                    self.tail_len += 1;
+                    if let Some(t) = self.tail.get_mut(self.tail_len) {
+                        *t = b;
+                    }
+                    self.tail_len = self.tail_len.saturating_add(1);
                 }
             }
         }
     }
 
     fn rows(&self) -> u64 {
-        let tail = &self.tail[..self.tail_len];
-        let k = tail.iter().rev().take_while(|&&b| b == b'\n').count();
-        let rest = &tail[..tail.len() - k];
-        let rest_total = self.len - k as u64;
-        let terminated = k > 0
-            && rest.ends_with(b"\\.")
-            && (rest_total == 2 || rest.len() >= 3 && rest[rest.len() - 3] == b'\n');
-        if terminated {
-            self.newlines - k as u64
-        } else {
-            self.newlines
+        let tail = self.tail.get(..self.tail_len).unwrap_or_default();
+        match copy_terminator(tail, self.len) {
+            Some((k, _)) => self.newlines.saturating_sub(k as u64),
+            None => self.newlines,
         }
     }
+}
+
+/// Whether `tail` (the last bytes of a COPY data block of `total` bytes) ends with
+/// pg_dump's `\.` line: then the number of trailing newlines and the length of `tail`
+/// before the `\.`.
+fn copy_terminator(tail: &[u8], total: u64) -> Option<(usize, usize)> {
+    let k = tail.iter().rev().take_while(|&&b| b == b'\n').count();
+    let rest = tail.get(..tail.len().saturating_sub(k))?;
+    let line_start = rest
+        .len()
+        .checked_sub(3)
+        .and_then(|i| rest.get(i))
+        .is_some_and(|b| *b == b'\n');
+    let terminated =
+        k > 0 && rest.ends_with(b"\\.") && (total.saturating_sub(k as u64) == 2 || line_start);
+    terminated.then(|| (k, rest.len().saturating_sub(2)))
 }
 
 /// The SHA-256 of one COPY data stream without its `\.` end line and the empty lines
@@ -568,15 +593,16 @@ impl CopyDigest {
         self.len = self.len.saturating_add(s.len() as u64);
         if s.len() >= DIGEST_HOLD {
             self.hasher.update(&self.held);
-            let (now, later) = s.split_at(s.len() - DIGEST_HOLD);
+            let (now, later) = s.split_at(s.len().saturating_sub(DIGEST_HOLD));
             self.hasher.update(now);
             self.held.clear();
             self.held.extend_from_slice(later);
         } else {
             self.held.extend_from_slice(s);
             if self.held.len() > DIGEST_HOLD {
-                let excess = self.held.len() - DIGEST_HOLD;
-                self.hasher.update(&self.held[..excess]);
+                let excess = self.held.len().saturating_sub(DIGEST_HOLD);
+                self.hasher
+                    .update(self.held.get(..excess).unwrap_or_default());
                 self.held.drain(..excess);
             }
         }
@@ -584,15 +610,9 @@ impl CopyDigest {
 
     fn finish(mut self) -> String {
         let held = &self.held[..];
-        let k = held.iter().rev().take_while(|&&b| b == b'\n').count();
-        let rest = &held[..held.len() - k];
-        let terminated = k > 0
-            && rest.ends_with(b"\\.")
-            && (self.len - k as u64 == 2 || rest.len() >= 3 && rest[rest.len() - 3] == b'\n');
-        let kept = if terminated {
-            &rest[..rest.len() - 2]
-        } else {
-            held
+        let kept = match copy_terminator(held, self.len) {
+            Some((_, before)) => held.get(..before).unwrap_or_default(),
+            None => held,
         };
         self.hasher.update(kept);
         hex::encode(self.hasher.finalize())
@@ -635,7 +655,7 @@ fn column_list_end(s: &str) -> Option<usize> {
             rest = after;
         } else {
             let after = rest.strip_prefix(')')?;
-            return Some(s.len() - after.len());
+            return Some(s.len().saturating_sub(after.len()));
         }
     }
 }
@@ -648,7 +668,7 @@ fn take_ident(s: &str) -> Option<(String, &str)> {
         loop {
             let q = rest.find('"')?;
             name.push_str(&rest[..q]);
-            rest = &rest[q + 1..];
+            rest = &rest[q.saturating_add(1)..];
             match rest.strip_prefix('"') {
                 Some(after) => {
                     name.push('"');
@@ -710,7 +730,7 @@ fn read_chunks(r: &mut Input, ints: &Ints, what: &str, f: &mut dyn FnMut(&[u8]))
             )));
         }
         r.take(len as u64, what, f)?;
-        total += len as u64;
+        total = total.saturating_add(len as u64);
     }
 }
 
@@ -779,8 +799,8 @@ fn read_data(
                 if oid == 0 {
                     break;
                 }
-                blobs += 1;
-                blob_bytes += read_chunks(r, &ints, &what, &mut |_| {})?;
+                blobs = blobs.saturating_add(1);
+                blob_bytes = blob_bytes.saturating_add(read_chunks(r, &ints, &what, &mut |_| {})?);
             },
             other => {
                 return Err(invalid(format!(

@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! A streaming tar parser (ustar, pax and GNU long names) for base backups.
 
 use std::collections::BTreeMap;
@@ -85,8 +94,9 @@ impl Default for TarParser {
 fn octal(field: &[u8]) -> Option<u64> {
     if field.first().is_some_and(|b| b & 0x80 != 0) {
         // base-256 (GNU) for large values
-        let mut v: u64 = u64::from(field[0] & 0x7f);
-        for b in &field[1..] {
+        let (first, rest) = field.split_first()?;
+        let mut v: u64 = u64::from(first & 0x7f);
+        for b in rest {
             v = v.checked_mul(256)?.checked_add(u64::from(*b))?;
         }
         return Some(v);
@@ -105,7 +115,25 @@ fn octal(field: &[u8]) -> Option<u64> {
 
 fn cstr(field: &[u8]) -> String {
     let end = field.iter().position(|b| *b == 0).unwrap_or(field.len());
-    String::from_utf8_lossy(&field[..end]).into_owned()
+    String::from_utf8_lossy(field.get(..end).unwrap_or_default()).into_owned()
+}
+
+/// Bytes `range` of a 512-byte header block.
+fn field(block: &[u8], range: std::ops::Range<usize>) -> &[u8] {
+    block.get(range).unwrap_or_default()
+}
+
+/// Splits off the first `n` bytes of `data` (all of it when shorter).
+fn split(data: &[u8], n: usize) -> (&[u8], &[u8]) {
+    data.split_at_checked(n).unwrap_or((data, &[]))
+}
+
+/// The zero padding after `size` bytes of member data.
+fn padding_of(size: u64) -> u64 {
+    match size.checked_rem(512) {
+        Some(0) | None => 0,
+        Some(r) => 512u64.saturating_sub(r),
+    }
 }
 
 fn normalize(path: &str) -> String {
@@ -146,10 +174,11 @@ impl TarParser {
         while !data.is_empty() {
             match self.state {
                 TarState::Header => {
-                    let take = (512 - self.block.len()).min(data.len());
-                    self.block.extend_from_slice(&data[..take]);
-                    data = &data[take..];
-                    self.offset += take as u64;
+                    let take = 512usize.saturating_sub(self.block.len()).min(data.len());
+                    let (head, rest) = split(data, take);
+                    self.block.extend_from_slice(head);
+                    data = rest;
+                    self.offset = self.offset.saturating_add(take as u64);
                     if self.block.len() == 512 {
                         let block = std::mem::take(&mut self.block);
                         self.header(&block, visitor)?;
@@ -159,12 +188,15 @@ impl TarParser {
                 }
                 TarState::Data | TarState::Meta => {
                     let take = (self.remaining.min(data.len() as u64)) as usize;
-                    let chunk = &data[..take];
+                    let (chunk, rest) = split(data, take);
                     if self.state == TarState::Data {
-                        let entry = self.entry.as_ref().expect("entry in data state");
+                        let entry = self
+                            .entry
+                            .as_ref()
+                            .ok_or_else(|| tar_error("internal: member data without a member"))?;
                         visitor.data(entry, chunk)?;
                     } else {
-                        if self.meta.len() + take > 16 * 1024 * 1024 {
+                        if self.meta.len().saturating_add(take) > 16 * 1024 * 1024 {
                             return Err(tar_error(format!(
                                 "an extended header larger than 16 MiB at byte {}",
                                 self.offset
@@ -172,18 +204,18 @@ impl TarParser {
                         }
                         self.meta.extend_from_slice(chunk);
                     }
-                    data = &data[take..];
-                    self.offset += take as u64;
-                    self.remaining -= take as u64;
+                    data = rest;
+                    self.offset = self.offset.saturating_add(take as u64);
+                    self.remaining = self.remaining.saturating_sub(take as u64);
                     if self.remaining == 0 {
                         self.end_member(visitor)?;
                     }
                 }
                 TarState::Padding => {
                     let take = (self.padding.min(data.len() as u64)) as usize;
-                    data = &data[take..];
-                    self.offset += take as u64;
-                    self.padding -= take as u64;
+                    data = split(data, take).1;
+                    self.offset = self.offset.saturating_add(take as u64);
+                    self.padding = self.padding.saturating_sub(take as u64);
                     if self.padding == 0 {
                         self.state = TarState::Header;
                     }
@@ -192,10 +224,10 @@ impl TarParser {
                     if let Some(p) = data.iter().position(|b| *b != 0) {
                         return Err(tar_error(format!(
                             "data after the end of the archive at byte {}",
-                            self.offset + p as u64
+                            self.offset.saturating_add(p as u64)
                         )));
                     }
-                    self.offset += data.len() as u64;
+                    self.offset = self.offset.saturating_add(data.len() as u64);
                     data = &[];
                 }
             }
@@ -205,7 +237,10 @@ impl TarParser {
 
     fn end_member(&mut self, visitor: &mut dyn TarVisitor) -> Result<()> {
         if self.state == TarState::Data {
-            let entry = self.entry.take().expect("entry");
+            let entry = self
+                .entry
+                .take()
+                .ok_or_else(|| tar_error("internal: member end without a member"))?;
             visitor.end_entry(&entry)?;
         } else {
             let meta = std::mem::take(&mut self.meta);
@@ -230,27 +265,30 @@ impl TarParser {
                 .iter()
                 .position(|b| *b == b' ')
                 .ok_or_else(|| tar_error("malformed pax header"))?;
-            let len: usize = std::str::from_utf8(&data[..sp])
+            let len: usize = std::str::from_utf8(split(data, sp).0)
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .filter(|l| *l > sp && *l <= data.len())
                 .ok_or_else(|| tar_error("malformed pax header record length"))?;
-            let record = &data[sp + 1..len];
+            let (whole, rest) = split(data, len);
+            // `sp < len`: the record is what follows the space.
+            let record = whole.get(sp.saturating_add(1)..).unwrap_or_default();
             let record = record.strip_suffix(b"\n").unwrap_or(record);
             if let Some(eq) = record.iter().position(|b| *b == b'=') {
-                let k = String::from_utf8_lossy(&record[..eq]).into_owned();
-                let v = String::from_utf8_lossy(&record[eq + 1..]).into_owned();
+                let (k, v) = split(record, eq);
+                let k = String::from_utf8_lossy(k).into_owned();
+                let v = String::from_utf8_lossy(v.get(1..).unwrap_or_default()).into_owned();
                 self.pax.insert(k, v);
             }
-            data = &data[len..];
+            data = rest;
         }
         Ok(())
     }
 
     fn header(&mut self, block: &[u8], visitor: &mut dyn TarVisitor) -> Result<()> {
-        let at = self.offset - 512;
+        let at = self.offset.saturating_sub(512);
         if block.iter().all(|b| *b == 0) {
-            self.zero_blocks += 1;
+            self.zero_blocks = self.zero_blocks.saturating_add(1);
             if self.zero_blocks >= 2 {
                 self.state = TarState::End;
             }
@@ -261,7 +299,7 @@ impl TarParser {
                 "a single zero block followed by more members at byte {at}"
             )));
         }
-        let stored = octal(&block[148..156])
+        let stored = octal(field(block, 148..156))
             .ok_or_else(|| tar_error(format!("unreadable header checksum at byte {at}")))?;
         let sum: u64 = block
             .iter()
@@ -279,11 +317,10 @@ impl TarParser {
                 "header checksum mismatch at byte {at} (not a tar archive, or corrupted)"
             )));
         }
-        let size = octal(&block[124..136])
+        let size = octal(field(block, 124..136))
             .ok_or_else(|| tar_error(format!("unreadable member size at byte {at}")))?;
-        let typeflag = block[156];
-        let padding = (512 - size % 512) % 512;
-        self.padding = padding;
+        let typeflag = field(block, 156..157).first().copied().unwrap_or(0);
+        self.padding = padding_of(size);
         self.remaining = size;
         match typeflag {
             b'L' | b'K' | b'x' | b'g' => {
@@ -297,10 +334,10 @@ impl TarParser {
             }
             _ => {}
         }
-        let ustar = &block[257..263] == b"ustar\0";
-        let mut name = cstr(&block[0..100]);
+        let ustar = field(block, 257..263) == b"ustar\0";
+        let mut name = cstr(field(block, 0..100));
         if ustar {
-            let prefix = cstr(&block[345..500]);
+            let prefix = cstr(field(block, 345..500));
             if !prefix.is_empty() {
                 name = format!("{prefix}/{name}");
             }
@@ -311,7 +348,7 @@ impl TarParser {
         if let Some(p) = self.pax.remove("path") {
             name = p;
         }
-        let mut link = cstr(&block[157..257]);
+        let mut link = cstr(field(block, 157..257));
         if let Some(l) = self.long_link.take() {
             link = l;
         }
@@ -326,8 +363,8 @@ impl TarParser {
         };
         self.pax.clear();
         self.remaining = size;
-        self.padding = (512 - size % 512) % 512;
-        let mode = octal(&block[100..108]).unwrap_or(0o600) as u32 & 0o7777;
+        self.padding = padding_of(size);
+        let mode = octal(field(block, 100..108)).unwrap_or(0o600) as u32 & 0o7777;
         let kind = match typeflag {
             b'0' | 0 | b'7' => TarEntryKind::File,
             b'5' => TarEntryKind::Directory,
@@ -354,7 +391,7 @@ impl TarParser {
             self.remaining = 0;
             self.padding = 0;
         }
-        self.members += 1;
+        self.members = self.members.saturating_add(1);
         visitor.entry(&entry)?;
         self.entry = Some(entry);
         self.state = TarState::Data;

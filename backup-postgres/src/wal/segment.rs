@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! WAL file names, LSNs, segment headers, history files and the format readers.
 
 use std::collections::BTreeMap;
@@ -21,7 +30,8 @@ pub struct Lsn(pub u64);
 impl Lsn {
     /// The number of the segment holding this location.
     pub fn segno(self, segment_size: u64) -> u64 {
-        self.0 / segment_size
+        // Segment sizes are checked (a power of two, 1 MiB to 1 GiB) where they are read.
+        self.0.checked_div(segment_size).unwrap_or(0)
     }
 }
 
@@ -150,7 +160,9 @@ impl WalFile {
 
     /// The segment number for a given segment size (segments, partials, backup labels).
     pub fn segno(&self, segment_size: u64) -> u64 {
-        u64::from(self.log) * (0x1_0000_0000 / segment_size) + u64::from(self.seg)
+        u64::from(self.log)
+            .saturating_mul(0x1_0000_0000u64.checked_div(segment_size).unwrap_or(0))
+            .saturating_add(u64::from(self.seg))
     }
 
     /// The timeline folder name (`00000001`).
@@ -166,11 +178,11 @@ impl WalFile {
 
 /// The name of segment `segno` on `timeline`, as PostgreSQL's `XLogFileName`.
 pub fn segment_name(timeline: u32, segno: u64, segment_size: u64) -> String {
-    let per_log = 0x1_0000_0000 / segment_size;
+    let per_log = 0x1_0000_0000u64.checked_div(segment_size).unwrap_or(0);
     format!(
         "{timeline:08X}{:08X}{:08X}",
-        segno / per_log,
-        segno % per_log
+        segno.checked_div(per_log).unwrap_or(0),
+        segno.checked_rem(per_log).unwrap_or(0)
     )
 }
 
@@ -202,6 +214,13 @@ pub struct SegmentHeader {
     pub block_size: u32,
 }
 
+/// `N` bytes of `page` at `o` (zeros where `page` is shorter).
+fn le_bytes<const N: usize>(page: &[u8], o: usize) -> [u8; N] {
+    page.get(o..o.saturating_add(N))
+        .and_then(|b| b.try_into().ok())
+        .unwrap_or([0; N])
+}
+
 impl SegmentHeader {
     /// Parses the first bytes of a segment (at least 40).
     pub fn parse(page: &[u8]) -> std::result::Result<Self, String> {
@@ -211,9 +230,10 @@ impl SegmentHeader {
                 page.len()
             ));
         }
-        let u16_at = |o: usize| u16::from_le_bytes([page[o], page[o + 1]]);
-        let u32_at = |o: usize| u32::from_le_bytes(page[o..o + 4].try_into().expect("4 bytes"));
-        let u64_at = |o: usize| u64::from_le_bytes(page[o..o + 8].try_into().expect("8 bytes"));
+        // The length is checked above: every field is inside `page`.
+        let u16_at = |o: usize| u16::from_le_bytes(le_bytes(page, o));
+        let u32_at = |o: usize| u32::from_le_bytes(le_bytes(page, o));
+        let u64_at = |o: usize| u64::from_le_bytes(le_bytes(page, o));
         let h = SegmentHeader {
             magic: u16_at(0),
             info: u16_at(2),
@@ -281,14 +301,17 @@ impl SegmentScanner {
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             if self.error.is_some() {
-                self.pos += data.len() as u64;
+                self.pos = self.pos.saturating_add(data.len() as u64);
                 return;
             }
             let Some(h) = self.header else {
-                let take = (LONG_HEADER_SIZE - self.first.len()).min(data.len());
-                self.first.extend_from_slice(&data[..take]);
-                self.pos += take as u64;
-                data = &data[take..];
+                let take = LONG_HEADER_SIZE
+                    .saturating_sub(self.first.len())
+                    .min(data.len());
+                let (head, rest) = data.split_at_checked(take).unwrap_or((data, &[]));
+                self.first.extend_from_slice(head);
+                self.pos = self.pos.saturating_add(take as u64);
+                data = rest;
                 if self.first.len() == LONG_HEADER_SIZE {
                     match SegmentHeader::parse(&self.first) {
                         Ok(h) => {
@@ -301,25 +324,29 @@ impl SegmentScanner {
                 continue;
             };
             let bs = u64::from(h.block_size);
-            let in_page = self.pos % bs;
+            // The header's block size is checked (a power of two, 1 KiB to 64 KiB).
+            let in_page = self.pos.checked_rem(bs).unwrap_or(0);
             if in_page < SHORT_HEADER_CHECKED as u64 {
-                let take = ((SHORT_HEADER_CHECKED as u64 - in_page) as usize).min(data.len());
-                self.page_head.extend_from_slice(&data[..take]);
-                self.pos += take as u64;
-                data = &data[take..];
+                let take = ((SHORT_HEADER_CHECKED as u64).saturating_sub(in_page) as usize)
+                    .min(data.len());
+                let (head, rest) = data.split_at_checked(take).unwrap_or((data, &[]));
+                self.page_head.extend_from_slice(head);
+                self.pos = self.pos.saturating_add(take as u64);
+                data = rest;
                 if self.page_head.len() == SHORT_HEADER_CHECKED {
-                    let page = (self.pos - 1) / bs;
-                    let magic = u16::from_le_bytes([self.page_head[0], self.page_head[1]]);
-                    let addr = u64::from_le_bytes(self.page_head[8..16].try_into().expect("8"));
-                    if magic == h.magic && addr == h.page_address.0 + page * bs {
-                        self.valid_pages += 1;
+                    let page = self.pos.saturating_sub(1).checked_div(bs).unwrap_or(0);
+                    let magic = u16::from_le_bytes(le_bytes(&self.page_head, 0));
+                    let addr = u64::from_le_bytes(le_bytes(&self.page_head, 8));
+                    let expected = h.page_address.0.wrapping_add(page.wrapping_mul(bs));
+                    if magic == h.magic && addr == expected {
+                        self.valid_pages = self.valid_pages.saturating_add(1);
                     }
                     self.page_head.clear();
                 }
             } else {
-                let skip = ((bs - in_page) as usize).min(data.len());
-                self.pos += skip as u64;
-                data = &data[skip..];
+                let skip = (bs.saturating_sub(in_page) as usize).min(data.len());
+                self.pos = self.pos.saturating_add(skip as u64);
+                data = data.get(skip..).unwrap_or_default();
             }
         }
     }
@@ -361,7 +388,7 @@ pub(super) fn check_header_matches_name(
     h: &SegmentHeader,
 ) -> std::result::Result<(), String> {
     let size = u64::from(h.segment_size);
-    let expected = Lsn(file.segno(size) * size);
+    let expected = Lsn(file.segno(size).saturating_mul(size));
     if h.page_address != expected {
         return Err(format!(
             "its header says it starts at {}, but its name {} means {expected} (renamed or misplaced segment)",
@@ -418,7 +445,7 @@ pub struct HistoryEntry {
 /// Parses a timeline history file (`1\t0/5000000\tno recovery target specified`).
 pub fn parse_history(text: &str) -> std::result::Result<Vec<HistoryEntry>, String> {
     let mut out: Vec<HistoryEntry> = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    for (no, line) in (1usize..).zip(text.lines()) {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
@@ -429,15 +456,14 @@ pub fn parse_history(text: &str) -> std::result::Result<Vec<HistoryEntry>, Strin
         let reason = parts.next().unwrap_or_default().trim().to_string();
         let timeline: u32 = tli
             .parse()
-            .map_err(|_| format!("line {}: `{tli}` is not a timeline number", i + 1))?;
+            .map_err(|_| format!("line {no}: `{tli}` is not a timeline number"))?;
         let switchpoint: Lsn = lsn
             .parse()
-            .map_err(|_| format!("line {}: `{lsn}` is not a WAL location", i + 1))?;
+            .map_err(|_| format!("line {no}: `{lsn}` is not a WAL location"))?;
         if let Some(prev) = out.last() {
             if timeline <= prev.timeline || switchpoint < prev.switchpoint {
                 return Err(format!(
-                    "line {}: timelines and switch points must increase",
-                    i + 1
+                    "line {no}: timelines and switch points must increase"
                 ));
             }
         }
@@ -535,7 +561,7 @@ impl FormatReader for WalSegmentFormat {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(Error::from_io(e, "reading a WAL segment")),
             };
-            scanner.feed(&buf[..n]);
+            scanner.feed(buf.get(..n).unwrap_or_default());
         }
         let facts = scanner.finish().map_err(|reason| Error::Format {
             format: SEGMENT_FORMAT.into(),
