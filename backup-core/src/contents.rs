@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! What a backup holds: the contents summary, and the format readers that compute it.
 //!
 //! A [`FormatReader`] parses a native backup stream (pg_dump custom archive, RDB file,
@@ -32,12 +41,13 @@ pub struct Contents {
 impl Contents {
     /// Adds `n` to `counts[group][name]`.
     pub fn add(&mut self, group: &str, name: &str, n: u64) {
-        *self
+        let c = self
             .counts
             .entry(group.to_string())
             .or_default()
             .entry(name.to_string())
-            .or_default() += n;
+            .or_default();
+        *c = c.saturating_add(n);
     }
 
     /// Sets a fact.

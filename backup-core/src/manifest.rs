@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! Manifest v1: the JSON document that describes one backup.
 //!
 //! A manifest is written last, next to its artifact, with create-only semantics: a
@@ -189,6 +198,8 @@ impl Manifest {
 
     /// The manifest as pretty JSON.
     pub fn to_json(&self) -> Vec<u8> {
+        // Strings, numbers and maps with string keys: serialising into memory cannot fail.
+        #[allow(clippy::expect_used)]
         let mut v = serde_json::to_vec_pretty(self).expect("manifest serializes");
         v.push(b'\n');
         v

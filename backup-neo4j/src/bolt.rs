@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! Bolt plumbing shared by export and import: value conversion between the driver's
 //! types and [`Value`], and one-transaction query helpers.
 
@@ -105,6 +114,9 @@ pub(crate) fn to_bolt(v: &Value) -> BoltType {
         Value::Time(t, off) => BoltType::from((*t, fixed(*off))),
         Value::LocalTime(t) => BoltType::from(*t),
         Value::DateTime(dt, off) => {
+            // A fixed offset maps every local time to exactly one instant (`single`
+            // is `None` only for named zones' gaps and overlaps).
+            #[allow(clippy::expect_used)]
             let d = fixed(*off)
                 .from_local_datetime(dt)
                 .single()
@@ -139,7 +151,7 @@ pub(crate) fn to_bolt(v: &Value) -> BoltType {
 }
 
 fn fixed(off: i32) -> FixedOffset {
-    FixedOffset::east_opt(off).unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero"))
+    FixedOffset::east_opt(off).unwrap_or(chrono::Utc.fix())
 }
 
 /// A property map as a Bolt map parameter.
@@ -262,8 +274,9 @@ impl Db {
                     if e.kind() == neo4rs::Neo4jErrorKind::Transient && attempt < ATTEMPTS =>
                 {
                     tracing::debug!(target = %self.target, op, attempt, code = e.code(), "transient error, retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(20 << attempt)).await;
-                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20u64 << attempt.min(10)))
+                        .await;
+                    attempt = attempt.saturating_add(1);
                 }
                 Err(e) => return Err(self.err(op, &e)),
             }

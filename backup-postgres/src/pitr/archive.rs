@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! PostgreSQL's WAL archive as `prune` and `status` see it: the
 //! [`ContinuousArchive`] [`crate::PostgresDriver`] offers.
 

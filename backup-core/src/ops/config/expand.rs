@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! `${VAR}` expansion of a configuration file, and the refusal of secrets written
 //! inline.
 
@@ -92,7 +101,7 @@ impl Expander<'_> {
         let mut rest = raw;
         while let Some(pos) = rest.find('$') {
             out.push_str(&rest[..pos]);
-            let after = &rest[pos + 1..];
+            let after = &rest[pos.saturating_add(1)..];
             if let Some(stripped) = after.strip_prefix('$') {
                 out.push('$');
                 rest = stripped;
@@ -121,7 +130,7 @@ impl Expander<'_> {
                     self.secrets.push(SecretString::new(value.clone()));
                 }
                 out.push_str(&value);
-                rest = &body[end + 1..];
+                rest = &body[end.saturating_add(1)..];
             } else {
                 out.push('$');
                 rest = after;

@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! `dbseal.toml`: the store, the keys, retention defaults and named datastores.
 //!
 //! Found by the CLI's global `--config PATH` flag, else `$DBSEAL_CONFIG`, else
@@ -260,14 +269,23 @@ impl std::fmt::Debug for Config {
             .field("path", &self.path)
             .field("store", &self.store)
             .field("datastores", &self.datastores)
-            .field("secrets", &*self.secrets.lock().expect("not poisoned"))
+            .field(
+                "secrets",
+                &*self
+                    .secrets
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            )
             .finish_non_exhaustive()
     }
 }
 
 /// Line number (1-based) of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].matches('\n').count() + 1
+    text[..offset.min(text.len())]
+        .matches('\n')
+        .count()
+        .saturating_add(1)
 }
 
 impl Config {
@@ -460,7 +478,10 @@ impl Config {
     /// Replaces every secret this configuration knows (expanded secret variables, URL
     /// passwords, password files read) in `text` by `**REDACTED**`.
     pub fn scrub(&self, text: &str) -> String {
-        let guard = self.secrets.lock().expect("not poisoned");
+        let guard = self
+            .secrets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         redact::scrub(text, &guard)
     }
 
@@ -470,7 +491,10 @@ impl Config {
     pub fn connection_url(&self, name: &str) -> Result<SecretString> {
         let ds = self.datastore(name)?;
         if let Some(pw) = ds.password(name)? {
-            let mut s = self.secrets.lock().expect("not poisoned");
+            let mut s = self
+                .secrets
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             s.push(SecretString::new(percent_encode_userinfo(pw.expose())));
             s.push(pw);
         }

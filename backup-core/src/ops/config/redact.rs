@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! What a configuration shows: URLs without passwords, secret options as
 //! `**REDACTED**`, and no secret value it has seen anywhere.
 
@@ -48,6 +57,8 @@ pub(super) fn scrub(text: &str, secrets: &[SecretString]) -> String {
 
 /// The resolved configuration as JSON, redacted: each datastore's retention is the
 /// policy in force (defaults overridden by its own).
+// Plain structs of strings, numbers and maps: serialising them to a JSON value cannot fail.
+#[allow(clippy::expect_used)]
 pub(super) fn config(c: &Config) -> serde_json::Value {
     let store = c
         .store
