@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects))]
 //! `prune`: delete backups that the retention policy no longer keeps, the debris of
 //! failed backups, continuous-archive files no kept backup needs, and set manifests
 //! none of whose members is left.
@@ -231,7 +232,7 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
             let Some(d) = ds_debris.iter().find(|d| &d.backup_id == id) else {
                 continue;
             };
-            debris_bytes += d.bytes;
+            debris_bytes = debris_bytes.saturating_add(d.bytes);
             if options.dry_run {
                 deleted_keys.extend(d.keys.iter().cloned());
             } else {

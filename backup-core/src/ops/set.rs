@@ -1,3 +1,4 @@
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects))]
 //! Backup sets: the backups of several datastores made together (`backup --all`),
 //! described by a set manifest written last, create-only, at `_sets/<set id>/set.json`
 //! after every member finished. Its members are ordinary backups.
@@ -111,6 +112,8 @@ impl SetManifest {
     /// Writes the set manifest, create-only.
     pub async fn commit(&self, store: &BackupStore) -> Result<()> {
         let key = self.key();
+        // Strings, numbers and maps with string keys: serialising into memory cannot fail.
+        #[allow(clippy::expect_used)]
         let mut bytes = serde_json::to_vec_pretty(self).expect("serializes");
         bytes.push(b'\n');
         if !store.put_bytes_create(&key, bytes).await? {
