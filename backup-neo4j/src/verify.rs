@@ -148,9 +148,36 @@ async fn backed_up_schema_names(
     manifest: &Manifest,
     options: &RestoreOptions,
 ) -> Result<Vec<String>> {
-    struct SchemaNames(Vec<String>);
+    let mut names = Vec::new();
+    let mut in_schema = true;
+    each_line(store, manifest, options, |line| {
+        if in_schema {
+            match Record::parse(line) {
+                Ok(Record::Schema(s)) => names.push(s.name),
+                Ok(Record::Header(_)) => {}
+                _ => in_schema = false,
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(names)
+}
+
+/// Streams the backup's graph stream again, passing each line (without its newline)
+/// to `f`.
+async fn each_line<F>(
+    store: &BackupStore,
+    manifest: &Manifest,
+    options: &RestoreOptions,
+    f: F,
+) -> Result<()>
+where
+    F: FnMut(&[u8]) -> Result<()> + Send,
+{
+    struct Lines<F>(F);
     #[async_trait::async_trait]
-    impl backup_core::Sink for SchemaNames {
+    impl<F: FnMut(&[u8]) -> Result<()> + Send> backup_core::Sink for Lines<F> {
         async fn restore(
             &mut self,
             _m: &Manifest,
@@ -158,27 +185,18 @@ async fn backed_up_schema_names(
         ) -> Result<backup_core::SinkReport> {
             let mut r = tokio::io::BufReader::new(input);
             let mut line = Vec::new();
-            let mut in_schema = true;
             loop {
                 line.clear();
-                let n = crate::format::read_line_async(&mut r, &mut line).await?;
-                if n == 0 {
+                if crate::format::read_line_async(&mut r, &mut line).await? == 0 {
                     break;
                 }
-                if in_schema {
-                    match crate::format::Record::parse(line.trim_ascii_end()) {
-                        Ok(crate::format::Record::Schema(s)) => self.0.push(s.name),
-                        Ok(crate::format::Record::Header(_)) => {}
-                        _ => in_schema = false,
-                    }
-                }
+                (self.0)(line.trim_ascii_end())?;
             }
             Ok(backup_core::SinkReport::default())
         }
     }
-    let mut sink = SchemaNames(Vec::new());
-    backup_core::restore(store, manifest, "data", &mut sink, options).await?;
-    Ok(sink.0)
+    backup_core::restore(store, manifest, "data", &mut Lines(f), options).await?;
+    Ok(())
 }
 
 /// Creates a database with Cypher `CREATE DATABASE name IF NOT EXISTS WAIT` on the
@@ -321,37 +339,17 @@ async fn name_differences(
     if tally.over {
         return Ok(String::new());
     }
-    struct Backup(Tally);
-    #[async_trait::async_trait]
-    impl backup_core::Sink for Backup {
-        async fn restore(
-            &mut self,
-            _m: &Manifest,
-            input: backup_core::sink::StreamReader<'_>,
-        ) -> Result<backup_core::SinkReport> {
-            let mut r = tokio::io::BufReader::new(input);
-            let mut line = Vec::new();
-            self.0.summary = ContentSummary::default();
-            loop {
-                line.clear();
-                if crate::format::read_line_async(&mut r, &mut line).await? == 0 {
-                    break;
-                }
-                let record = Record::parse(line.trim_ascii_end()).map_err(|e| Error::Format {
-                    format: FORMAT_NAME.into(),
-                    reason: e,
-                })?;
-                self.0.add_backup(&record).map_err(|e| Error::Format {
-                    format: FORMAT_NAME.into(),
-                    reason: e,
-                })?;
-            }
-            Ok(backup_core::SinkReport::default())
-        }
-    }
-    let mut sink = Backup(tally);
-    backup_core::restore(store, manifest, "data", &mut sink, options).await?;
-    let t = sink.0;
+    let format_error = |e: String| Error::Format {
+        format: FORMAT_NAME.into(),
+        reason: e,
+    };
+    tally.summary = ContentSummary::default();
+    each_line(store, manifest, options, |line| {
+        let record = Record::parse(line).map_err(format_error)?;
+        tally.add_backup(&record).map_err(format_error)
+    })
+    .await?;
+    let t = tally;
     let mut lines: Vec<String> = t
         .unmatched
         .iter()
