@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! Retention: which backups of a datastore to keep and which to delete.
 //!
 //! The rules are restic's GFS rules ("grandfather-father-son"), so a restic user reads
@@ -55,13 +64,13 @@ impl Span {
     pub fn hours(h: u64) -> Self {
         Span {
             months: 0,
-            seconds: h * 3600,
+            seconds: h.saturating_mul(3600),
         }
     }
 
     /// A span of whole days.
     pub fn days(d: u64) -> Self {
-        Span::hours(d * 24)
+        Span::hours(d.saturating_mul(24))
     }
 
     /// Whether the span is zero.
@@ -511,36 +520,37 @@ fn gfs_reasons(policy: &RetentionPolicy, sorted: &[&Candidate]) -> Vec<Vec<KeepR
         (Some(span), Some(newest)) if !span.is_zero() => Some((span, span.before(newest.time))),
         _ => None,
     };
-    for (i, b) in sorted.iter().enumerate() {
+    for (b, why) in sorted.iter().zip(reasons.iter_mut()) {
         if let Some(n) = policy.keep_last {
             if last_used < n {
-                last_used += 1;
-                reasons[i].push(KeepReason::Last {
+                last_used = last_used.saturating_add(1);
+                why.push(KeepReason::Last {
                     rank: last_used,
                     of: n,
                 });
             }
         }
-        for (r, (rule, count)) in rules.iter().enumerate() {
+        for ((rule, count), (used, last)) in rules.iter().zip(used.iter_mut().zip(last.iter_mut()))
+        {
             let Some(n) = *count else { continue };
-            if used[r] >= n {
+            if *used >= n {
                 continue;
             }
             let bucket = rule.bucket(b.time);
-            if last[r].as_deref() != Some(bucket.as_str()) {
-                used[r] += 1;
-                reasons[i].push(KeepReason::Bucket {
+            if last.as_deref() != Some(bucket.as_str()) {
+                *used = used.saturating_add(1);
+                why.push(KeepReason::Bucket {
                     rule: *rule,
                     bucket: bucket.clone(),
-                    rank: used[r],
+                    rank: *used,
                     of: n,
                 });
-                last[r] = Some(bucket);
+                *last = Some(bucket);
             }
         }
         if let Some((span, cutoff)) = within_cutoff {
             if b.time > cutoff {
-                reasons[i].push(KeepReason::Within(span));
+                why.push(KeepReason::Within(span));
             }
         }
     }
@@ -553,8 +563,8 @@ fn protect_newest_verified(sorted: &[&Candidate], reasons: &mut [Vec<KeepReason>
         .iter()
         .position(|b| b.verification == VerificationState::Verified)
     {
-        if reasons[i].is_empty() {
-            reasons[i].push(KeepReason::NewestVerified);
+        if let Some(why) = reasons.get_mut(i).filter(|w| w.is_empty()) {
+            why.push(KeepReason::NewestVerified);
         }
     }
 }

@@ -1,4 +1,12 @@
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects))]
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! `prune`: delete backups that the retention policy no longer keeps, the debris of
 //! failed backups, continuous-archive files no kept backup needs, and set manifests
 //! none of whose members is left.

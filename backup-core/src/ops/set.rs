@@ -1,4 +1,12 @@
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects))]
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! Backup sets: the backups of several datastores made together (`backup --all`),
 //! described by a set manifest written last, create-only, at `_sets/<set id>/set.json`
 //! after every member finished. Its members are ordinary backups.

@@ -1,4 +1,12 @@
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::arithmetic_side_effects))]
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! Verification: prove a backup is complete, untampered and restorable, at level 1
 //! (stored), 2 (content) or 3 (restore, through the driver), and record the verdict.
 //!
