@@ -371,6 +371,13 @@ pub struct PrivateServer {
 
 impl PrivateServer {
     pub fn start(dir: &Path, bolt_port: u16, http_port: u16) -> PrivateServer {
+        // A port already taken would make the test talk to some other server.
+        for port in [bolt_port, http_port] {
+            assert!(
+                std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
+                "port {port} for the private ArcadeDB server is already in use"
+            );
+        }
         let pkg = String::from_utf8(
             Command::new("python3")
                 .args(["-c", "import arcadedb_embedded, os; print(os.path.dirname(arcadedb_embedded.__file__))"])
