@@ -282,26 +282,8 @@ async fn read_live(
     let mut sum = 0u128;
     let mut cursor = b"0".to_vec();
     loop {
-        let reply = conn
-            .query(&[
-                b"SCAN".to_vec(),
-                cursor.clone(),
-                b"COUNT".to_vec(),
-                b"1000".to_vec(),
-            ])
-            .await?;
-        let mut parts = reply
-            .into_array()
-            .ok_or_else(|| bad_shape("SCAN"))?
-            .into_iter();
-        let next = parts
-            .next()
-            .and_then(|r| r.as_bytes().map(<[u8]>::to_vec))
-            .ok_or_else(|| bad_shape("SCAN"))?;
-        let keys: Vec<Vec<u8>> = parts
-            .next()
-            .and_then(Reply::into_array)
-            .ok_or_else(|| bad_shape("SCAN"))?
+        let (next, keys) = scan_page(conn, &[b"SCAN"], &cursor, "SCAN").await?;
+        let keys: Vec<Vec<u8>> = keys
             .into_iter()
             .filter_map(|r| match r {
                 Reply::Bulk(Some(k)) => Some(k),
@@ -337,6 +319,34 @@ async fn read_live(
         }
         cursor = next;
     }
+}
+
+/// One page of a `SCAN`-family command: `args` (the command, and the key for
+/// `SSCAN`/`HSCAN`/`ZSCAN`), the cursor, `COUNT 1000`. Returns the next cursor (`0` at
+/// the end) and the page's items.
+async fn scan_page(
+    conn: &mut RedisConnection,
+    args: &[&[u8]],
+    cursor: &[u8],
+    op: &str,
+) -> std::result::Result<(Vec<u8>, Vec<Reply>), RedisError> {
+    let mut cmd = args.to_vec();
+    cmd.extend([cursor, b"COUNT", b"1000"]);
+    let mut parts = conn
+        .query(&cmd)
+        .await?
+        .into_array()
+        .ok_or_else(|| bad_shape(op))?
+        .into_iter();
+    let next = parts
+        .next()
+        .and_then(|r| r.as_bytes().map(<[u8]>::to_vec))
+        .ok_or_else(|| bad_shape(op))?;
+    let items = parts
+        .next()
+        .and_then(Reply::into_array)
+        .ok_or_else(|| bad_shape(op))?;
+    Ok((next, items))
 }
 
 fn bad_shape(operation: &str) -> RedisError {
@@ -406,17 +416,7 @@ async fn live_value_digest(
             let mut seen = std::collections::HashSet::new();
             let mut cursor = b"0".to_vec();
             loop {
-                let mut parts = conn
-                    .query(&[cmd, key, &cursor, b"COUNT", b"1000"])
-                    .await?
-                    .into_array()
-                    .ok_or_else(|| bad_shape(op))?
-                    .into_iter();
-                let next = bulk(parts.next().ok_or_else(|| bad_shape(op))?, op)?;
-                let items = parts
-                    .next()
-                    .and_then(Reply::into_array)
-                    .ok_or_else(|| bad_shape(op))?;
+                let (next, items) = scan_page(conn, &[cmd, key], &cursor, op).await?;
                 let mut items = items.into_iter();
                 while let Some(first) = items.next() {
                     let first = bulk(first, op)?;
@@ -567,17 +567,7 @@ async fn live_key_digests(
     let mut out = HashMap::new();
     let mut cursor = b"0".to_vec();
     loop {
-        let mut parts = conn
-            .query(&[b"SCAN".as_slice(), &cursor, b"COUNT", b"1000"])
-            .await?
-            .into_array()
-            .ok_or_else(|| bad_shape("SCAN"))?
-            .into_iter();
-        let next = bulk(parts.next().ok_or_else(|| bad_shape("SCAN"))?, "SCAN")?;
-        let keys = parts
-            .next()
-            .and_then(Reply::into_array)
-            .ok_or_else(|| bad_shape("SCAN"))?;
+        let (next, keys) = scan_page(conn, &[b"SCAN"], &cursor, "SCAN").await?;
         for k in keys {
             let k = bulk(k, "SCAN")?;
             if out.contains_key(&k) {
