@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! How to reach a PostgreSQL server and its client binaries.
 //!
 //! [`PostgresConfig`] is what a user writes (a URL and/or libpq-style fields, a
@@ -227,7 +236,7 @@ fn percent_decode(s: &str) -> PgResult<String> {
     let valid_escapes = bytes.iter().enumerate().all(|(i, &b)| {
         b != b'%'
             || bytes
-                .get(i + 1..i + 3)
+                .get(i.saturating_add(1)..i.saturating_add(3))
                 .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
     });
     if !valid_escapes {
@@ -575,16 +584,12 @@ fn passfile_lookup(
             }
         }
         fields.push(cur);
-        if fields.len() != 5 {
+        let [f_host, f_port, f_database, f_user, f_password] = fields.as_slice() else {
             continue;
-        }
+        };
         let m = |pat: &str, v: &str| pat == "*" || pat == v;
-        if m(&fields[0], host)
-            && m(&fields[1], &port)
-            && m(&fields[2], database)
-            && m(&fields[3], user)
-        {
-            return Some(SecretString::new(fields[4].clone()));
+        if m(f_host, host) && m(f_port, &port) && m(f_database, database) && m(f_user, user) {
+            return Some(SecretString::new(f_password.clone()));
         }
     }
     None
@@ -699,11 +704,10 @@ impl StderrTail {
                 match stderr.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        tracing::debug!(tool, output = %String::from_utf8_lossy(&buf[..n]).trim_end(), "stderr");
-                        tail.extend_from_slice(&buf[..n]);
-                        if tail.len() > 8192 {
-                            tail.drain(..tail.len() - 8192);
-                        }
+                        let chunk = buf.get(..n).unwrap_or(&buf);
+                        tracing::debug!(tool, output = %String::from_utf8_lossy(chunk).trim_end(), "stderr");
+                        tail.extend_from_slice(chunk);
+                        tail.drain(..tail.len().saturating_sub(8192));
                     }
                 }
             }

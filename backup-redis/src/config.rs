@@ -1,3 +1,12 @@
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 //! Connection settings for a Redis server.
 //!
 //! A [`RedisConfig`] comes from a `redis://` or `rediss://` (TLS) URL
@@ -91,9 +100,8 @@ fn percent_decode(s: &str) -> Result<String, RedisError> {
     let bytes = s.as_bytes();
     for (i, _) in s.match_indices('%') {
         // As before: a `%` among the last two characters is kept as written.
-        if i + 2 < bytes.len()
-            && !(bytes[i + 1].is_ascii_hexdigit() && bytes[i + 2].is_ascii_hexdigit())
-        {
+        let escape = bytes.get(i.saturating_add(1)..i.saturating_add(3));
+        if escape.is_some_and(|h| !h.iter().all(u8::is_ascii_hexdigit)) {
             return Err(RedisError::Config(
                 "the Redis URL has an invalid percent-escape in its user or password".into(),
             ));
