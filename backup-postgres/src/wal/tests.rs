@@ -82,7 +82,14 @@ fn names() {
 #[test]
 fn segment_scanner_reads_headers_in_any_chunking() {
     let seg = fake_segment(3, 77, 1 << 20, 0xABCDEF0123);
-    for chunk in [1usize, 7, 40, 8192, 100_000] {
+    // Under Miri a byte-at-a-time pass over 1 MiB takes hours: there, an odd chunk size
+    // (page boundaries at every offset class) and a large one.
+    let chunks: &[usize] = if cfg!(miri) {
+        &[4099, 100_000]
+    } else {
+        &[1, 7, 40, 4099, 8192, 100_000]
+    };
+    for &chunk in chunks {
         let mut s = SegmentScanner::new();
         for c in seg.chunks(chunk) {
             s.feed(c);
