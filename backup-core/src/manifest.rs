@@ -155,6 +155,15 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// A verification failure of this backup's primary artifact; `what` says what differed.
+    pub fn verification_error(&self, what: impl Into<String>) -> Error {
+        Error::Verification {
+            id: self.backup_id.to_string(),
+            key: self.artifact.key.clone(),
+            what: what.into(),
+        }
+    }
+
     /// Parses a manifest, checking its format version. `key` names it in errors.
     pub fn from_json(bytes: &[u8], key: &str) -> Result<Self> {
         let value: serde_json::Value =

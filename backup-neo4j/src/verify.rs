@@ -40,11 +40,7 @@ pub async fn verify_restore(
     options: &RestoreOptions,
     scratch: &Neo4jConfig,
 ) -> Result<VerifyReport> {
-    let fail = |what: String| Error::Verification {
-        id: manifest.backup_id.to_string(),
-        key: manifest.artifact.key.clone(),
-        what,
-    };
+    let fail = |what: String| manifest.verification_error(what);
     if manifest.artifact.format != FORMAT_NAME {
         return Err(fail(format!(
             "level-3 verification restores dbseal graph streams; this backup is `{}`",
@@ -76,11 +72,7 @@ pub async fn compare_live_content(
     options: &RestoreOptions,
     target: &Neo4jConfig,
 ) -> Result<Vec<String>> {
-    let fail = |what: String| Error::Verification {
-        id: manifest.backup_id.to_string(),
-        key: manifest.artifact.key.clone(),
-        what,
-    };
+    let fail = |what: String| manifest.verification_error(what);
     let scratch = target;
     let (live, schema) = live_contents(scratch).await?;
     let mut checks = Vec::new();

@@ -66,11 +66,9 @@ pub async fn verify_restore_as(
         }
         .await
         .map_err(|e| match e {
-            PostgresError::Mismatch(what) => Error::Verification {
-                id: manifest.backup_id.to_string(),
-                key: manifest.artifact.key.clone(),
-                what: format!("after a restore into scratch database {scratch}: {what}"),
-            },
+            PostgresError::Mismatch(what) => manifest.verification_error(format!(
+                "after a restore into scratch database {scratch}: {what}"
+            )),
             other => other.into(),
         })?;
         Ok::<_, Error>(checks)

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use backup_core::{
-    BackupStore, Contents, Error, Manifest, RestoreOptions, Result, Sink, SinkReport, VerifyLevel,
+    BackupStore, Contents, Manifest, RestoreOptions, Result, Sink, SinkReport, VerifyLevel,
     VerifyReport,
 };
 
@@ -31,11 +31,7 @@ pub async fn verify_restore(
     target: &RedisConfig,
 ) -> Result<VerifyReport> {
     let addr = target.addr();
-    let fail = |what: String| Error::Verification {
-        id: manifest.backup_id.to_string(),
-        key: manifest.artifact.key.clone(),
-        what,
-    };
+    let fail = |what: String| manifest.verification_error(what);
     let mut ctl = RedisConnection::connect(target)
         .await
         .map_err(|e| e.at(&addr))?;
@@ -166,11 +162,7 @@ async fn compare_digests(
     live_digests: &BTreeMap<u32, u128>,
     outcome: &RestoreOutcome,
 ) -> Result<String> {
-    let fail = |what: String| Error::Verification {
-        id: manifest.backup_id.to_string(),
-        key: manifest.artifact.key.clone(),
-        what,
-    };
+    let fail = |what: String| manifest.verification_error(what);
     let mut compared = Vec::new();
     let mut differing = Vec::new();
     for (src, live_sum) in live_digests {

@@ -81,11 +81,7 @@ pub async fn compare(conn: &Connection, manifest: &Manifest) -> Result<Vec<Strin
             manifest.backup_id
         ))
     })?;
-    let fail = |what: String| Error::Verification {
-        id: manifest.backup_id.to_string(),
-        key: manifest.artifact.key.clone(),
-        what,
-    };
+    let fail = |what: String| manifest.verification_error(what);
     let client = conn.connect().await?;
     let live: Vec<String> = client
         .query(
