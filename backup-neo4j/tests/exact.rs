@@ -20,37 +20,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
+use backup_core::conformance::{env_u64, python_script};
 use backup_core::BackupOptions;
 use backup_neo4j::{Neo4jSink, Neo4jSinkOptions, Neo4jSource};
 use common::*;
 
 const TYPES: usize = 21;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-        })
-        .unwrap_or(default)
-}
-
 fn script(args: &[&str]) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/exact_neo4j.py");
-    let out = Command::new("python3")
-        .arg(path)
-        .args(args)
-        .output()
-        .expect("python3 (scripts/install-deps.sh installs the neo4j driver)");
-    assert!(
-        out.status.success(),
-        "exact_neo4j.py {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    python_script(path, args, "the neo4j driver")
 }
 
 /// The canonical lines of `exact_neo4j.py dump`, by `type/case`.

@@ -13,6 +13,7 @@
 mod common;
 mod pg_fixture;
 
+use backup_core::conformance::env_u64;
 use backup_core::{BackupOptions, RestoreOptions};
 use backup_postgres::{DumpOptions, PostgresSource};
 use common::*;
@@ -731,16 +732,6 @@ const TYPES: &[Type] = &[
         random: tsvector,
     },
 ];
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-        })
-        .unwrap_or(default)
-}
 
 /// The values of one table, as SQL: edges, then `cases` random ones, then NULL.
 fn values(ty: &Type, rng: &mut StdRng, cases: u64) -> Vec<String> {

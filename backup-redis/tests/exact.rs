@@ -16,37 +16,16 @@
 
 mod common;
 
-use std::process::Command;
-
+use backup_core::conformance::{env_u64, python_script};
 use backup_core::Manifest;
 use backup_redis::{
     BackupMode, RedisConfig, RedisConnection, RedisRestoreOptions, RedisSink, Reply, RestoreOutcome,
 };
 use common::*;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-        })
-        .unwrap_or(default)
-}
-
 fn script(args: &[&str]) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/exact_redis.py");
-    let out = Command::new("python3")
-        .arg(path)
-        .args(args)
-        .output()
-        .expect("python3 (scripts/install-deps.sh installs redis-py)");
-    assert!(
-        out.status.success(),
-        "exact_redis.py {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    python_script(path, args, "redis-py")
 }
 
 /// The key lines of `exact_redis.py dump`, by key; with a scratch database, each

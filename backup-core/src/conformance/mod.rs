@@ -9,6 +9,34 @@
 pub mod driver;
 pub mod store;
 
+/// A property test's knob from the environment (case counts, seeds), or `default`; a
+/// value that is not a number fails the test, naming the variable.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+        Err(_) => default,
+    }
+}
+
+/// Runs a test's Python helper (`python3 script args…`), the independent reader of a
+/// round-trip test, and returns what it printed; a failure panics with its stderr.
+/// `needs` names what the helper imports (installed by `scripts/install-deps.sh`).
+pub fn python_script(script: &str, args: &[&str], needs: &str) -> String {
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 {script}: {e} (it needs {needs})"));
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap_or_else(|_| panic!("{script} printed non-UTF-8"))
+}
+
 /// A deterministic test stream of `len` bytes for `seed`: text lines like a dump (which
 /// compress well) with one 64 KiB block in four of noise (which does not), so an
 /// artifact of a few MiB of plaintext still spans several upload parts and pipe chunks.
