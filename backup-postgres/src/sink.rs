@@ -174,23 +174,17 @@ impl PostgresSink {
         let db = format!("{}/{}", self.conn.server(), self.conn.database());
         if self.target.create_db {
             lines.push(format!("create database {db} from template0 if it does not exist (dropped again if the restore fails)"));
-            let facts = &manifest.contents.facts;
-            let props: Vec<&str> = [
-                ("database_settings_sql", "settings"),
-                ("database_comment_sql", "comment"),
-                ("database_owner", "owner"),
-            ]
-            .into_iter()
-            .filter(|(fact, what)| {
-                facts.contains_key(*fact) && !(*what == "owner" && self.target.no_owner)
-            })
-            .map(|(_, what)| what)
-            .collect();
-            if !props.is_empty() {
-                lines.push(format!(
+            match DatabaseProperties::from_facts(
+                &manifest.contents.facts,
+                self.conn.database(),
+                self.target.no_owner,
+            ) {
+                Ok(props) if props.is_empty() => {}
+                Ok(props) => lines.push(format!(
                     "if created: give {db} the source database's {} (as pg_restore --create does)",
-                    props.join(", ")
-                ));
+                    props.describe()
+                )),
+                Err(e) => lines.push(format!("refuse: {e}")),
             }
         }
         let tables = manifest.contents.counts.get("tables");
@@ -559,6 +553,19 @@ impl DatabaseProperties {
 
     fn is_empty(&self) -> bool {
         self.settings.is_empty() && self.comment.is_none() && self.owner.is_none()
+    }
+
+    /// What there is to apply, for a plan: e.g. "settings, owner".
+    fn describe(&self) -> String {
+        [
+            (!self.settings.is_empty(), "settings"),
+            (self.comment.is_some(), "comment"),
+            (self.owner.is_some(), "owner"),
+        ]
+        .into_iter()
+        .filter_map(|(present, what)| present.then_some(what))
+        .collect::<Vec<_>>()
+        .join(", ")
     }
 }
 
@@ -1058,11 +1065,13 @@ mod tests {
             p.owner.as_deref(),
             Some("ALTER DATABASE \"restored\" OWNER TO \"app\"\"owner\";")
         );
+        assert_eq!(p.describe(), "settings, comment, owner");
         let p = DatabaseProperties::from_facts(&f, "restored", true).unwrap();
         assert_eq!(
             p.owner, None,
             "--no-owner keeps the restoring role as owner"
         );
+        assert_eq!(p.describe(), "settings, comment", "what a plan lists");
     }
 
     #[test]

@@ -313,6 +313,30 @@ async fn create_db_gives_the_database_its_settings_comment_and_owner() {
     // Restored under another name: the same settings, comment and owner.
     let manifest = back_up().await;
     let dst = TempDb::named("props_dst");
+    let plan_of = |no_owner| {
+        let target = RestoreTarget {
+            create_db: true,
+            no_owner,
+            ..Default::default()
+        };
+        PostgresSink::new(&config(&dst.name), target)
+            .unwrap()
+            .plan(&manifest)
+    };
+    // The dry-run plan lists what the restore below applies.
+    let plan = plan_of(false);
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("source database's settings, comment, owner")),
+        "{plan:?}"
+    );
+    let plan = plan_of(true);
+    assert!(
+        plan.iter()
+            .any(|l| l
+                .ends_with("source database's settings, comment (as pg_restore --create does)")),
+        "{plan:?}"
+    );
     let report = restore_into(&manifest, &dst.name, false).await.unwrap();
     assert!(
         report.summary.iter().any(|l| l.contains("settings")),
