@@ -12,6 +12,7 @@
 #    physical limit), `redis-cli --pipe` of the equivalent RESTORE commands, and the dbseal
 #    restore (decrypt, decompress, verify, parse, pipelined RESTORE into staging
 #    databases, SWAPDB).
+# Each timed step runs BENCH_ROUNDS (3) interleaved rounds; the table shows the medians.
 # Wall time and peak RSS come from /usr/bin/time. The dbseal side is the release build of
 # backup-redis/examples/redis_bench.rs (same library calls as the CLI).
 set -euo pipefail
@@ -59,8 +60,9 @@ DBSIZE=$(redis-cli -p "$PORT" dbsize)
 echo "loaded $DBSIZE keys" >&2
 
 "$BIN" keygen "$W/identity"
-# Snapshot, twice each, alternating; the faster run of each counts.
-for run in 1 2; do
+ROUNDS=${BENCH_ROUNDS:-3}
+# Snapshot: ROUNDS interleaved rounds; the median of each counts.
+for run in $(seq 1 "$ROUNDS"); do
   read -r RDB_T[$run] RDB_M[$run] < <(timed "rdb$run" redis-cli -p "$PORT" --rdb "$W/ref.rdb")
   read -r BK_T[$run] BK_M[$run] < <(timed "backup$run" "$BIN" backup "redis://127.0.0.1:$PORT" "$W/store$run" "$W/identity")
   read -r B0_T[$run] B0_M[$run] < <(DBSEAL_BENCH_ZSTD_WORKERS=0 timed "backup0-$run" "$BIN" backup "redis://127.0.0.1:$PORT" "$W/store0-$run" "$W/identity")
@@ -80,22 +82,28 @@ LOAD_LOG=$(grep -o 'DB loaded from disk: [0-9.]* seconds' "$W/load/redis.log" | 
 [ "$(redis-cli -p "$PORT2" dbsize)" = "$DBSIZE" ] || { echo "start-up load: wrong key count" >&2; exit 1; }
 stop "$PORT2"
 
-# Restore 2: redis-cli --pipe of the equivalent RESTORE commands (generated beforehand).
+# Restore 2 and 3, interleaved for ROUNDS rounds into the same (flushed) server:
+# redis-cli --pipe of the equivalent RESTORE commands (generated beforehand), and dbseal.
 "$BIN" restore-commands "$W/ref.rdb" >"$W/restore.resp"
 start "$W/dst" "$PORT2"
-read -r PIPE_T PIPE_M < <(timed pipe sh -c "redis-cli -p $PORT2 --pipe < $W/restore.resp")
-[ "$(redis-cli -p "$PORT2" dbsize)" = "$DBSIZE" ] || { echo "--pipe: wrong key count" >&2; exit 1; }
-
-# Restore 3: dbseal, into the same (flushed) server.
-redis-cli -p "$PORT2" flushall sync >/dev/null
-read -r RS_T RS_M < <(timed restore "$BIN" restore "redis://127.0.0.1:$PORT2" "$W/store" "$W/identity" "$ID")
-[ "$(redis-cli -p "$PORT2" dbsize)" = "$DBSIZE" ] || { echo "dbseal restore: wrong key count" >&2; exit 1; }
+for run in $(seq 1 "$ROUNDS"); do
+  redis-cli -p "$PORT2" flushall sync >/dev/null
+  read -r PIPE_TS[$run] PIPE_M[$run] < <(timed "pipe$run" sh -c "redis-cli -p $PORT2 --pipe < $W/restore.resp")
+  [ "$(redis-cli -p "$PORT2" dbsize)" = "$DBSIZE" ] || { echo "--pipe: wrong key count" >&2; exit 1; }
+  redis-cli -p "$PORT2" flushall sync >/dev/null
+  read -r RS_TS[$run] RS_M[$run] < <(timed "restore$run" "$BIN" restore "redis://127.0.0.1:$PORT2" "$W/store" "$W/identity" "$ID")
+  [ "$(redis-cli -p "$PORT2" dbsize)" = "$DBSIZE" ] || { echo "dbseal restore: wrong key count" >&2; exit 1; }
+done
 stop "$PORT2"
 
-min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a < b ? a : b) }'; }
-RDB_BEST=$(min "${RDB_T[1]}" "${RDB_T[2]}")
-BK_BEST=$(min "${BK_T[1]}" "${BK_T[2]}")
-B0_BEST=$(min "${B0_T[1]}" "${B0_T[2]}")
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+RDB_BEST=$(median "${RDB_T[@]}")
+BK_BEST=$(median "${BK_T[@]}")
+B0_BEST=$(median "${B0_T[@]}")
+PIPE_T_RUNS="${PIPE_TS[*]}"
+RS_T_RUNS="${RS_TS[*]}"
+PIPE_T=$(median "${PIPE_TS[@]}")
+RS_T=$(median "${RS_TS[@]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 CPU=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -106,10 +114,10 @@ $DBSIZE keys (50% strings, 10% strings with TTL, 10% hashes, 10% lists, 10% sets
 
 | step | time (s) | peak RSS (KiB) | ratio |
 |---|---|---|---|
-| snapshot: \`redis-cli --rdb\` (runs ${RDB_T[1]}, ${RDB_T[2]}) | $RDB_BEST | ${RDB_M[1]} | 1.00 |
-| snapshot: dbseal backup, zstd workers = cores (default) (runs ${BK_T[1]}, ${BK_T[2]}) | $BK_BEST | ${BK_M[1]} | $(ratio "$BK_BEST" "$RDB_BEST") × redis-cli --rdb |
-| snapshot: dbseal backup, single-threaded zstd (runs ${B0_T[1]}, ${B0_T[2]}) | $B0_BEST | ${B0_M[1]} | $(ratio "$B0_BEST" "$RDB_BEST") × redis-cli --rdb |
+| snapshot: \`redis-cli --rdb\` (runs ${RDB_T[*]}) | $RDB_BEST | ${RDB_M[1]} | 1.00 |
+| snapshot: dbseal backup, zstd workers = cores (default) (runs ${BK_T[*]}) | $BK_BEST | ${BK_M[1]} | $(ratio "$BK_BEST" "$RDB_BEST") × redis-cli --rdb |
+| snapshot: dbseal backup, single-threaded zstd (runs ${B0_T[*]}) | $B0_BEST | ${B0_M[1]} | $(ratio "$B0_BEST" "$RDB_BEST") × redis-cli --rdb |
 | restore: server loads dump.rdb at start-up (log: ${LOAD_LOG}s) | $LOAD_T | — | $(ratio "$LOAD_T" "$PIPE_T") × --pipe |
-| restore: \`redis-cli --pipe\` of RESTORE commands | $PIPE_T | $PIPE_M | 1.00 |
-| restore: dbseal restore | $RS_T | $RS_M | $(ratio "$RS_T" "$PIPE_T") × --pipe |
+| restore: \`redis-cli --pipe\` of RESTORE commands (runs ${PIPE_T_RUNS}) | $PIPE_T | ${PIPE_M[1]} | 1.00 |
+| restore: dbseal restore (runs ${RS_T_RUNS}) | $RS_T | ${RS_M[1]} | $(ratio "$RS_T" "$PIPE_T") × --pipe |
 MD
