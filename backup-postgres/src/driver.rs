@@ -156,7 +156,8 @@ impl PostgresBackupOptions {
     }
 }
 
-fn password_from_file(path: &Path) -> Result<SecretString> {
+/// The password of a `password-file` option: the file's first line.
+pub fn password_from_file(path: &Path) -> Result<SecretString> {
     SecretString::from_file(path).map_err(|e| {
         Error::Config(format!(
             "cannot read the password file {}: {e}",

@@ -3,8 +3,8 @@
 //! through.
 //!
 //! Connection settings follow PostgreSQL's: `url` or the libpq `PG*` variables; the
-//! password comes from `PGPASSWORD` / `PGPASSFILE` or, on restore, the target's password
-//! (never the command line).
+//! password comes from `password-file`, `passfile`, `PGPASSWORD` / `PGPASSFILE` or, on
+//! restore, the target's password (never the command line).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use backup_core::driver::{
     RestoreOutcome, RestoreTarget,
 };
 use backup_core::{Error, FormatReader, Manifest, Result, VerifyReport};
-use backup_postgres::driver::target_config;
+use backup_postgres::driver::{password_from_file, target_config};
 use backup_postgres::{DumpOptions, GlobalsFormat, PgDumpFormat, PostgresConfig};
 use serde::{Deserialize, Serialize};
 
@@ -30,6 +30,12 @@ pub struct TimescaleBackupOptions {
     /// environment variables.
     #[arg(long)]
     pub url: Option<String>,
+    /// Read the password from this file (first line).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// A libpq password file (~/.pgpass format), handed to pg_dump as PGPASSFILE.
+    #[arg(long)]
+    pub passfile: Option<PathBuf>,
     /// Directory of pg_dump/pg_restore/psql (default: PATH).
     #[arg(long, env = "PG_BIN_DIR")]
     pub pg_bin_dir: Option<PathBuf>,
@@ -47,13 +53,19 @@ pub struct TimescaleBackupOptions {
 }
 
 impl TimescaleBackupOptions {
-    /// The connection these options name.
-    pub fn config(&self) -> PostgresConfig {
-        PostgresConfig {
+    /// The connection these options name (reads the password file, if any).
+    pub fn config(&self) -> Result<PostgresConfig> {
+        Ok(PostgresConfig {
             url: self.url.clone(),
+            password: self
+                .password_file
+                .as_deref()
+                .map(password_from_file)
+                .transpose()?,
+            passfile: self.passfile.clone(),
             pg_bin_dir: self.pg_bin_dir.clone(),
             ..Default::default()
-        }
+        })
     }
 
     /// The pg_dump selection.
@@ -132,7 +144,7 @@ impl Driver for TimescaleDriver {
         let options: TimescaleBackupOptions = options.parse(self.kind())?;
         options.check()?;
         let run = async {
-            let mut source = TimescaleSource::new(&options.config(), options.dump_options())?;
+            let mut source = TimescaleSource::new(&options.config()?, options.dump_options())?;
             // Writes the `globals` artifact too when asked.
             crate::backup(&ctx.store, &mut source, ctx.options.clone()).await
         };
