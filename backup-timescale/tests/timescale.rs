@@ -378,6 +378,45 @@ async fn hypertables_round_trip_with_chunks_space_dimension_fk_compression_and_c
         "replaced with the backup's contents"
     );
 
+    // Level 3's content comparison sees one ULP, in a compressed chunk (where the build
+    // has compression) and in a plain one, and names each chunk table.
+    let conn = config(dst).resolve().unwrap();
+    let same = backup_timescale::verify::compare(&conn, &manifest)
+        .await
+        .unwrap();
+    assert!(same.iter().any(|c| c.contains("bit for bit")), "{same:?}");
+    let c = client(dst).await;
+    let mut chunks = Vec::new();
+    for ts in ["2026-01-05 00:00:00+00", "2026-03-01 00:00:00+00"] {
+        let chunk: String = c
+            .query_one(
+                &format!("SELECT tableoid::regclass::text FROM readings WHERE ts = '{ts}'"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        // x * (1 + 2^-52) is the next or second-next double above x, never x.
+        c.batch_execute(&format!(
+            "UPDATE readings SET value = value * (1 + power(2::float8, -52)) WHERE ts = '{ts}'"
+        ))
+        .await
+        .unwrap();
+        chunks.push(chunk);
+    }
+    drop(c);
+    let err = backup_timescale::verify::compare(&conn, &manifest)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Verification, "{err}");
+    for chunk in &chunks {
+        assert!(
+            err.to_string()
+                .contains(&format!("table {chunk}: its rows differ")),
+            "{chunk} named in: {err}"
+        );
+    }
+
     drop_db(src).await;
     drop_db(dst).await;
 }
