@@ -226,7 +226,7 @@ async fn corrupted_or_truncated_artifact_leaves_the_target_as_it_was() {
 #[tokio::test]
 async fn server_stopped_during_export_fails_without_a_manifest() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = PrivateServer::start(dir.path(), 57787, 52587).ready().await;
+    let mut server = PrivateServer::start(dir.path(), 27787, 22587).ready().await;
     medium_graph(&server.graph(), 60_000).await;
     let (store, keys) = common::store();
     let cfg = server.config();
@@ -256,7 +256,7 @@ async fn server_stopped_during_export_fails_without_a_manifest() {
         ),
         "{err}"
     );
-    assert!(err.to_string().contains("neo4j 127.0.0.1:57787"), "{err}");
+    assert!(err.to_string().contains("neo4j 127.0.0.1:27787"), "{err}");
     no_manifests(&store).await;
 }
 
@@ -274,7 +274,7 @@ async fn server_stopped_during_import_is_reported_and_cleanup_restores_the_targe
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut server = PrivateServer::start(dir.path(), 57788, 52588).ready().await;
+    let mut server = PrivateServer::start(dir.path(), 27788, 22588).ready().await;
     let cfg = server.config();
     let opts = Neo4jSinkOptions {
         node_batch: 2_000,
@@ -312,7 +312,7 @@ async fn server_stopped_during_import_is_reported_and_cleanup_restores_the_targe
     );
     // After the server is back, the documented clean-up leaves it as it was: empty.
     drop(server);
-    let server = PrivateServer::start(dir.path(), 57788, 52588).ready().await;
+    let server = PrivateServer::start(dir.path(), 27788, 22588).ready().await;
     let removed = Neo4jSink::remove_interrupted_import(&server.config())
         .await
         .unwrap();

@@ -139,7 +139,7 @@ fn start_tls_server() -> TlsServer {
         "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n",
     )
     .unwrap();
-    let port = 56100 + (std::process::id() % 800) as u16;
+    let port = 26100 + (std::process::id() % 800) as u16;
     let server = TlsServer { dir, port };
     let d = server.dir.path();
     run(as_pg("pg_ctl")

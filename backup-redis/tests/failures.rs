@@ -136,7 +136,7 @@ impl Progress for KillAfter {
 
 #[tokio::test]
 async fn server_killed_during_the_transfer_fails_the_backup() {
-    let server = PrivateServer::start("redis-server", 56585, &["--enable-debug-command", "yes"]);
+    let server = PrivateServer::start("redis-server", 26585, &["--enable-debug-command", "yes"]);
     let cfg = server.config();
     let mut c = conn(&cfg).await;
     q(&mut c, &[b"DEBUG", b"POPULATE", b"400000", b"key", b"300"]).await; // ~130 MB of RDB
@@ -314,12 +314,12 @@ async fn tls_backups_verify_the_server_certificate() {
     let p = |f: &str| d.join(f).to_str().unwrap().to_string();
     let server = PrivateServer::start(
         "redis-server",
-        56586,
+        26586,
         &[
             "--port",
             "0",
             "--tls-port",
-            "56586",
+            "26586",
             "--tls-cert-file",
             &p("srv.crt"),
             "--tls-key-file",
@@ -341,7 +341,7 @@ async fn tls_backups_verify_the_server_certificate() {
         .await
         .unwrap();
     assert_eq!(m.contents.counts["keys"]["db2.string"], 1);
-    assert_eq!(m.source["host"], "127.0.0.1:56586");
+    assert_eq!(m.source["host"], "127.0.0.1:26586");
 
     // Restore over TLS too.
     let opts = RedisRestoreOptions {
@@ -394,7 +394,7 @@ async fn tls_backups_verify_the_server_certificate() {
 /// left as it was (its functions included) when publishing is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_by_another_client_during_a_restore_are_never_published() {
-    let server = PrivateServer::start("redis-server", 56587, &["--enable-debug-command", "yes"]);
+    let server = PrivateServer::start("redis-server", 26587, &["--enable-debug-command", "yes"]);
     let cfg = server.config();
     let mut c = conn(&cfg).await;
     q(&mut c, &[b"DEBUG", b"POPULATE", b"300000", b"key", b"200"]).await;

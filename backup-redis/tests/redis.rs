@@ -460,7 +460,7 @@ async fn redis8_new_encodings_vector_sets_and_falkordb_graph_round_trip() {
 
     // The same graph into an 8.2 server without the FalkorDB module: a clear error, and
     // the target left as it was.
-    let bare = PrivateServer::start(&env("DBSEAL_TEST_REDIS8_BIN"), 56583, &[]);
+    let bare = PrivateServer::start(&env("DBSEAL_TEST_REDIS8_BIN"), 26583, &[]);
     let bare_cfg = bare.config();
     let mut b = conn(&bare_cfg).await;
     select(&mut b, 3).await;
@@ -643,7 +643,7 @@ async fn disk_transfer_scan_mode_and_plain_rdb_file() {
         assert_eq!(e.kind(), ErrorKind::Refused, "{e}");
         let server = PrivateServer::start(
             "redis-server",
-            56584,
+            26584,
             &[
                 "--dbfilename",
                 path.file_name().unwrap().to_str().unwrap(),

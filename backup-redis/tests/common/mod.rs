@@ -211,7 +211,9 @@ impl Vault {
     }
 }
 
-/// A private redis-server on `port`, killed on drop (even when the test fails).
+/// A private redis-server on `port`, killed on drop (even when the test fails). Tests
+/// choose ports below 32768, outside Linux's ephemeral range, so that no client socket
+/// of the same test run can be holding the port.
 pub struct PrivateServer {
     pub pid: u32,
     pub port: u16,
@@ -258,7 +260,16 @@ impl PrivateServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        assert!(pid > 0, "redis-server on port {port} did not write its pid");
+        assert!(
+            pid > 0,
+            "redis-server on port {port} did not write its pid; its log ends:\n{}",
+            std::fs::read_to_string(dir.path().join("redis.log"))
+                .map(|log| {
+                    let lines: Vec<&str> = log.lines().collect();
+                    lines[lines.len().saturating_sub(8)..].join("\n")
+                })
+                .unwrap_or_else(|e| format!("(no log: {e})"))
+        );
         PrivateServer { pid, port, dir }
     }
 
