@@ -95,6 +95,8 @@ def backup_timescale(
     password: Optional[str] = None,
     username: Optional[str] = None,
     config: Optional[_Path] = None,
+    password_file: Optional[_Path] = ...,
+    passfile: Optional[_Path] = ...,
     pg_bin_dir: Optional[_Path] = ...,
     schema: Optional[Union[str, Sequence[str]]] = ...,
     exclude_schema: Optional[Union[str, Sequence[str]]] = ...,
