@@ -10,7 +10,7 @@ mod pg_fixture;
 
 use backup_core::conformance::driver;
 use backup_timescale::TimescaleDriver;
-use pg_fixture::{psql, PgFixture};
+use pg_fixture::{timescale_available, PgFixture};
 
 /// TimescaleDB's own schemas: their contents are seen through the hypertables.
 const INTERNAL_SCHEMAS: &[&str] = &[
@@ -42,22 +42,6 @@ const HYPERTABLES: &str = "SELECT format('hypertable %s.%s dimensions %s chunks 
 
 fn fixture() -> PgFixture {
     PgFixture::new("conf_ts", hypertable_sql, INTERNAL_SCHEMAS, HYPERTABLES)
-}
-
-/// Whether the server can run TimescaleDB (its control file installed, and preloaded).
-fn timescale_available() -> bool {
-    let available = psql(
-        "postgres",
-        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb';",
-    );
-    let preload = psql("postgres", "SHOW shared_preload_libraries;");
-    if available.trim() != "1" || !preload.contains("timescaledb") {
-        eprintln!(
-            "SKIPPED: TimescaleDB is not installed on this machine (no timescaledb.control; no package registry ships it; build it from source and scripts/services.sh preloads it)"
-        );
-        return false;
-    }
-    true
 }
 
 macro_rules! cases {

@@ -3,12 +3,16 @@
 //! restored hypertable read back with `psql`. The tests that need the extension skip
 //! with a message when the server has no TimescaleDB.
 
+#[path = "../../backup-postgres/tests/pg_fixture/mod.rs"]
+mod pg_fixture;
+
 use backup_core::driver::{
     BackupContext, Driver, DriverOptions, Registry, RestoreContext, RestoreTarget,
 };
 use backup_core::{BackupOptions, BackupStore, ErrorKind, KeyPair, RestoreOptions};
 use backup_postgres::PostgresConfig;
 use backup_timescale::{TimescaleBackupOptions, TimescaleDriver};
+use pg_fixture::psql;
 use tokio_util::sync::CancellationToken;
 
 fn server() -> (String, String) {
@@ -48,56 +52,9 @@ async fn drop_db(name: &str) {
         .unwrap();
 }
 
-/// Whether the server can run TimescaleDB (installed and preloaded).
-async fn timescale_available() -> bool {
-    let c = client("postgres").await;
-    let available = c
-        .query_opt(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .is_some();
-    let preload: String = c
-        .query_one("SHOW shared_preload_libraries", &[])
-        .await
-        .unwrap()
-        .get(0);
-    if !(available && preload.contains("timescaledb")) {
-        eprintln!(
-            "SKIPPED: TimescaleDB is not installed on this machine (no timescaledb.control; build it from source and scripts/services.sh preloads it)"
-        );
-        return false;
-    }
-    true
-}
-
-fn psql(db: &str, sql: &str) -> String {
-    let (url, pw) = server();
-    let u = url::Url::parse(&url).unwrap();
-    let bin = std::env::var("DBSEAL_TEST_PG_BIN")
-        .map(|d| format!("{d}/psql"))
-        .unwrap_or_else(|_| "psql".into());
-    let out = std::process::Command::new(bin)
-        .args(["-X", "-At", "-v", "ON_ERROR_STOP=1"])
-        .args(["-h", u.host_str().unwrap()])
-        .args(["-p", &u.port().unwrap_or(5432).to_string()])
-        .args(["-U", u.username(), "-d", db, "-c", sql])
-        .env("PGPASSWORD", pw)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "psql failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[tokio::test]
 async fn backup_and_restore_through_the_driver_with_keyed_options() {
-    if !timescale_available().await {
+    if !pg_fixture::timescale_available() {
         return;
     }
     let (src, dst) = ("tsdrv_src", "tsdrv_dst");

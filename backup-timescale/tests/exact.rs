@@ -19,26 +19,10 @@ use backup_core::conformance::env_u64;
 use backup_core::{BackupOptions, BackupStore, KeyPair, RestoreOptions};
 use backup_postgres::{DumpOptions, PostgresConfig};
 use backup_timescale::{TimescaleRestoreOptions, TimescaleSink, TimescaleSource};
-use pg_fixture::psql;
+use pg_fixture::{psql, timescale_available};
 use pg_values::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-
-/// Whether the server can run TimescaleDB (its control file installed, and preloaded).
-fn timescale_available() -> bool {
-    let available = psql(
-        "postgres",
-        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb';",
-    );
-    let preload = psql("postgres", "SHOW shared_preload_libraries;");
-    if available.trim() != "1" || !preload.contains("timescaledb") {
-        eprintln!(
-            "SKIPPED: TimescaleDB is not installed on this machine (no package registry ships it; build it from source and scripts/services.sh preloads it)"
-        );
-        return false;
-    }
-    true
-}
 
 fn config(db: &str) -> PostgresConfig {
     let url = std::env::var("DBSEAL_TEST_PG_URL").expect("DBSEAL_TEST_PG_URL: run scripts/test.sh");

@@ -6,6 +6,9 @@
 //! The tests of detection, version checks and error messages run against plain
 //! PostgreSQL everywhere.
 
+#[path = "../../backup-postgres/tests/pg_fixture/mod.rs"]
+mod pg_fixture;
+
 use std::path::Path;
 
 use backup_core::{BackupOptions, BackupStore, ErrorKind, KeyPair, RestoreOptions};
@@ -53,31 +56,6 @@ async fn drop_db(name: &str) {
     c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .await
         .unwrap();
-}
-
-/// Whether the server can run TimescaleDB (installed and preloaded).
-async fn timescale_available() -> bool {
-    let c = client("postgres").await;
-    let available = c
-        .query_opt(
-            "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .is_some();
-    let preload: String = c
-        .query_one("SHOW shared_preload_libraries", &[])
-        .await
-        .unwrap()
-        .get(0);
-    if !(available && preload.contains("timescaledb")) {
-        eprintln!(
-            "SKIPPED: TimescaleDB is not installed on this machine (no package registry ships it; build it from source and scripts/services.sh preloads it)"
-        );
-        return false;
-    }
-    true
 }
 
 fn store(dir: &Path) -> BackupStore {
@@ -226,7 +204,7 @@ async fn build_source_db(db: &str) -> bool {
 
 #[tokio::test]
 async fn hypertables_round_trip_with_chunks_space_dimension_fk_compression_and_caggs() {
-    if !timescale_available().await {
+    if !pg_fixture::timescale_available() {
         return;
     }
     let (src, dst) = ("ts_test_src", "ts_test_dst");
@@ -423,7 +401,7 @@ async fn hypertables_round_trip_with_chunks_space_dimension_fk_compression_and_c
 
 #[tokio::test]
 async fn a_corrupted_artifact_leaves_the_target_as_it_was_and_not_restoring() {
-    if !timescale_available().await {
+    if !pg_fixture::timescale_available() {
         return;
     }
     let (src, dst) = ("ts_test_bad_src", "ts_test_bad_dst");

@@ -39,6 +39,25 @@ fn psql_binary() -> std::path::PathBuf {
     }
 }
 
+/// Whether the server can run TimescaleDB (its control file installed, and preloaded);
+/// says so on stderr when not. No package registry ships TimescaleDB: the tests that
+/// need it skip where it is not built from source (`scripts/services.sh` preloads it
+/// when it is installed).
+pub fn timescale_available() -> bool {
+    let available = psql(
+        "postgres",
+        "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb';",
+    );
+    let preload = psql("postgres", "SHOW shared_preload_libraries;");
+    if available.trim() != "1" || !preload.contains("timescaledb") {
+        eprintln!(
+            "SKIPPED: TimescaleDB is not installed on this machine (no timescaledb.control; no package registry ships it; build it from source and scripts/services.sh preloads it)"
+        );
+        return false;
+    }
+    true
+}
+
 /// Runs `sql` (read from standard input) with psql on `database`; returns the
 /// unaligned, tuples-only output. The password goes through the environment.
 pub fn psql(database: &str, sql: &str) -> String {
