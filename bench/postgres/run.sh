@@ -16,7 +16,8 @@
 #   BENCH_SCALE=1 BENCH_DOC_ROWS=2000 BENCH_NO_BUILD=1 bench/postgres/run.sh   # smoke run
 #
 # Uses the release build of the CLI (built if missing). Needs pgbench, zstd, age,
-# openssl, gzip and GNU time. Run it on an otherwise idle machine, once or twice.
+# openssl, gzip and GNU time. Run it on an otherwise idle machine; BENCH_ROUNDS (3)
+# interleaved rounds of every step, medians reported.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
@@ -82,37 +83,49 @@ secs() {
 size() { stat -c %s "$1"; }
 drop_caches() { sync; }
 
-echo "bench: dbseal backup..." >&2
-drop_caches
-T_DBSEAL=$(secs /usr/bin/time -v -o "$WORK/backup.time" "$DBSEAL" --store "$STORE" -q backup postgres \
-  --datastore bench -r "$RECIPIENT" --url "$URL/$DB")
-RSS_BACKUP=$(awk -F': ' '/Maximum resident/ {print $2}' "$WORK/backup.time")
-ARTIFACT=$(find "$STORE/bench" -name 'data.pgdump.zst.age')
-S_DBSEAL=$(size "$ARTIFACT")
-ID=$(basename "$(dirname "$ARTIFACT")")
+ROUNDS=${BENCH_ROUNDS:-3}
+# Every step runs ROUNDS times, interleaved (round 1 of each step, then round 2, …); the
+# table shows medians, with every run's time beside it.
+declare -a T_DBSEAL T_PGDUMP T_RUNBOOK T_SHELL T_RESTORE T_PGRESTORE
+for r in $(seq 1 "$ROUNDS"); do
+  echo "bench: round $r/$ROUNDS: dbseal backup..." >&2
+  drop_caches
+  T_DBSEAL[r]=$(secs /usr/bin/time -v -o "$WORK/backup.time" "$DBSEAL" --store "$STORE" -q backup postgres \
+    --datastore bench -r "$RECIPIENT" --url "$URL/$DB")
+  [ "$r" = 1 ] && RSS_BACKUP=$(awk -F': ' '/Maximum resident/ {print $2}' "$WORK/backup.time")
+  ARTIFACT=$(find "$STORE/bench" -name 'data.pgdump.zst.age' | head -1)
+  S_DBSEAL=$(size "$ARTIFACT")
+  ID=$(basename "$(dirname "$ARTIFACT")")
 
-echo "bench: pg_dump -Fc..." >&2
-T_PGDUMP=$(secs pg_dump -Fc -f "$WORK/plain.dump" "$DB")
-S_PGDUMP=$(size "$WORK/plain.dump")
+  echo "bench: round $r: pg_dump -Fc..." >&2
+  T_PGDUMP[r]=$(secs pg_dump -Fc -f "$WORK/plain.dump" "$DB")
+  S_PGDUMP=$(size "$WORK/plain.dump")
 
-echo "bench: runbook pipeline..." >&2
-T_RUNBOOK=$(secs bash -o pipefail -c "pg_dump -Fc '$DB' | gzip | openssl enc -aes-256-cbc -pbkdf2 -pass file:'$WORK/pass' -out '$WORK/runbook.enc'")
-S_RUNBOOK=$(size "$WORK/runbook.enc")
+  echo "bench: round $r: runbook pipeline..." >&2
+  T_RUNBOOK[r]=$(secs bash -o pipefail -c "pg_dump -Fc '$DB' | gzip | openssl enc -aes-256-cbc -pbkdf2 -pass file:'$WORK/pass' -out '$WORK/runbook.enc'")
+  S_RUNBOOK=$(size "$WORK/runbook.enc")
 
-echo "bench: shell pipeline of the same stages..." >&2
-T_SHELL=$(secs bash -o pipefail -c "pg_dump -Fc -Z0 '$DB' | zstd -3 -T1 -q | age -r '$RECIPIENT' > '$WORK/shell.age'")
-S_SHELL=$(size "$WORK/shell.age")
+  echo "bench: round $r: shell pipeline of the same stages..." >&2
+  T_SHELL[r]=$(secs bash -o pipefail -c "pg_dump -Fc -Z0 '$DB' | zstd -3 -T1 -q | age -r '$RECIPIENT' > '$WORK/shell.age'")
+  S_SHELL=$(size "$WORK/shell.age")
 
-echo "bench: dbseal restore..." >&2
-T_RESTORE=$(secs /usr/bin/time -v -o "$WORK/restore.time" "$DBSEAL" --store "$STORE" -q restore "$ID" \
-  -i "$WORK/key.txt" --url "$URL/restored_dbseal" --create-db --no-safety-backup)
-RSS_RESTORE=$(awk -F': ' '/Maximum resident/ {print $2}' "$WORK/restore.time")
-dropdb restored_dbseal
+  echo "bench: round $r: dbseal restore..." >&2
+  T_RESTORE[r]=$(secs /usr/bin/time -v -o "$WORK/restore.time" "$DBSEAL" --store "$STORE" -q restore "$ID" \
+    -i "$WORK/key.txt" --url "$URL/restored_dbseal" --create-db --no-safety-backup)
+  [ "$r" = 1 ] && RSS_RESTORE=$(awk -F': ' '/Maximum resident/ {print $2}' "$WORK/restore.time")
+  dropdb restored_dbseal
 
-echo "bench: pg_restore..." >&2
-createdb -T template0 restored_plain
-T_PGRESTORE=$(secs pg_restore --single-transaction --exit-on-error -d restored_plain "$WORK/plain.dump")
-dropdb restored_plain
+  echo "bench: round $r: pg_restore..." >&2
+  createdb -T template0 restored_plain
+  T_PGRESTORE[r]=$(secs pg_restore --single-transaction --exit-on-error -d restored_plain "$WORK/plain.dump")
+  dropdb restored_plain
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+runs() { echo "$*" | tr ' ' '/'; }
+R_DBSEAL=$(runs "${T_DBSEAL[@]}") R_PGDUMP=$(runs "${T_PGDUMP[@]}") R_RUNBOOK=$(runs "${T_RUNBOOK[@]}")
+R_SHELL=$(runs "${T_SHELL[@]}") R_RESTORE=$(runs "${T_RESTORE[@]}") R_PGRESTORE=$(runs "${T_PGRESTORE[@]}")
+M_DBSEAL=$(median "${T_DBSEAL[@]}") M_PGDUMP=$(median "${T_PGDUMP[@]}") M_RUNBOOK=$(median "${T_RUNBOOK[@]}")
+M_SHELL=$(median "${T_SHELL[@]}") M_RESTORE=$(median "${T_RESTORE[@]}") M_PGRESTORE=$(median "${T_PGRESTORE[@]}")
 
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 mib() { echo "$1 / 1048576" | bc -l | xargs printf '%.1f'; }
@@ -123,17 +136,17 @@ cat <<EOF
 
 Dataset: pgbench scale $SCALE + $DOC_ROWS-row text table \`docs\`; database size $(mib "$DB_SIZE") MiB.
 
-| backup | wall s | artifact MiB | dbseal / this |
+| backup | median wall s (runs) | artifact MiB | dbseal / this |
 |---|---:|---:|---:|
-| dbseal backup postgres (zstd-3, age, SHA-256, file store) | $T_DBSEAL | $(mib "$S_DBSEAL") | 1.00 |
-| pg_dump -Fc (gzip, no encryption) | $T_PGDUMP | $(mib "$S_PGDUMP") | $(ratio "$T_DBSEAL" "$T_PGDUMP") |
-| pg_dump -Fc \| gzip \| openssl enc -aes-256-cbc -pbkdf2 | $T_RUNBOOK | $(mib "$S_RUNBOOK") | $(ratio "$T_DBSEAL" "$T_RUNBOOK") |
-| pg_dump -Fc -Z0 \| zstd -3 -T1 \| age -r KEY | $T_SHELL | $(mib "$S_SHELL") | $(ratio "$T_DBSEAL" "$T_SHELL") |
+| dbseal backup postgres (zstd-3, age, SHA-256, file store) | $M_DBSEAL ($R_DBSEAL) | $(mib "$S_DBSEAL") | 1.00 |
+| pg_dump -Fc (gzip, no encryption) | $M_PGDUMP ($R_PGDUMP) | $(mib "$S_PGDUMP") | $(ratio "$M_DBSEAL" "$M_PGDUMP") |
+| pg_dump -Fc \| gzip \| openssl enc -aes-256-cbc -pbkdf2 | $M_RUNBOOK ($R_RUNBOOK) | $(mib "$S_RUNBOOK") | $(ratio "$M_DBSEAL" "$M_RUNBOOK") |
+| pg_dump -Fc -Z0 \| zstd -3 -T1 \| age -r KEY | $M_SHELL ($R_SHELL) | $(mib "$S_SHELL") | $(ratio "$M_DBSEAL" "$M_SHELL") |
 
-| restore | wall s | dbseal / this |
+| restore | median wall s (runs) | dbseal / this |
 |---|---:|---:|
-| dbseal restore --create-db | $T_RESTORE | 1.00 |
-| pg_restore --single-transaction (pg_dump -Fc file) | $T_PGRESTORE | $(ratio "$T_RESTORE" "$T_PGRESTORE") |
+| dbseal restore --create-db | $M_RESTORE ($R_RESTORE) | 1.00 |
+| pg_restore --single-transaction (pg_dump -Fc file) | $M_PGRESTORE ($R_PGRESTORE) | $(ratio "$M_RESTORE" "$M_PGRESTORE") |
 
 Peak RSS of dbseal: backup $(echo "$RSS_BACKUP / 1024" | bc) MiB, restore $(echo "$RSS_RESTORE / 1024" | bc) MiB.
 Artifact size, dbseal / pg_dump -Fc: $(ratio "$S_DBSEAL" "$S_PGDUMP").
