@@ -73,16 +73,11 @@ async fn every_builtin_type_survives_backup_and_restore_bit_for_bit() {
     };
     let (dst, _) = restore_into_new_db(&store, &manifest, &opts, "exact_dst").await;
 
-    let failures: Vec<String> = TYPES
-        .iter()
-        .zip(&cases_of)
-        .filter_map(|(ty, values)| difference(&src.name, &dst.name, ty, values))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "seed {seed}, {cases} cases per type: {} type(s) changed:\n{}",
-        failures.len(),
-        failures.join("\n")
+    assert_every_type_equal(
+        &src.name,
+        &dst.name,
+        &cases_of,
+        &format!("seed {seed}, {cases} cases per type"),
     );
 
     // Level 3 sees every one of these values: its scratch restore reads back equal to

@@ -157,16 +157,11 @@ async fn compressed_chunks_of_every_builtin_type_round_trip_bit_for_bit() {
         chunks
     );
 
-    let failures: Vec<String> = TYPES
-        .iter()
-        .zip(&cases_of)
-        .filter_map(|(ty, values)| difference(&src, &dst, ty, values))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "seed {seed}, {cases} cases per type: {} type(s) changed:\n{}",
-        failures.len(),
-        failures.join("\n")
+    assert_every_type_equal(
+        &src,
+        &dst,
+        &cases_of,
+        &format!("seed {seed}, {cases} cases per type"),
     );
 
     // Level 3 reads the same values back equal to the backup's digests.

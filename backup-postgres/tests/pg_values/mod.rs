@@ -756,6 +756,23 @@ pub fn rows_hex(database: &str, table: &str, sql_type: &str) -> Vec<String> {
     .collect()
 }
 
+/// Asserts that every type's table (`cases_of[i]` holds the values of `TYPES[i]`) reads
+/// the same on `src` and `dst`; the failure lists each [`difference`], headed by `run`
+/// (the seed and the number of cases, to repeat the run).
+pub fn assert_every_type_equal(src: &str, dst: &str, cases_of: &[Vec<String>], run: &str) {
+    let failures: Vec<String> = TYPES
+        .iter()
+        .zip(cases_of)
+        .filter_map(|(ty, values)| difference(src, dst, ty, values))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{run}: {} type(s) changed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// How `table` (one type's cases, `values`) differs between `src` and `dst`, read by
 /// psql: `None` when the binary COPYs are equal, else the type and up to three cases
 /// with their literals.
