@@ -17,24 +17,16 @@ mod pg_values;
 
 use backup_core::conformance::env_u64;
 use backup_core::{BackupOptions, BackupStore, KeyPair, RestoreOptions};
-use backup_postgres::{DumpOptions, PostgresConfig};
+use backup_postgres::DumpOptions;
 use backup_timescale::{TimescaleRestoreOptions, TimescaleSink, TimescaleSource};
-use pg_fixture::{psql, timescale_available};
+use pg_fixture::{config, psql, timescale_available};
 use pg_values::*;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-fn config(db: &str) -> PostgresConfig {
-    let url = std::env::var("DBSEAL_TEST_PG_URL").expect("DBSEAL_TEST_PG_URL: run scripts/test.sh");
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-    let mut c = PostgresConfig::from_url(format!("{base}/{db}"));
-    c.password = Some(
-        std::env::var("DBSEAL_TEST_PG_PASSWORD")
-            .expect("DBSEAL_TEST_PG_PASSWORD: run scripts/test.sh")
-            .into(),
-    );
-    c
-}
+/// Per hypertable: its name, its compressed chunks, its chunks not compressed.
+const CHUNK_STATES: &str = "SELECT hypertable_name, count(*) FILTER (WHERE is_compressed), \
+     count(*) FILTER (WHERE NOT is_compressed) FROM timescaledb_information.chunks GROUP BY 1 ORDER BY 1;";
 
 /// Drops the databases whatever the test's outcome.
 struct Dbs(Vec<String>);
@@ -106,11 +98,7 @@ async fn compressed_chunks_of_every_builtin_type_round_trip_bit_for_bit() {
         cases_of.push(values);
     }
     // Every hypertable has compressed chunks and one that is not.
-    let chunks = psql(
-        &src,
-        "SELECT hypertable_name, count(*) FILTER (WHERE is_compressed), count(*) FILTER (WHERE NOT is_compressed)
-           FROM timescaledb_information.chunks GROUP BY 1 ORDER BY 1;",
-    );
+    let chunks = psql(&src, CHUNK_STATES);
     let lines: Vec<&str> = chunks.lines().collect();
     assert_eq!(lines.len(), TYPES.len(), "{chunks}");
     for line in &lines {
@@ -148,14 +136,7 @@ async fn compressed_chunks_of_every_builtin_type_round_trip_bit_for_bit() {
         .await
         .unwrap();
     // The restored chunks are compressed as the source's were.
-    assert_eq!(
-        psql(
-            &dst,
-            "SELECT hypertable_name, count(*) FILTER (WHERE is_compressed), count(*) FILTER (WHERE NOT is_compressed)
-               FROM timescaledb_information.chunks GROUP BY 1 ORDER BY 1;",
-        ),
-        chunks
-    );
+    assert_eq!(psql(&dst, CHUNK_STATES,), chunks);
 
     assert_every_type_equal(
         &src,

@@ -12,30 +12,11 @@ mod pg_fixture;
 use std::path::Path;
 
 use backup_core::{BackupOptions, BackupStore, ErrorKind, KeyPair, RestoreOptions};
-use backup_postgres::{DumpOptions, PostgresConfig};
+use backup_postgres::DumpOptions;
 use backup_timescale::{
     TimescaleFacts, TimescaleRestoreOptions, TimescaleSink, TimescaleSource, FACTS_KEY,
 };
-
-fn server_url() -> String {
-    std::env::var("DBSEAL_TEST_PG_URL")
-        .expect("DBSEAL_TEST_PG_URL is not set: run the tests through scripts/test.sh (it starts PostgreSQL)")
-}
-
-fn config(db: &str) -> PostgresConfig {
-    let base = server_url();
-    let base = base
-        .rsplit_once('/')
-        .map(|(b, _)| b.to_string())
-        .unwrap_or(base);
-    let mut c = PostgresConfig::from_url(format!("{base}/{db}"));
-    c.password = Some(
-        std::env::var("DBSEAL_TEST_PG_PASSWORD")
-            .expect("DBSEAL_TEST_PG_PASSWORD is not set: run scripts/test.sh")
-            .into(),
-    );
-    c
-}
+use pg_fixture::config;
 
 async fn client(db: &str) -> tokio_postgres::Client {
     config(db).resolve().unwrap().connect().await.unwrap()

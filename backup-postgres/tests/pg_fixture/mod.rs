@@ -31,6 +31,13 @@ fn password() -> String {
     env("DBSEAL_TEST_PG_PASSWORD")
 }
 
+/// The connection settings of `database` on the test server, password included.
+pub fn config(database: &str) -> backup_postgres::PostgresConfig {
+    let mut c = backup_postgres::PostgresConfig::from_url(url_of(database));
+    c.password = Some(password().into());
+    c
+}
+
 /// psql of the test server's binaries, else of PATH.
 fn psql_binary() -> std::path::PathBuf {
     match std::env::var("DBSEAL_TEST_PG_BIN") {
