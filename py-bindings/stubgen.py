@@ -6,7 +6,7 @@ written by hand (and checked against the module by ``mypy.stubtest`` and by
 ``tests/test_typing.py``). Everything else is derived here, so nothing is maintained
 twice:
 
-- ``__init__.pyi``: ``_dbseal``'s names, plus one ``backup_<kind>`` per driver of the
+- ``__init__.pyi``: ``_dbseal``'s names and the result classes of ``_types.py``, plus one ``backup_<kind>`` per driver of the
   library's registry (``dbseal._dbseal.drivers()``), typed from the driver's options
   (the flags of ``dbseal backup <kind>``);
 - ``aio.pyi``: an ``async def`` twin of every blocking function of both.
@@ -80,12 +80,15 @@ def generate() -> dict[Path, str]:
 
     tree = ast.parse((PACKAGE / "_dbseal.pyi").read_text())
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    names = sorted(_dbseal.__all__)
+    from dbseal import _types
+
+    names = sorted([*_dbseal.__all__, *_types.__all__])
     kinds = [d["kind"] for d in _dbseal.drivers()]
     init = [HEADER, '"""dbseal: sealed, verifiable backups (see _dbseal.pyi for the API)."""', ""]
     init += preamble(tree)
     init.append("from ._dbseal import *")
-    init.append("from ._dbseal import Manifest")
+    init.append("from ._types import *")
+    init.append("from ._types import Manifest")
     init.append("")
     generated = [backup_kind(functions["backup"], d) for d in _dbseal.drivers()]
     init += generated
@@ -99,6 +102,7 @@ def generate() -> dict[Path, str]:
     aio += preamble(tree)
     classes = sorted(n.name for n in tree.body if isinstance(n, ast.ClassDef))
     aio.append(f"from ._dbseal import {', '.join(classes)}")
+    aio.append(f"from ._types import {', '.join(sorted(_types.__all__))}")
     aio.append("")
     blocking: list[str] = []
     sources = [*functions.values(), *(ast.parse(g).body[0] for g in generated)]

@@ -119,6 +119,100 @@ pub fn percent_encode_userinfo(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, USERINFO).to_string()
 }
 
+/// `url` with `user` and `password` put into its user-info (percent-encoded), so they
+/// travel with the URL in memory and never in a process's arguments. The error says
+/// what is wrong and never repeats the URL (it may hold a password already).
+pub fn url_with_credentials(
+    url: &str,
+    user: Option<&str>,
+    password: Option<&str>,
+) -> std::result::Result<String, &'static str> {
+    let mut parsed = url::Url::parse(url)
+        .map_err(|_| "a user or password needs a URL such as scheme://host:port/…")?;
+    if let Some(u) = user {
+        parsed
+            .set_username(&percent_encode_userinfo(u))
+            .map_err(|_| "this URL cannot hold a user name")?;
+    }
+    if let Some(p) = password {
+        parsed
+            .set_password(Some(&percent_encode_userinfo(p)))
+            .map_err(|_| "this URL cannot hold a password")?;
+    }
+    Ok(parsed.to_string())
+}
+
+/// The secret values one call was given (passwords, passphrases, URLs' passwords,
+/// values of secret-named options), scrubbed from every message it shows.
+#[derive(Default, Clone)]
+pub struct Secrets(Vec<SecretString>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secrets({} redacted)", self.0.len())
+    }
+}
+
+impl Secrets {
+    /// Adds a secret value (empty values are ignored).
+    pub fn add(&mut self, secret: &str) {
+        if !secret.is_empty() && !self.0.iter().any(|s| s.expose() == secret) {
+            self.0.push(SecretString::new(secret));
+        }
+    }
+
+    /// Adds the password of a URL, raw and percent-decoded, and the values of query
+    /// parameters whose name is a secret; for a string that does not parse, whatever
+    /// stands between `://` and `@` (it may be a password).
+    pub fn add_url(&mut self, url: &str) {
+        let Ok(u) = url::Url::parse(url) else {
+            if let Some(info) = url.split_once("://").and_then(|(_, r)| r.rsplit_once('@')) {
+                self.add(info.0.split_once(':').map_or(info.0, |(_, p)| p));
+            }
+            return;
+        };
+        if let Some(p) = u.password() {
+            self.add(p);
+            self.add(&percent_decode(p));
+        }
+        for (k, v) in u.query_pairs() {
+            if is_secret_name(&k) {
+                self.add(&v);
+            }
+        }
+    }
+
+    /// Adds `value` when `name` names a secret (options, environment variables), and
+    /// the password of any URL it is.
+    pub fn add_named(&mut self, name: &str, value: &str) {
+        if is_secret_name(name) {
+            self.add(value);
+            self.add_url(value);
+        } else if value.contains("://") {
+            self.add_url(value);
+        }
+    }
+
+    /// `text` with every secret replaced by `**REDACTED**`.
+    pub fn scrub(&self, text: &str) -> String {
+        scrub(text, &self.0)
+    }
+}
+
+/// `text` with each of `secrets` replaced by `**REDACTED**`, longest first (so a secret
+/// containing another is replaced whole).
+pub fn scrub(text: &str, secrets: &[SecretString]) -> String {
+    let mut secrets: Vec<&str> = secrets
+        .iter()
+        .map(SecretString::expose)
+        .filter(|s| !s.is_empty())
+        .collect();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets
+        .into_iter()
+        .fold(text.to_string(), |out, s| out.replace(s, REDACTED))
+}
+
 /// Removes quoted values from a (serde) error message, which may quote a value that was
 /// a secret: `invalid type: string "hunter2", expected u16` becomes
 /// `invalid type: string "…", expected u16`. Field names in backquotes stay.
@@ -181,6 +275,35 @@ fn redact_unparsed(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_go_into_the_url_percent_encoded() {
+        let u = url_with_credentials("postgres://db:5432/app", Some("al ice"), Some("p@ss:w/rd"));
+        assert_eq!(
+            u.as_deref(),
+            Ok("postgres://al%20ice:p%40ss%3Aw%2Frd@db:5432/app")
+        );
+        assert!(url_with_credentials("not a url", None, Some("x")).is_err());
+        assert!(url_with_credentials("unix:/tmp/sock", Some("u"), None).is_err());
+    }
+
+    #[test]
+    fn secrets_scrub_passwords_decoded_query_values_and_longest_first() {
+        let mut s = Secrets::default();
+        s.add_url("postgres://u:p%40ss@h/db?sslpassword=k3y&application_name=app");
+        s.add_named("PGPASSWORD", "pw");
+        s.add_named("host", "h1");
+        s.add("pwlong");
+        let out = s.scrub("p%40ss p@ss k3y pwlong pw app h1");
+        assert_eq!(
+            out,
+            "**REDACTED** **REDACTED** **REDACTED** **REDACTED** **REDACTED** app h1"
+        );
+        assert_eq!(format!("{s:?}"), "Secrets(5 redacted)");
+        let mut unparsed = Secrets::default();
+        unparsed.add_url("redis://:hunter2@[bad");
+        assert!(!unparsed.scrub("x hunter2").contains("hunter2"));
+    }
 
     #[test]
     fn debug_never_shows_the_secret() {

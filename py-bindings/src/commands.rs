@@ -23,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::convert::{self, describe, Keyword};
 use crate::errors::{config_error, raise, IntoPy, Secrets};
 use crate::keys::{decryption, encryption, recipient_texts, IdentitiesArg, RecipientsArg};
-use crate::runtime::{block_on, block_on_cancellable, UNDO_GRACE};
+use crate::results;
+use crate::runtime::block_on;
 use crate::store::{resolve, StoreArg};
-use crate::types::{Manifest, RestoreReport, VerifyReport};
 
 /// Adds every command to `m`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -60,7 +60,12 @@ pub fn keywords_of<T: Args>() -> Vec<Keyword> {
 /// parity test read it.
 #[pyfunction]
 pub fn keywords(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let seal = keywords_of::<ops::backup::SealOptions>;
     let table: BTreeMap<&str, Vec<Keyword>> = [
+        ("backup", seal()),
+        ("backup_command", seal()),
+        ("backup_bytes", seal()),
+        ("backup_file", seal()),
         (
             "backup_datastores",
             keywords_of::<ops::backup::DatastoreBackupOptions>(),
@@ -145,7 +150,7 @@ impl Call {
         F: std::future::Future<Output = backup_core::Result<T>> + 'a,
     {
         let ctx = &self.ctx;
-        block_on(py, move || op(ctx))?.py_err(py, &self.secrets)
+        block_on(py, None, move || op(ctx))?.py_err(py, &self.secrets)
     }
 
     /// Runs an operation that writes (a backup, a restore, a verification into a
@@ -160,8 +165,7 @@ impl Call {
         F: std::future::Future<Output = backup_core::Result<T>> + 'a,
     {
         let ctx = &self.ctx;
-        block_on_cancellable(py, ctx.cancel.clone(), UNDO_GRACE, move || op(ctx))?
-            .py_err(py, &self.secrets)
+        block_on(py, Some(ctx.cancel.clone()), move || op(ctx))?.py_err(py, &self.secrets)
     }
 }
 
@@ -201,28 +205,56 @@ impl LabelsArg {
     }
 }
 
-/// The seal keywords of every backup.
-#[allow(clippy::too_many_arguments)]
+/// Takes the keyword `name` (`None` when absent or `None`) out of `options`.
+pub fn take<'py>(
+    options: Option<&Bound<'py, PyDict>>,
+    name: &str,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    let Some(value) = options.map(|o| o.get_item(name)).transpose()?.flatten() else {
+        return Ok(None);
+    };
+    options.map(|o| o.del_item(name)).transpose()?;
+    Ok(Some(value).filter(|v| !v.is_none()))
+}
+
+/// Parses the keywords of a library options struct (its clap flags with `_` for `-`).
+pub fn parse_options<T: Args + serde::de::DeserializeOwned>(
+    py: Python<'_>,
+    what: &str,
+    options: Option<&Bound<'_, PyDict>>,
+    secrets: &mut Secrets,
+) -> PyResult<T> {
+    let map = convert::options(options, &keywords_of::<T>(), false, secrets)?;
+    convert::parse(py, what, map)
+}
+
+/// The seal keywords of every backup, taken out of `options`: the flags of
+/// [`ops::backup::SealOptions`], with `recipients` (keys or `Identity` objects),
+/// `passphrase` (a string) and `labels` (a mapping too) as only Python has them.
 fn seal(
     py: Python<'_>,
     datastore: String,
-    recipients: Option<RecipientsArg<'_>>,
-    passphrase: Option<String>,
-    passphrase_file: Option<PathBuf>,
-    zstd_level: Option<i32>,
-    zstd_workers: Option<u32>,
-    labels: Option<LabelsArg>,
+    options: Option<&Bound<'_, PyDict>>,
     secrets: &mut Secrets,
 ) -> PyResult<ops::backup::SealOptions> {
-    Ok(ops::backup::SealOptions {
-        datastore,
-        encryption: encryption(py, recipients, passphrase, secrets)?,
-        passphrase_file,
-        zstd_level,
-        zstd_workers,
-        labels: labels.map(LabelsArg::items).unwrap_or_default(),
-        ..Default::default()
-    })
+    let recipients = take(options, "recipients")?.or(take(options, "recipient")?);
+    let recipients: Option<RecipientsArg<'_>> = recipients.map(|r| r.extract()).transpose()?;
+    let passphrase: Option<String> = take(options, "passphrase")?
+        .map(|p| p.extract())
+        .transpose()?;
+    let labels = take(options, "labels")?.or(take(options, "label")?);
+    let labels: Option<LabelsArg> = labels.map(|l| l.extract()).transpose()?;
+    let own = PyDict::new(py);
+    for k in keywords_of::<ops::backup::SealOptions>() {
+        if let Some(v) = take(options, &k.name)? {
+            own.set_item(&k.name, v)?;
+        }
+    }
+    let mut seal: ops::backup::SealOptions = parse_options(py, "backup", Some(&own), secrets)?;
+    seal.datastore = datastore;
+    seal.encryption = encryption(py, recipients, passphrase, secrets)?;
+    seal.labels = labels.map(LabelsArg::items).unwrap_or_default();
+    Ok(seal)
 }
 
 /// Generates an age key pair like `dbseal keygen -o OUTPUT`: the identity is written
@@ -238,70 +270,50 @@ pub fn keygen(py: Python<'_>, output: PathBuf) -> PyResult<Bound<'_, PyAny>> {
     )
 }
 
-/// Puts `user`/`password` into the user-info of `url` (percent-encoded), so they reach
-/// the driver in memory with the URL, never in a process's arguments.
+/// `url` with `user`/`password` in its user-info (see
+/// [`backup_core::secret::url_with_credentials`]); both are added to `secrets`.
 fn with_credentials(
     py: Python<'_>,
     url: Option<String>,
     user: Option<String>,
     password: Option<String>,
+    secrets: &mut Secrets,
 ) -> PyResult<Option<String>> {
     if user.is_none() && password.is_none() {
         return Ok(url);
     }
-    let Some(url) = url else {
-        return Err(config_error(
-            py,
-            "user= and password= need the server's url",
-        ));
-    };
-    let mut parsed = url::Url::parse(&url).map_err(|_| {
-        config_error(
-            py,
-            "user= and password= need a URL such as scheme://host:port/…",
-        )
-    })?;
-    let encode = backup_core::secret::percent_encode_userinfo;
-    if let Some(u) = user {
-        parsed
-            .set_username(&encode(&u))
-            .map_err(|_| config_error(py, "this URL cannot hold a user name"))?;
-    }
-    if let Some(p) = password {
-        parsed
-            .set_password(Some(&encode(&p)))
-            .map_err(|_| config_error(py, "this URL cannot hold a password"))?;
-    }
-    Ok(Some(parsed.to_string()))
+    let url = url.ok_or_else(|| config_error(py, "user= and password= need the server's url"))?;
+    password.iter().for_each(|p| secrets.add(p));
+    let url = backup_core::secret::url_with_credentials(&url, user.as_deref(), password.as_deref())
+        .map_err(|e| config_error(py, e))?;
+    secrets.add_url(&url);
+    Ok(Some(url))
 }
 
 /// Backs up a database of `kind` through its driver, as `dbseal backup <kind>`:
-/// `**options` are the flags of `dbseal backup <kind> --help` (`dbseal.drivers()`
-/// lists them; `schemas` for `schema` and other plurals of repeatable flags work too).
-/// `user`/`password` go into the URL's user-info when the driver has no such option.
-/// `dbseal.backup_<kind>(url, store, …)` is this with `kind` filled in.
+/// `**options` are the seal keywords (`recipients`, `passphrase`, `passphrase_file`,
+/// `zstd_level`, `zstd_workers`, `labels`) and the flags of `dbseal backup <kind>
+/// --help` (`dbseal.drivers()` lists them; `schemas` for `schema` and other plurals of
+/// repeatable flags work too). `user`/`password` go into the URL's user-info when the
+/// driver has no such option. `dbseal.backup_<kind>(url, store, …)` is this with
+/// `kind` filled in.
 #[pyfunction]
-#[pyo3(signature = (kind, url=None, store=None, *, datastore, recipients=None, passphrase=None, passphrase_file=None, zstd_level=None, zstd_workers=None, labels=None, user=None, password=None, username=None, config=None, **options))]
+#[pyo3(signature = (kind, url=None, store=None, *, datastore, user=None, password=None, username=None, config=None, **options))]
 #[allow(clippy::too_many_arguments)]
-pub fn backup(
-    py: Python<'_>,
+pub fn backup<'py>(
+    py: Python<'py>,
     kind: &str,
     url: Option<String>,
     store: Option<StoreArg<'_>>,
     datastore: String,
-    recipients: Option<RecipientsArg<'_>>,
-    passphrase: Option<String>,
-    passphrase_file: Option<PathBuf>,
-    zstd_level: Option<i32>,
-    zstd_workers: Option<u32>,
-    labels: Option<LabelsArg>,
     user: Option<String>,
     password: Option<String>,
     username: Option<String>,
     config: Option<PathBuf>,
     options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<Manifest> {
+) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
+    let seal = seal(py, datastore, options, &mut call.secrets)?;
     let driver = call
         .ctx
         .registry
@@ -309,17 +321,12 @@ pub fn backup(
         .py_err(py, &call.secrets)?
         .clone();
     let known = describe(&driver.backup_args(clap::Command::new(driver.kind())));
-    let has = |name: &str| known.iter().any(|k| k.name == name);
     let user = user.or(username);
-    let (option_user, url_user) = if has("user") {
-        (user, None)
-    } else {
-        (None, user)
+    let (option_user, url_user) = match known.iter().any(|k| k.name == "user") {
+        true => (user, None),
+        false => (None, user),
     };
-    let url = with_credentials(py, url, url_user, password.clone())?;
-    if let Some(p) = &password {
-        call.secrets.add(p);
-    }
+    let url = with_credentials(py, url, url_user, password, &mut call.secrets)?;
     let mut map = convert::options(options, &known, true, &mut call.secrets)?;
     for (key, value) in [("url", url), ("user", option_user)] {
         if let Some(v) = value {
@@ -327,23 +334,12 @@ pub fn backup(
             map.insert(key.into(), Value::String(v));
         }
     }
-    let seal = seal(
-        py,
-        datastore,
-        recipients,
-        passphrase,
-        passphrase_file,
-        zstd_level,
-        zstd_workers,
-        labels,
-        &mut call.secrets,
-    )?;
     let options = DriverOptions(map);
     let kind = driver.kind();
-    call.run_undoable(py, |ctx| async move {
+    let manifest = call.run_undoable(py, |ctx| async move {
         ops::backup::backup_with_driver(ctx, kind, &options, &seal).await
-    })
-    .map(Manifest::new)
+    })?;
+    results::manifest(py, &manifest)
 }
 
 fn format_reader(py: Python<'_>, format: &str) -> PyResult<Arc<dyn FormatReader>> {
@@ -352,76 +348,45 @@ fn format_reader(py: Python<'_>, format: &str) -> PyResult<Arc<dyn FormatReader>
     })
 }
 
-/// The seal keywords of the source backups, as one tuple-free struct.
-struct SealArgs<'py> {
-    datastore: String,
-    recipients: Option<RecipientsArg<'py>>,
-    passphrase: Option<String>,
-    passphrase_file: Option<PathBuf>,
-    zstd_level: Option<i32>,
-    zstd_workers: Option<u32>,
-    labels: Option<LabelsArg>,
-    config: Option<PathBuf>,
-}
-
-fn backup_source(
-    py: Python<'_>,
-    store: Option<StoreArg<'_>>,
-    args: SealArgs<'_>,
+/// A backup of the stream `source` makes, sealed as the seal keywords of `options` say
+/// (any other keyword is refused).
+fn backup_source<'py>(
+    py: Python<'py>,
+    (store, datastore, config): (Option<StoreArg<'_>>, String, Option<PathBuf>),
+    options: Option<&Bound<'_, PyDict>>,
     source: impl FnOnce(&mut Secrets) -> PyResult<Box<dyn Source>>,
-) -> PyResult<Manifest> {
-    let mut call = Call::new(py, store.as_ref(), args.config)?;
-    let seal = seal(
-        py,
-        args.datastore,
-        args.recipients,
-        args.passphrase,
-        args.passphrase_file,
-        args.zstd_level,
-        args.zstd_workers,
-        args.labels,
-        &mut call.secrets,
-    )?;
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut call = Call::new(py, store.as_ref(), config)?;
+    let seal = seal(py, datastore, options, &mut call.secrets)?;
+    if let Some(k) = options.and_then(|o| o.keys().iter().next()) {
+        return Err(config_error(py, format!("backup: unknown keyword `{k}`")));
+    }
     let mut source = source(&mut call.secrets)?;
-    call.run_undoable(py, |ctx| async move {
+    let manifest = call.run_undoable(py, |ctx| async move {
         ops::backup::backup_source(ctx, source.as_mut(), &seal).await
-    })
-    .map(Manifest::new)
+    })?;
+    results::manifest(py, &manifest)
 }
 
 /// Backs up the standard output of a command, as `dbseal backup command -- ARGV`. A
 /// non-zero exit fails the backup and no manifest is written. `env` adds environment
 /// variables (the place for passwords: never argv); `format` declares the output's
-/// format so content verification can parse it (default `raw`).
+/// format so content verification can parse it (default `raw`). `**options`: the seal
+/// keywords of `backup`.
 #[pyfunction]
-#[pyo3(signature = (argv, store=None, *, datastore, recipients=None, passphrase=None, passphrase_file=None, zstd_level=None, zstd_workers=None, labels=None, env=None, format="raw", config=None))]
+#[pyo3(signature = (argv, store=None, *, datastore, env=None, format="raw", config=None, **options))]
 #[allow(clippy::too_many_arguments)]
-pub fn backup_command(
-    py: Python<'_>,
+pub fn backup_command<'py>(
+    py: Python<'py>,
     argv: Vec<String>,
     store: Option<StoreArg<'_>>,
     datastore: String,
-    recipients: Option<RecipientsArg<'_>>,
-    passphrase: Option<String>,
-    passphrase_file: Option<PathBuf>,
-    zstd_level: Option<i32>,
-    zstd_workers: Option<u32>,
-    labels: Option<LabelsArg>,
     env: Option<BTreeMap<String, String>>,
     format: &str,
     config: Option<PathBuf>,
-) -> PyResult<Manifest> {
-    let args = SealArgs {
-        datastore,
-        recipients,
-        passphrase,
-        passphrase_file,
-        zstd_level,
-        zstd_workers,
-        labels,
-        config,
-    };
-    backup_source(py, store, args, |secrets| {
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    backup_source(py, (store, datastore, config), options, |secrets| {
         let mut source = CommandSource::new(argv)
             .py_err(py, secrets)?
             .with_format(format_reader(py, format)?);
@@ -434,69 +399,38 @@ pub fn backup_command(
 }
 
 /// Backs up a bytes object (kind `bytes`): `dbseal backup stdin` for data in memory.
-/// For large data prefer `backup_file`.
+/// For large data prefer `backup_file`. `**options`: the seal keywords of `backup`.
 #[pyfunction]
-#[pyo3(signature = (data, store=None, *, datastore, recipients=None, passphrase=None, passphrase_file=None, zstd_level=None, zstd_workers=None, labels=None, format="raw", config=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn backup_bytes(
-    py: Python<'_>,
+#[pyo3(signature = (data, store=None, *, datastore, format="raw", config=None, **options))]
+pub fn backup_bytes<'py>(
+    py: Python<'py>,
     data: Vec<u8>,
     store: Option<StoreArg<'_>>,
     datastore: String,
-    recipients: Option<RecipientsArg<'_>>,
-    passphrase: Option<String>,
-    passphrase_file: Option<PathBuf>,
-    zstd_level: Option<i32>,
-    zstd_workers: Option<u32>,
-    labels: Option<LabelsArg>,
     format: &str,
     config: Option<PathBuf>,
-) -> PyResult<Manifest> {
-    let args = SealArgs {
-        datastore,
-        recipients,
-        passphrase,
-        passphrase_file,
-        zstd_level,
-        zstd_workers,
-        labels,
-        config,
-    };
-    backup_source(py, store, args, |_| {
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    backup_source(py, (store, datastore, config), options, |_| {
         let source = ReaderSource::new(std::io::Cursor::new(data), "bytes");
         Ok(Box::new(source.with_format(format_reader(py, format)?)))
     })
 }
 
-/// Backs up a file, streamed (kind `file`): `dbseal backup stdin < path`.
+/// Backs up a file, streamed (kind `file`): `dbseal backup stdin < path`. `**options`:
+/// the seal keywords of `backup`.
 #[pyfunction]
-#[pyo3(signature = (path, store=None, *, datastore, recipients=None, passphrase=None, passphrase_file=None, zstd_level=None, zstd_workers=None, labels=None, format="raw", config=None))]
-#[allow(clippy::too_many_arguments)]
-pub fn backup_file(
-    py: Python<'_>,
+#[pyo3(signature = (path, store=None, *, datastore, format="raw", config=None, **options))]
+pub fn backup_file<'py>(
+    py: Python<'py>,
     path: PathBuf,
     store: Option<StoreArg<'_>>,
     datastore: String,
-    recipients: Option<RecipientsArg<'_>>,
-    passphrase: Option<String>,
-    passphrase_file: Option<PathBuf>,
-    zstd_level: Option<i32>,
-    zstd_workers: Option<u32>,
-    labels: Option<LabelsArg>,
     format: &str,
     config: Option<PathBuf>,
-) -> PyResult<Manifest> {
-    let args = SealArgs {
-        datastore,
-        recipients,
-        passphrase,
-        passphrase_file,
-        zstd_level,
-        zstd_workers,
-        labels,
-        config,
-    };
-    backup_source(py, store, args, |_| {
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    backup_source(py, (store, datastore, config), options, |_| {
         let file = std::fs::File::open(&path)
             .map_err(|e| config_error(py, format!("cannot open {}: {e}", path.display())))?;
         let source = BlockingReaderSource::new(file, "file");
@@ -518,10 +452,8 @@ pub fn backup_datastores<'py>(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
-    let keywords = keywords_of::<ops::backup::DatastoreBackupOptions>();
-    let map = convert::options(options, &keywords, false, &mut call.secrets)?;
     let mut opts: ops::backup::DatastoreBackupOptions =
-        convert::parse(py, "backup_datastores", map)?;
+        parse_options(py, "backup_datastores", options, &mut call.secrets)?;
     if let Some(r) = recipients {
         opts.recipients = recipient_texts(py, r, &mut call.secrets)?;
     }
@@ -529,24 +461,29 @@ pub fn backup_datastores<'py>(
         ops::backup::backup_datastores(ctx, &opts).await
     })?;
     match result {
-        ops::backup::DatastoresBackup::Single(m) => {
-            Ok(Bound::new(py, Manifest::new(*m))?.into_any())
-        }
+        ops::backup::DatastoresBackup::Single(m) => results::manifest(py, &m),
         ops::backup::DatastoresBackup::Set(set) => {
             check_failure(py, set.failure(), convert::to_py(py, &set)?, &call.secrets)
         }
     }
 }
 
-/// The decryption keywords: `identity` (Identity objects or identity files, one or a
-/// sequence) and `passphrase` (a string), as [`ops::KeyOptions`].
+/// The decryption keywords, taken out of `options`: `identity` (`Identity` objects or
+/// identity files, one or a sequence), `passphrase` (a string), `passphrase_file`.
 fn keys(
     py: Python<'_>,
-    identity: Option<IdentitiesArg<'_>>,
-    passphrase: Option<String>,
-    passphrase_file: Option<PathBuf>,
+    options: Option<&Bound<'_, PyDict>>,
     secrets: &mut Secrets,
 ) -> PyResult<ops::KeyOptions> {
+    let identity: Option<IdentitiesArg<'_>> = take(options, "identity")?
+        .map(|i| i.extract())
+        .transpose()?;
+    let passphrase: Option<String> = take(options, "passphrase")?
+        .map(|p| p.extract())
+        .transpose()?;
+    let passphrase_file = take(options, "passphrase_file")?
+        .map(|p| p.extract())
+        .transpose()?;
     Ok(ops::KeyOptions {
         decryption: decryption(py, identity, passphrase, secrets)?,
         passphrase_file,
@@ -554,41 +491,41 @@ fn keys(
     })
 }
 
-/// Splits the restore keywords into `RestoreBackupOptions`: its own flags, and the
-/// target's (`RestoreTarget`: `url`, `replace`, `create_db`, `schema`, `db`, `match`…).
+/// The restore keywords as `RestoreBackupOptions`: its own flags, and the target's
+/// (`RestoreTarget`: `url`, `replace`, `create_db`, `schema`, `db`, `match`…). With a
+/// URL, `user` and `password` go into it, so a safety backup of the target reaches it
+/// with them too; without (a configured datastore), into the target.
 fn restore_options(
     py: Python<'_>,
     options: Option<&Bound<'_, PyDict>>,
-    keys: ops::KeyOptions,
     target_url: Option<String>,
-    user: Option<String>,
-    password: Option<String>,
+    (user, password): (Option<String>, Option<String>),
     secrets: &mut Secrets,
 ) -> PyResult<ops::restore::RestoreBackupOptions> {
-    let outer = keywords_of::<ops::restore::RestoreBackupOptions>();
+    let keys = keys(py, options, secrets)?;
     let target_keys = keywords_of::<backup_core::RestoreTarget>();
-    let map = convert::options(options, &outer, false, secrets)?;
+    let map = convert::options(
+        options,
+        &keywords_of::<ops::restore::RestoreBackupOptions>(),
+        false,
+        secrets,
+    )?;
     let (mut own, mut target) = (Map::new(), Map::new());
     for (k, v) in map {
-        match target_keys.iter().find(|t| t.name == k) {
-            Some(_) => target.insert(k.replace('_', "-"), v),
-            None => own.insert(k, v),
+        match target_keys.iter().any(|t| t.name == k) {
+            true => target.insert(k.replace('_', "-"), v),
+            false => own.insert(k, v),
         };
-    }
-    // With a URL, user and password go into it, so a safety backup of the target
-    // reaches it with them too; without (a configured datastore), into the target.
-    if let Some(p) = &password {
-        secrets.add(p);
     }
     let (user, password) = match target_url {
         Some(url) => {
-            let url = with_credentials(py, Some(url), user, password)?.unwrap_or_default();
-            secrets.add_url(&url);
-            target.insert("url".into(), Value::String(url));
+            let url = with_credentials(py, Some(url), user, password, secrets)?;
+            target.insert("url".into(), Value::from(url));
             (None, None)
         }
         None => (user, password),
     };
+    password.iter().for_each(|p| secrets.add(p));
     if let Some(u) = user {
         target.insert("user".into(), Value::String(u));
     }
@@ -605,70 +542,53 @@ fn restore_options(
 /// `replace=True`, which first takes a safety backup of it (`no_safety_backup=True`
 /// skips it); a production datastore needs `confirm_production=[name]`;
 /// `dry_run=True` touches nothing and reports the plan (`to_dict()` is the document of
-/// `dbseal restore --dry-run --json`). Target keywords are
-/// those of `dbseal restore --help`: `create_db`, `schema`/`schemas`, `table`, `role`,
-/// `no_owner`, `allow_version_mismatch`, `db`/`dbs` (`"0"` or `"0:5"`), `match`,
-/// `database`, `to_rdb`, `pg_bin_dir`… With `pgdata=`, a PostgreSQL physical backup is
-/// restored into that data directory for point-in-time recovery (`latest=True`,
+/// `dbseal restore --dry-run --json`). Keys: `identity`, `passphrase`,
+/// `passphrase_file`. Target keywords are those of `dbseal restore --help`:
+/// `create_db`, `schema`/`schemas`, `table`, `role`, `no_owner`,
+/// `allow_version_mismatch`, `db`/`dbs` (`"0"` or `"0:5"`), `match`, `database`,
+/// `to_rdb`, `pg_bin_dir`… With `pgdata=`, a PostgreSQL physical backup is restored
+/// into that data directory for point-in-time recovery (`latest=True`,
 /// `target_time=…`). A failed, corrupted or interrupted restore leaves the target as
 /// it was.
 #[pyfunction]
-#[pyo3(signature = (store, id, target_url=None, *, identity=None, passphrase=None, passphrase_file=None, user=None, password=None, config=None, **options))]
+#[pyo3(signature = (store, id, target_url=None, *, user=None, password=None, config=None, **options))]
 #[allow(clippy::too_many_arguments)]
-pub fn restore(
-    py: Python<'_>,
+pub fn restore<'py>(
+    py: Python<'py>,
     store: Option<StoreArg<'_>>,
     id: &Bound<'_, PyAny>,
     target_url: Option<String>,
-    identity: Option<IdentitiesArg<'_>>,
-    passphrase: Option<String>,
-    passphrase_file: Option<PathBuf>,
     user: Option<String>,
     password: Option<String>,
     config: Option<PathBuf>,
     options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<RestoreReport> {
+) -> PyResult<Bound<'py, PyAny>> {
     let id = backup_id(id)?;
     let mut call = Call::new(py, store.as_ref(), config)?;
     if let Some(pitr) = crate::wal::pitr_options(py, options)? {
-        return crate::wal::restore_pgdata(py, call, &id, identity, passphrase_file, pitr);
+        return crate::wal::restore_pgdata(py, call, &id, pitr);
     }
-    let keys = keys(py, identity, passphrase, passphrase_file, &mut call.secrets)?;
-    let opts = restore_options(
-        py,
-        options,
-        keys,
-        target_url,
-        user,
-        password,
-        &mut call.secrets,
-    )?;
+    let opts = restore_options(py, options, target_url, (user, password), &mut call.secrets)?;
     let result = call.run_undoable(py, |ctx| async move {
         ops::restore::restore_backup(ctx, &id, &opts).await
     })?;
-    let doc = serde_json::to_value(&result).map_err(|e| config_error(py, e.to_string()))?;
-    Ok(RestoreReport { doc })
+    results::document(py, "RestoreReport", &result)
 }
 
 /// Restores every member of a backup set into its configured datastore, as `dbseal
 /// restore --set SET_ID`; every member is resolved, checked and confirmed before any
 /// target is touched. Keywords as `restore`'s.
 #[pyfunction]
-#[pyo3(signature = (store, set_id, *, identity=None, passphrase=None, passphrase_file=None, config=None, **options))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (store, set_id, *, config=None, **options))]
 pub fn restore_set<'py>(
     py: Python<'py>,
     store: Option<StoreArg<'_>>,
     set_id: String,
-    identity: Option<IdentitiesArg<'_>>,
-    passphrase: Option<String>,
-    passphrase_file: Option<PathBuf>,
     config: Option<PathBuf>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
-    let keys = keys(py, identity, passphrase, passphrase_file, &mut call.secrets)?;
-    let opts = restore_options(py, options, keys, None, None, None, &mut call.secrets)?;
+    let opts = restore_options(py, options, None, (None, None), &mut call.secrets)?;
     let result = call.run_undoable(py, |ctx| async move {
         ops::restore::restore_set(ctx, &set_id, &opts).await
     })?;
@@ -709,13 +629,11 @@ fn decrypting(
     }
     let id = backup_id(id)?;
     let manifest = call.run(py, |ctx| async move { ops::show(ctx, &id).await })?;
-    Ok((
-        manifest,
-        RestoreOptions {
-            decryption,
-            progress: None,
-        },
-    ))
+    let options = RestoreOptions {
+        decryption,
+        progress: None,
+    };
+    Ok((manifest, options))
 }
 
 /// Restores the plaintext native stream of a backup's artifact (the pg_dump archive,
@@ -726,8 +644,8 @@ fn decrypting(
 #[pyfunction]
 #[pyo3(signature = (store, id, path, *, identity=None, passphrase=None, artifact="data", overwrite=false))]
 #[allow(clippy::too_many_arguments)]
-pub fn restore_to_file(
-    py: Python<'_>,
+pub fn restore_to_file<'py>(
+    py: Python<'py>,
     store: Option<StoreArg<'_>>,
     id: &Bound<'_, PyAny>,
     path: PathBuf,
@@ -735,18 +653,14 @@ pub fn restore_to_file(
     passphrase: Option<String>,
     artifact: &str,
     overwrite: bool,
-) -> PyResult<RestoreReport> {
+) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), None)?;
     if !overwrite && path.exists() {
-        return Err(raise(
-            py,
-            ErrorKind::Refused,
-            &format!(
-                "{} already exists: pass overwrite=True to replace it",
-                path.display()
-            ),
-            &call.secrets,
-        ));
+        let message = format!(
+            "{} already exists: pass overwrite=True to replace it",
+            path.display()
+        );
+        return Err(raise(py, ErrorKind::Refused, &message, &call.secrets));
     }
     let (manifest, options) = decrypting(py, &mut call, id, identity, passphrase)?;
     let (artifact, target) = (artifact.to_string(), path.clone());
@@ -760,7 +674,7 @@ pub fn restore_to_file(
         "bytes": report.bytes,
         "summary": report.summary,
     });
-    Ok(RestoreReport { doc })
+    results::document(py, "RestoreReport", &doc)
 }
 
 /// Restores the plaintext native stream of a backup into memory and returns it, as
@@ -780,80 +694,40 @@ pub fn restore_bytes<'py>(
     let (manifest, options) = decrypting(py, &mut call, id, identity, passphrase)?;
     let data = call.run(py, |ctx| async move {
         let mut out = Vec::new();
-        backup_core::restore(
-            &ctx.store,
-            &manifest,
-            artifact,
-            &mut WriterSink::new(&mut out),
-            &options,
-        )
-        .await?;
+        let mut sink = WriterSink::new(&mut out);
+        backup_core::restore(&ctx.store, &manifest, artifact, &mut sink, &options).await?;
         Ok(out)
     })?;
     Ok(PyBytes::new(py, &data))
 }
 
-/// A verification level argument: 1, 2, 3 or `stored`, `content`, `restore`.
-#[derive(FromPyObject)]
-pub enum LevelArg {
-    /// 1, 2 or 3.
-    Number(u8),
-    /// `stored`, `content` or `restore`.
-    Name(String),
-}
-
-fn level_name(py: Python<'_>, level: LevelArg) -> PyResult<String> {
-    const NAMES: [&str; 3] = ["stored", "content", "restore"];
-    match level {
-        LevelArg::Number(n @ 1..=3) => Ok(NAMES[usize::from(n) - 1].to_string()),
-        LevelArg::Name(s) if NAMES.contains(&s.as_str()) => Ok(s),
-        LevelArg::Number(n) => Err(config_error(
-            py,
-            format!(
-                "verification level {n} does not exist: use 1 (stored), 2 (content) or 3 (restore)"
-            ),
-        )),
-        LevelArg::Name(s) => Err(config_error(
-            py,
-            format!("verification level `{s}` does not exist: use stored, content or restore"),
-        )),
-    }
-}
-
-/// The verification keywords as [`ops::verify::VerifyBackupOptions`]; `user`,
-/// `password` and `database` complete the `restore_to` URL (its user-info and path).
-#[allow(clippy::too_many_arguments)]
+/// The verification keywords as [`ops::verify::VerifyBackupOptions`] (`level`: 1, 2, 3
+/// or `stored`, `content`, `restore`); `user`, `password` and `database` complete the
+/// `restore_to` URL (its user-info and path).
 fn verify_options(
     py: Python<'_>,
     call: &mut Call,
-    identity: Option<IdentitiesArg<'_>>,
-    passphrase: Option<String>,
-    level: Option<LevelArg>,
-    restore_to: Option<String>,
     (user, password, database): (Option<String>, Option<String>, Option<String>),
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<ops::verify::VerifyBackupOptions> {
-    let mut restore_to = with_credentials(py, restore_to, user, password.clone())?;
+    let keys = keys(py, options, &mut call.secrets)?;
+    let restore_to: Option<String> = take(options, "restore_to")?
+        .map(|u| u.extract())
+        .transpose()?;
+    let mut restore_to = with_credentials(py, restore_to, user, password, &mut call.secrets)?;
     if let (Some(url), Some(db)) = (&restore_to, database) {
         let mut u =
             url::Url::parse(url).map_err(|_| config_error(py, "database= needs restore_to=URL"))?;
         u.set_path(&db);
         restore_to = Some(u.to_string());
     }
-    if let Some(p) = &password {
-        call.secrets.add(p);
-    }
-    let keywords = keywords_of::<ops::verify::VerifyBackupOptions>();
-    let mut map = convert::options(options, &keywords, false, &mut call.secrets)?;
-    if let Some(level) = level {
-        map.insert("level".into(), Value::String(level_name(py, level)?));
-    }
+    let mut opts: ops::verify::VerifyBackupOptions =
+        parse_options(py, "verify", options, &mut call.secrets)?;
     if let Some(url) = restore_to {
         call.secrets.add_url(&url);
-        map.insert("restore_to".into(), Value::String(url));
+        opts.restore_to = Some(url);
     }
-    let mut opts: ops::verify::VerifyBackupOptions = convert::parse(py, "verify", map)?;
-    opts.keys.decryption = decryption(py, identity, passphrase, &mut call.secrets)?;
+    opts.keys = keys;
     Ok(opts)
 }
 
@@ -862,116 +736,92 @@ fn verify_options(
 /// 1 `stored` (size and SHA-256 of the stored objects, no key needed), 2 `content`
 /// (decrypt, decompress, parse, compare with the manifest), 3 `restore` (restore into
 /// a scratch database on the server `restore_to` and compare its live contents). The
-/// default is `restore` with `restore_to`, `content` with keys, else `stored`. Any
-/// failure raises (`VerificationError`, `DecryptionError`…).
+/// default is `restore` with `restore_to`, `content` with keys (`identity`,
+/// `passphrase`, `passphrase_file`), else `stored`. Any failure raises
+/// (`VerificationError`, `DecryptionError`…).
 #[pyfunction]
-#[pyo3(signature = (store, id, *, identity=None, passphrase=None, level=None, restore_to=None, user=None, password=None, database=None, config=None, **options))]
+#[pyo3(signature = (store, id, *, user=None, password=None, database=None, config=None, **options))]
 #[allow(clippy::too_many_arguments)]
-pub fn verify(
-    py: Python<'_>,
+pub fn verify<'py>(
+    py: Python<'py>,
     store: Option<StoreArg<'_>>,
     id: &Bound<'_, PyAny>,
-    identity: Option<IdentitiesArg<'_>>,
-    passphrase: Option<String>,
-    level: Option<LevelArg>,
-    restore_to: Option<String>,
     user: Option<String>,
     password: Option<String>,
     database: Option<String>,
     config: Option<PathBuf>,
     options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<VerifyReport> {
+) -> PyResult<Bound<'py, PyAny>> {
     let id = backup_id(id)?;
     let mut call = Call::new(py, store.as_ref(), config)?;
-    let opts = verify_options(
-        py,
-        &mut call,
-        identity,
-        passphrase,
-        level,
-        restore_to,
-        (user, password, database),
-        options,
-    )?;
+    let opts = verify_options(py, &mut call, (user, password, database), options)?;
     let result = call.run_undoable(py, |ctx| async move {
         ops::verify::verify_backup(ctx, &id, &opts).await
     })?;
-    Ok(VerifyReport {
-        backup_id: result.backup_id.to_string(),
-        reports: result.reports,
-    })
+    results::document(py, "VerifyReport", &result)
 }
 
 /// Verifies the newest backup of each datastore (in the store and the config file), as
 /// `dbseal verify --latest`, recording each verdict; returns one dict per datastore. A
 /// failed datastore raises (the first failure's class) with the list as `.result`.
 #[pyfunction]
-#[pyo3(signature = (store=None, *, datastores=None, identity=None, passphrase=None, level=None, restore_to=None, config=None, **options))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (store=None, *, datastores=None, config=None, **options))]
 pub fn verify_latest<'py>(
     py: Python<'py>,
     store: Option<StoreArg<'_>>,
     datastores: Option<Vec<String>>,
-    identity: Option<IdentitiesArg<'_>>,
-    passphrase: Option<String>,
-    level: Option<LevelArg>,
-    restore_to: Option<String>,
     config: Option<PathBuf>,
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
     let mut names = datastores.unwrap_or_default();
-    if let Some(one) = options.and_then(|o| o.get_item("datastore").ok().flatten()) {
-        options.map(|o| o.del_item("datastore")).transpose()?;
-        names.push(one.extract()?);
-    }
-    let opts = verify_options(
-        py,
-        &mut call,
-        identity,
-        passphrase,
-        level,
-        restore_to,
-        (None, None, None),
-        options,
-    )?;
-    let secrets = call.secrets.clone();
+    names.extend(
+        take(options, "datastore")?
+            .map(|d| d.extract())
+            .transpose()?,
+    );
+    let opts = verify_options(py, &mut call, (None, None, None), options)?;
     let result = call.run_undoable(py, |ctx| async move {
         ops::verify::verify_latest(ctx, &names, &opts).await
     })?;
-    check_failure(py, result.failure(), convert::to_py(py, &result)?, &secrets)
+    check_failure(
+        py,
+        result.failure(),
+        convert::to_py(py, &result)?,
+        &call.secrets,
+    )
 }
 
 /// The complete backups of the store (of one datastore), oldest first, as `dbseal
 /// list`; unreadable manifests are skipped with a warning.
 #[pyfunction]
 #[pyo3(signature = (store=None, datastore=None, *, config=None))]
-pub fn list_backups(
-    py: Python<'_>,
+pub fn list_backups<'py>(
+    py: Python<'py>,
     store: Option<StoreArg<'_>>,
     datastore: Option<String>,
     config: Option<PathBuf>,
-) -> PyResult<Vec<Manifest>> {
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let call = Call::new(py, store.as_ref(), config)?;
     let list = call.run(py, |ctx| async move {
         ops::list(ctx, datastore.as_deref()).await
     })?;
-    Ok(list.into_iter().map(Manifest::new).collect())
+    results::manifests(py, &list)
 }
 
 /// One backup's manifest, as `dbseal show ID` (raises `NotFoundError` if there is none).
 #[pyfunction]
 #[pyo3(signature = (store, id, *, config=None))]
-pub fn show(
-    py: Python<'_>,
+pub fn show<'py>(
+    py: Python<'py>,
     store: Option<StoreArg<'_>>,
     id: &Bound<'_, PyAny>,
     config: Option<PathBuf>,
-) -> PyResult<Manifest> {
+) -> PyResult<Bound<'py, PyAny>> {
     let id = backup_id(id)?;
     let call = Call::new(py, store.as_ref(), config)?;
-    call.run(py, |ctx| async move { ops::show(ctx, &id).await })
-        .map(Manifest::new)
+    let manifest = call.run(py, |ctx| async move { ops::show(ctx, &id).await })?;
+    results::manifest(py, &manifest)
 }
 
 /// Checks the configuration file, as `dbseal config check` (`config`, else
@@ -1003,9 +853,7 @@ pub fn prune<'py>(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
-    let keywords = keywords_of::<ops::prune::PruneOptions>();
-    let map = convert::options(options, &keywords, false, &mut call.secrets)?;
-    let opts: ops::prune::PruneOptions = convert::parse(py, "prune", map)?;
+    let opts: ops::prune::PruneOptions = parse_options(py, "prune", options, &mut call.secrets)?;
     let report = call.run(py, |ctx| async move { ops::prune::prune(ctx, &opts).await })?;
     convert::to_py(py, &report)
 }
@@ -1023,9 +871,7 @@ pub fn status<'py>(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
-    let keywords = keywords_of::<ops::status::StatusOptions>();
-    let map = convert::options(options, &keywords, false, &mut call.secrets)?;
-    let opts: ops::status::StatusOptions = convert::parse(py, "status", map)?;
+    let opts: ops::status::StatusOptions = parse_options(py, "status", options, &mut call.secrets)?;
     let report = call.run(
         py,
         |ctx| async move { ops::status::status(ctx, &opts).await },

@@ -68,8 +68,8 @@ pub fn py_to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     if let Ok(s) = v.cast::<PyString>() {
         return Ok(Value::String(s.to_string()));
     }
-    if let Ok(m) = v.cast::<crate::types::Manifest>() {
-        return Ok(Value::String(m.get().inner.backup_id.to_string()));
+    if v.get_type().name()? == "Manifest" && v.hasattr("backup_id")? {
+        return Ok(Value::String(v.getattr("backup_id")?.extract()?));
     }
     if v.hasattr("__fspath__")? {
         let p: std::path::PathBuf = v.extract()?;

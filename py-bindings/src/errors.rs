@@ -19,9 +19,8 @@
 //! `result` (the CLI's `--json` document). `dbseal.ConnectionError` is also a
 //! `builtins.ConnectionError`; `DbsealConnectionError` is the same class under a name
 //! that shadows nothing. Messages are the library's, which hold no secret; every secret
-//! a call was given is scrubbed from them once more ([`Secrets`]).
+//! a call was given is scrubbed from them once more ([`Secrets`], backup-core's).
 
-use backup_core::secret::{is_secret_name, percent_decode, SecretString, REDACTED};
 use backup_core::ErrorKind;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -105,66 +104,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Secret values given to one call, scrubbed from every message it raises.
-#[derive(Default, Clone)]
-pub struct Secrets(Vec<SecretString>);
-
-impl std::fmt::Debug for Secrets {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Secrets({} redacted)", self.0.len())
-    }
-}
-
-impl Secrets {
-    /// Adds a secret value (empty values are ignored).
-    pub fn add(&mut self, secret: &str) {
-        if !secret.is_empty() && !self.0.iter().any(|s| s.expose() == secret) {
-            self.0.push(SecretString::new(secret));
-        }
-    }
-
-    /// Adds the password of a URL, raw and percent-decoded, and the values of query
-    /// parameters whose name is a secret.
-    pub fn add_url(&mut self, url: &str) {
-        let Ok(u) = url::Url::parse(url) else {
-            // Unparseable: whatever stands between `://` and `@` may be a password.
-            if let Some(info) = url.split_once("://").and_then(|(_, r)| r.rsplit_once('@')) {
-                let info = info.0.split_once(':').map_or(info.0, |(_, p)| p);
-                self.add(info);
-            }
-            return;
-        };
-        if let Some(p) = u.password() {
-            self.add(p);
-            self.add(&percent_decode(p));
-        }
-        for (k, v) in u.query_pairs() {
-            if is_secret_name(&k) {
-                self.add(&v);
-            }
-        }
-    }
-
-    /// Adds `value` when `name` names a secret (options, environment variables).
-    pub fn add_named(&mut self, name: &str, value: &str) {
-        if is_secret_name(name) {
-            self.add(value);
-            self.add_url(value);
-        } else if value.contains("://") {
-            self.add_url(value);
-        }
-    }
-
-    /// `message` with every secret replaced by `**REDACTED**` (longest first, so a
-    /// secret containing another goes whole).
-    pub fn scrub(&self, message: &str) -> String {
-        let mut secrets: Vec<&str> = self.0.iter().map(|s| s.expose()).collect();
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets
-            .into_iter()
-            .fold(message.to_string(), |out, s| out.replace(s, REDACTED))
-    }
-}
+pub use backup_core::secret::Secrets;
 
 /// An exception of the class `kind` maps to, with `message` scrubbed, `kind` and
 /// `exit_code` set on the instance.

@@ -9,7 +9,7 @@ use backup_core::{Decryption, Encryption, KeyPair, SecretString};
 use pyo3::prelude::*;
 
 use crate::errors::{config_error, to_py, Secrets};
-use crate::types::py_repr;
+use crate::results::py_repr;
 
 /// A secret age identity (X25519 `AGE-SECRET-KEY-1…`, or an unencrypted SSH private
 /// key). `str()` and `repr()` show only the public recipient; the secret leaves the
@@ -147,15 +147,15 @@ impl Identity {
             })
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         match self.recipients.first() {
-            Some(r) => format!("Identity(recipient={})", py_repr(r)),
-            None => format!("Identity(source={})", py_repr(&self.origin)),
+            Some(r) => format!("Identity(recipient={})", py_repr(py, r)),
+            None => format!("Identity(source={})", py_repr(py, &self.origin)),
         }
     }
 
-    fn __str__(&self) -> String {
-        self.__repr__()
+    fn __str__(&self, py: Python<'_>) -> String {
+        self.__repr__(py)
     }
 
     /// Identities never pickle: the secret must not travel by accident.

@@ -18,9 +18,9 @@ pub mod commands;
 pub mod convert;
 pub mod errors;
 pub mod keys;
+pub mod results;
 pub mod runtime;
 pub mod store;
-pub mod types;
 pub mod wal;
 
 use backup_core::Registry;
@@ -69,7 +69,6 @@ fn dbseal_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     m.add_class::<store::Store>()?;
     m.add_class::<keys::Identity>()?;
-    types::register(m)?;
     m.add_function(wrap_pyfunction!(kinds, m)?)?;
     m.add_function(wrap_pyfunction!(drivers, m)?)?;
     m.add_function(wrap_pyfunction!(keys::generate_identity, m)?)?;

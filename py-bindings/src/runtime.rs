@@ -10,12 +10,11 @@
 //! main thread; calls made from other threads (such as `dbseal.aio`'s) are not
 //! interruptible this way.
 //!
-//! Operations that write into a database (restores, level-3 verification, safety
-//! backups) use [`block_on_cancellable`] instead: the interrupt cancels the token the
-//! library was given (`RestoreContext::cancel`, `OpContext::cancel`), so the sink's
-//! input fails ([`backup_core::CancellableSink`]) and it undoes its work (rolls back,
-//! drops the database it created) as for a bad artifact; only then is the exception
-//! raised.
+//! Operations that write (backups, restores, level-3 verification, safety backups)
+//! pass an `undo` token instead: the interrupt cancels the token the library was given
+//! (`RestoreContext::cancel`, `OpContext::cancel`), so the sink's input fails
+//! ([`backup_core::CancellableSink`]) and it undoes its work (rolls back, drops the
+//! database it created) as for a bad artifact; only then is the exception raised.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -102,9 +101,13 @@ fn shut_down_idle_runtime() {
 }
 
 /// Runs the future `make` returns to completion with the GIL released, on the calling
-/// thread (so the future need not be `Send`); returns early with the signal handler's
-/// exception (`KeyboardInterrupt`) if one is raised meanwhile.
-pub fn block_on<M, F, T>(py: Python<'_>, make: M) -> PyResult<T>
+/// thread (so the future need not be `Send`). A signal whose handler raises
+/// (`KeyboardInterrupt`) meanwhile: without `undo`, drops the future and raises at once;
+/// with `undo` (operations that must undo their work: restores, backups), cancels the
+/// token — the sink then sees its input fail and takes its failure path (roll back, drop
+/// the database it created) — and waits up to [`UNDO_GRACE`] for that before raising.
+/// A second signal raises at once.
+pub fn block_on<M, F, T>(py: Python<'_>, undo: Option<CancellationToken>, make: M) -> PyResult<T>
 where
     M: FnOnce() -> F + Send,
     F: Future<Output = T>,
@@ -115,12 +118,24 @@ where
             let mut fut = std::pin::pin!(make());
             let mut ticker = tokio::time::interval(SIGNAL_POLL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut interrupt: Option<(PyErr, tokio::time::Instant)> = None;
             loop {
                 tokio::select! {
                     biased;
-                    out = &mut fut => return Ok(out),
+                    out = &mut fut => return interrupt.map_or(Ok(out), |(e, _)| Err(e)),
                     _ = ticker.tick() => {
-                        Python::attach(|py| py.check_signals())?;
+                        if let Err(e) = Python::attach(|py| py.check_signals()) {
+                            match (&undo, &interrupt) {
+                                (Some(token), None) => {
+                                    token.cancel();
+                                    interrupt = Some((e, tokio::time::Instant::now() + UNDO_GRACE));
+                                }
+                                _ => return Err(e),
+                            }
+                        }
+                        if interrupt.as_ref().is_some_and(|(_, d)| tokio::time::Instant::now() >= *d) {
+                            return Err(interrupt.take().map(|(e, _)| e).expect("checked"));
+                        }
                     }
                 }
             }
@@ -129,56 +144,3 @@ where
 }
 
 pub use backup_core::ops::UNDO_GRACE;
-
-/// [`block_on`] for operations that must undo their work when interrupted (restores):
-/// the first signal cancels `token` — the sink then sees its input fail and takes its
-/// failure path (roll back, drop the database it created) — and the call waits up to
-/// `grace` for that before raising the signal's exception. A second signal raises at
-/// once.
-pub fn block_on_cancellable<M, F, T>(
-    py: Python<'_>,
-    token: CancellationToken,
-    grace: Duration,
-    make: M,
-) -> PyResult<T>
-where
-    M: FnOnce() -> F + Send,
-    F: Future<Output = T>,
-    T: Send,
-{
-    py.detach(move || {
-        runtime().block_on(async move {
-            let mut fut = std::pin::pin!(make());
-            let mut ticker = tokio::time::interval(SIGNAL_POLL);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut interrupt: Option<PyErr> = None;
-            let mut deadline: Option<tokio::time::Instant> = None;
-            loop {
-                tokio::select! {
-                    biased;
-                    out = &mut fut => {
-                        return match interrupt {
-                            Some(e) => Err(e),
-                            None => Ok(out),
-                        };
-                    }
-                    _ = ticker.tick() => {
-                        if let Err(e) = Python::attach(|py| py.check_signals()) {
-                            if interrupt.is_some() {
-                                return Err(e);
-                            }
-                            token.cancel();
-                            interrupt = Some(e);
-                            deadline = Some(tokio::time::Instant::now() + grace);
-                        }
-                        if let (Some(d), Some(_)) = (deadline, interrupt.as_ref()) {
-                            if tokio::time::Instant::now() >= d {
-                                return Err(interrupt.take().expect("checked"));
-                            }
-                        }
-                    }
-                }
-            }
-        })
-    })
-}

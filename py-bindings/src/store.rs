@@ -9,7 +9,7 @@ use pyo3::types::PyDict;
 
 use crate::convert::py_to_json;
 use crate::errors::{config_error, IntoPy, Secrets};
-use crate::types::{py_repr, Manifest};
+use crate::results::{manifest, manifests, py_repr};
 
 /// A store of backups: a local directory (a path or `file:///abs/path`), `memory://`
 /// (this process only), `s3://bucket/prefix`, `gs://bucket/prefix` or
@@ -78,7 +78,7 @@ impl Store {
         py: Python<'_>,
         f: impl std::future::Future<Output = backup_core::Result<T>> + Send,
     ) -> PyResult<T> {
-        crate::runtime::block_on(py, || f)?.py_err(py, &self.secrets)
+        crate::runtime::block_on(py, None, || f)?.py_err(py, &self.secrets)
     }
 }
 
@@ -117,26 +117,33 @@ impl Store {
     /// Complete backups (those with a manifest), oldest first; `datastore` limits the
     /// listing to one datastore.
     #[pyo3(signature = (datastore=None))]
-    fn list(&self, py: Python<'_>, datastore: Option<String>) -> PyResult<Vec<Manifest>> {
-        let list = self.run(py, self.inner.list(datastore.as_deref()))?;
-        Ok(list.into_iter().map(Manifest::new).collect())
+    fn list<'py>(
+        &self,
+        py: Python<'py>,
+        datastore: Option<String>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        manifests(py, &self.run(py, self.inner.list(datastore.as_deref()))?)
     }
 
     /// The manifest of backup `id` (raises `NotFoundError` if there is none).
-    fn manifest(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Manifest> {
+    fn manifest<'py>(&self, py: Python<'py>, id: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let id = crate::commands::backup_id(id)?;
         let id = backup_core::ops::parse_id(&id).py_err(py, &self.secrets)?;
-        self.run(py, self.inner.manifest(&id)).map(Manifest::new)
+        manifest(py, &self.run(py, self.inner.manifest(&id))?)
     }
 
     /// The newest complete backup (of `datastore`, if given), or `None`.
     #[pyo3(signature = (datastore=None))]
-    fn latest(&self, py: Python<'_>, datastore: Option<String>) -> PyResult<Option<Manifest>> {
+    fn latest<'py>(
+        &self,
+        py: Python<'py>,
+        datastore: Option<String>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         Ok(self.list(py, datastore)?.pop())
     }
 
-    fn __repr__(&self) -> String {
-        let url = py_repr(self.inner.url());
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let url = py_repr(py, self.inner.url());
         match self.options.is_empty() {
             true => format!("Store({url})"),
             false => {

@@ -14,7 +14,6 @@ use crate::convert::{self, Keyword};
 use crate::errors::{config_error, raise, IntoPy};
 use crate::keys::{recipient_texts, IdentitiesArg, IdentityArg, RecipientsArg};
 use crate::store::StoreArg;
-use crate::types::RestoreReport;
 
 /// Adds the WAL commands to `m`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -192,50 +191,63 @@ pub fn wal_verify<'py>(
     check_failure(py, failure, convert::to_py(py, &report)?, &call.secrets)
 }
 
+/// What `restore(pgdata=…)` takes: the point-in-time keywords, the keys (as files:
+/// `restore_command` reads them), `dry_run` and `dbseal_bin`.
+pub struct PgdataRestore {
+    pitr: PitrOptions,
+    keys: KeyFiles,
+    dry_run: bool,
+    dbseal_bin: Option<PathBuf>,
+}
+
 /// The point-in-time recovery keywords of `restore` (`pgdata`, `latest`,
 /// `target_time`…), when `pgdata` is among them; taken out of `options`.
 pub fn pitr_options(
     py: Python<'_>,
     options: Option<&Bound<'_, PyDict>>,
-) -> PyResult<Option<(PitrOptions, bool, Option<PathBuf>)>> {
+) -> PyResult<Option<PgdataRestore>> {
     let Some(options) = options.filter(|o| o.contains("pgdata").unwrap_or(false)) else {
         return Ok(None);
     };
-    let dry_run = options
-        .get_item("dry_run")?
-        .is_some_and(|v| v.is_truthy().unwrap_or(false));
-    let dbseal_bin: Option<PathBuf> = options
-        .get_item("dbseal_bin")?
-        .map(|v| v.extract())
-        .transpose()?;
-    for k in ["dry_run", "dbseal_bin"] {
-        let _ = options.del_item(k);
-    }
-    let keywords = keywords_of::<PitrOptions>();
-    let map = convert::options(Some(options), &keywords, false, &mut Default::default())?;
-    Ok(Some((
-        convert::parse(py, "restore(pgdata=…)", map)?,
+    let take = |k: &str| crate::commands::take(Some(options), k);
+    let dry_run = take("dry_run")?.is_some_and(|v| v.is_truthy().unwrap_or(false));
+    let dbseal_bin = take("dbseal_bin")?.map(|v| v.extract()).transpose()?;
+    let identity = take("identity")?;
+    let identity = identity.as_ref().map(|i| i.extract()).transpose()?;
+    let keys = KeyFiles {
+        identities: identity_files(py, identity)?,
+        passphrase_file: take("passphrase_file")?.map(|v| v.extract()).transpose()?,
+    };
+    let pitr = crate::commands::parse_options(
+        py,
+        "restore(pgdata=…)",
+        Some(options),
+        &mut Default::default(),
+    )?;
+    Ok(Some(PgdataRestore {
+        pitr,
+        keys,
         dry_run,
         dbseal_bin,
-    )))
+    }))
 }
 
 /// `restore(store, id, pgdata=DIR, latest=True | target_time=… …)`: a PostgreSQL
 /// physical backup unpacked into a data directory with the recovery settings, whose
 /// `restore_command` runs `dbseal wal-fetch` (`dbseal_bin=`, else `$DBSEAL_BIN`, else
 /// `dbseal` on the `PATH`).
-pub fn restore_pgdata(
-    py: Python<'_>,
+pub fn restore_pgdata<'py>(
+    py: Python<'py>,
     call: Call,
     id: &str,
-    identity: Option<IdentitiesArg<'_>>,
-    passphrase_file: Option<PathBuf>,
-    (pitr_opts, dry_run, dbseal_bin): (PitrOptions, bool, Option<PathBuf>),
-) -> PyResult<RestoreReport> {
-    let keys = KeyFiles {
-        identities: identity_files(py, identity)?,
-        passphrase_file,
-    };
+    args: PgdataRestore,
+) -> PyResult<Bound<'py, PyAny>> {
+    let PgdataRestore {
+        pitr: pitr_opts,
+        keys,
+        dry_run,
+        dbseal_bin,
+    } = args;
     let decryption = keys.decryption().py_err(py, &call.secrets)?;
     let location = location(&call);
     let id = id.to_string();
@@ -255,7 +267,7 @@ pub fn restore_pgdata(
         let report = pitr::restore_pgdata(&rctx, &manifest, &pitr_opts, &location, &keys, &dbseal).await?;
         serde_json::to_value(report).map_err(|e| backup_core::Error::Config(e.to_string()))
     })?;
-    Ok(RestoreReport { doc })
+    crate::results::document(py, "RestoreReport", &doc)
 }
 
 /// `dbseal` on the `PATH`, if any.

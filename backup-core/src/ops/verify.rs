@@ -26,18 +26,37 @@ use crate::manifest::Manifest;
 use crate::store::VerificationRecord;
 use crate::verify::{VerifyLevel, VerifyReport};
 
-/// Verification levels.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize, Deserialize,
-)]
+/// Verification levels: named, or numbered 1 to 3 (`--level 3`, Python's `level=3`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Size and SHA-256 of the stored artifact (no key needed).
+    #[value(alias = "1")]
     Stored,
     /// Decrypt, decompress, parse; compare digests and contents with the manifest.
+    #[value(alias = "2")]
     Content,
     /// Restore into a scratch database and compare its live contents.
+    #[value(alias = "3")]
     Restore,
+}
+
+impl<'de> Deserialize<'de> for Level {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        };
+        <Level as clap::ValueEnum>::from_str(&text, false).map_err(|_| {
+            let shown = match text.parse::<i64>() {
+                Ok(n) => n.to_string(),
+                Err(_) => format!("`{text}`"),
+            };
+            serde::de::Error::custom(format!(
+                "verification level {shown} does not exist: use 1 (stored), 2 (content) or 3 (restore)"
+            ))
+        })
+    }
 }
 
 impl Level {
@@ -394,6 +413,20 @@ mod tests {
     use crate::keys::KeyPair;
     use crate::ops::test_driver::TestDriver;
     use crate::store::BackupStore;
+
+    #[test]
+    fn levels_are_named_or_numbered() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<Level>(v);
+        assert_eq!(parse(serde_json::json!("restore")).unwrap(), Level::Restore);
+        assert_eq!(parse(serde_json::json!(2)).unwrap(), Level::Content);
+        assert_eq!(parse(serde_json::json!("1")).unwrap(), Level::Stored);
+        let e = parse(serde_json::json!(4)).unwrap_err().to_string();
+        assert!(e.contains("level 4 does not exist"), "{e}");
+        let e = parse(serde_json::json!("deep")).unwrap_err().to_string();
+        assert!(e.contains("level `deep` does not exist"), "{e}");
+        let cli = <Level as clap::ValueEnum>::from_str("3", false);
+        assert_eq!(cli, Ok(Level::Restore));
+    }
 
     #[tokio::test]
     async fn verifications_are_recorded_at_every_level() {

@@ -32,6 +32,8 @@ from typing import Any as _Any, Callable as _Callable
 
 from . import _dbseal
 from ._dbseal import *  # noqa: F401,F403  (the names of _dbseal.__all__)
+from ._types import *  # noqa: F401,F403  (the result objects)
+from . import _types
 
 
 def _backup_of(kind: str) -> "_Callable[..., Manifest]":
@@ -45,13 +47,20 @@ def _backup_of(kind: str) -> "_Callable[..., Manifest]":
     options = "\n".join(f"    {o['name']}: {o['help']}" for o in about["options"])
     backup_kind.__name__ = backup_kind.__qualname__ = f"backup_{kind}"
     backup_kind.__doc__ = f"{about['about']}\n\n``backup({kind!r}, …)``; options:\n{options}"
-    backup_kind.__signature__ = _inspect.signature(  # type: ignore[attr-defined]
-        _functools.partial(_dbseal.backup, kind)
-    )
+    # The seal keywords (``dbseal.keywords()["backup"]``, repeatable ones plural) are
+    # read from ``**options``; the signature shows them.
+    signature = _inspect.signature(_functools.partial(_dbseal.backup, kind))
+    *params, options = signature.parameters.values()
+    seal = [
+        _inspect.Parameter(k["name"] + ("s" if k["shape"] == "many" else ""), _inspect.Parameter.KEYWORD_ONLY, default=None)
+        for k in _dbseal.keywords()["backup"]
+        if k["name"] not in signature.parameters
+    ]
+    backup_kind.__signature__ = signature.replace(parameters=[*params, *seal, options])  # type: ignore[attr-defined]
     return backup_kind
 
 
 for _kind in _dbseal.kinds():
     globals()[f"backup_{_kind}"] = _backup_of(_kind)
 
-__all__ = sorted([*_dbseal.__all__, *(f"backup_{k}" for k in _dbseal.kinds())])
+__all__ = sorted([*_dbseal.__all__, *_types.__all__, *(f"backup_{k}" for k in _dbseal.kinds())])

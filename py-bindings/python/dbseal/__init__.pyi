@@ -3,13 +3,14 @@
 """dbseal: sealed, verifiable backups (see _dbseal.pyi for the API)."""
 
 import builtins
-import datetime
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union, final
+from ._types import Manifest, RestoreReport, VerifyReport
 from ._dbseal import _Path, _Recipient, _Recipients, _IdentityArg, _Identities, _StoreArg, _BackupId, _Level, _Labels, _Names
 from ._dbseal import *
-from ._dbseal import Manifest
+from ._types import *
+from ._types import Manifest
 
 def backup_neo4j(
     url: Optional[str] = None,

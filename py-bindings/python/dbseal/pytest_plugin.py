@@ -25,16 +25,14 @@ import pytest
 
 from ._dbseal import (
     Identity,
-    Manifest,
-    RestoreReport,
     Store,
-    VerifyReport,
     backup,
     drivers,
     generate_identity,
     restore,
     verify,
 )
+from ._types import Manifest, RestoreReport, VerifyReport
 
 __all__ = [
     "RoundTrip",

@@ -482,7 +482,7 @@ impl Config {
             .secrets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        redact::scrub(text, &guard)
+        crate::secret::scrub(text, &guard)
     }
 
     /// The full connection URL of a configured datastore (see

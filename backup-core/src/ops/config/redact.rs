@@ -11,7 +11,7 @@
 //! `**REDACTED**`, and no secret value it has seen anywhere.
 
 use super::{Config, DatastoreConfig, StoreSection};
-use crate::secret::{is_secret_name, redact_url, SecretString, REDACTED};
+use crate::secret::{is_secret_name, redact_url, REDACTED};
 
 /// `[store]` with its URL's password and its secret options redacted.
 pub(super) fn store(mut s: StoreSection) -> StoreSection {
@@ -37,22 +37,6 @@ pub(super) fn datastore(ds: &DatastoreConfig) -> DatastoreConfig {
         }
     }
     d
-}
-
-/// Replaces every secret in `text` (longest first, so a secret containing another is
-/// replaced whole).
-pub(super) fn scrub(text: &str, secrets: &[SecretString]) -> String {
-    let mut out = text.to_string();
-    let mut secrets: Vec<&str> = secrets
-        .iter()
-        .map(|s| s.expose())
-        .filter(|s| !s.is_empty())
-        .collect();
-    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for s in secrets {
-        out = out.replace(s, REDACTED);
-    }
-    out
 }
 
 /// The resolved configuration as JSON, redacted: each datastore's retention is the
