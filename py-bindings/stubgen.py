@@ -80,13 +80,14 @@ def generate() -> dict[Path, str]:
 
     tree = ast.parse((PACKAGE / "_dbseal.pyi").read_text())
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    from dbseal import _types
+    from dbseal import _errors, _types
 
-    names = sorted([*_dbseal.__all__, *_types.__all__])
+    names = sorted([*_dbseal.__all__, *_errors.__all__, *_types.__all__])
     kinds = [d["kind"] for d in _dbseal.drivers()]
     init = [HEADER, '"""dbseal: sealed, verifiable backups (see _dbseal.pyi for the API)."""', ""]
     init += preamble(tree)
     init.append("from ._dbseal import *")
+    init.append("from ._errors import *")
     init.append("from ._types import *")
     init.append("from ._types import Manifest")
     init.append("")

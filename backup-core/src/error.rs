@@ -78,25 +78,29 @@ impl ErrorKind {
         }
     }
 
+    /// Every kind.
+    pub const ALL: [ErrorKind; 12] = [
+        ErrorKind::Config,
+        ErrorKind::NotFound,
+        ErrorKind::Verification,
+        ErrorKind::Decryption,
+        ErrorKind::Connection,
+        ErrorKind::VersionMismatch,
+        ErrorKind::Refused,
+        ErrorKind::Unhealthy,
+        ErrorKind::SetFailed,
+        ErrorKind::Internal,
+        ErrorKind::Interrupted,
+        ErrorKind::Other,
+    ];
+
     /// The kind of an exit code (the inverse of [`ErrorKind::exit_code`]; unknown codes
     /// are [`ErrorKind::Other`]).
     pub fn from_exit_code(code: i32) -> ErrorKind {
-        [
-            ErrorKind::Config,
-            ErrorKind::NotFound,
-            ErrorKind::Verification,
-            ErrorKind::Decryption,
-            ErrorKind::Connection,
-            ErrorKind::VersionMismatch,
-            ErrorKind::Refused,
-            ErrorKind::Unhealthy,
-            ErrorKind::SetFailed,
-            ErrorKind::Internal,
-            ErrorKind::Interrupted,
-        ]
-        .into_iter()
-        .find(|k| k.exit_code() == code)
-        .unwrap_or(ErrorKind::Other)
+        Self::ALL
+            .into_iter()
+            .find(|k| k.exit_code() == code)
+            .unwrap_or(ErrorKind::Other)
     }
 
     /// The stable name of the kind, for `--json` output and Python.

@@ -282,35 +282,7 @@ impl KeyPair {
 
     /// Writes the identity file with mode 0600; refuses to overwrite an existing file.
     pub fn write_identity_file(&self, path: &Path) -> Result<()> {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::Key(format!(
-                    "{} already exists; refusing to overwrite an identity",
-                    path.display()
-                ))
-            } else {
-                Error::Key(format!(
-                    "cannot create identity file {}: {e}",
-                    path.display()
-                ))
-            }
-        })?;
-        f.write_all(self.identity_file_contents().expose().as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| {
-                Error::Key(format!(
-                    "cannot write identity file {}: {e}",
-                    path.display()
-                ))
-            })
+        write_identity_file(path, &self.identity_file_contents())
     }
 
     /// A [`Decryption`] holding this identity.
@@ -329,4 +301,44 @@ impl KeyPair {
             .parse()
             .expect("own recipient parses")])
     }
+}
+
+/// Writes an identity file (mode 0600, fsynced), refusing to overwrite an existing file.
+pub fn write_identity_file(path: &Path, contents: &SecretString) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| {
+        Error::Key(match e.kind() {
+            std::io::ErrorKind::AlreadyExists => format!(
+                "{} already exists; refusing to overwrite an identity",
+                path.display()
+            ),
+            _ => format!("cannot create identity file {}: {e}", path.display()),
+        })
+    })?;
+    f.write_all(contents.expose().as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| {
+            Error::Key(format!(
+                "cannot write identity file {}: {e}",
+                path.display()
+            ))
+        })
+}
+
+/// The public keys (`age1…`) of the X25519 identities in an identity file's contents.
+pub fn identity_recipients(data: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(data)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("AGE-SECRET-KEY-"))
+        .filter_map(|l| age::x25519::Identity::from_str(l).ok())
+        .map(|id| id.to_public().to_string())
+        .collect()
 }

@@ -14,9 +14,9 @@ mod registry;
 use std::sync::Arc;
 
 use backup_core::ops::config::{Config, CONFIG_ENV};
-use backup_core::ops::{OpContext, UNDO_GRACE};
+use backup_core::ops::{store_location, OpContext, UNDO_GRACE};
 use backup_core::Registry;
-use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::StoreArgs;
@@ -110,55 +110,19 @@ pub(crate) fn result_emitted() {
     RESULT_EMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
 }
 
-/// Whether the user gave flag `id` (on the command line or through its variable),
-/// looked up in the deepest subcommand that has it (global flags may be given there).
-fn given(matches: &ArgMatches, id: &str) -> bool {
-    use clap::parser::ValueSource;
-    let mut found = None;
-    let mut m = Some(matches);
-    while let Some(cur) = m {
-        if cur.ids().any(|i| i.as_str() == id) {
-            found = cur.value_source(id);
-        }
-        m = cur.subcommand().map(|(_, sub)| sub);
-    }
-    matches!(
-        found,
-        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-    )
-}
-
-/// The store from the flags, else the config file's; the file's options first, so the
-/// same key on the command line overrides it.
-fn apply_store_config(store: &mut StoreArgs, matches: &ArgMatches, cfg: &Config) {
-    if let Some(section) = &cfg.store {
-        if !given(matches, "store") {
-            store.store = section.url.clone();
-        }
-        let mut options: Vec<String> = section
-            .options
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        options.append(&mut store.store_options);
-        store.store_options = options;
-    }
-}
-
-async fn run(
-    mut cli: Cli,
-    matches: ArgMatches,
-    registry: Registry,
-    cancel: CancellationToken,
-) -> Result<(), CliError> {
+async fn run(mut cli: Cli, registry: Registry, cancel: CancellationToken) -> Result<(), CliError> {
     let out = Output {
         json: cli.json,
         quiet: cli.quiet,
     };
     let config = Config::load(cli.config.as_deref(), &registry)?.map(Arc::new);
-    if let Some(c) = &config {
-        apply_store_config(&mut cli.store, &matches, c);
-    }
+    let store = &mut cli.store;
+    let (url, options) = store_location(
+        store.store.as_deref(),
+        &store.store_options,
+        config.as_deref(),
+    );
+    (store.store, store.store_options) = (Some(url), options);
     let result = dispatch(cli, config.clone(), registry, cancel, out).await;
     // No secret the configuration knows ever reaches the terminal in an error.
     result.map_err(|mut e| {
@@ -187,7 +151,7 @@ async fn dispatch(
         Command::Keygen(a) => commands::keygen::run(&a, out),
         Command::Config(a) => commands::config::run(&a, config.as_deref(), &registry, out),
         Command::Backup(a) => commands::backup::run(&a, &context()?, out).await,
-        Command::Restore(mut a) => commands::restore::run(&mut a, &context()?, store, out).await,
+        Command::Restore(a) => commands::restore::run(&a, &context()?, store, out).await,
         Command::Verify(a) => commands::verify::run(&a, &context()?, out).await,
         Command::List(a) => commands::catalog::list(&a, &context()?, out).await,
         Command::Show(a) => commands::catalog::show(&a, &context()?, out).await,
@@ -280,7 +244,7 @@ fn main() {
     let leftover = leftover(&cli.command);
     let cancel = CancellationToken::new();
     let result = runtime.block_on(interruptible(
-        run(cli, matches, registry, cancel.clone()),
+        run(cli, registry, cancel.clone()),
         cancel,
         leftover,
     ));

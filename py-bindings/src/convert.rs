@@ -5,39 +5,16 @@
 //! `-` ([`describe`]).
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString};
+use pyo3::types::PyDict;
 use serde_json::{Map, Value};
 
 use crate::errors::{config_error, Secrets};
 
 /// Converts JSON into the matching Python objects (dict, list, str, int, float, bool,
-/// None).
+/// None), through Python's `json` module.
 pub fn json_to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
-    use pyo3::IntoPyObjectExt;
-    Ok(match value {
-        Value::Null => py.None().into_bound(py),
-        Value::Bool(b) => b.into_bound_py_any(py)?,
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => i.into_bound_py_any(py)?,
-            (_, Some(u)) => u.into_bound_py_any(py)?,
-            _ => n.as_f64().unwrap_or(f64::NAN).into_bound_py_any(py)?,
-        },
-        Value::String(s) => s.into_bound_py_any(py)?,
-        Value::Array(items) => {
-            let list = PyList::empty(py);
-            for item in items {
-                list.append(json_to_py(py, item)?)?;
-            }
-            list.into_any()
-        }
-        Value::Object(map) => {
-            let dict = PyDict::new(py);
-            for (k, v) in map {
-                dict.set_item(k, json_to_py(py, v)?)?;
-            }
-            dict.into_any()
-        }
-    })
+    py.import("json")?
+        .call_method1("loads", (value.to_string(),))
 }
 
 /// A `Serialize` result as Python data (exactly the CLI's `--json` document).
@@ -47,51 +24,16 @@ pub fn to_py<'py, T: serde::Serialize>(py: Python<'py>, value: &T) -> PyResult<B
 }
 
 /// Converts a Python value into JSON: None, bool, int, float, str, `os.PathLike` (as
-/// its path), a `Manifest` (as its backup id), sequences and mappings of those.
+/// its path), a `Manifest` (as its backup id), sequences and mappings of those
+/// (`dbseal._types._json`).
 pub fn py_to_json(v: &Bound<'_, PyAny>) -> PyResult<Value> {
     let py = v.py();
-    if v.is_none() {
-        return Ok(Value::Null);
-    }
-    if let Ok(b) = v.cast::<PyBool>() {
-        return Ok(Value::Bool(b.is_true()));
-    }
-    if v.cast::<PyInt>().is_ok() {
-        return Ok(match v.extract::<i64>() {
-            Ok(i) => Value::from(i),
-            Err(_) => Value::from(v.extract::<u64>()?),
-        });
-    }
-    if let Ok(f) = v.cast::<PyFloat>() {
-        return Ok(Value::from(f.value()));
-    }
-    if let Ok(s) = v.cast::<PyString>() {
-        return Ok(Value::String(s.to_string()));
-    }
-    if v.get_type().name()? == "Manifest" && v.hasattr("backup_id")? {
-        return Ok(Value::String(v.getattr("backup_id")?.extract()?));
-    }
-    if v.hasattr("__fspath__")? {
-        let p: std::path::PathBuf = v.extract()?;
-        return Ok(Value::String(p.to_string_lossy().into_owned()));
-    }
-    if let Ok(m) = v.cast::<PyMapping>() {
-        let mut out = Map::new();
-        for item in m.items()?.iter() {
-            let (k, v): (String, Bound<'_, PyAny>) = item.extract()?;
-            out.insert(k, py_to_json(&v)?);
-        }
-        return Ok(Value::Object(out));
-    }
-    if let Ok(items) = v.try_iter() {
-        return Ok(Value::Array(
-            items.map(|i| py_to_json(&i?)).collect::<PyResult<_>>()?,
-        ));
-    }
-    Err(config_error(
-        py,
-        format!("cannot pass a {} as an option value", v.get_type().name()?),
-    ))
+    let text: String = py
+        .import("dbseal._types")?
+        .call_method1("_json", (v,))?
+        .extract()?;
+    serde_json::from_str(&text)
+        .map_err(|e| config_error(py, format!("cannot pass this value as an option: {e}")))
 }
 
 /// How a keyword (a CLI flag) takes its value.

@@ -2,7 +2,6 @@
 //! `passphrase=` arguments into the library's `Encryption` / `Decryption`.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use backup_core::{Decryption, Encryption, KeyPair, SecretString};
@@ -32,13 +31,7 @@ impl Identity {
         Decryption::from_identity_bytes(data, origin)
             .map_err(|e| to_py(py, &e, &Secrets::default()))?;
         let text = String::from_utf8_lossy(data);
-        let mut recipients: Vec<String> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.starts_with("AGE-SECRET-KEY-"))
-            .filter_map(|l| age::x25519::Identity::from_str(l).ok())
-            .map(|id| id.to_public().to_string())
-            .collect();
+        let mut recipients = backup_core::keys::identity_recipients(data);
         if recipients.is_empty() {
             if let Some(public) = ssh_pub.and_then(|p| std::fs::read_to_string(p).ok()) {
                 let public = public.trim().to_string();
@@ -124,27 +117,8 @@ impl Identity {
     /// Writes the identity file (mode 0600, as `age-keygen` writes it). Refuses to
     /// overwrite an existing file.
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        use std::io::Write;
-        let mut file = backup_core::fsutil::private_file(&path).map_err(|e| {
-            config_error(
-                py,
-                match e.kind() {
-                    std::io::ErrorKind::AlreadyExists => format!(
-                        "{} already exists; refusing to overwrite an identity",
-                        path.display()
-                    ),
-                    _ => format!("cannot create identity file {}: {e}", path.display()),
-                },
-            )
-        })?;
-        file.write_all(self.secret.expose().as_bytes())
-            .and_then(|_| file.sync_all())
-            .map_err(|e| {
-                config_error(
-                    py,
-                    format!("cannot write identity file {}: {e}", path.display()),
-                )
-            })
+        backup_core::keys::write_identity_file(&path, &self.secret)
+            .map_err(|e| to_py(py, &e, &Secrets::default()))
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
@@ -174,23 +148,49 @@ pub fn generate_identity() -> Identity {
     Identity::generate()
 }
 
-/// A recipient argument: a public key string, or an `Identity` (its public keys).
+/// One value or a sequence of them (`recipients=`, `identity=`).
+#[derive(FromPyObject)]
+pub enum OneOrMany<T> {
+    /// A single value.
+    One(T),
+    /// Several.
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    /// The values, in order.
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// A recipient: a public key string (or several separated by commas or newlines), or
+/// an `Identity` (its public keys).
 #[derive(FromPyObject)]
 pub enum RecipientArg<'py> {
     /// An identity object.
     Identity(Bound<'py, Identity>),
-    /// A public key, or several separated by commas or newlines.
+    /// Public keys.
     Text(String),
 }
 
-/// `recipients=`: one recipient or a sequence of them.
+/// `recipients=`.
+pub type RecipientsArg<'py> = OneOrMany<RecipientArg<'py>>;
+
+/// An identity: an `Identity`, or the path of an identity file.
 #[derive(FromPyObject)]
-pub enum RecipientsArg<'py> {
-    /// A single recipient.
-    One(RecipientArg<'py>),
-    /// Several.
-    Many(Vec<RecipientArg<'py>>),
+pub enum IdentityArg<'py> {
+    /// An identity object.
+    Identity(Bound<'py, Identity>),
+    /// An identity file.
+    Path(PathBuf),
 }
+
+/// `identity=` (any of several may decrypt).
+pub type IdentitiesArg<'py> = OneOrMany<IdentityArg<'py>>;
 
 /// The public keys `recipients=` names (an `Identity` stands for its recipients).
 pub fn recipient_texts(
@@ -198,26 +198,17 @@ pub fn recipient_texts(
     recipients: RecipientsArg<'_>,
     secrets: &mut Secrets,
 ) -> PyResult<Vec<String>> {
-    let list = match recipients {
-        RecipientsArg::One(r) => vec![r],
-        RecipientsArg::Many(v) => v,
-    };
     let mut texts = Vec::new();
-    for r in list {
+    for r in recipients.into_vec() {
         match r {
-            RecipientArg::Identity(id) => {
-                let id = id.get();
-                if id.recipients.is_empty() {
-                    return Err(config_error(
-                        py,
-                        format!(
-                            "{}: this identity has no known recipient; pass its public key",
-                            id.origin
-                        ),
-                    ));
-                }
-                texts.extend(id.recipients.iter().cloned());
+            RecipientArg::Identity(id) if id.get().recipients.is_empty() => {
+                let message = format!(
+                    "{}: this identity has no known recipient; pass its public key",
+                    id.get().origin
+                );
+                return Err(config_error(py, message));
             }
+            RecipientArg::Identity(id) => texts.extend(id.get().recipients.iter().cloned()),
             RecipientArg::Text(t) => {
                 if t.trim_start().starts_with("AGE-SECRET-KEY-") {
                     secrets.add(t.trim());
@@ -229,6 +220,15 @@ pub fn recipient_texts(
     Ok(texts)
 }
 
+/// A passphrase argument as a secret (never empty).
+fn passphrase_secret(py: Python<'_>, p: String, secrets: &mut Secrets) -> PyResult<SecretString> {
+    secrets.add(&p);
+    match p.is_empty() {
+        true => Err(config_error(py, "the passphrase is empty")),
+        false => Ok(SecretString::new(p)),
+    }
+}
+
 /// The encryption that `recipients=` / `passphrase=` ask for; `None` when neither was
 /// given (the configuration's `[encryption]` then applies, as for the CLI).
 pub fn encryption(
@@ -237,44 +237,22 @@ pub fn encryption(
     passphrase: Option<String>,
     secrets: &mut Secrets,
 ) -> PyResult<Option<Encryption>> {
-    let given = recipients.is_some();
-    let texts = match recipients {
-        Some(r) => recipient_texts(py, r, secrets)?,
-        None => Vec::new(),
-    };
-    match passphrase {
-        Some(_) if !texts.is_empty() => Err(config_error(
+    match (recipients, passphrase) {
+        (Some(_), Some(_)) => Err(config_error(
             py,
             "pass recipients or a passphrase, not both (age cannot mix them)",
         )),
-        Some(p) if p.is_empty() => Err(config_error(py, "the passphrase is empty")),
-        Some(p) => {
-            secrets.add(&p);
-            Ok(Some(Encryption::Passphrase(SecretString::new(p))))
+        (None, Some(p)) => Ok(Some(Encryption::Passphrase(passphrase_secret(
+            py, p, secrets,
+        )?))),
+        (None, None) => Ok(None),
+        (Some(r), None) => {
+            let texts = recipient_texts(py, r, secrets)?;
+            Encryption::parse_recipients(&texts)
+                .map(Some)
+                .map_err(|e| to_py(py, &e, secrets))
         }
-        None if !given => Ok(None),
-        None => Encryption::parse_recipients(&texts)
-            .map(Some)
-            .map_err(|e| to_py(py, &e, secrets)),
     }
-}
-
-/// An identity argument: an `Identity`, or the path of an identity file.
-#[derive(FromPyObject)]
-pub enum IdentityArg<'py> {
-    /// An identity object.
-    Identity(Bound<'py, Identity>),
-    /// An identity file.
-    Path(PathBuf),
-}
-
-/// `identity=`: one identity or a sequence of them.
-#[derive(FromPyObject)]
-pub enum IdentitiesArg<'py> {
-    /// A single identity.
-    One(IdentityArg<'py>),
-    /// Several (any of them may decrypt).
-    Many(Vec<IdentityArg<'py>>),
 }
 
 /// The decryption that `identity=` / `passphrase=` give, if any.
@@ -284,34 +262,19 @@ pub fn decryption(
     passphrase: Option<String>,
     secrets: &mut Secrets,
 ) -> PyResult<Option<Arc<Decryption>>> {
-    let list = match identity {
-        None => Vec::new(),
-        Some(IdentitiesArg::One(i)) => vec![i],
-        Some(IdentitiesArg::Many(v)) => v,
-    };
-    let mut out: Option<Decryption> = None;
-    for i in list {
-        let d = match i {
+    let mut all = Vec::new();
+    for i in identity.map(OneOrMany::into_vec).unwrap_or_default() {
+        all.push(match i {
             IdentityArg::Identity(id) => id.get().decryption(py)?,
             IdentityArg::Path(p) => {
                 Decryption::from_identity_file(&p).map_err(|e| to_py(py, &e, secrets))?
             }
-        };
-        out = Some(match out {
-            Some(prev) => prev.merge(d),
-            None => d,
         });
     }
     if let Some(p) = passphrase {
-        secrets.add(&p);
-        if p.is_empty() {
-            return Err(config_error(py, "the passphrase is empty"));
-        }
-        let d = Decryption::from_passphrase(SecretString::new(p));
-        out = Some(match out {
-            Some(prev) => prev.merge(d),
-            None => d,
-        });
+        all.push(Decryption::from_passphrase(passphrase_secret(
+            py, p, secrets,
+        )?));
     }
-    Ok(out.map(Arc::new))
+    Ok(all.into_iter().reduce(Decryption::merge).map(Arc::new))
 }

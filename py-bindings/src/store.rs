@@ -1,6 +1,5 @@
 //! `Store`: where backups live.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use backup_core::BackupStore;
@@ -23,10 +22,10 @@ use crate::results::{manifest, manifests, py_repr};
 #[derive(Clone)]
 pub struct Store {
     pub(crate) inner: BackupStore,
-    /// The URL and options it was opened with (options may hold credentials): what
-    /// `restore_command` needs to reach it again.
+    /// The URL and `KEY=VALUE` options it was opened with (options may hold
+    /// credentials): what `restore_command` needs to reach it again.
     pub(crate) url: String,
-    pub(crate) options: BTreeMap<String, String>,
+    pub(crate) options: Vec<String>,
     pub(crate) secrets: Secrets,
 }
 
@@ -39,35 +38,34 @@ pub enum StoreArg<'py> {
     Url(PathBuf),
 }
 
-/// The store of a call, as the CLI finds it: the `store` argument, else the
-/// configuration's `[store]`, else `$DBSEAL_STORE`, else `./backups`.
+/// The store of a call, as the CLI finds it ([`backup_core::ops::store_location`]): the
+/// `store` argument, else the configuration's `[store]`, else `$DBSEAL_STORE`, else
+/// `./backups`.
 pub fn resolve(
     py: Python<'_>,
     store: Option<&StoreArg<'_>>,
     config: Option<&backup_core::ops::Config>,
 ) -> PyResult<Store> {
-    match (store, config.and_then(|c| c.store.as_ref())) {
-        (Some(StoreArg::Store(s)), _) => Ok(s.get().clone()),
-        (Some(StoreArg::Url(p)), _) => Store::open(py, &p.to_string_lossy(), BTreeMap::new()),
-        (None, Some(s)) => Store::open(py, &s.url, s.options.clone()),
-        (None, None) => {
-            let url = std::env::var("DBSEAL_STORE").unwrap_or_else(|_| "./backups".into());
-            Store::open(py, &url, BTreeMap::new())
-        }
-    }
+    let url = match store {
+        Some(StoreArg::Store(s)) => return Ok(s.get().clone()),
+        Some(StoreArg::Url(p)) => Some(p.to_string_lossy().into_owned()),
+        None => None,
+    };
+    let (url, options) = backup_core::ops::store_location(url.as_deref(), &[], config);
+    Store::open(py, url, options)
 }
 
 impl Store {
-    fn open(py: Python<'_>, url: &str, options: BTreeMap<String, String>) -> PyResult<Self> {
+    fn open(py: Python<'_>, url: String, options: Vec<String>) -> PyResult<Self> {
         let mut secrets = Secrets::default();
-        secrets.add_url(url);
-        for (k, v) in &options {
+        secrets.add_url(&url);
+        for (k, v) in options.iter().filter_map(|o| o.split_once('=')) {
             secrets.add_named(k, v);
         }
-        let inner = BackupStore::open(url, &options).py_err(py, &secrets)?;
+        let inner = backup_core::ops::open_store(&url, &options).py_err(py, &secrets)?;
         Ok(Store {
             inner,
-            url: url.to_string(),
+            url,
             options,
             secrets,
         })
@@ -87,7 +85,7 @@ impl Store {
     #[new]
     #[pyo3(signature = (url, /, **options))]
     fn py_new(py: Python<'_>, url: PathBuf, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
-        let mut opts = BTreeMap::new();
+        let mut opts = Vec::new();
         for (k, v) in options
             .map(|o| o.iter().collect::<Vec<_>>())
             .unwrap_or_default()
@@ -103,9 +101,9 @@ impl Store {
                     ))
                 }
             };
-            opts.insert(k, v);
+            opts.push(format!("{k}={v}"));
         }
-        Store::open(py, &url.to_string_lossy(), opts)
+        Store::open(py, url.to_string_lossy().into_owned(), opts)
     }
 
     /// The store URL, without credentials.
@@ -147,7 +145,11 @@ impl Store {
         match self.options.is_empty() {
             true => format!("Store({url})"),
             false => {
-                let names: Vec<&str> = self.options.keys().map(String::as_str).collect();
+                let names: Vec<&str> = self
+                    .options
+                    .iter()
+                    .map(|o| o.split('=').next().unwrap_or(o))
+                    .collect();
                 format!("Store({url}, options=[{}])", names.join(", "))
             }
         }

@@ -3,16 +3,16 @@
 
 use std::path::PathBuf;
 
-use backup_core::{ErrorKind, RestoreOptions};
-use backup_postgres::pitr::{self, KeyFiles, PitrOptions, StoreLocation};
+use backup_core::ErrorKind;
+use backup_postgres::pitr::{self, PitrOptions, StoreLocation};
 use backup_postgres::wal::FetchOutcome;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 use crate::commands::{check_failure, keywords_of, Call};
 use crate::convert::{self, Keyword};
-use crate::errors::{config_error, raise, IntoPy};
-use crate::keys::{recipient_texts, IdentitiesArg, IdentityArg, RecipientsArg};
+use crate::errors::{config_error, raise};
+use crate::keys::{recipient_texts, IdentitiesArg, IdentityArg, OneOrMany, RecipientsArg};
 use crate::store::StoreArg;
 
 /// Adds the WAL commands to `m`.
@@ -35,23 +35,14 @@ pub fn keywords() -> Vec<(&'static str, Vec<Keyword>)> {
 fn location(call: &Call) -> StoreLocation {
     StoreLocation {
         url: call.store.url.clone(),
-        options: call
-            .store
-            .options
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
+        options: call.store.options.clone(),
     }
 }
 
 /// `identity=` as identity files (the WAL commands and `restore_command` read files):
 /// paths, or `Identity` objects loaded from a file.
 fn identity_files(py: Python<'_>, identity: Option<IdentitiesArg<'_>>) -> PyResult<Vec<PathBuf>> {
-    let list = match identity {
-        None => return Ok(Vec::new()),
-        Some(IdentitiesArg::One(i)) => vec![i],
-        Some(IdentitiesArg::Many(v)) => v,
-    };
+    let list = identity.map(OneOrMany::into_vec).unwrap_or_default();
     list.into_iter()
         .map(|i| match i {
             IdentityArg::Path(p) => Ok(p),
@@ -63,15 +54,14 @@ fn identity_files(py: Python<'_>, identity: Option<IdentitiesArg<'_>>) -> PyResu
 }
 
 /// The options struct of a WAL command from its explicit arguments and keywords.
-fn wal_options<T: serde::de::DeserializeOwned>(
+fn wal_options<T: clap::Args + serde::de::DeserializeOwned>(
     py: Python<'_>,
     call: &mut Call,
     what: &str,
     explicit: serde_json::Value,
-    keywords: &[Keyword],
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<T> {
-    let mut map = convert::options(options, keywords, false, &mut call.secrets)?;
+    let mut map = convert::options(options, &keywords_of::<T>(), false, &mut call.secrets)?;
     if let serde_json::Value::Object(e) = explicit {
         map.extend(e.into_iter().filter(|(_, v)| !v.is_null()));
     }
@@ -92,19 +82,11 @@ pub fn wal_push<'py>(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), None)?;
-    let recipients = match recipients {
-        Some(r) => Some(recipient_texts(py, r, &mut call.secrets)?),
-        None => None,
-    };
+    let recipients = recipients
+        .map(|r| recipient_texts(py, r, &mut call.secrets))
+        .transpose()?;
     let explicit = serde_json::json!({"path": path, "recipients": recipients});
-    let opts: pitr::WalPushOptions = wal_options(
-        py,
-        &mut call,
-        "wal_push",
-        explicit,
-        &keywords_of::<pitr::WalPushOptions>(),
-        options,
-    )?;
+    let opts: pitr::WalPushOptions = wal_options(py, &mut call, "wal_push", explicit, options)?;
     let location = location(&call);
     let outcome = call.run(
         py,
@@ -129,14 +111,7 @@ pub fn wal_fetch<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), None)?;
     let explicit = serde_json::json!({"file": file, "path": path, "identities": identity_files(py, identity)?});
-    let opts: pitr::WalFetchOptions = wal_options(
-        py,
-        &mut call,
-        "wal_fetch",
-        explicit,
-        &keywords_of::<pitr::WalFetchOptions>(),
-        options,
-    )?;
+    let opts: pitr::WalFetchOptions = wal_options(py, &mut call, "wal_fetch", explicit, options)?;
     let (location, code) = (location(&call), opts.failure_exit_code());
     let datastore = opts.datastore.clone();
     let outcome = call.run(
@@ -173,14 +148,7 @@ pub fn wal_verify<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), None)?;
     let explicit = serde_json::json!({"identities": identity_files(py, identity)?});
-    let opts: pitr::WalVerifyOptions = wal_options(
-        py,
-        &mut call,
-        "wal_verify",
-        explicit,
-        &keywords_of::<pitr::WalVerifyOptions>(),
-        options,
-    )?;
+    let opts: pitr::WalVerifyOptions = wal_options(py, &mut call, "wal_verify", explicit, options)?;
     let location = location(&call);
     let report = call.run(
         py,
@@ -195,7 +163,7 @@ pub fn wal_verify<'py>(
 /// `restore_command` reads them), `dry_run` and `dbseal_bin`.
 pub struct PgdataRestore {
     pitr: PitrOptions,
-    keys: KeyFiles,
+    keys: backup_core::ops::KeyOptions,
     dry_run: bool,
     dbseal_bin: Option<PathBuf>,
 }
@@ -213,10 +181,10 @@ pub fn pitr_options(
     let dry_run = take("dry_run")?.is_some_and(|v| v.is_truthy().unwrap_or(false));
     let dbseal_bin = take("dbseal_bin")?.map(|v| v.extract()).transpose()?;
     let identity = take("identity")?;
-    let identity = identity.as_ref().map(|i| i.extract()).transpose()?;
-    let keys = KeyFiles {
-        identities: identity_files(py, identity)?,
+    let keys = backup_core::ops::KeyOptions {
+        identities: identity_files(py, identity.as_ref().map(|i| i.extract()).transpose()?)?,
         passphrase_file: take("passphrase_file")?.map(|v| v.extract()).transpose()?,
+        decryption: None,
     };
     let pitr = crate::commands::parse_options(
         py,
@@ -242,32 +210,18 @@ pub fn restore_pgdata<'py>(
     id: &str,
     args: PgdataRestore,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let PgdataRestore {
-        pitr: pitr_opts,
-        keys,
-        dry_run,
-        dbseal_bin,
-    } = args;
-    let decryption = keys.decryption().py_err(py, &call.secrets)?;
     let location = location(&call);
-    let id = id.to_string();
-    let doc = call.run_undoable(py, |ctx| async move {
-        let manifest = backup_core::ops::show(ctx, &id).await?;
-        if dry_run {
-            return serde_json::to_value(pitr::plan_pgdata_restore(&manifest, &pitr_opts)?).map_err(|e| backup_core::Error::Config(e.to_string()));
-        }
-        let dbseal = dbseal_bin.or_else(|| std::env::var_os("DBSEAL_BIN").map(PathBuf::from)).or_else(on_path).ok_or_else(|| {
+    let dbseal = || {
+        let env = std::env::var_os("DBSEAL_BIN").map(PathBuf::from);
+        args.dbseal_bin.or(env).or_else(on_path).ok_or_else(|| {
             backup_core::Error::Config("restore(pgdata=…) writes a restore_command that runs `dbseal wal-fetch`: pass dbseal_bin= (the dbseal binary) or put dbseal on the PATH".into())
-        })?;
-        let rctx = backup_core::RestoreContext {
-            store: ctx.store.clone(),
-            options: RestoreOptions { decryption, progress: None },
-            cancel: ctx.cancel.clone(),
-        };
-        let report = pitr::restore_pgdata(&rctx, &manifest, &pitr_opts, &location, &keys, &dbseal).await?;
-        serde_json::to_value(report).map_err(|e| backup_core::Error::Config(e.to_string()))
+        })
+    };
+    let (pitr, keys, dry_run) = (&args.pitr, &args.keys, args.dry_run);
+    let outcome = call.run_undoable(py, |ctx| async move {
+        pitr::restore_backup_into_pgdata(ctx, id, pitr, (keys, &location), dry_run, dbseal).await
     })?;
-    crate::results::document(py, "RestoreReport", &doc)
+    crate::results::document(py, "RestoreReport", &outcome)
 }
 
 /// `dbseal` on the `PATH`, if any.

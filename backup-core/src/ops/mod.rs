@@ -36,6 +36,7 @@ pub mod prune;
 pub mod restore;
 pub mod set;
 pub mod status;
+pub mod text;
 pub mod verify;
 
 #[cfg(test)]
@@ -399,6 +400,28 @@ pub fn parse_key_values(items: &[String], what: &str) -> Result<BTreeMap<String,
         out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
+}
+
+/// The store a command uses, as its URL and `KEY=VALUE` options: the URL given (a flag,
+/// an argument), else the configuration's `[store]`, else `$DBSEAL_STORE`, else
+/// `./backups`. The configuration's store options come first, so the same key given
+/// overrides them.
+pub fn store_location(
+    url: Option<&str>,
+    options: &[String],
+    config: Option<&Config>,
+) -> (String, Vec<String>) {
+    let section = config.and_then(|c| c.store.as_ref());
+    let url = url
+        .map(str::to_string)
+        .or_else(|| section.map(|s| s.url.clone()))
+        .or_else(|| std::env::var("DBSEAL_STORE").ok())
+        .unwrap_or_else(|| "./backups".into());
+    let mut all: Vec<String> = section
+        .map(|s| s.options.iter().map(|(k, v)| format!("{k}={v}")).collect())
+        .unwrap_or_default();
+    all.extend_from_slice(options);
+    (url, all)
 }
 
 /// Opens a store from a URL and `KEY=VALUE` options (later options win).

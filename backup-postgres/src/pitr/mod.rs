@@ -53,8 +53,8 @@ mod pgdata;
 pub use archive::PostgresWalArchive;
 
 pub use pgdata::{
-    current_dbseal, plan_pgdata_restore, restore_pgdata, PgdataRestorePlan, PgdataRestoreReport,
-    PitrOptions, PlannedRead,
+    current_dbseal, plan_pgdata_restore, restore_backup_into_pgdata, restore_pgdata, PgdataOutcome,
+    PgdataRestorePlan, PgdataRestoreReport, PitrOptions, PlannedRead,
 };
 
 /// Exit status of `wal-fetch` when the file is not archived (PostgreSQL: "not found").

@@ -117,11 +117,12 @@ pub struct PgdataRestorePlan {
 
 impl PgdataRestorePlan {
     /// The plan as printed for people.
-    pub fn to_text(&self, manifest: &Manifest) -> String {
+    pub fn to_text(&self) -> String {
+        let stored = self.read.first().map_or(0, |r| r.stored_size);
         format!(
             "dry run: would unpack physical backup {} ({} bytes stored) into {} (which must be empty or absent), write recovery.signal and restore_command = dbseal wal-fetch --datastore {} with target {:?}\nnothing was changed",
             self.backup_id,
-            manifest.artifact.stored_size,
+            stored,
             self.pgdata.display(),
             self.datastore.name,
             self.target
@@ -170,6 +171,57 @@ pub fn plan_pgdata_restore(manifest: &Manifest, pitr: &PitrOptions) -> Result<Pg
         pgdata: pitr.pgdata_dir()?,
         target,
     })
+}
+
+/// What `restore ID --pgdata DIR` did: the plan of a dry run, or the restore.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum PgdataOutcome {
+    /// `--dry-run`: nothing was touched.
+    Planned(PgdataRestorePlan),
+    /// The data directory was written.
+    Restored(PgdataRestoreReport),
+}
+
+impl PgdataOutcome {
+    /// The outcome as printed for people.
+    pub fn to_text(&self) -> String {
+        match self {
+            PgdataOutcome::Planned(p) => p.to_text(),
+            PgdataOutcome::Restored(r) => r.to_text(),
+        }
+    }
+}
+
+/// `dbseal restore ID --pgdata DIR …` and Python's `restore(pgdata=…)`: the backup `id`
+/// planned (`dry_run`) or restored into the data directory with [`restore_pgdata`],
+/// decrypted with `keys` (else the configuration's), `restore_command` calling the
+/// binary `dbseal` returns and reaching the store at `location`.
+pub async fn restore_backup_into_pgdata(
+    ctx: &backup_core::ops::OpContext,
+    id: &str,
+    pitr: &PitrOptions,
+    (keys, location): (&backup_core::ops::KeyOptions, &StoreLocation),
+    dry_run: bool,
+    dbseal: impl FnOnce() -> Result<PathBuf>,
+) -> Result<PgdataOutcome> {
+    let manifest = backup_core::ops::show(ctx, id).await?;
+    if dry_run {
+        return plan_pgdata_restore(&manifest, pitr).map(PgdataOutcome::Planned);
+    }
+    let keys = keys.or_config(ctx.config.as_deref());
+    let rctx = backup_core::RestoreContext {
+        store: ctx.store.clone(),
+        options: keys.restore_options(ctx.frontend.progress("restore"))?,
+        cancel: ctx.cancel.clone(),
+    };
+    let files = KeyFiles {
+        identities: keys.identities.clone(),
+        passphrase_file: keys.passphrase_file.clone(),
+    };
+    restore_pgdata(&rctx, &manifest, pitr, location, &files, &dbseal()?)
+        .await
+        .map(PgdataOutcome::Restored)
 }
 
 /// The running `dbseal` binary, absolute: what `restore_command` calls. (A front-end

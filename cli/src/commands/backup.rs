@@ -4,10 +4,9 @@
 
 use backup_core::ops::backup::{self, DatastoreBackupOptions, DatastoresBackup, SealOptions};
 use backup_core::ops::OpContext;
-use backup_core::{BlockingReaderSource, CommandSource, Manifest, Registry};
+use backup_core::{BlockingReaderSource, CommandSource, Registry};
 use clap::{ArgMatches, Args, FromArgMatches, Subcommand};
 
-use crate::common::human_bytes;
 use crate::exit::CliResult;
 use crate::output::Output;
 
@@ -113,25 +112,8 @@ pub async fn run(args: &BackupArgs, ctx: &OpContext, out: Output) -> CliResult<(
             backup::backup_with_driver(ctx, kind, &options, &seal).await?
         }
     };
-    print_committed(&manifest, out);
+    out.emit(&manifest, || manifest.committed_text());
     Ok(())
-}
-
-/// Prints a committed backup.
-fn print_committed(manifest: &Manifest, out: Output) {
-    out.emit(manifest, || {
-        let a = &manifest.artifact;
-        let secs = (manifest.finished_at - manifest.started_at).num_milliseconds() as f64 / 1000.0;
-        format!(
-            "backup {} of {} ({}) committed in {secs:.1}s: {} stored ({} plaintext)\nmanifest: {}",
-            manifest.backup_id,
-            manifest.datastore.name,
-            manifest.datastore.kind,
-            human_bytes(a.stored_size),
-            human_bytes(a.plaintext_size),
-            backup_core::BackupStore::manifest_key(&manifest.datastore.name, &manifest.backup_id),
-        )
-    });
 }
 
 async fn run_configured(
@@ -139,39 +121,15 @@ async fn run_configured(
     ctx: &OpContext,
     out: Output,
 ) -> CliResult<()> {
-    let set = match backup::backup_datastores(ctx, args).await? {
-        DatastoresBackup::Single(m) => {
-            print_committed(&m, out);
-            return Ok(());
-        }
-        DatastoresBackup::Set(set) => set,
-    };
-    crate::result_emitted();
-    out.emit(&set, || {
-        let mut s = format!(
-            "backup set {} {}: {}\n",
-            set.set_id,
-            if set.ok { "committed" } else { "FAILED" },
-            set.key()
-        );
-        for m in &set.members {
-            match (&m.backup_id, &m.error) {
-                (Some(id), _) => s.push_str(&format!(
-                    "  ok      {:<20} {id} ({})\n",
-                    m.datastore,
-                    human_bytes(m.stored_size.unwrap_or(0))
-                )),
-                (None, e) => s.push_str(&format!(
-                    "  FAILED  {:<20} {}\n",
-                    m.datastore,
-                    e.as_deref().unwrap_or("")
-                )),
+    match backup::backup_datastores(ctx, args).await? {
+        DatastoresBackup::Single(m) => out.emit(&m, || m.committed_text()),
+        DatastoresBackup::Set(set) => {
+            crate::result_emitted();
+            out.emit(&set, || set.to_text());
+            if let Some(e) = set.failure() {
+                return Err(e.into());
             }
         }
-        s
-    });
-    match set.failure() {
-        None => Ok(()),
-        Some(e) => Err(e.into()),
     }
+    Ok(())
 }

@@ -35,20 +35,7 @@ pub async fn run(args: &VerifyArgs, ctx: &OpContext, out: Output) -> CliResult<(
     if args.latest {
         let results = verify::verify_latest(ctx, &args.datastores, &args.options).await?;
         crate::result_emitted();
-        out.emit(&results, || {
-            let mut s = String::new();
-            for r in &results.0 {
-                s.push_str(&format!(
-                    "{:<6} {:<20} {:<27} {:<8} {}\n",
-                    if r.ok { "ok" } else { "FAILED" },
-                    r.datastore,
-                    r.backup_id.as_deref().unwrap_or("-"),
-                    r.level,
-                    r.message
-                ));
-            }
-            s
-        });
+        out.emit(&results, || results.to_text());
         return match results.failure() {
             None => Ok(()),
             Some(e) => Err(e.into()),
@@ -56,18 +43,6 @@ pub async fn run(args: &VerifyArgs, ctx: &OpContext, out: Output) -> CliResult<(
     }
     let id = args.id.as_deref().unwrap_or_default();
     let result = verify::verify_backup(ctx, id, &args.options).await?;
-    out.emit(&result, || {
-        let mut s = format!(
-            "backup {} verified at level {}\n",
-            result.backup_id,
-            result.level.map_or(1, |l| l.number())
-        );
-        for r in &result.reports {
-            for c in &r.checks {
-                s.push_str(&format!("  ok [{:?}] {c}\n", r.level));
-            }
-        }
-        s
-    });
+    out.emit(&result, || result.to_text());
     Ok(())
 }

@@ -32,8 +32,9 @@ from typing import Any as _Any, Callable as _Callable
 
 from . import _dbseal
 from ._dbseal import *  # noqa: F401,F403  (the names of _dbseal.__all__)
+from ._errors import *  # noqa: F401,F403  (the exceptions)
 from ._types import *  # noqa: F401,F403  (the result objects)
-from . import _types
+from . import _errors, _types
 
 
 def _backup_of(kind: str) -> "_Callable[..., Manifest]":
@@ -63,4 +64,4 @@ def _backup_of(kind: str) -> "_Callable[..., Manifest]":
 for _kind in _dbseal.kinds():
     globals()[f"backup_{_kind}"] = _backup_of(_kind)
 
-__all__ = sorted([*_dbseal.__all__, *_types.__all__, *(f"backup_{k}" for k in _dbseal.kinds())])
+__all__ = sorted([*_dbseal.__all__, *_errors.__all__, *_types.__all__, *(f"backup_{k}" for k in _dbseal.kinds())])

@@ -9,6 +9,7 @@ from typing import Any, Optional, Union, final
 from ._types import Manifest, RestoreReport, VerifyReport
 from ._dbseal import _Path, _Recipient, _Recipients, _IdentityArg, _Identities, _StoreArg, _BackupId, _Level, _Labels, _Names
 from ._dbseal import *
+from ._errors import *
 from ._types import *
 from ._types import Manifest
 

@@ -9,19 +9,8 @@ from ._types import Manifest, RestoreReport, VerifyReport
 
 __version__: str
 __all__ = [
-    "ConfigError",
-    "ConnectionError",
-    "DbsealConnectionError",
-    "DbsealError",
-    "DecryptionError",
     "Identity",
-    "NotFoundError",
-    "RefusedError",
-    "SetFailedError",
     "Store",
-    "UnhealthyError",
-    "VerificationError",
-    "VersionMismatchError",
     "__version__",
     "backup",
     "backup_bytes",
@@ -59,42 +48,6 @@ _BackupId = Union[str, "Manifest"]
 _Level = Union[int, str]
 _Labels = Union[Mapping[str, str], Sequence[str]]
 _Names = Union[str, Sequence[str]]
-
-class DbsealError(Exception):
-    """Base class of every error dbseal raises."""
-
-    kind: str
-    exit_code: int
-    result: Any
-
-class ConfigError(DbsealError, ValueError):
-    """Invalid arguments, configuration, keys, URLs or options."""
-
-class NotFoundError(DbsealError):
-    """The backup, manifest or object does not exist."""
-
-class ConnectionError(DbsealError, builtins.ConnectionError):
-    """A server or the store could not be reached, or refused the credentials."""
-
-DbsealConnectionError = ConnectionError
-
-class VerificationError(DbsealError):
-    """An artifact failed verification: corrupted, truncated, tampered; contents differ."""
-
-class DecryptionError(DbsealError):
-    """The artifact could not be decrypted with the given identity or passphrase."""
-
-class VersionMismatchError(DbsealError):
-    """Versions do not fit (manifest format, client tools, extension versions)."""
-
-class RefusedError(DbsealError):
-    """The target refused the operation (not empty, production, manifest exists)."""
-
-class UnhealthyError(DbsealError):
-    """status(): a datastore is stale or failed its last verification."""
-
-class SetFailedError(DbsealError):
-    """A backup set had a failed member (the others are ordinary backups)."""
 
 @final
 class Store:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+import os
 import re
+from collections.abc import Iterable, Mapping
 from typing import Any, Optional
 
 __all__ = ["Artifact", "Contents", "LevelReport", "Manifest", "RestoreReport", "VerifyReport"]
@@ -32,6 +34,26 @@ def _time(text: str) -> datetime.datetime:
         zone = datetime.timezone(sign * datetime.timedelta(hours=int(m[3][1:3]), minutes=int(m[3][4:6])))
     micros = int(((m[2] or "") + "000000")[:6])
     return datetime.datetime.strptime(m[1], "%Y-%m-%dT%H:%M:%S").replace(microsecond=micros, tzinfo=zone)
+
+
+def _json(value: Any) -> str:
+    """A keyword argument's value as JSON for the extension module: paths as their path,
+    a ``Manifest`` as its backup id, any mapping or iterable as an object or array."""
+
+    def convert(v: Any) -> Any:
+        if isinstance(v, Manifest):
+            return v.backup_id
+        if isinstance(v, os.PathLike):
+            return os.fspath(v)
+        if isinstance(v, Mapping):
+            return dict(v)
+        if isinstance(v, Iterable) and not isinstance(v, (str, bytes)):
+            return list(v)
+        from ._errors import ConfigError
+
+        raise ConfigError(f"cannot pass a {type(v).__name__} as an option value")
+
+    return json.dumps(value, default=convert)
 
 
 class _Document:

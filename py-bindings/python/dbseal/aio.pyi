@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union, final
 from ._types import Manifest, RestoreReport, VerifyReport
 from ._dbseal import _Path, _Recipient, _Recipients, _IdentityArg, _Identities, _StoreArg, _BackupId, _Level, _Labels, _Names
-from ._dbseal import ConfigError, ConnectionError, DbsealError, DecryptionError, Identity, NotFoundError, RefusedError, SetFailedError, Store, UnhealthyError, VerificationError, VersionMismatchError
+from ._dbseal import Identity, Store
 from ._types import Artifact, Contents, LevelReport, Manifest, RestoreReport, VerifyReport
 
 async def backup(kind: str, url: Optional[str]=None, store: Optional[_StoreArg]=None, *, datastore: str, recipients: Optional[_Recipients]=None, passphrase: Optional[str]=None, passphrase_file: Optional[_Path]=None, zstd_level: Optional[int]=None, zstd_workers: Optional[int]=None, labels: Optional[_Labels]=None, user: Optional[str]=None, password: Optional[str]=None, username: Optional[str]=None, config: Optional[_Path]=None, **options: Any) -> Manifest:
