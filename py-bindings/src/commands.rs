@@ -14,6 +14,7 @@ use backup_core::{
     BlockingReaderSource, CommandSource, DriverOptions, ErrorKind, FormatReader, ReaderSource,
     RestoreOptions, SecretString, Source, WriterSink,
 };
+use backup_postgres::pitr;
 use clap::Args;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -72,15 +73,17 @@ pub fn keywords(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         ),
         ("restore", {
             let mut k = keywords_of::<ops::restore::RestoreBackupOptions>();
-            k.extend(keywords_of::<backup_postgres::pitr::PitrOptions>());
+            k.extend(keywords_of::<pitr::PitrOptions>());
             k
         }),
         ("verify", keywords_of::<ops::verify::VerifyBackupOptions>()),
         ("prune", keywords_of::<ops::prune::PruneOptions>()),
         ("status", keywords_of::<ops::status::StatusOptions>()),
+        ("wal_push", keywords_of::<pitr::WalPushOptions>()),
+        ("wal_fetch", keywords_of::<pitr::WalFetchOptions>()),
+        ("wal_verify", keywords_of::<pitr::WalVerifyOptions>()),
     ]
     .into_iter()
-    .chain(crate::wal::keywords())
     .collect();
     convert::to_py(py, &table)
 }
@@ -187,24 +190,6 @@ pub fn check_failure<'py>(
     }
 }
 
-/// `labels=`: a mapping, or `KEY=VALUE` strings.
-#[derive(FromPyObject)]
-pub enum LabelsArg {
-    /// `{"env": "test"}`.
-    Map(BTreeMap<String, String>),
-    /// `["env=test"]`.
-    List(Vec<String>),
-}
-
-impl LabelsArg {
-    fn items(self) -> Vec<String> {
-        match self {
-            LabelsArg::Map(m) => m.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            LabelsArg::List(l) => l,
-        }
-    }
-}
-
 /// Takes the keyword `name` (`None` when absent or `None`) out of `options`.
 pub fn take<'py>(
     options: Option<&Bound<'py, PyDict>>,
@@ -215,6 +200,16 @@ pub fn take<'py>(
     };
     options.map(|o| o.del_item(name)).transpose()?;
     Ok(Some(value).filter(|v| !v.is_none()))
+}
+
+/// [`take`] extracting the value as a `T`.
+pub fn take_as<'py, T: pyo3::conversion::FromPyObjectOwned<'py>>(
+    options: Option<&Bound<'py, PyDict>>,
+    name: &str,
+) -> PyResult<Option<T>> {
+    take(options, name)?
+        .map(|v| v.extract().map_err(Into::into))
+        .transpose()
 }
 
 /// Parses the keywords of a library options struct (its clap flags with `_` for `-`).
@@ -237,13 +232,22 @@ fn seal(
     options: Option<&Bound<'_, PyDict>>,
     secrets: &mut Secrets,
 ) -> PyResult<ops::backup::SealOptions> {
-    let recipients = take(options, "recipients")?.or(take(options, "recipient")?);
-    let recipients: Option<RecipientsArg<'_>> = recipients.map(|r| r.extract()).transpose()?;
-    let passphrase: Option<String> = take(options, "passphrase")?
-        .map(|p| p.extract())
-        .transpose()?;
+    let recipients: Option<RecipientsArg<'_>> = match take_as(options, "recipients")? {
+        None => take_as(options, "recipient")?,
+        some => some,
+    };
+    let passphrase: Option<String> = take_as(options, "passphrase")?;
+    // `labels=`: a mapping, or `KEY=VALUE` strings.
     let labels = take(options, "labels")?.or(take(options, "label")?);
-    let labels: Option<LabelsArg> = labels.map(|l| l.extract()).transpose()?;
+    let labels = match labels.map(|l| convert::py_to_json(&l)).transpose()? {
+        Some(Value::Object(map)) => map
+            .into_iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().map_or(v.to_string(), str::to_string)))
+            .collect(),
+        Some(list) => serde_json::from_value(list)
+            .map_err(|_| config_error(py, "labels= takes a mapping or KEY=VALUE strings"))?,
+        None => Vec::new(),
+    };
     let own = PyDict::new(py);
     for k in keywords_of::<ops::backup::SealOptions>() {
         if let Some(v) = take(options, &k.name)? {
@@ -253,7 +257,7 @@ fn seal(
     let mut seal: ops::backup::SealOptions = parse_options(py, "backup", Some(&own), secrets)?;
     seal.datastore = datastore;
     seal.encryption = encryption(py, recipients, passphrase, secrets)?;
-    seal.labels = labels.map(LabelsArg::items).unwrap_or_default();
+    seal.labels = labels;
     Ok(seal)
 }
 
@@ -475,15 +479,9 @@ fn keys(
     options: Option<&Bound<'_, PyDict>>,
     secrets: &mut Secrets,
 ) -> PyResult<ops::KeyOptions> {
-    let identity: Option<IdentitiesArg<'_>> = take(options, "identity")?
-        .map(|i| i.extract())
-        .transpose()?;
-    let passphrase: Option<String> = take(options, "passphrase")?
-        .map(|p| p.extract())
-        .transpose()?;
-    let passphrase_file = take(options, "passphrase_file")?
-        .map(|p| p.extract())
-        .transpose()?;
+    let identity: Option<IdentitiesArg<'_>> = take_as(options, "identity")?;
+    let passphrase: Option<String> = take_as(options, "passphrase")?;
+    let passphrase_file = take_as(options, "passphrase_file")?;
     Ok(ops::KeyOptions {
         decryption: decryption(py, identity, passphrase, secrets)?,
         passphrase_file,
@@ -618,21 +616,17 @@ fn decrypting(
     let keys = ops::KeyOptions {
         decryption,
         ..Default::default()
-    }
-    .or_config(call.ctx.config.as_deref());
-    let decryption = keys.decryption().py_err(py, &call.secrets)?;
-    if decryption.is_none() {
-        return Err(config_error(
-            py,
-            "restoring decrypts the artifact: pass identity=… or passphrase=…",
-        ));
+    };
+    let options = keys
+        .or_config(call.ctx.config.as_deref())
+        .restore_options(None);
+    let options = options.py_err(py, &call.secrets)?;
+    if options.decryption.is_none() {
+        let message = "restoring decrypts the artifact: pass identity=… or passphrase=…";
+        return Err(config_error(py, message));
     }
     let id = backup_id(id)?;
     let manifest = call.run(py, |ctx| async move { ops::show(ctx, &id).await })?;
-    let options = RestoreOptions {
-        decryption,
-        progress: None,
-    };
     Ok((manifest, options))
 }
 
@@ -711,9 +705,7 @@ fn verify_options(
     options: Option<&Bound<'_, PyDict>>,
 ) -> PyResult<ops::verify::VerifyBackupOptions> {
     let keys = keys(py, options, &mut call.secrets)?;
-    let restore_to: Option<String> = take(options, "restore_to")?
-        .map(|u| u.extract())
-        .transpose()?;
+    let restore_to: Option<String> = take_as(options, "restore_to")?;
     let mut restore_to = with_credentials(py, restore_to, user, password, &mut call.secrets)?;
     if let (Some(url), Some(db)) = (&restore_to, database) {
         let mut u =
@@ -775,11 +767,7 @@ pub fn verify_latest<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
     let mut names = datastores.unwrap_or_default();
-    names.extend(
-        take(options, "datastore")?
-            .map(|d| d.extract())
-            .transpose()?,
-    );
+    names.extend(take_as::<String>(options, "datastore")?);
     let opts = verify_options(py, &mut call, (None, None, None), options)?;
     let result = call.run_undoable(py, |ctx| async move {
         ops::verify::verify_latest(ctx, &names, &opts).await
@@ -806,7 +794,7 @@ pub fn list_backups<'py>(
     let list = call.run(py, |ctx| async move {
         ops::list(ctx, datastore.as_deref()).await
     })?;
-    results::manifests(py, &list)
+    list.iter().map(|m| results::manifest(py, m)).collect()
 }
 
 /// One backup's manifest, as `dbseal show ID` (raises `NotFoundError` if there is none).

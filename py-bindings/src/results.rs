@@ -13,14 +13,6 @@ pub fn manifest<'py>(py: Python<'py>, m: &backup_core::Manifest) -> PyResult<Bou
     class(py, "Manifest")?.call1((String::from_utf8_lossy(&m.to_json()),))
 }
 
-/// A list of `dbseal.Manifest`.
-pub fn manifests<'py>(
-    py: Python<'py>,
-    list: &[backup_core::Manifest],
-) -> PyResult<Vec<Bound<'py, PyAny>>> {
-    list.iter().map(|m| manifest(py, m)).collect()
-}
-
 /// A `dbseal.<class>` (`VerifyReport`, `RestoreReport`) of a document.
 pub fn document<'py, T: serde::Serialize>(
     py: Python<'py>,

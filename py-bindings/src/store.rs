@@ -8,7 +8,7 @@ use pyo3::types::PyDict;
 
 use crate::convert::py_to_json;
 use crate::errors::{config_error, IntoPy, Secrets};
-use crate::results::{manifest, manifests, py_repr};
+use crate::results::{manifest, py_repr};
 
 /// A store of backups: a local directory (a path or `file:///abs/path`), `memory://`
 /// (this process only), `s3://bucket/prefix`, `gs://bucket/prefix` or
@@ -120,7 +120,8 @@ impl Store {
         py: Python<'py>,
         datastore: Option<String>,
     ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        manifests(py, &self.run(py, self.inner.list(datastore.as_deref()))?)
+        let list = self.run(py, self.inner.list(datastore.as_deref()))?;
+        list.iter().map(|m| manifest(py, m)).collect()
     }
 
     /// The manifest of backup `id` (raises `NotFoundError` if there is none).

@@ -9,8 +9,8 @@ use backup_postgres::wal::FetchOutcome;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::commands::{check_failure, keywords_of, Call};
-use crate::convert::{self, Keyword};
+use crate::commands::{check_failure, keywords_of, take_as, Call};
+use crate::convert;
 use crate::errors::{config_error, raise};
 use crate::keys::{recipient_texts, IdentitiesArg, IdentityArg, OneOrMany, RecipientsArg};
 use crate::store::StoreArg;
@@ -20,15 +20,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(wal_push, m)?)?;
     m.add_function(wrap_pyfunction!(wal_fetch, m)?)?;
     m.add_function(wrap_pyfunction!(wal_verify, m)?)
-}
-
-/// The option keywords of the WAL commands.
-pub fn keywords() -> Vec<(&'static str, Vec<Keyword>)> {
-    vec![
-        ("wal_push", keywords_of::<pitr::WalPushOptions>()),
-        ("wal_fetch", keywords_of::<pitr::WalFetchOptions>()),
-        ("wal_verify", keywords_of::<pitr::WalVerifyOptions>()),
-    ]
 }
 
 /// Where the call's store is, as `pitr` wants it (URL and `KEY=VALUE` options).
@@ -119,11 +110,8 @@ pub fn wal_fetch<'py>(
         |_| async move { pitr::wal_fetch(&location, &opts).await },
     );
     match outcome {
-        Ok(FetchOutcome::Missing { .. }) => {
-            let message = outcome
-                .as_ref()
-                .map(|o| o.message(&datastore))
-                .unwrap_or_default();
+        Ok(missing @ FetchOutcome::Missing { .. }) => {
+            let message = missing.message(&datastore);
             Err(raise(py, ErrorKind::NotFound, &message, &call.secrets))
         }
         Ok(fetched) => convert::to_py(py, &fetched),
@@ -177,13 +165,11 @@ pub fn pitr_options(
     let Some(options) = options.filter(|o| o.contains("pgdata").unwrap_or(false)) else {
         return Ok(None);
     };
-    let take = |k: &str| crate::commands::take(Some(options), k);
-    let dry_run = take("dry_run")?.is_some_and(|v| v.is_truthy().unwrap_or(false));
-    let dbseal_bin = take("dbseal_bin")?.map(|v| v.extract()).transpose()?;
-    let identity = take("identity")?;
+    let dry_run = take_as(Some(options), "dry_run")?.unwrap_or(false);
+    let dbseal_bin = take_as(Some(options), "dbseal_bin")?;
     let keys = backup_core::ops::KeyOptions {
-        identities: identity_files(py, identity.as_ref().map(|i| i.extract()).transpose()?)?,
-        passphrase_file: take("passphrase_file")?.map(|v| v.extract()).transpose()?,
+        identities: identity_files(py, take_as(Some(options), "identity")?)?,
+        passphrase_file: take_as(Some(options), "passphrase_file")?,
         decryption: None,
     };
     let pitr = crate::commands::parse_options(

@@ -9,5 +9,4 @@ pub mod prune;
 pub mod restore;
 pub mod status;
 pub mod verify;
-// `backup_physical` is PostgresDriver's now; wal.rs becomes translation on its branch.
 pub mod wal;
