@@ -29,13 +29,15 @@
 //! - the newest *verified* backup of a datastore is never deleted;
 //! - while the newest backup is unverified, failed its last verification, or is
 //!   incomplete (a folder newer than the newest manifest: a running or failed backup),
-//!   nothing at all is deleted — no backup, no debris — and the plan says why;
+//!   no backup is deleted, and the plan says why;
 //! - debris (folders without a manifest) is deleted once it is older than a grace
-//!   period (default 24 hours), so a backup that is still running is never touched.
+//!   period (default 24 hours) — also while backups are blocked, so a datastore whose
+//!   backups keep failing does not grow without bound — and a backup that is still
+//!   running (younger than the grace period) is never touched.
 //!
 //! [`plan`] is pure: it takes the history (ids, times, verification states) and returns
 //! what to keep, with reasons, and what to delete. The CLI's `dbseal prune` gathers the
-//! history from the store and executes the plan.
+//! history from the store (`ops::prune`) and executes the plan.
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -15,10 +15,11 @@
 //!     plaintext chunk back until all checks passed, so pg_restore cannot commit early.
 //!   - **Selective restore**: pg_restore stops reading once it has the objects it was
 //!     asked for, so it could commit before the end of the artifact was checked. Here
-//!     pg_restore only turns the archive into SQL (`--file=-`) and `psql
-//!     --single-transaction` executes it; psql commits when its input ends, and the sink
-//!     closes psql's input only after the artifact's clean end. Until then the
-//!     transaction stays open; on an error psql is killed.
+//!     pg_restore only turns the archive into SQL (`--file=-`) and psql executes it
+//!     inside a `BEGIN` the sink writes first; the sink writes the `COMMIT` only after
+//!     the artifact's clean end. Until then the transaction stays open; on an error psql
+//!     is killed, and if dbseal itself dies (even by SIGKILL) psql's input ends without
+//!     the `COMMIT` and the server rolls the transaction back.
 //! - A non-empty target is refused unless `replace` (then `--clean --if-exists`, inside
 //!   the same transaction).
 
@@ -190,7 +191,7 @@ impl PostgresSink {
         let tables = manifest.contents.counts.get("tables");
         if self.target.selective() {
             lines.push(format!(
-                "restore schemas [{}] tables [{}] into {db} in one transaction (pg_restore | psql --single-transaction)",
+                "restore schemas [{}] tables [{}] into {db} in one transaction (pg_restore | psql, COMMIT written last by dbseal)",
                 self.target.schemas.join(", "),
                 self.target.tables.join(", ")
             ));
@@ -875,7 +876,6 @@ impl Processes {
                     .arg("--quiet")
                     .arg("--no-password")
                     .arg("--set=ON_ERROR_STOP=1")
-                    .arg("--single-transaction")
                     .arg("--file=-")
                     .arg(format!("--dbname={}", conn.conninfo()));
                 conn.apply_env(&mut pcmd);
@@ -902,6 +902,7 @@ impl Processes {
                 let (copied_tx, copied_rx) = tokio::sync::oneshot::channel();
                 let pump = tokio::spawn(async move {
                     let copied = async {
+                        pin.write_all(b"BEGIN;\n").await?;
                         pin.write_all(preamble.as_bytes()).await?;
                         tokio::io::copy(&mut sql, &mut pin).await?;
                         pin.flush().await
@@ -909,9 +910,11 @@ impl Processes {
                     .await;
                     let ok = copied.is_ok();
                     let _ = copied_tx.send(copied);
-                    // psql commits when its input ends: close it only on the signal.
-                    // Without it, `pin` lives until psql has been killed.
+                    // The COMMIT only on the signal. Not `psql --single-transaction`,
+                    // which commits whenever its input ends — also when dbseal is
+                    // killed. Without the signal, `pin` lives until psql has been killed.
                     if ok && rx.await.is_ok() {
+                        let _ = pin.write_all(b"COMMIT;\n").await;
                         drop(pin);
                     }
                 });

@@ -145,13 +145,20 @@ impl Running {
 
     /// Sends `signal` (`INT`, `TERM`) and waits for the exit; returns the output and the
     /// time from the signal to the exit (the undo included).
-    fn signal(mut self, signal: &str) -> (Output, Duration, Vec<u32>) {
+    fn signal(self, signal: &str) -> (Output, Duration, Vec<u32>) {
+        self.signals(&[signal])
+    }
+
+    /// Sends each of `signals`, one right after the other, then as [`Running::signal`].
+    fn signals(mut self, signals: &[&str]) -> (Output, Duration, Vec<u32>) {
         let at = Instant::now();
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill -{signal}");
+        for signal in signals {
+            let status = Command::new("kill")
+                .args([&format!("-{signal}"), &self.child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success(), "kill -{signal}");
+        }
         let out = self.finish();
         (out, at.elapsed(), std::mem::take(&mut self.seen))
     }
@@ -610,6 +617,98 @@ fn postgres_truncated_artifact() {
 #[test]
 fn postgres_wrong_key() {
     pg_bad_artifact("wrong key");
+}
+
+/// A second signal while dbseal undoes an interrupted restore: it exits at once (the
+/// first signal's code), says what may be left, and leaves no child behind.
+#[test]
+fn postgres_second_signal_mid_undo() {
+    let f = PgFixture::new("twosig");
+    let id = f.backup("big");
+    let url = f.pg.url(&format!("{}_tgt", f.prefix));
+    let args = [
+        "restore",
+        &id,
+        "--url",
+        &url,
+        "--create-db",
+        "-i",
+        "identity.txt",
+    ];
+    let mut run = Running::start(f.cmd(&args));
+    run.wait_for_child("pg_restore", Duration::from_millis(400));
+    // Two different signals: the same one twice may reach tokio as one.
+    let (out, undo, seen) = run.signals(&["INT", "TERM"]);
+    let err = fails_with(&out, 130);
+    assert!(
+        err.contains("a second signal stopped the undoing") && err.contains("check it before use"),
+        "says what may be left: {err}"
+    );
+    no_child_left(&seen);
+    record(
+        "postgres",
+        "SIGINT then SIGTERM mid-restore --create-db",
+        "exits at once saying what may be left; no child left",
+        out.status.code(),
+        Some(undo),
+    );
+}
+
+/// dbseal killed outright (SIGKILL: no handler runs, nothing is undone) during a
+/// selective restore, which runs `pg_restore | psql`, at the worst moment: pg_restore
+/// has written all the SQL for the small table asked for and exited, psql has run it
+/// and waits inside its transaction, and dbseal is still reading (verifying) the rest
+/// of the artifact. psql's input ends without the COMMIT only dbseal writes, so nothing
+/// unverified is committed, and psql ends on its own. (With `psql --single-transaction`
+/// psql committed at the end of its input: this cell failed.)
+#[test]
+fn postgres_sigkill_mid_selective_restore() {
+    let f = PgFixture::new("killsel");
+    // Dumped before `t` (by name): pg_restore is done with it long before the end.
+    f.pg.psql(
+        &f.src,
+        "CREATE TABLE a_small AS SELECT g AS id FROM generate_series(1, 10) g",
+    );
+    let id = f.backup("big");
+    let target = format!("{}_tgt", f.prefix);
+    f.pg.psql("postgres", &format!("CREATE DATABASE \"{target}\""));
+    let before = f.pg.fingerprint(&target);
+    let url = f.pg.url(&target);
+    let args = [
+        "restore",
+        &id,
+        "--url",
+        &url,
+        "--table",
+        "a_small",
+        "-i",
+        "identity.txt",
+    ];
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{target}' AND state = 'idle in transaction'"
+    );
+    let mut run = Running::start(f.cmd(&args));
+    run.wait_for("psql waiting for its COMMIT", |now| {
+        now.iter().any(|&c| comm(c) == "psql")
+            && !now.iter().any(|&c| comm(c) == "pg_restore")
+            && f.pg.psql("postgres", &waiting) == "1"
+    });
+    let (out, _, seen) = run.signal("KILL");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(9), "{}", stderr(&out));
+    no_child_left(&seen);
+    assert_eq!(
+        f.pg.fingerprint(&target),
+        before,
+        "psql committed the unverified restore when dbseal died"
+    );
+    record(
+        "postgres",
+        "SIGKILL mid-restore --table, before the artifact is verified",
+        "target unchanged (content hash)",
+        out.status.code(),
+        None,
+    );
 }
 
 // ---------------------------------------------------------------------------------------
