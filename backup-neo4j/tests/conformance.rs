@@ -224,5 +224,6 @@ cases!(
     truncated_artifact,
     wrong_key,
     cancelled_restore,
+    cancelled_backup,
     verify_restore,
 );

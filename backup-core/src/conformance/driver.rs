@@ -27,6 +27,10 @@
 //! - [`cancelled_restore`]: a restore cancelled through [`RestoreContext::cancel`] once
 //!   half of the artifact was read fails with [`ErrorKind::Interrupted`], and the
 //!   target is unchanged.
+//! - [`cancelled_backup`]: a backup cancelled through its `BackupOptions::cancel` once
+//!   it has read from the source fails with [`ErrorKind::Interrupted`], leaves nothing
+//!   in the store (no manifest, no artifact, no staging file), and the source is
+//!   unchanged.
 //! - [`verify_restore`]: level-3 verification passes on the intact backup and fails
 //!   with [`ErrorKind::Verification`] on a corrupted one (when the fixture names a
 //!   server for it).
@@ -396,6 +400,71 @@ pub async fn cancelled_restore(driver: &dyn Driver, fixture: &dyn DriverFixture)
             driver.kind(),
             cancel_at.read.load(Ordering::SeqCst),
             backed.manifest.artifact.stored_size
+        );
+    })
+    .await
+}
+
+/// Every file below `dir` (recursively).
+fn files_below(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match path.is_dir() {
+            true => out.extend(files_below(&path)),
+            false => out.push(path),
+        }
+    }
+    out
+}
+
+/// A backup cancelled through [`BackupOptions::cancel`] once it has read from its
+/// source fails with [`ErrorKind::Interrupted`]; the store holds nothing afterwards (no
+/// manifest, no artifact, no staging file) and the source is unchanged.
+pub async fn cancelled_backup(driver: &dyn Driver, fixture: &dyn DriverFixture) {
+    with_cleanup(fixture, async {
+        let kind = driver.kind();
+        let seeded = fixture.seed(0).await;
+        let before = fixture.fingerprint(&seeded.target).await;
+        let dir = std::env::temp_dir().join(format!(
+            "dbseal-conformance-cancel-{kind}-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let store = BackupStore::open(&dir.to_string_lossy(), &Default::default())
+            .unwrap_or_else(|e| panic!("{kind}: opening the store: {e}"));
+        let token = CancellationToken::new();
+        let cancel_at = Arc::new(CancelAt {
+            at: 1,
+            read: AtomicU64::new(0),
+            token: token.clone(),
+        });
+        let mut options = BackupOptions::new(
+            format!("conformance-{kind}"),
+            KeyPair::generate().encryption(),
+        );
+        options.progress = Some(cancel_at.clone());
+        options.cancel = token.clone();
+        let ctx = BackupContext {
+            store: store.clone(),
+            options,
+        };
+        let outcome = driver.backup(&seeded.options, &ctx).await;
+        let left = files_below(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        match outcome {
+            Ok(m) => panic!("{kind}: a cancelled backup committed {}", m.backup_id),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Interrupted, "{kind}: {e}"),
+        }
+        assert!(
+            token.is_cancelled(),
+            "{kind}: the backup reported no progress"
+        );
+        assert!(left.is_empty(), "{kind}: a cancelled backup left {left:?}");
+        assert_eq!(
+            fixture.fingerprint(&seeded.target).await,
+            before,
+            "{kind}: the source changed"
         );
     })
     .await
