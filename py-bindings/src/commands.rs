@@ -30,24 +30,12 @@ use crate::store::{resolve, StoreArg};
 
 /// Adds every command to `m`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(keywords, m)?)?;
-    m.add_function(wrap_pyfunction!(keygen, m)?)?;
-    m.add_function(wrap_pyfunction!(backup, m)?)?;
-    m.add_function(wrap_pyfunction!(backup_command, m)?)?;
-    m.add_function(wrap_pyfunction!(backup_bytes, m)?)?;
-    m.add_function(wrap_pyfunction!(backup_file, m)?)?;
-    m.add_function(wrap_pyfunction!(backup_datastores, m)?)?;
-    m.add_function(wrap_pyfunction!(restore, m)?)?;
-    m.add_function(wrap_pyfunction!(restore_set, m)?)?;
-    m.add_function(wrap_pyfunction!(restore_to_file, m)?)?;
-    m.add_function(wrap_pyfunction!(restore_bytes, m)?)?;
-    m.add_function(wrap_pyfunction!(verify, m)?)?;
-    m.add_function(wrap_pyfunction!(verify_latest, m)?)?;
-    m.add_function(wrap_pyfunction!(list_backups, m)?)?;
-    m.add_function(wrap_pyfunction!(show, m)?)?;
-    m.add_function(wrap_pyfunction!(config_check, m)?)?;
-    m.add_function(wrap_pyfunction!(prune, m)?)?;
-    m.add_function(wrap_pyfunction!(status, m)?)?;
+    macro_rules! add {
+        ($($f:ident),*) => {$( m.add_function(wrap_pyfunction!($f, m)?)?; )*};
+    }
+    add! { keywords, keygen, backup, backup_command, backup_bytes, backup_file }
+    add! { backup_datastores, restore, restore_set, restore_to_file, restore_bytes }
+    add! { verify, verify_latest, list_backups, show, config_check, prune, status }
     crate::wal::register(m)
 }
 

@@ -1,27 +1,25 @@
-//! Running library futures from Python: the GIL released, Ctrl-C honoured.
+//! Running library futures from Python: the GIL released, Ctrl-C and task cancellation
+//! honoured.
 //!
 //! Every blocking call of the module runs its future on one process-wide multi-threaded
 //! tokio runtime, from inside [`Python::detach`] so other Python threads keep running.
 //! While it waits, the calling thread wakes every [`SIGNAL_POLL`] to re-attach briefly
-//! and run [`Python::check_signals`]: a Ctrl-C (or any signal handler that raises) drops
-//! the future — which cancels the backup or restore: no manifest is committed, child
-//! processes are killed, a sink's transaction is rolled back — and the exception
-//! (`KeyboardInterrupt`) propagates to the caller. Signals are only delivered to the
-//! main thread; calls made from other threads (such as `dbseal.aio`'s) are not
-//! interruptible this way.
-//!
-//! Operations that write (backups, restores, level-3 verification, safety backups)
-//! pass an `undo` token instead: the interrupt cancels the token the library was given
-//! (`RestoreContext::cancel`, `OpContext::cancel`), so the sink's input fails
-//! ([`backup_core::CancellableSink`]) and it undoes its work (rolls back, drops the
-//! database it created) as for a bad artifact; only then is the exception raised.
+//! and run [`Python::check_signals`] (signals reach the main thread only), and to look
+//! at the cancellation event `dbseal.aio` gives the calls it runs in worker threads
+//! (set when the awaiting task is cancelled). Either interrupts the call: a read-only
+//! one at once; one that writes (backups, restores, level-3 verification) cancels the
+//! token the library was given (`OpContext::cancel`), so it undoes its work (deletes
+//! what it uploaded, rolls its target back) as for a bad artifact, and only then raises.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backup_core::ErrorKind::Interrupted;
 use pyo3::prelude::*;
 use tokio_util::sync::CancellationToken;
+
+use crate::errors::{raise, Secrets};
 
 /// How often a waiting call checks for pending signals.
 pub const SIGNAL_POLL: Duration = Duration::from_millis(50);
@@ -124,7 +122,8 @@ where
                     biased;
                     out = &mut fut => return interrupt.map_or(Ok(out), |(e, _)| Err(e)),
                     _ = ticker.tick() => {
-                        if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        let first = interrupt.is_none();
+                        if let Err(e) = Python::attach(|py| poll(py, first)) {
                             match (&undo, &interrupt) {
                                 (Some(token), None) => {
                                     token.cancel();
@@ -144,3 +143,18 @@ where
 }
 
 pub use backup_core::ops::UNDO_GRACE;
+
+/// Pending signals, and (unless an interrupt is already under way) the cancellation of
+/// the `dbseal.aio` task awaiting this call, as the exception to raise.
+fn poll(py: Python<'_>, first: bool) -> PyResult<()> {
+    py.check_signals()?;
+    let modules = py.import("sys")?.getattr("modules")?;
+    let aio = modules.get_item("dbseal.aio").ok().filter(|_| first);
+    match aio.map(|a| a.call_method0("_cancelled")).transpose()? {
+        Some(c) if c.is_truthy()? => Err(raise(py, Interrupted, CANCELLED, &Secrets::default())),
+        _ => Ok(()),
+    }
+}
+
+/// The message of a call whose `dbseal.aio` task was cancelled.
+const CANCELLED: &str = "interrupted: the awaiting task was cancelled";

@@ -186,3 +186,44 @@ def test_ctrl_c_during_a_restore_leaves_no_database(tmp_path: Path, pg: Postgres
     finally:
         pg.drop_database(target)
         pg.drop_database(src)
+
+
+@pytest.mark.postgres
+def test_cancelling_an_aio_restore_undoes_it(tmp_path: Path, pg: Postgres) -> None:
+    """Cancelling the task awaiting `dbseal.aio.restore` cancels the restore as Ctrl-C
+    does: the database it created is dropped again before the task ends with
+    CancelledError."""
+    import asyncio
+
+    import dbseal.aio
+
+    src, target = unique("pyt_big"), unique("pyt_aio")
+    pg.create_database(src)
+    try:
+        pg.execute(
+            src,
+            "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b "
+            "FROM generate_series(1, 1500000) g; ALTER TABLE t ADD PRIMARY KEY (id);",
+        )
+        identity = dbseal.generate_identity()
+        store = tmp_path / "store"
+        m = dbseal.backup_postgres(pg.url_of(src), store, datastore="big", recipients=identity, password=pg.password)
+
+        async def cancel_mid_restore() -> None:
+            task = asyncio.create_task(
+                dbseal.aio.restore(store, m.backup_id, pg.url_of(target), identity=identity, password=pg.password, create_db=True)
+            )
+            deadline = time.monotonic() + 60
+            while target not in pg.databases():
+                assert not task.done(), task.result()
+                assert time.monotonic() < deadline, "the restore never created its database"
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+        asyncio.run(cancel_mid_restore())
+        assert target not in pg.databases()
+    finally:
+        pg.drop_database(target)
+        pg.drop_database(src)
