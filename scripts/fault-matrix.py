@@ -44,9 +44,12 @@ def main() -> None:
         "psql) outlives dbseal; the bad-artifact, store and server cells also check that the",
         "last line is one error naming the thing at fault.",
         "",
-        "Not in the matrix yet: the physical/PITR path through the CLI (its cancellation is",
-        "tested in `backup-postgres/tests/pitr.rs`), ArcadeDB killed midway, signals during",
-        "`restore --to-rdb`.",
+        "The store (SeaweedFS killed mid-upload and mid-download) and disk-full cells run with",
+        "PostgreSQL; the physical/PITR cells use a private cluster with archive_mode = on.",
+        "Not in the matrix yet: ArcadeDB killed midway, store and disk-full cells for Redis and",
+        "Neo4j, Redis restores without `--replace`, signals during `restore --to-rdb`, and",
+        "TimescaleDB beyond signals mid `--replace` restore (those skip where TimescaleDB is",
+        "not built, as on CI).",
         "",
     ]
     with open(dst, "w", encoding="utf-8") as f:

@@ -8,9 +8,13 @@
 //! Every cell appends one JSON line to `$DBSEAL_FAULT_RESULTS` (when set);
 //! `scripts/fault-matrix.py` turns the lines of a run into `docs/fault-matrix.md`.
 //!
-//! Needs `scripts/services.sh start DIR postgres redis` (scripts/test.sh does it).
+//! Needs `scripts/services.sh start DIR postgres redis` (scripts/test.sh does it); the
+//! physical/PITR cells start private clusters of their own (PostgreSQL binaries).
 
 mod ops_common;
+// The private PostgreSQL clusters (archive_mode = on) of backup-postgres's PITR tests.
+#[path = "../../backup-postgres/tests/pitr_common/mod.rs"]
+mod pitr_common;
 
 use std::io::Write;
 use std::path::Path;
@@ -709,6 +713,252 @@ fn postgres_sigkill_mid_selective_restore() {
         out.status.code(),
         None,
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL physical backups and point-in-time restores: a private cluster with
+// archive_mode = on (the test server has it off), its WAL archived by `dbseal wal-push`.
+
+struct Physical {
+    _tree: pitr_common::TempTree,
+    archive: pitr_common::Archive,
+    cluster: pitr_common::Cluster,
+    pgdata: std::path::PathBuf,
+}
+
+impl Physical {
+    /// A cluster holding a 1.5M-row table (a base backup and its restore take seconds).
+    fn new(tag: &str) -> Physical {
+        let tree = pitr_common::TempTree::new(&format!("dbseal-fm-{tag}"));
+        let archive = pitr_common::Archive::new(&tree, "phys");
+        let options = pitr_common::ClusterOptions {
+            wal_segsize_mb: 16,
+            archive_command: Some(archive.archive_command()),
+        };
+        let cluster = pitr_common::Cluster::create(&tree, "primary", &options);
+        let sql = "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b \
+                   FROM generate_series(1, 1500000) g";
+        let out = Command::new(format!("{}/psql", Pg::from_env().bin))
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &Self::url_of(&cluster),
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        ok(&out);
+        let pgdata = tree.path.join("restored");
+        Physical {
+            _tree: tree,
+            archive,
+            cluster,
+            pgdata,
+        }
+    }
+
+    fn url_of(cluster: &pitr_common::Cluster) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(pitr_common::dbseal_bin());
+        c.args(["--store", self.archive.store_dir.to_str().unwrap()])
+            .args(args)
+            .env_remove("DBSEAL_STORE")
+            .env_remove("DBSEAL_RECIPIENTS")
+            .env_remove("DBSEAL_IDENTITY");
+        c
+    }
+
+    fn backup_cmd(&self) -> Command {
+        let (url, recipient) = (Self::url_of(&self.cluster), self.archive.keys.recipient());
+        let mut c = self.cmd(&["backup", "postgres", "--physical", "--fast-checkpoint"]);
+        c.args(["--url", &url, "-d", "phys", "-r", &recipient]);
+        c
+    }
+
+    fn restore_cmd(&self, id: &str, identity: &Path) -> Command {
+        let pgdata = self.pgdata.to_str().unwrap();
+        let mut c = self.cmd(&["restore", id, "--pgdata", pgdata, "--latest"]);
+        c.args(["-i", identity.to_str().unwrap()]);
+        c
+    }
+
+    /// The ids of the complete backups of the datastore.
+    fn backups(&self) -> Vec<String> {
+        let out = self
+            .cmd(&["--json", "list", "-d", "phys"])
+            .output()
+            .unwrap();
+        let list = json(&ok_out(&out));
+        let ids = list.as_array().unwrap().iter();
+        ids.map(|m| m["backup_id"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn backup(&self) -> String {
+        ok(&self.backup_cmd().output().unwrap());
+        self.backups().pop().expect("a backup")
+    }
+
+    /// Files in the datastore's folder outside its WAL archive (a failed backup's debris;
+    /// an empty folder a file store leaves behind is no object).
+    fn debris(&self) -> Vec<std::path::PathBuf> {
+        fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                match e.path().is_dir() {
+                    true if !e.path().ends_with("wal") => files(&e.path(), out),
+                    true => {}
+                    false => out.push(e.path()),
+                }
+            }
+        }
+        let mut out = Vec::new();
+        files(&self.archive.store_dir.join("phys"), &mut out);
+        out
+    }
+}
+
+/// `out` when it succeeded (for `json`).
+fn ok_out(out: &Output) -> Output {
+    ok(out);
+    out.clone()
+}
+
+fn physical_signal_mid_backup(signal: &str) {
+    let f = Physical::new(&format!("pb{}", signal.to_lowercase()));
+    let mut run = Running::start(f.backup_cmd());
+    run.wait_for_child("pg_basebackup", Duration::from_millis(300));
+    let (out, undo, seen) = run.signal(signal);
+    fails_with(&out, code_of(signal));
+    no_child_left(&seen);
+    assert!(
+        f.backups().is_empty(),
+        "a manifest of the interrupted backup"
+    );
+    assert_eq!(
+        f.debris(),
+        Vec::<std::path::PathBuf>::new(),
+        "artifact debris left"
+    );
+    let fault = format!("SIG{signal} mid-backup --physical");
+    record(
+        "postgres-physical",
+        &fault,
+        "no manifest, no artifact",
+        out.status.code(),
+        Some(undo),
+    );
+}
+
+#[test]
+fn physical_sigint_mid_backup() {
+    physical_signal_mid_backup("INT");
+}
+
+#[test]
+fn physical_sigterm_mid_backup() {
+    physical_signal_mid_backup("TERM");
+}
+
+fn physical_signal_mid_restore(signal: &str) {
+    let f = Physical::new(&format!("pr{}", signal.to_lowercase()));
+    let id = f.backup();
+    let mut run = Running::start(f.restore_cmd(&id, &f.archive.identity));
+    let base = f.pgdata.join("base");
+    run.wait_for("the data directory to fill", |_| base.exists());
+    let (out, undo, seen) = run.signal(signal);
+    fails_with(&out, code_of(signal));
+    no_child_left(&seen);
+    assert!(!f.pgdata.exists(), "a partial data directory is left");
+    let fault = format!("SIG{signal} mid-restore --pgdata");
+    record(
+        "postgres-physical",
+        &fault,
+        "no data directory left",
+        out.status.code(),
+        Some(undo),
+    );
+}
+
+#[test]
+fn physical_sigint_mid_restore() {
+    physical_signal_mid_restore("INT");
+}
+
+#[test]
+fn physical_sigterm_mid_restore() {
+    physical_signal_mid_restore("TERM");
+}
+
+fn physical_bad_artifact(fault: &str) {
+    let f = Physical::new(&format!("pbad{}", &fault[..4]));
+    let id = f.backup();
+    let artifact = f.archive.store_dir.join("phys").join(&id);
+    let data = std::fs::read_dir(&artifact)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path());
+    let data = data
+        .filter(|p| !p.ends_with("manifest.json"))
+        .max_by_key(|p| p.metadata().unwrap().len());
+    let data = data.expect("the artifact");
+    let (identity, code) = match fault {
+        "corrupted byte" => (f.archive.identity.clone(), {
+            corrupt(&data);
+            4
+        }),
+        "truncated artifact" => (f.archive.identity.clone(), {
+            truncate(&data);
+            4
+        }),
+        _ => {
+            let other = f.pgdata.with_file_name("other-key.txt");
+            ok(&f
+                .cmd(&["keygen", "-o", other.to_str().unwrap()])
+                .output()
+                .unwrap());
+            (other, 5)
+        }
+    };
+    let out = f.restore_cmd(&id, &identity).output().unwrap();
+    let err = fails_with(&out, code);
+    assert!(
+        err.lines()
+            .last()
+            .unwrap_or_default()
+            .starts_with("dbseal: error: "),
+        "{err}"
+    );
+    assert!(!f.pgdata.exists(), "a partial data directory is left");
+    let what = format!("{fault}, restore --pgdata");
+    record(
+        "postgres-physical",
+        &what,
+        "no data directory left",
+        out.status.code(),
+        None,
+    );
+}
+
+#[test]
+fn physical_corrupted_byte() {
+    physical_bad_artifact("corrupted byte");
+}
+
+#[test]
+fn physical_truncated_artifact() {
+    physical_bad_artifact("truncated artifact");
+}
+
+#[test]
+fn physical_wrong_key() {
+    physical_bad_artifact("wrong key");
 }
 
 // ---------------------------------------------------------------------------------------
