@@ -47,7 +47,7 @@ def main() -> None:
         "The store (SeaweedFS killed mid-upload and mid-download) and disk-full cells run with",
         "PostgreSQL; the physical/PITR cells use a private cluster with archive_mode = on.",
         "Not in the matrix yet: ArcadeDB killed midway, store and disk-full cells for Redis and",
-        "Neo4j, Redis restores without `--replace`, signals during `restore --to-rdb`, and",
+        "Neo4j, signals during `restore --to-rdb`, and",
         "TimescaleDB beyond signals mid `--replace` restore (those skip where TimescaleDB is",
         "not built, as on CI).",
         "",

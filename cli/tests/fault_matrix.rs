@@ -1110,18 +1110,17 @@ impl RedisFixture {
 
     /// `restore ID --replace` of db 0 of the backup into db 3 (SWAPDB through staging).
     fn restore_cmd(&self, id: &str, identity: &str) -> Command {
-        let url = format!("{}/3", self.server.url());
-        self.cmd(&[
-            "restore",
-            id,
-            "--url",
-            &url,
-            "--db",
-            "0:3",
-            "--replace",
-            "-i",
-            identity,
-        ])
+        self.restore_into(id, identity, 3, true)
+    }
+
+    /// `restore ID` of db 0 of the backup into db `db` (`--replace` or not).
+    fn restore_into(&self, id: &str, identity: &str, db: u32, replace: bool) -> Command {
+        let (url, map) = (format!("{}/{db}", self.server.url()), format!("0:{db}"));
+        let mut c = self.cmd(&["restore", id, "--url", &url, "--db", &map, "-i", identity]);
+        if replace {
+            c.arg("--replace");
+        }
+        c
     }
 
     fn backup(&self, datastore: &str) -> String {
@@ -1168,11 +1167,17 @@ fn redis_sigterm_mid_backup() {
 }
 
 fn redis_signal_mid_restore(signal: &str) {
+    redis_signal_mid_restore_into(signal, 3, true);
+}
+
+/// A signal while db 0 of the backup is restored into db `db` (holding data with
+/// `replace`, empty without).
+fn redis_signal_mid_restore_into(signal: &str, db: u32, replace: bool) {
     let _serial = REDIS.lock().unwrap_or_else(|p| p.into_inner());
     let f = RedisFixture::new();
     let id = f.backup("big");
     let before = f.server.state();
-    let mut run = Running::start(f.restore_cmd(&id, "identity.txt"));
+    let mut run = Running::start(f.restore_into(&id, "identity.txt", db, replace));
     run.wait_for("a staging database to fill", |_| {
         f.server.staging_filling(&[0, 3])
     });
@@ -1180,13 +1185,28 @@ fn redis_signal_mid_restore(signal: &str) {
     fails_with(&out, code_of(signal));
     no_child_left(&seen);
     assert_eq!(f.server.state(), before, "the server's dataset changed");
+    let mode = if replace {
+        "--replace"
+    } else {
+        "into an empty db"
+    };
     record(
         "redis",
-        &format!("SIG{signal} mid-restore --replace"),
+        &format!("SIG{signal} mid-restore {mode}"),
         "dataset unchanged (DEBUG DIGEST), staging emptied",
         out.status.code(),
         Some(undo),
     );
+}
+
+#[test]
+fn redis_sigint_mid_restore_empty() {
+    redis_signal_mid_restore_into("INT", 5, false);
+}
+
+#[test]
+fn redis_sigterm_mid_restore_empty() {
+    redis_signal_mid_restore_into("TERM", 5, false);
 }
 
 #[test]
