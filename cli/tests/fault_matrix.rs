@@ -217,6 +217,18 @@ fn no_child_left(seen: &[u32]) {
     }
 }
 
+/// Fails with `code`, and the last line is one clear error; returns that line.
+#[track_caller]
+fn fails_with_one_error(out: &Output, code: i32) -> String {
+    let err = fails_with(out, code);
+    let last = err.lines().last().unwrap_or_default().to_string();
+    assert!(
+        last.starts_with("dbseal: error: "),
+        "one clear message at the end: {err}"
+    );
+    last
+}
+
 /// The exit code for a signal.
 fn code_of(signal: &str) -> i32 {
     match signal {
@@ -806,6 +818,19 @@ impl Physical {
         self.backups().pop().expect("a backup")
     }
 
+    /// Checks that a failed `restore --pgdata` left no data directory, and records the cell.
+    fn no_data_directory(&self, fault: &str, out: &Output, undo: Option<Duration>) {
+        assert!(!self.pgdata.exists(), "a partial data directory is left");
+        let expected = "no data directory left";
+        record(
+            "postgres-physical",
+            fault,
+            expected,
+            out.status.code(),
+            undo,
+        );
+    }
+
     /// Files in the datastore's folder outside its WAL archive (a failed backup's debris;
     /// an empty folder a file store leaves behind is no object).
     fn debris(&self) -> Vec<std::path::PathBuf> {
@@ -875,13 +900,9 @@ fn physical_signal_mid_restore(signal: &str) {
     let (out, undo, seen) = run.signal(signal);
     fails_with(&out, code_of(signal));
     no_child_left(&seen);
-    assert!(!f.pgdata.exists(), "a partial data directory is left");
-    let fault = format!("SIG{signal} mid-restore --pgdata");
-    record(
-        "postgres-physical",
-        &fault,
-        "no data directory left",
-        out.status.code(),
+    f.no_data_directory(
+        &format!("SIG{signal} mid-restore --pgdata"),
+        &out,
         Some(undo),
     );
 }
@@ -927,23 +948,8 @@ fn physical_bad_artifact(fault: &str) {
         }
     };
     let out = f.restore_cmd(&id, &identity).output().unwrap();
-    let err = fails_with(&out, code);
-    assert!(
-        err.lines()
-            .last()
-            .unwrap_or_default()
-            .starts_with("dbseal: error: "),
-        "{err}"
-    );
-    assert!(!f.pgdata.exists(), "a partial data directory is left");
-    let what = format!("{fault}, restore --pgdata");
-    record(
-        "postgres-physical",
-        &what,
-        "no data directory left",
-        out.status.code(),
-        None,
-    );
+    fails_with_one_error(&out, code);
+    f.no_data_directory(&format!("{fault}, restore --pgdata"), &out, None);
 }
 
 #[test]
@@ -1226,14 +1232,7 @@ fn redis_bad_artifact(fault: &str) {
     let before = f.server.state();
     let (identity, code) = apply_fault(&f.w, "big", fault);
     let out = f.restore_cmd(&id, identity).output().unwrap();
-    let err = fails_with(&out, code);
-    assert!(
-        err.lines()
-            .last()
-            .unwrap_or_default()
-            .starts_with("dbseal: error: "),
-        "{err}"
-    );
+    fails_with_one_error(&out, code);
     assert_eq!(f.server.state(), before, "the server's dataset changed");
     record(
         "redis",
@@ -1633,14 +1632,7 @@ fn neo_bad_artifact(fault: &str) {
         .restore_cmd(&id, &target.name, identity, true)
         .output()
         .unwrap();
-    let err = fails_with(&out, code);
-    assert!(
-        err.lines()
-            .last()
-            .unwrap_or_default()
-            .starts_with("dbseal: error: "),
-        "{err}"
-    );
+    fails_with_one_error(&out, code);
     assert_eq!(
         f.arcade.fingerprint(&target.name),
         before,

@@ -138,23 +138,30 @@ def test_works_in_a_forked_child(tmp_path: Path) -> None:
     assert dbseal.restore_bytes(tmp_path, after.backup_id, identity=identity) == b"from the parent, after"
 
 
+def _big_backup(tmp_path: Path, pg: Postgres, src: str) -> tuple[Path, dbseal.Identity, dbseal.Manifest]:
+    """A backup (in a store under `tmp_path`) of the new database `src` holding 1.5M rows:
+    its restore takes seconds."""
+    pg.create_database(src)
+    pg.execute(
+        src,
+        "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b "
+        "FROM generate_series(1, 1500000) g; ALTER TABLE t ADD PRIMARY KEY (id);",
+    )
+    identity = dbseal.generate_identity()
+    store = tmp_path / "store"
+    m = dbseal.backup_postgres(pg.url_of(src), store, datastore="big", recipients=identity, password=pg.password)
+    return store, identity, m
+
+
 @pytest.mark.postgres
 def test_ctrl_c_during_a_restore_leaves_no_database(tmp_path: Path, pg: Postgres) -> None:
     """An interrupted restore undoes its work like a failed one: the database it created
     is dropped again before KeyboardInterrupt reaches the caller."""
     src, target = unique("pyt_big"), unique("pyt_intr")
-    pg.create_database(src)
     try:
-        pg.execute(
-            src,
-            "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b "
-            "FROM generate_series(1, 1500000) g; ALTER TABLE t ADD PRIMARY KEY (id);",
-        )
-        identity = dbseal.generate_identity()
+        store, identity, m = _big_backup(tmp_path, pg, src)
         key = tmp_path / "key.txt"
         identity.save(key)
-        store = tmp_path / "store"
-        m = dbseal.backup_postgres(pg.url_of(src), store, datastore="big", recipients=identity, password=pg.password)
         script = textwrap.dedent(
             f"""
             import signal, sys, dbseal
@@ -198,16 +205,8 @@ def test_cancelling_an_aio_restore_undoes_it(tmp_path: Path, pg: Postgres) -> No
     import dbseal.aio
 
     src, target = unique("pyt_big"), unique("pyt_aio")
-    pg.create_database(src)
     try:
-        pg.execute(
-            src,
-            "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g * 7)::text) AS b "
-            "FROM generate_series(1, 1500000) g; ALTER TABLE t ADD PRIMARY KEY (id);",
-        )
-        identity = dbseal.generate_identity()
-        store = tmp_path / "store"
-        m = dbseal.backup_postgres(pg.url_of(src), store, datastore="big", recipients=identity, password=pg.password)
+        store, identity, m = _big_backup(tmp_path, pg, src)
 
         async def cancel_mid_restore() -> None:
             task = asyncio.create_task(

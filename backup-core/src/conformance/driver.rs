@@ -136,10 +136,8 @@ impl Backed {
     }
 }
 
-/// Backs up the fixture's variant 0 with `driver`.
-async fn backed_up(driver: &dyn Driver, fixture: &dyn DriverFixture) -> Backed {
-    let kind = driver.kind();
-    let seeded = fixture.seed(0).await;
+/// A new file store in a temporary directory of its own (the caller removes it).
+fn scratch_store(kind: &str) -> (PathBuf, BackupStore) {
     let dir = std::env::temp_dir().join(format!(
         "dbseal-conformance-{kind}-{}-{:016x}",
         std::process::id(),
@@ -147,6 +145,14 @@ async fn backed_up(driver: &dyn Driver, fixture: &dyn DriverFixture) -> Backed {
     ));
     let store = BackupStore::open(&dir.to_string_lossy(), &Default::default())
         .unwrap_or_else(|e| panic!("{kind}: opening the store: {e}"));
+    (dir, store)
+}
+
+/// Backs up the fixture's variant 0 with `driver`.
+async fn backed_up(driver: &dyn Driver, fixture: &dyn DriverFixture) -> Backed {
+    let kind = driver.kind();
+    let seeded = fixture.seed(0).await;
+    let (dir, store) = scratch_store(kind);
     let keys = KeyPair::generate();
     let ctx = BackupContext {
         store: store.clone(),
@@ -426,13 +432,7 @@ pub async fn cancelled_backup(driver: &dyn Driver, fixture: &dyn DriverFixture) 
         let kind = driver.kind();
         let seeded = fixture.seed(0).await;
         let before = fixture.fingerprint(&seeded.target).await;
-        let dir = std::env::temp_dir().join(format!(
-            "dbseal-conformance-cancel-{kind}-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        let store = BackupStore::open(&dir.to_string_lossy(), &Default::default())
-            .unwrap_or_else(|e| panic!("{kind}: opening the store: {e}"));
+        let (dir, store) = scratch_store(kind);
         let token = CancellationToken::new();
         let cancel_at = Arc::new(CancelAt {
             at: 1,
