@@ -7,15 +7,19 @@
 #
 # `start` writes DIR/env.sh: `source` it to get the DBSEAL_TEST_* variables the tests
 # read. Ports are fixed (override with the variables below) so a developer can reach them;
-# SeaweedFS uses the nine ports after DBSEAL_TEST_S3_PORT for its internal servers.
+# SeaweedFS uses the nine ports after DBSEAL_TEST_S3_PORT for its internal servers. The
+# defaults lie below 32768, outside Linux's ephemeral port range, so that no client
+# socket of the test run can be holding one when a server starts (seen: PostgreSQL
+# "could not bind … Address already in use"), and apart from the ports the tests'
+# private servers use (26100–26899, 27787, 22587).
 set -euo pipefail
 
-PG_PORT=${DBSEAL_TEST_PG_PORT:-55432}
-REDIS_PORT=${DBSEAL_TEST_REDIS_PORT:-56379}
-REDIS8_PORT=${DBSEAL_TEST_REDIS8_PORT:-56380}
-S3_PORT=${DBSEAL_TEST_S3_PORT:-58333}
-BOLT_PORT=${DBSEAL_TEST_BOLT_PORT:-57687}
-ARCADE_HTTP_PORT=${DBSEAL_TEST_ARCADE_HTTP_PORT:-52480}
+PG_PORT=${DBSEAL_TEST_PG_PORT:-25432}
+REDIS_PORT=${DBSEAL_TEST_REDIS_PORT:-24379}
+REDIS8_PORT=${DBSEAL_TEST_REDIS8_PORT:-24380}
+S3_PORT=${DBSEAL_TEST_S3_PORT:-28333}
+BOLT_PORT=${DBSEAL_TEST_BOLT_PORT:-27687}
+ARCADE_HTTP_PORT=${DBSEAL_TEST_ARCADE_HTTP_PORT:-22480}
 # Test-only credentials for throwaway servers bound to 127.0.0.1.
 S3_KEY=dbseal-test-key
 S3_SECRET=dbseal-test-secret-0123456789
