@@ -28,9 +28,11 @@ impl StoreArgs {
         )?)
     }
 
-    /// The store URL (`./backups` when none is given or configured).
+    /// The store URL ([`backup_core::ops::DEFAULT_STORE`] when none is given or
+    /// configured).
     pub fn url(&self) -> String {
-        self.store.clone().unwrap_or_else(|| "./backups".into())
+        let default = backup_core::ops::DEFAULT_STORE;
+        self.store.clone().unwrap_or_else(|| default.into())
     }
 
     /// The store as the WAL commands and `restore_command` reach it.

@@ -807,7 +807,8 @@ impl Physical {
             .cmd(&["--json", "list", "-d", "phys"])
             .output()
             .unwrap();
-        let list = json(&ok_out(&out));
+        ok(&out);
+        let list = json(&out);
         let ids = list.as_array().unwrap().iter();
         ids.map(|m| m["backup_id"].as_str().unwrap().to_string())
             .collect()
@@ -833,26 +834,10 @@ impl Physical {
 
     /// Files in the datastore's folder outside its WAL archive (a failed backup's debris;
     /// an empty folder a file store leaves behind is no object).
-    fn debris(&self) -> Vec<std::path::PathBuf> {
-        fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-                match e.path().is_dir() {
-                    true if !e.path().ends_with("wal") => files(&e.path(), out),
-                    true => {}
-                    false => out.push(e.path()),
-                }
-            }
-        }
-        let mut out = Vec::new();
-        files(&self.archive.store_dir.join("phys"), &mut out);
-        out
+    fn debris(&self) -> Vec<String> {
+        let all = files(&self.archive.store_dir.join("phys"));
+        all.into_iter().filter(|f| !f.starts_with("wal/")).collect()
     }
-}
-
-/// `out` when it succeeded (for `json`).
-fn ok_out(out: &Output) -> Output {
-    ok(out);
-    out.clone()
 }
 
 fn physical_signal_mid_backup(signal: &str) {
@@ -866,11 +851,7 @@ fn physical_signal_mid_backup(signal: &str) {
         f.backups().is_empty(),
         "a manifest of the interrupted backup"
     );
-    assert_eq!(
-        f.debris(),
-        Vec::<std::path::PathBuf>::new(),
-        "artifact debris left"
-    );
+    assert_eq!(f.debris(), Vec::<String>::new(), "artifact debris left");
     let fault = format!("SIG{signal} mid-backup --physical");
     record(
         "postgres-physical",
@@ -2214,8 +2195,15 @@ impl PrivatePg {
 
     fn kill(&self) {
         let pid = std::fs::read_to_string(self.dir.path().join("postgres.pid")).unwrap();
-        let _ = Command::new("kill").args(["-KILL", pid.trim()]).status();
-        // The postmaster's children end with it; wait until the port is free.
+        let pid: u32 = pid.lines().next().unwrap().trim().parse().unwrap();
+        // The whole server, as a crash takes it: a backend streaming COPY out does not
+        // notice its postmaster's death, and would let the dump finish.
+        for p in children(pid).into_iter().chain([pid]) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &p.to_string()])
+                .status();
+        }
+        // Wait until the port is free.
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
             assert!(

@@ -236,13 +236,15 @@ fn seal(
             .map_err(|_| config_error(py, "labels= takes a mapping or KEY=VALUE strings"))?,
         None => Vec::new(),
     };
+    let keywords = keywords_of::<ops::backup::SealOptions>();
     let own = PyDict::new(py);
-    for k in keywords_of::<ops::backup::SealOptions>() {
+    for k in &keywords {
         if let Some(v) = take(options, &k.name)? {
             own.set_item(&k.name, v)?;
         }
     }
-    let mut seal: ops::backup::SealOptions = parse_options(py, "backup", Some(&own), secrets)?;
+    let own = convert::options(Some(&own), &keywords, false, secrets)?;
+    let mut seal: ops::backup::SealOptions = convert::parse(py, "backup", own)?;
     seal.datastore = datastore;
     seal.encryption = encryption(py, recipients, passphrase, secrets)?;
     seal.labels = labels;

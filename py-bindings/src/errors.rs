@@ -9,9 +9,14 @@ use pyo3::prelude::*;
 
 pub use backup_core::secret::Secrets;
 
-/// Sets `exit_code` on each exception class from the library's table.
+/// Sets `exit_code` on each exception class from the library's table (and `kind` on
+/// `DbsealError`, which stands for every kind without a class of its own).
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let classes = m.py().import("dbseal._errors")?.getattr("_CLASSES")?;
+    let errors = m.py().import("dbseal._errors")?;
+    let base = errors.getattr("DbsealError")?;
+    base.setattr("kind", ErrorKind::Other.class())?;
+    base.setattr("exit_code", ErrorKind::Other.exit_code())?;
+    let classes = errors.getattr("_CLASSES")?;
     for kind in ErrorKind::ALL {
         if let Ok(class) = classes.get_item(kind.class()) {
             class.setattr("exit_code", kind.exit_code())?;

@@ -402,9 +402,12 @@ pub fn parse_key_values(items: &[String], what: &str) -> Result<BTreeMap<String,
     Ok(out)
 }
 
+/// The store a front-end uses when none is given or configured.
+pub const DEFAULT_STORE: &str = "./backups";
+
 /// The store a command uses, as its URL and `KEY=VALUE` options: the URL given (a flag,
 /// an argument), else the configuration's `[store]`, else `$DBSEAL_STORE`, else
-/// `./backups`. The configuration's store options come first, so the same key given
+/// [`DEFAULT_STORE`]. The configuration's store options come first, so the same key given
 /// overrides them.
 pub fn store_location(
     url: Option<&str>,
@@ -416,7 +419,7 @@ pub fn store_location(
         .map(str::to_string)
         .or_else(|| section.map(|s| s.url.clone()))
         .or_else(|| std::env::var("DBSEAL_STORE").ok())
-        .unwrap_or_else(|| "./backups".into());
+        .unwrap_or_else(|| DEFAULT_STORE.into());
     let mut all: Vec<String> = section
         .map(|s| s.options.iter().map(|(k, v)| format!("{k}={v}")).collect())
         .unwrap_or_default();

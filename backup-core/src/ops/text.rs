@@ -12,8 +12,9 @@ use crate::manifest::Manifest;
 use crate::store::BackupStore;
 use std::fmt::Write;
 
-/// Appends one formatted line to a `String` (writing into a `String` cannot fail).
-macro_rules! line {
+/// Appends one formatted line to a `String` (writing into a `String` cannot fail). Not
+/// named `line!`, which would shadow the built-in macro.
+macro_rules! push_line {
     ($s:expr, $($arg:tt)*) => {{
         let _ = writeln!($s, $($arg)*);
     }};
@@ -38,22 +39,22 @@ impl Manifest {
     /// The whole manifest, one fact per line (`dbseal show`).
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        line!(s, "backup     {}", self.backup_id);
-        line!(
+        push_line!(s, "backup     {}", self.backup_id);
+        push_line!(
             s,
             "datastore  {} ({})",
             self.datastore.name,
             self.datastore.kind
         );
-        line!(
+        push_line!(
             s,
             "started    {}\nfinished   {}",
             self.started_at,
             self.finished_at
         );
-        line!(s, "tool       {} {}", self.tool.name, self.tool.version);
+        push_line!(s, "tool       {} {}", self.tool.name, self.tool.version);
         for a in self.artifacts() {
-            line!(
+            push_line!(
                 s,
                 "artifact   {} ({}): {} stored, sha256 {}; {} plaintext, sha256 {}",
                 a.key,
@@ -65,25 +66,25 @@ impl Manifest {
             );
         }
         for t in &self.transforms {
-            line!(
+            push_line!(
                 s,
                 "transform  {}",
                 serde_json::to_string(t).unwrap_or_default()
             );
         }
         for (k, v) in &self.source {
-            line!(s, "source     {k} = {v}");
+            push_line!(s, "source     {k} = {v}");
         }
         for (k, v) in &self.contents.facts {
-            line!(s, "fact       {k} = {v}");
+            push_line!(s, "fact       {k} = {v}");
         }
         for (group, counts) in &self.contents.counts {
             for (name, n) in counts {
-                line!(s, "contents   {group} {name}: {n}");
+                push_line!(s, "contents   {group} {name}: {n}");
             }
         }
         for (k, v) in &self.labels {
-            line!(s, "label      {k} = {v}");
+            push_line!(s, "label      {k} = {v}");
         }
         s
     }
@@ -93,7 +94,7 @@ impl Manifest {
 pub fn list_text(backups: &[Manifest]) -> String {
     let mut s = String::new();
     let row = |s: &mut String, cols: [&str; 6]| {
-        line!(
+        push_line!(
             s,
             "{:<27} {:<20} {:<10} {:>10} {:>10}  {}",
             cols[0],
@@ -148,9 +149,9 @@ impl SetManifest {
             match (&m.backup_id, &m.error) {
                 (Some(id), _) => {
                     let size = human_bytes(m.stored_size.unwrap_or(0));
-                    line!(s, "  ok      {:<20} {id} ({size})", m.datastore)
+                    push_line!(s, "  ok      {:<20} {id} ({size})", m.datastore)
                 }
-                (None, e) => line!(
+                (None, e) => push_line!(
                     s,
                     "  FAILED  {:<20} {}",
                     m.datastore,
@@ -171,23 +172,23 @@ impl RestorePlan {
             p.backup_id, p.datastore.kind, p.datastore.name
         );
         for a in &p.read {
-            line!(s, "  read     {} ({})", a.key, human_bytes(a.stored_size));
+            push_line!(s, "  read     {} ({})", a.key, human_bytes(a.stored_size));
         }
         if let (true, Some(name)) = (p.production, &p.target_datastore) {
             match p.needs_confirmation {
-                true => line!(s, "  confirm  production datastore `{name}`: would be refused without --confirm-production {name}"),
-                false => line!(s, "  confirm  production datastore `{name}`: confirmed"),
+                true => push_line!(s, "  confirm  production datastore `{name}`: would be refused without --confirm-production {name}"),
+                false => push_line!(s, "  confirm  production datastore `{name}`: confirmed"),
             }
         }
         if p.safety_skipped {
             s.push_str("  safety   no safety backup (--no-safety-backup)\n");
         } else if let Some(into) = &p.safety_backup_into {
-            line!(
+            push_line!(
                 s,
                 "  safety   back up the target into datastore `{into}` first"
             );
         }
-        line!(s, "  write    {}", p.target);
+        push_line!(s, "  write    {}", p.target);
         if p.replace {
             s.push_str("  replace  the target's current contents would be dropped\n");
         }
@@ -203,10 +204,10 @@ impl RestoreReport {
     pub fn to_text(&self) -> String {
         let mut s = format!("restored backup {} into {}\n", self.backup_id, self.target);
         for l in &self.summary {
-            line!(s, "  {l}");
+            push_line!(s, "  {l}");
         }
         if let (Some(id), Some(ds)) = (&self.safety_backup, &self.safety_datastore) {
-            line!(
+            push_line!(
                 s,
                 "  safety backup of the previous contents: {id} (datastore `{ds}`)"
             );
@@ -238,7 +239,7 @@ impl SetRestoreReport {
                 .as_ref()
                 .map(|x| format!(" (safety backup {x})"));
             let ds = r.datastore.as_deref().unwrap_or("");
-            line!(s, "  {ds} <- {}{}", r.backup_id, safety.unwrap_or_default());
+            push_line!(s, "  {ds} <- {}{}", r.backup_id, safety.unwrap_or_default());
         }
         s
     }
@@ -251,7 +252,7 @@ impl VerifyResult {
         let mut s = format!("backup {} verified at level {level}\n", self.backup_id);
         for r in &self.reports {
             for c in &r.checks {
-                line!(s, "  ok [{:?}] {c}", r.level);
+                push_line!(s, "  ok [{:?}] {c}", r.level);
             }
         }
         s
@@ -263,7 +264,7 @@ impl LatestVerifications {
     pub fn to_text(&self) -> String {
         let mut s = String::new();
         for r in &self.0 {
-            line!(
+            push_line!(
                 s,
                 "{:<6} {:<20} {:<27} {:<8} {}",
                 if r.ok { "ok" } else { "FAILED" },
@@ -282,7 +283,7 @@ impl StatusReport {
     pub fn to_text(&self) -> String {
         let mut s = String::new();
         let row = |s: &mut String, c: [&str; 7]| {
-            line!(
+            push_line!(
                 s,
                 "{:<20} {:<10} {:<27} {:>9} {:>10} {:<28} {}",
                 c[0],
@@ -336,7 +337,7 @@ impl StatusReport {
                 [&st.datastore, kind, &id, &age, &size, &verification, &state],
             );
             if let Some(w) = &st.wal {
-                line!(
+                push_line!(
                     s,
                     "{:<20} WAL archive: {} segments, newest {} archived {} ago (the recovery point)",
                     "",
@@ -360,34 +361,34 @@ impl PruneReport {
             s.push_str("dry run: nothing is deleted\n");
         }
         for d in &r.datastores {
-            line!(
+            push_line!(
                 s,
                 "datastore {} — policy: {}",
                 d.datastore,
                 d.policy_summary
             );
             if let Some(why) = &d.plan.blocked {
-                line!(s, "  BLOCKED: {why}");
+                push_line!(s, "  BLOCKED: {why}");
             }
             for k in &d.plan.keep {
                 let reasons: Vec<String> = k.reasons.iter().map(|x| x.to_string()).collect();
-                line!(s, "  keep    {}  {}", k.id, reasons.join(", "));
+                push_line!(s, "  keep    {}  {}", k.id, reasons.join(", "));
             }
             for id in &d.plan.delete {
                 let size = human_bytes(r.sizes.get(id).copied().unwrap_or(0));
-                line!(s, "  {verb} {id} ({size})");
+                push_line!(s, "  {verb} {id} ({size})");
             }
             for id in &d.plan.delete_debris {
-                line!(s, "  {verb} debris {id} (no manifest)");
+                push_line!(s, "  {verb} debris {id} (no manifest)");
             }
             for (id, why) in &d.plan.keep_debris {
-                line!(s, "  keep    debris {id}: {why}");
+                push_line!(s, "  keep    debris {id}: {why}");
             }
             if r.dry_run && !d.deleted_keys.is_empty() {
                 s.push_str("  objects that would be deleted:\n");
-                d.deleted_keys.iter().for_each(|k| line!(s, "    {k}"));
+                d.deleted_keys.iter().for_each(|k| push_line!(s, "    {k}"));
             }
-            line!(
+            push_line!(
                 s,
                 "  {} kept, {} {verb}, {} debris {verb} ({})",
                 d.plan.keep.len(),
@@ -397,7 +398,7 @@ impl PruneReport {
             );
         }
         for k in &r.set_manifests_deleted {
-            line!(s, "{verb} set manifest {k} (none of its members is left)");
+            push_line!(s, "{verb} set manifest {k} (none of its members is left)");
         }
         s
     }

@@ -62,8 +62,7 @@ pub const FETCH_MISSING: i32 = 3;
 /// Exit status of `wal-fetch` for any other failure: above 125, so PostgreSQL aborts
 /// recovery rather than treating the failure as the end of the archive.
 pub const FETCH_FATAL: i32 = 255;
-/// The store a front-end uses when none is given (`--store` default).
-pub const DEFAULT_STORE: &str = "./backups";
+pub use backup_core::ops::DEFAULT_STORE;
 
 /// Where the store is, as the front-end was told (`--store`, `--store-option`).
 #[derive(Debug, Clone, Deserialize)]

@@ -47,8 +47,10 @@ class DbsealError(Exception):
     CLI's --json error class), ``exit_code`` the CLI's exit status for it."""
 
     __module__ = "dbseal"
-    kind: str = "failure"
-    exit_code: int = 1
+    # Set from the library's ErrorKind table when the extension module loads (the
+    # base class stands for every kind without a class of its own).
+    kind: str
+    exit_code: int
     result: Any = None
 
 
