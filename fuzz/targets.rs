@@ -25,6 +25,7 @@ pub const TARGETS: &[(&str, Body)] = &[
     ("resp", resp),
     ("manifest", manifest),
     ("records", records),
+    ("signature", signature),
     ("config", config),
 ];
 
@@ -85,6 +86,21 @@ fn resp(data: &[u8]) {
     runtime().block_on(backup_redis::client::parse_replies(data.to_vec()));
 }
 
+/// A `.minisig` file as the store returns it (checked against a trusted key before
+/// anything it signs is read), and the same bytes as a public key.
+fn signature(data: &[u8]) {
+    static TRUST: OnceLock<backup_core::Trust> = OnceLock::new();
+    let trust = TRUST.get_or_init(|| backup_core::Trust::ephemeral().expect("a key"));
+    let role = backup_core::sign::Role::Backup;
+    let _ = trust.check(
+        "ds/20261205T000000Z-00000000/manifest.json",
+        b"{}",
+        Some(data),
+        role,
+    );
+    let _ = backup_core::PublicKey::parse(&String::from_utf8_lossy(data));
+}
+
 fn manifest(data: &[u8]) {
     let _ = Manifest::from_json(data, "fuzz/manifest.json");
 }
@@ -93,12 +109,21 @@ fn manifest(data: &[u8]) {
 /// each through the function that reads it (with its checks), from an in-memory store.
 fn records(data: &[u8]) {
     runtime().block_on(async {
-        let store = BackupStore::open("memory://", &Default::default()).expect("memory store");
+        let store = BackupStore::open("memory://", &Default::default())
+            .expect("memory store")
+            .with_trust(backup_core::Trust::ephemeral().unwrap());
         let id: BackupId = "20261205T000000Z-00000000".parse().expect("an id");
         let put = |key: String| {
             let store = store.clone();
             let bytes = data.to_vec();
-            async move { store.put_bytes(&key, bytes).await.expect("memory put") }
+            // Signed (by the store's own key), so the readers get past the signature
+            // to the parsers under test.
+            async move {
+                store
+                    .put_signed(&key, bytes, false)
+                    .await
+                    .expect("memory put")
+            }
         };
         put(backup_core::ops::set::set_key(&id)).await;
         let _ = backup_core::ops::set::read_set(&store, &id).await;

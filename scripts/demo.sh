@@ -32,11 +32,14 @@ PSQL=("$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1)
   INSERT INTO notes(body, tags) SELECT 'note ' || g || E'\twith tab', ARRAY['a','b'] FROM generate_series(1, 5000) g;"
 
 KEY=$ROOT/dbseal-demo-key.txt
-if [ ! -f "$KEY" ]; then
-  echo "== generating a key pair ($KEY)"
+if [ ! -f "$KEY.minisign.key" ]; then
+  echo "== generating a key pair and a signing key ($KEY, $KEY.minisign.key)"
+  rm -f "$KEY" "$KEY.minisign.pub"   # a demo key from before dbseal signed its backups
   "$DBSEAL" keygen --output "$KEY" >/dev/null
 fi
 RECIPIENT=$(sed -n 's/^# public key: //p' "$KEY")
+# The backup is signed with it; this host trusts what its own key signed.
+export DBSEAL_SIGNING_KEY=$KEY.minisign.key
 
 echo "== backup"
 "$DBSEAL" backup postgres --datastore shop --recipient "$RECIPIENT" --url "$BASE/shop"

@@ -7,17 +7,22 @@
 //! ```
 //!
 //! A real service would load its identity from a file (`Decryption::from_identity_file`)
-//! and encrypt to recipients from its configuration (`Encryption::parse_recipients`);
-//! here a key pair is generated on the spot.
+//! and encrypt to recipients from its configuration (`Encryption::parse_recipients`),
+//! and sign with its signing key (`SigningKey::from_file`, trusting other hosts' public
+//! keys with `Trust::trust_signer`); here both keys are generated on the spot.
 
 use backup_core::{
-    BackupOptions, BackupStore, FormatRegistry, KeyPair, ReaderSource, RestoreOptions, WriterSink,
+    BackupOptions, BackupStore, FormatRegistry, KeyPair, ReaderSource, RestoreOptions, SigningKey,
+    Trust, WriterSink,
 };
 
 /// Backs up `data` into the store at `url`, lists it, verifies it at levels 1 and 2 and
 /// restores it. Returns the restored bytes.
 pub async fn run(url: &str, data: Vec<u8>) -> backup_core::Result<Vec<u8>> {
-    let store = BackupStore::open(url, &Default::default())?;
+    // Manifests are signed; only what a trusted key signed is listed or restored.
+    let signer = SigningKey::generate()?;
+    let store = BackupStore::open(url, &Default::default())?
+        .with_trust(Trust::default().with_signer(signer));
     let keys = KeyPair::generate();
 
     // Any tokio AsyncRead is a source: a file, a socket, a child process's stdout.

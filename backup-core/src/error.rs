@@ -196,6 +196,15 @@ pub enum Error {
         /// What differed.
         what: String,
     },
+    /// An object is not signed by a key trusted here (or was modified, or moved): it is
+    /// refused, never restored, reported or kept.
+    #[error("{key} is not trusted: {reason}")]
+    Untrusted {
+        /// The object's key in the store.
+        key: String,
+        /// Why (no signature, unknown signer, modified, found in the wrong place...).
+        reason: String,
+    },
     /// The artifact cannot be decrypted with the given identity or passphrase.
     #[error("backup {id}: {key}: cannot decrypt: {reason}")]
     Decryption {
@@ -265,9 +274,10 @@ impl Error {
             },
             Error::StoreConfig { .. } | Error::Key(_) | Error::Config(_) => ErrorKind::Config,
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::InvalidManifest { .. } | Error::Verification { .. } | Error::Format { .. } => {
-                ErrorKind::Verification
-            }
+            Error::InvalidManifest { .. }
+            | Error::Verification { .. }
+            | Error::Format { .. }
+            | Error::Untrusted { .. } => ErrorKind::Verification,
             Error::UnsupportedManifestVersion { .. } => ErrorKind::VersionMismatch,
             Error::AlreadyExists { .. } => ErrorKind::Refused,
             Error::Decryption { .. } => ErrorKind::Decryption,

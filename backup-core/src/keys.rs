@@ -6,7 +6,7 @@
 //! a manifest. Identities and passphrases live in types whose `Debug` is redacted.
 
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use age::secrecy::ExposeSecret;
@@ -143,6 +143,8 @@ pub struct Decryption {
     identities: Vec<Box<dyn age::Identity + Send + Sync>>,
     passphrase: Option<SecretString>,
     sources: Vec<String>,
+    /// The public keys (`age1…`) of the X25519 identities (SSH ones are not derived).
+    public: Vec<String>,
 }
 
 impl std::fmt::Debug for Decryption {
@@ -181,6 +183,7 @@ impl Decryption {
                     identities: vec![Box::new(id)],
                     passphrase: None,
                     sources: vec![origin.to_string()],
+                    public: Vec::new(),
                 }),
                 age::ssh::Identity::Encrypted(_) => Err(Error::Key(format!(
                     "SSH identity {origin} is passphrase-protected; dbseal needs an unencrypted key or an age identity"
@@ -205,6 +208,7 @@ impl Decryption {
             identities,
             passphrase: None,
             sources: vec![origin.to_string()],
+            public: identity_recipients(data),
         })
     }
 
@@ -214,6 +218,7 @@ impl Decryption {
             identities: Vec::new(),
             passphrase: Some(passphrase),
             sources: Vec::new(),
+            public: Vec::new(),
         }
     }
 
@@ -221,10 +226,27 @@ impl Decryption {
     pub fn merge(mut self, other: Decryption) -> Self {
         self.identities.extend(other.identities);
         self.sources.extend(other.sources);
+        self.public.extend(other.public);
         if self.passphrase.is_none() {
             self.passphrase = other.passphrase;
         }
         self
+    }
+
+    /// The public keys (`age1…`) of the X25519 identities this holds: recipients the
+    /// restoring side itself can decrypt for (a safety backup's, when none is configured).
+    pub fn recipients(&self) -> &[String] {
+        &self.public
+    }
+
+    /// Whether these keys certainly cannot open a backup encrypted to `recorded`: no
+    /// passphrase, every identity's public key known, and none of them recorded. Checked
+    /// before a restore touches its target.
+    pub fn matches_none_of(&self, recorded: &[String]) -> bool {
+        self.passphrase.is_none()
+            && !recorded.is_empty()
+            && self.public.len() == self.identities.len()
+            && !self.public.iter().any(|p| recorded.contains(p))
     }
 
     /// Runs `f` with every identity this holds (files, then the passphrase).
@@ -291,6 +313,7 @@ impl KeyPair {
             identities: vec![Box::new(self.identity.clone())],
             passphrase: None,
             sources: vec!["generated key".into()],
+            public: vec![self.recipient()],
         }
     }
 
@@ -341,4 +364,73 @@ pub fn identity_recipients(data: &[u8]) -> Vec<String> {
         .filter_map(|l| age::x25519::Identity::from_str(l).ok())
         .map(|id| id.to_public().to_string())
         .collect()
+}
+
+/// What [`generate_key_files`] wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GeneratedKeys {
+    /// The age recipient (public key) backups are encrypted to.
+    pub recipient: String,
+    /// The identity file (secret: decrypts).
+    pub identity_file: PathBuf,
+    /// The minisign public key that verifies what the signing key signs (`RW…`).
+    pub signing_public_key: String,
+    /// The signing key file (secret: signs manifests), `IDENTITY.minisign.key`.
+    pub signing_key_file: PathBuf,
+    /// The public key file, `IDENTITY.minisign.pub`.
+    pub signing_public_key_file: PathBuf,
+}
+
+impl GeneratedKeys {
+    /// What to tell the user about the keys written (one line each).
+    pub fn notes(&self) -> [String; 2] {
+        [
+            format!(
+                "identity written to {} (keep it secret, keep a copy offline); back up with --recipient {}",
+                self.identity_file.display(),
+                self.recipient
+            ),
+            format!(
+                "signing key written to {k} (backup hosts sign with --signing-key {k}); restoring hosts trust it with --trusted-signer {}",
+                self.signing_public_key,
+                k = self.signing_key_file.display()
+            ),
+        ]
+    }
+}
+
+/// The signing key files `dbseal keygen -o IDENTITY` writes beside the identity:
+/// `IDENTITY.minisign.key` (secret) and `IDENTITY.minisign.pub`.
+pub fn signing_key_paths(identity: &Path) -> (PathBuf, PathBuf) {
+    let with = |suffix: &str| {
+        let mut p = identity.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    (with(".minisign.key"), with(".minisign.pub"))
+}
+
+/// `dbseal keygen -o IDENTITY`: a new age identity (0600) and, beside it, a new signing
+/// key (0600) with its public key file. Refuses to overwrite any of them.
+pub fn generate_key_files(identity: &Path) -> Result<GeneratedKeys> {
+    let (secret, public) = signing_key_paths(identity);
+    for p in [identity, &secret, &public] {
+        if p.exists() {
+            return Err(Error::Key(format!(
+                "{} already exists; refusing to overwrite a key",
+                p.display()
+            )));
+        }
+    }
+    let pair = KeyPair::generate();
+    let signing = crate::sign::SigningKey::generate()?;
+    pair.write_identity_file(identity)?;
+    signing.write_files(&secret, &public)?;
+    Ok(GeneratedKeys {
+        recipient: pair.recipient(),
+        identity_file: identity.to_path_buf(),
+        signing_public_key: signing.public_key().to_string(),
+        signing_key_file: secret,
+        signing_public_key_file: public,
+    })
 }

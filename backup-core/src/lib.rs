@@ -13,7 +13,9 @@
 //! ```no_run
 //! # async fn demo() -> backup_core::Result<()> {
 //! use backup_core::{BackupOptions, BackupStore, KeyPair, ReaderSource, RestoreOptions, WriterSink};
-//! let store = BackupStore::open("./backups", &Default::default())?;
+//! let signer = backup_core::SigningKey::from_file("signing.key".as_ref())?;
+//! let store = BackupStore::open("./backups", &Default::default())?
+//!     .with_trust(backup_core::Trust::default().with_signer(signer));
 //! let keys = KeyPair::generate();
 //! let mut source = ReaderSource::new(&b"hello"[..], "stdin");
 //! let manifest = backup_core::backup(&store, &mut source, BackupOptions::new("demo", keys.encryption())).await?;
@@ -39,6 +41,7 @@ pub mod progress;
 pub mod retention;
 pub mod seal;
 pub mod secret;
+pub mod sign;
 pub mod sink;
 pub mod source;
 pub mod store;
@@ -61,6 +64,7 @@ pub use progress::{NoProgress, Progress};
 pub use retention::{RetentionPlan, RetentionPolicy, Span, VerificationState};
 pub use seal::{seal_in_memory, SealedObject};
 pub use secret::{redact_url, SecretString};
+pub use sign::{PublicKey, SigningKey, Trust};
 pub use sink::{CancellableSink, Sink, SinkReport, WriterSink};
 pub use source::{BlockingReaderSource, CommandSource, ReaderSource, Source, SourceFacts};
 pub use store::{BackupStore, VerificationRecord};

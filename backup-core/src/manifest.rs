@@ -230,6 +230,22 @@ impl Manifest {
             .map(|a| &a.contents)
     }
 
+    /// Refuses a transform chain that does not end in age encryption. dbseal never
+    /// writes an unencrypted backup, so such a manifest was not made by dbseal: defence
+    /// in depth beside the signature, checked before a restore touches its target.
+    pub fn check_sealed(&self) -> Result<()> {
+        if matches!(
+            self.transforms.last(),
+            Some(crate::transform::TransformSpec::Age { .. })
+        ) {
+            return Ok(());
+        }
+        Err(Error::Untrusted {
+            key: crate::store::BackupStore::manifest_key(&self.datastore.name, &self.backup_id),
+            reason: "its transform chain does not end in age encryption; dbseal never writes an unencrypted backup, so it does not restore one".into(),
+        })
+    }
+
     /// The datastore's `environment` label, if any (`production`, `staging`...).
     pub fn environment(&self) -> Option<&str> {
         self.labels.get("environment").map(String::as_str)

@@ -262,6 +262,7 @@ impl BackupSession {
     pub fn start(store: &BackupStore, options: BackupOptions) -> Result<Self> {
         BackupStore::validate_datastore_name(&options.datastore)?;
         Zstd::validate(options.zstd_level)?;
+        store.trust().require_signer("a backup")?;
         if options.cancel.is_cancelled() {
             return Err(interrupted());
         }
@@ -632,6 +633,7 @@ pub async fn restore(
     sink: &mut dyn Sink,
     options: &RestoreOptions,
 ) -> Result<SinkReport> {
+    manifest.check_sealed()?;
     let artifact = manifest
         .artifacts()
         .find(|a| a.name == artifact_name)

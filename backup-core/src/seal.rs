@@ -37,7 +37,8 @@ pub async fn seal_in_memory(
     source: &mut dyn Source,
     options: BackupOptions,
 ) -> Result<SealedObject> {
-    let memory = BackupStore::open("memory://", &Default::default())?;
+    let memory =
+        BackupStore::open("memory://", &Default::default())?.with_trust(crate::Trust::ephemeral()?);
     let mut session = BackupSession::start(&memory, options)?;
     let facts = session.write_artifact("data", source).await?;
     let kind = source.kind().to_string();

@@ -272,6 +272,44 @@ fn redact_unparsed(s: &str) -> String {
     }
 }
 
+/// Variables every child process may inherit: where programs are, who and where it
+/// runs, locale and time zone.
+const CHILD_BASE_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+];
+
+/// Builds a database tool's environment from an allow-list: the basics
+/// ([`CHILD_BASE_ENV`], `LC_*`) and the variables starting with one of `prefixes`
+/// (`PG` for libpq's) whose names do not say they hold a secret. Nothing else of
+/// dbseal's environment (store credentials, `DBSEAL_*`, other services' passwords)
+/// reaches it; the caller then sets the secrets the tool needs explicitly.
+pub fn restrict_env(cmd: &mut tokio::process::Command, prefixes: &[&str]) {
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        let Some(name) = k.to_str() else { continue };
+        let allowed = CHILD_BASE_ENV.contains(&name)
+            || name.starts_with("LC_")
+            || (prefixes.iter().any(|p| name.starts_with(p)) && !is_secret_name(name));
+        if allowed {
+            cmd.env(&k, &v);
+        }
+    }
+}
+
+/// For a user's own command (`backup command`): its environment minus dbseal's own
+/// settings and the stores' credentials (`DBSEAL_*`, `AWS_*`, `GOOGLE_*`, `AZURE_*`).
+pub fn without_own_env(cmd: &mut tokio::process::Command) {
+    for (k, _) in std::env::vars_os() {
+        let Some(name) = k.to_str() else { continue };
+        if ["DBSEAL_", "AWS_", "GOOGLE_", "AZURE_"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            cmd.env_remove(&k);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,6 +135,7 @@ impl Source for CommandSource {
             // Its own process group: a terminal's Ctrl-C reaches dbseal only, which
             // stops it in order (a killed client rolls its transaction back).
             .process_group(0);
+        crate::secret::without_own_env(&mut cmd);
         for (k, v) in &self.envs {
             cmd.env(k, v.expose());
         }

@@ -35,6 +35,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::manifest::Manifest;
+use crate::sign::{signature_key, Role, Trust};
 
 /// The part size of multipart uploads (S3's minimum is 5 MiB).
 pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
@@ -61,12 +62,14 @@ pub struct BackupStore {
     inner: Arc<dyn ObjectStore>,
     prefix: Path,
     url: String,
+    trust: Trust,
 }
 
 impl std::fmt::Debug for BackupStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackupStore")
             .field("url", &self.url)
+            .field("trust", &self.trust)
             .finish()
     }
 }
@@ -95,6 +98,10 @@ pub struct StoreListing {
     pub incomplete: Vec<IncompleteBackup>,
     /// Manifests that could not be read, with the reason.
     pub unreadable: Vec<(String, String)>,
+    /// Manifests no trusted key signed (or found in the wrong folder), with the reason:
+    /// skipped, never counted as backups, and (unlike unreadable ones) never a reason
+    /// to stop pruning — one forged object must not block retention.
+    pub untrusted: Vec<(String, String)>,
 }
 
 impl BackupStore {
@@ -113,6 +120,7 @@ impl BackupStore {
                 inner: Arc::new(object_store::memory::InMemory::new()),
                 prefix: Path::from(url.trim_start_matches("memory://").trim_matches('/')),
                 url: shown,
+                trust: Trust::default(),
             });
         }
         let local = if let Some(rest) = url.strip_prefix("file://") {
@@ -136,6 +144,7 @@ impl BackupStore {
                 inner: Arc::new(fs),
                 prefix: Path::default(),
                 url: shown,
+                trust: Trust::default(),
             });
         }
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -176,6 +185,7 @@ impl BackupStore {
             inner,
             prefix,
             url: shown,
+            trust: Trust::default(),
         })
     }
 
@@ -185,6 +195,59 @@ impl BackupStore {
             inner,
             prefix: Path::from(prefix.trim_matches('/')),
             url: crate::secret::redact_url(url),
+            trust: Trust::default(),
+        }
+    }
+
+    /// This store with a signing key and the keys it trusts ([`crate::sign`]): manifests,
+    /// set manifests and verification records are signed when written, and only those
+    /// signed by a trusted key are read. Without one, every read is refused (unless the
+    /// trust allows unsigned objects).
+    pub fn with_trust(mut self, trust: Trust) -> Self {
+        self.trust = trust;
+        self
+    }
+
+    /// The signing key and trusted keys of this store.
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// Writes a small object with its signature beside it (the signature first, so the
+    /// object never exists unsigned). `create_only` writes the object only if it does not
+    /// exist yet and returns `false` if it did.
+    pub async fn put_signed(&self, key: &str, data: Vec<u8>, create_only: bool) -> Result<bool> {
+        if let Some(signature) = self.trust.sign(key, &data)? {
+            if create_only && self.size_of(key).await?.is_some() {
+                return Ok(false);
+            }
+            self.put_bytes(&signature_key(key), signature).await?;
+        }
+        if create_only {
+            self.put_bytes_create(key, data).await
+        } else {
+            self.put_bytes(key, data).await.map(|()| true)
+        }
+    }
+
+    /// Reads a small object and checks its signature against the keys trusted for
+    /// `role`: an unsigned, modified, moved or unknown-signer object is
+    /// [`Error::Untrusted`] (exit 4).
+    pub async fn get_signed(&self, key: &str, role: Role) -> Result<Bytes> {
+        let data = self.get_bytes(key).await?;
+        let signature = self.signature_of(key).await?;
+        self.trust.check(key, &data, signature.as_deref(), role)?;
+        Ok(data)
+    }
+
+    async fn signature_of(&self, key: &str) -> Result<Option<Bytes>> {
+        match self.get_bytes(&signature_key(key)).await {
+            Ok(b) => Ok(Some(b)),
+            Err(Error::Store {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -428,7 +491,7 @@ impl BackupStore {
     /// [`Error::AlreadyExists`] if the backup already has one.
     pub async fn commit_manifest(&self, manifest: &Manifest) -> Result<()> {
         let key = Self::manifest_key(&manifest.datastore.name, &manifest.backup_id);
-        if self.put_bytes_create(&key, manifest.to_json()).await? {
+        if self.put_signed(&key, manifest.to_json(), true).await? {
             Ok(())
         } else {
             Err(Error::AlreadyExists {
@@ -462,12 +525,11 @@ impl BackupStore {
         for ((ds, id), objects) in folders {
             let manifest_key = format!("{ds}/{id}/{MANIFEST_FILE}");
             if objects.iter().any(|(k, _)| *k == manifest_key) {
-                match self
-                    .get_bytes(&manifest_key)
-                    .await
-                    .and_then(|b| Manifest::from_json(&b, &manifest_key))
-                {
+                match self.trusted_manifest(&manifest_key, &ds, &id).await {
                     Ok(m) => listing.backups.push(m),
+                    Err(e @ Error::Untrusted { .. }) => {
+                        listing.untrusted.push((manifest_key, e.to_string()))
+                    }
                     Err(e) => listing.unreadable.push((manifest_key, e.to_string())),
                 }
             } else {
@@ -495,7 +557,36 @@ impl BackupStore {
         Ok(self.scan(datastore).await?.backups)
     }
 
-    /// The manifest of backup `id`, searched in every datastore folder.
+    /// Reads the manifest at `key` (in folder `{datastore}/{id}`), refusing one that no
+    /// trusted key signed or that claims another datastore or id than its folder's.
+    async fn trusted_manifest(&self, key: &str, datastore: &str, id: &str) -> Result<Manifest> {
+        let bytes = self.get_signed(key, Role::Backup).await?;
+        let manifest = Manifest::from_json(&bytes, key)?;
+        // Retention ages backups by this time: the id (which sorts them) must agree.
+        let drift = (manifest.started_at - manifest.backup_id.timestamp()).num_seconds();
+        if !(0..=1).contains(&drift) {
+            return Err(Error::Untrusted {
+                key: key.to_string(),
+                reason: format!(
+                    "its start time {} and its id {} disagree",
+                    manifest.started_at, manifest.backup_id
+                ),
+            });
+        }
+        if manifest.datastore.name != datastore || manifest.backup_id.to_string() != id {
+            return Err(Error::Untrusted {
+                key: key.to_string(),
+                reason: format!(
+                    "it describes backup {}/{}, not the folder it was found in",
+                    manifest.datastore.name, manifest.backup_id
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest of backup `id`, searched in every datastore folder. Refused when it
+    /// is not signed by a trusted key, or when two folders hold a manifest for the id.
     pub async fn manifest(&self, id: &BackupId) -> Result<Manifest> {
         let root = if self.prefix.as_ref().is_empty() {
             None
@@ -507,20 +598,26 @@ impl BackupStore {
             .list_with_delimiter(root)
             .await
             .map_err(self.store_err("list", ""))?;
+        let mut found = Vec::new();
         for folder in listing.common_prefixes {
             let ds = self.relative(&folder);
             if Self::is_reserved_folder(&ds) {
                 continue;
             }
             let key = Self::manifest_key(&ds, id);
-            match self.get_bytes(&key).await {
-                Ok(bytes) => return Manifest::from_json(&bytes, &key),
-                Err(Error::Store {
-                    source: object_store::Error::NotFound { .. },
-                    ..
-                }) => continue,
-                Err(e) => return Err(e),
+            if self.size_of(&key).await?.is_some() {
+                found.push((ds, key));
             }
+        }
+        if let [(ds, key)] = &found[..] {
+            return self.trusted_manifest(key, ds, &id.to_string()).await;
+        }
+        if found.len() > 1 {
+            let keys: Vec<&str> = found.iter().map(|(_, k)| k.as_str()).collect();
+            return Err(Error::Untrusted {
+                key: keys.join(", "),
+                reason: format!("more than one manifest claims backup id {id}"),
+            });
         }
         Err(Error::NotFound {
             id: id.to_string(),
@@ -536,7 +633,7 @@ impl BackupStore {
         let key = Self::verification_key(&record.datastore, &record.backup_id);
         let mut data = serde_json::to_vec_pretty(record).expect("record serializes");
         data.push(b'\n');
-        self.put_bytes(&key, data).await
+        self.put_signed(&key, data, false).await.map(|_| ())
     }
 
     /// The verification record of a backup, if it was ever verified with a record.
@@ -546,8 +643,10 @@ impl BackupStore {
         id: &BackupId,
     ) -> Result<Option<VerificationRecord>> {
         let key = Self::verification_key(datastore, id);
-        match self.get_bytes(&key).await {
-            Ok(bytes) => VerificationRecord::from_json(&bytes, &key).map(Some),
+        match self.get_signed(&key, Role::Record).await {
+            Ok(bytes) => VerificationRecord::from_json(&bytes, &key)
+                .and_then(|r| r.found_at(&key, datastore, id))
+                .map(Some),
             Err(Error::Store {
                 source: object_store::Error::NotFound { .. },
                 ..
@@ -572,9 +671,10 @@ impl BackupStore {
                 continue;
             };
             match self
-                .get_bytes(&key)
+                .get_signed(&key, Role::Record)
                 .await
                 .and_then(|b| VerificationRecord::from_json(&b, &key))
+                .and_then(|r| r.found_at(&key, parts[0], &id))
             {
                 Ok(r) => {
                     out.insert((parts[0].to_string(), id), r);
@@ -730,6 +830,20 @@ impl VerificationRecord {
         }
     }
 
+    /// This record, if it describes the backup whose folder it was found in.
+    fn found_at(self, key: &str, datastore: &str, id: &BackupId) -> Result<Self> {
+        if self.datastore != datastore || self.backup_id != *id {
+            return Err(Error::Untrusted {
+                key: key.to_string(),
+                reason: format!(
+                    "it records a verification of {}/{}, not of the backup it was found with",
+                    self.datastore, self.backup_id
+                ),
+            });
+        }
+        Ok(self)
+    }
+
     /// Parses a record; `key` names it in errors.
     pub fn from_json(bytes: &[u8], key: &str) -> Result<Self> {
         serde_json::from_slice(bytes).map_err(|e| Error::InvalidManifest {
@@ -746,7 +860,9 @@ mod tests {
 
     #[tokio::test]
     async fn reserved_folders_and_records_do_not_disturb_scan() {
-        let store = BackupStore::open("memory://", &Default::default()).unwrap();
+        let store = BackupStore::open("memory://", &Default::default())
+            .unwrap()
+            .with_trust(crate::Trust::ephemeral().unwrap());
         let keys = KeyPair::generate();
         let mut src = ReaderSource::new(&b"payload"[..], "stdin");
         let m = backup(
@@ -786,7 +902,7 @@ mod tests {
 
         let deleted = store.delete_backup(&m).await.unwrap();
         assert_eq!(deleted[0], BackupStore::manifest_key("app", &m.backup_id));
-        assert_eq!(deleted.len(), 3, "{deleted:?}");
+        assert_eq!(deleted.len(), 5, "{deleted:?}");
         let listing = store.scan(None).await.unwrap();
         assert!(listing.backups.is_empty() && listing.incomplete.is_empty());
         assert!(store.size_of(&set_key).await.unwrap().is_some());

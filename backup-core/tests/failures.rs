@@ -75,14 +75,19 @@ async fn failing_source(store: BackupStore) {
         .into_iter()
         .map(|(k, _)| k)
         .collect();
-    assert_eq!(keys_left.len(), 2, "{keys_left:?}");
+    // The earlier backup's artifact, manifest and signature.
+    assert_eq!(keys_left.len(), 3, "{keys_left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_source_commits_no_manifest_file_store() {
     let dir = tempfile::tempdir().unwrap();
-    failing_source(BackupStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap())
-        .await;
+    failing_source(
+        BackupStore::open(dir.path().to_str().unwrap(), &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap()),
+    )
+    .await;
     // Not even a staging file is left on disk.
     let mut files = Vec::new();
     let mut stack = vec![dir.path().to_path_buf()];
@@ -96,12 +101,17 @@ async fn failing_source_commits_no_manifest_file_store() {
             }
         }
     }
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 3, "artifact, manifest, signature: {files:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_source_commits_no_manifest_memory_store() {
-    failing_source(BackupStore::open("memory://", &Default::default()).unwrap()).await;
+    failing_source(
+        BackupStore::open("memory://", &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,7 +142,9 @@ impl FormatReader for RejectingFormat {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_the_format_reader_rejects_commits_no_manifest() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let earlier = earlier_backup(&store, &keys).await;
     let mut source = common::bytes_source(common::DataGen::bytes(23, 2 * 1024 * 1024))
@@ -168,7 +180,9 @@ async fn keys_besides(store: &BackupStore, earlier: &Manifest) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_second_artifact_deletes_what_the_session_uploaded() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let earlier = earlier_backup(&store, &keys).await;
     let mut session =
@@ -200,7 +214,9 @@ async fn a_failed_second_artifact_deletes_what_the_session_uploaded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancelled_backup_stops_commits_nothing_and_deletes_its_uploads() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let earlier = earlier_backup(&store, &keys).await;
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -241,7 +257,9 @@ async fn a_cancelled_backup_stops_commits_nothing_and_deletes_its_uploads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_cancelled_before_it_starts_writes_nothing() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let cancel = tokio_util::sync::CancellationToken::new();
     cancel.cancel();
     let options = BackupOptions::new("app", KeyPair::generate().encryption()).with_cancel(cancel);
@@ -254,7 +272,9 @@ async fn a_backup_cancelled_before_it_starts_writes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_without_artifacts_cannot_commit() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let session = BackupSession::start(
         &store,
         BackupOptions::new("app", KeyPair::generate().encryption()),
@@ -279,7 +299,9 @@ async fn unreachable_store_commits_nothing_and_says_which_store() {
     // A real store with an earlier backup...
     let url = common::s3_url("unreachable");
     let options = common::s3_options();
-    let store = BackupStore::open(&url, &options).unwrap();
+    let store = BackupStore::open(&url, &options)
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let earlier = earlier_backup(&store, &keys).await;
 
@@ -289,7 +311,9 @@ async fn unreachable_store_commits_nothing_and_says_which_store() {
         "aws_endpoint".into(),
         format!("http://127.0.0.1:{}", closed_port()),
     );
-    let unreachable = BackupStore::open(&url, &bad).unwrap();
+    let unreachable = BackupStore::open(&url, &bad)
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let t = Instant::now();
     let mut source = GeneratedSource::new(26, 1024 * 1024);
     let err = backup_core::backup(
@@ -323,7 +347,9 @@ async fn wrong_store_credentials_are_a_connection_error() {
     let url = common::s3_url("wrong-credentials");
     let mut options = common::s3_options();
     options.insert("aws_secret_access_key".into(), "not-the-secret-0000".into());
-    let store = BackupStore::open(&url, &options).unwrap();
+    let store = BackupStore::open(&url, &options)
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let err = backup_core::backup(
         &store,
@@ -334,7 +360,9 @@ async fn wrong_store_credentials_are_a_connection_error() {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
     assert!(!err.to_string().contains("not-the-secret-0000"), "{err}");
-    let good = BackupStore::open(&url, &common::s3_options()).unwrap();
+    let good = BackupStore::open(&url, &common::s3_options())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     assert!(good.list_keys("").await.unwrap().is_empty());
 }
 
@@ -355,11 +383,17 @@ async fn manifest_commit_is_create_only(store: BackupStore) {
 async fn manifest_commit_is_create_only_everywhere() {
     let dir = tempfile::tempdir().unwrap();
     manifest_commit_is_create_only(
-        BackupStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap(),
+        BackupStore::open(dir.path().to_str().unwrap(), &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap()),
     )
     .await;
-    manifest_commit_is_create_only(BackupStore::open("memory://", &Default::default()).unwrap())
-        .await;
+    manifest_commit_is_create_only(
+        BackupStore::open("memory://", &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap()),
+    )
+    .await;
     let s3 = common::s3_store("create-only");
     manifest_commit_is_create_only(s3.clone()).await;
     common::empty_store(&s3).await;
@@ -367,7 +401,9 @@ async fn manifest_commit_is_create_only_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_options_are_refused_before_anything_is_written() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     for (datastore, level) in [("../escape", 3), ("", 3), ("ok", 0), ("ok", 23)] {
         let mut opts = BackupOptions::new(datastore, keys.encryption());

@@ -48,7 +48,9 @@ fn redact(mut v: Value) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn manifest_json_is_pinned() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let m = sample_backup(&store, &keys).await;
     let stored = store.get_bytes(&key_of(&m)).await.unwrap();
@@ -70,7 +72,9 @@ async fn manifest_json_is_pinned() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_fields_are_tolerated_and_preserved() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let m = sample_backup(&store, &keys).await;
     let key = key_of(&m);
@@ -80,8 +84,9 @@ async fn unknown_fields_are_tolerated_and_preserved() {
     v["signatures"] = json!([{"alg": "minisign", "sig": "RWQ..."}]);
     v["artifact"]["storage_class"] = json!("GLACIER");
     v["transforms"][0]["window_log"] = json!(27);
+    // Written (and signed) by a newer dbseal holding the signing key.
     store
-        .put_bytes(&key, serde_json::to_vec_pretty(&v).unwrap())
+        .put_signed(&key, serde_json::to_vec_pretty(&v).unwrap(), false)
         .await
         .unwrap();
 
@@ -114,7 +119,9 @@ async fn unknown_fields_are_tolerated_and_preserved() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newer_major_version_is_refused_clearly() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let m = sample_backup(&store, &keys).await;
     let key = key_of(&m);
@@ -135,7 +142,7 @@ async fn newer_major_version_is_refused_clearly() {
         "{msg}"
     );
 
-    store.put_bytes(&key, bytes).await.unwrap();
+    store.put_signed(&key, bytes, false).await.unwrap();
     let err = store.manifest(&m.backup_id).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::VersionMismatch, "{err}");
     // Listing skips it but reports it, rather than failing or hiding it.
@@ -171,7 +178,9 @@ fn invalid_manifests_name_the_key_and_the_problem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_list_oldest_first_and_by_datastore() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let mut made = Vec::new();
     for ds in ["b", "a", "b"] {

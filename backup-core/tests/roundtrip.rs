@@ -91,13 +91,17 @@ async fn one_gib_round_trip(store: &BackupStore, seed: u64) {
 async fn one_gib_round_trip_file_store() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
-    let store = BackupStore::open(&url, &Default::default()).unwrap();
+    let store = BackupStore::open(&url, &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     one_gib_round_trip(&store, 1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_gib_round_trip_memory_store() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     one_gib_round_trip(&store, 2).await;
 }
 
@@ -137,7 +141,9 @@ async fn small_round_trip(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passphrase_round_trip() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let passphrase = "correct horse battery staple 8c1f";
     let manifest = small_round_trip(
         &store,
@@ -186,7 +192,9 @@ async fn ssh_ed25519_round_trip() {
         .expect("ssh-keygen must be installed (openssh-client): run scripts/install-deps.sh");
     assert!(status.success());
     let public = std::fs::read_to_string(dir.path().join("id_ed25519.pub")).unwrap();
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let manifest = small_round_trip(
         &store,
         Encryption::parse_recipients(&[public.trim()]).unwrap(),
@@ -204,7 +212,9 @@ async fn ssh_ed25519_round_trip() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_recipients_each_decrypt() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let (a, b) = (KeyPair::generate(), KeyPair::generate());
     let enc =
         Encryption::parse_recipients(&[format!("{},{}", a.recipient(), b.recipient())]).unwrap();

@@ -14,7 +14,9 @@ use tokio::io::AsyncWriteExt;
 /// Backs `data` up from a `BlockingReaderSource` with `workers` zstd workers, restores
 /// and verifies it; returns the stored size.
 async fn round_trip(data: &[u8], workers: u32) -> u64 {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let mut source = BlockingReaderSource::new(std::io::Cursor::new(data.to_vec()), "test");
     let mut options = BackupOptions::new("stages", keys.encryption());
@@ -80,7 +82,9 @@ impl std::io::Read for FailingReader {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_blocking_reader_commits_no_manifest() {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let mut source = BlockingReaderSource::new(FailingReader { ok: 3 << 20 }, "disk");
     let err = backup_core::backup(
@@ -135,7 +139,9 @@ impl std::io::Read for SlowEndlessReader {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelled_backup_stops_its_reader_thread_and_leaves_no_artifact() {
     use std::sync::atomic::Ordering;
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let reads = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut source = BlockingReaderSource::new(

@@ -10,24 +10,44 @@ use backup_core::BackupStore;
 async fn file_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}", dir.path().display());
-    store::run(&BackupStore::open(&url, &Default::default()).unwrap()).await;
+    store::run(
+        &BackupStore::open(&url, &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_path_file_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested").join("backups");
-    store::run(&BackupStore::open(path.to_str().unwrap(), &Default::default()).unwrap()).await;
+    store::run(
+        &BackupStore::open(path.to_str().unwrap(), &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_conforms() {
-    store::run(&BackupStore::open("memory://", &Default::default()).unwrap()).await;
+    store::run(
+        &BackupStore::open("memory://", &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_store_with_prefix_conforms() {
-    store::run(&BackupStore::open("memory://some/prefix", &Default::default()).unwrap()).await;
+    store::run(
+        &BackupStore::open("memory://some/prefix", &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap()),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,7 +26,9 @@ impl Fixture {
         // The file store streams objects in small chunks like S3 does (the memory store
         // returns an object in one piece, which would hide the order stages fail in).
         let dir = tempfile::tempdir().unwrap();
-        let store = BackupStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+        let store = BackupStore::open(dir.path().to_str().unwrap(), &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap());
         Self::on(store, dir).await
     }
 
@@ -72,10 +74,22 @@ impl Fixture {
             .unwrap();
     }
 
+    /// Replaces the manifest, re-signed as a signing host with a bug (or a stolen key)
+    /// would: the checks below the signature are under test. Without the signature the
+    /// edit is refused first (asserted here; see also cli/tests/trust.rs).
     async fn replace_manifest(&self, manifest: &Manifest) {
         let key = BackupStore::manifest_key(&manifest.datastore.name, &manifest.backup_id);
         self.store
             .put_bytes(&key, manifest.to_json())
+            .await
+            .unwrap();
+        let err = reload(self).await.unwrap_err();
+        assert!(
+            matches!(err, backup_core::Error::Untrusted { .. }),
+            "an unsigned edit is refused: {err}"
+        );
+        self.store
+            .put_signed(&key, manifest.to_json(), false)
             .await
             .unwrap();
     }
@@ -314,9 +328,11 @@ async fn missing_manifest_means_no_backup() {
     let scan = f.store.scan(None).await.unwrap();
     assert_eq!(scan.incomplete.len(), 1, "{scan:?}");
     assert_eq!(scan.incomplete[0].backup_id, id.as_str());
+    let mut left = scan.incomplete[0].keys.clone();
+    left.sort();
     assert_eq!(
-        scan.incomplete[0].keys,
-        vec![f.manifest.artifact.key.clone()]
+        left,
+        vec![f.manifest.artifact.key.clone(), format!("{key}.minisig")]
     );
 }
 

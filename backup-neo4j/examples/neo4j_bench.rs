@@ -29,8 +29,22 @@ fn encryption(dir: &str) -> Encryption {
         k.write_identity_file(&d.join("bench.key")).unwrap();
         std::fs::write(d.join("bench.pub"), k.recipient()).unwrap();
     }
+    // The signing key (bench/neo4j/run.sh sets DBSEAL_SIGNING_KEY to it).
+    let (secret, public) = backup_core::keys::signing_key_paths(&d.join("bench.key"));
+    if !secret.exists() {
+        let key = backup_core::SigningKey::generate().unwrap();
+        key.write_files(&secret, &public).unwrap();
+    }
     let r = std::fs::read_to_string(d.join("bench.pub")).unwrap();
     Encryption::parse_recipients(&[r.trim()]).unwrap()
+}
+
+/// Signs with (and trusts) the bench's own signing key in `dir`.
+fn trust(dir: &str) -> backup_core::Trust {
+    encryption(dir);
+    let (secret, _) =
+        backup_core::keys::signing_key_paths(&std::path::Path::new(dir).join("bench.key"));
+    backup_core::Trust::default().with_signer(backup_core::SigningKey::from_file(&secret).unwrap())
 }
 
 fn decryption(dir: &str) -> Decryption {
@@ -48,7 +62,9 @@ async fn main() {
             println!("build_seconds {:.1}", t.elapsed().as_secs_f64());
         }
         "export" => {
-            let store = BackupStore::open(&args[2], &Default::default()).unwrap();
+            let store = BackupStore::open(&args[2], &Default::default())
+                .unwrap()
+                .with_trust(trust(&args[2]));
             let m = backup_core::backup(
                 &store,
                 &mut Neo4jSource::new(common::config(&args[1])),
@@ -68,7 +84,9 @@ async fn main() {
             );
         }
         "import" | "naive" => {
-            let store = BackupStore::open(&args[1], &Default::default()).unwrap();
+            let store = BackupStore::open(&args[1], &Default::default())
+                .unwrap()
+                .with_trust(trust(&args[1]));
             let m = store.manifest(&args[2].parse().unwrap()).await.unwrap();
             let ro = backup_core::RestoreOptions {
                 decryption: Some(decryption(&args[1]).into()),

@@ -20,7 +20,9 @@
 //! # async fn demo() -> backup_core::Result<()> {
 //! use backup_core::{BackupOptions, BackupStore, KeyPair};
 //! use backup_neo4j::{Neo4jConfig, Neo4jSource};
-//! let store = BackupStore::open("./backups", &Default::default())?;
+//! let signer = backup_core::SigningKey::from_file("signing.key".as_ref())?;
+//! let store = BackupStore::open("./backups", &Default::default())?
+//!     .with_trust(backup_core::Trust::default().with_signer(signer));
 //! let keys = KeyPair::generate();
 //! let config = Neo4jConfig::new("bolt://localhost:7687").with_env_defaults();
 //! let manifest = backup_core::backup(

@@ -54,7 +54,9 @@ fn setup() -> (tempfile::TempDir, PathBuf, BackupStore, KeyPair) {
     let dir = tempfile::tempdir().unwrap();
     let bin = fake_admin(dir.path());
     std::fs::write(dir.path().join("data/graph.db"), dump_bytes()).unwrap();
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     (dir, bin, store, KeyPair::generate())
 }
 

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::SecretString;
@@ -195,6 +196,7 @@ impl PostgresConfig {
                 )));
             }
         }
+        let secret_file = secret_service_file(&params)?;
         Ok(Connection {
             host,
             port,
@@ -204,6 +206,7 @@ impl PostgresConfig {
             passfile,
             params,
             binaries: Binaries { dir: bin_dir },
+            secret_file,
         })
     }
 }
@@ -319,6 +322,48 @@ pub struct Connection {
     passfile: Option<PathBuf>,
     params: BTreeMap<String, String>,
     binaries: Binaries,
+    /// The parameters that are secrets (`sslpassword`…) in a 0600 libpq service file,
+    /// removed with the last clone: the tools get them through PGSERVICEFILE, not argv.
+    secret_file: Option<Arc<tempfile::TempPath>>,
+}
+
+/// The libpq service name under which [`Connection`]'s secret parameters are written.
+const SECRET_SERVICE: &str = "dbseal_secrets";
+
+/// Writes the secret parameters (by name: [`backup_core::secret::is_secret_name`]) into
+/// a private libpq service file; `None` when there are none.
+fn secret_service_file(
+    params: &BTreeMap<String, String>,
+) -> PgResult<Option<Arc<tempfile::TempPath>>> {
+    use std::io::Write;
+    let secret: Vec<(&String, &String)> = params
+        .iter()
+        .filter(|(k, _)| backup_core::secret::is_secret_name(k))
+        .collect();
+    if secret.is_empty() {
+        return Ok(None);
+    }
+    let mut text = format!("[{SECRET_SERVICE}]\n");
+    for (k, v) in secret {
+        if v.contains(['\n', '\r']) {
+            return Err(PostgresError::Config(format!(
+                "connection parameter {k} contains a line break"
+            )));
+        }
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    // tempfile creates it 0600.
+    let mut file = tempfile::Builder::new()
+        .prefix("dbseal-pg-service-")
+        .tempfile()
+        .and_then(|mut f| f.write_all(text.as_bytes()).and_then(|_| f.flush()).map(|_| f))
+        .map_err(|e| {
+            PostgresError::Config(format!(
+                "cannot write a private libpq service file for the connection's secret parameters: {e}"
+            ))
+        })?;
+    let _ = file.as_file_mut().sync_all();
+    Ok(Some(Arc::new(file.into_temp_path())))
 }
 
 impl std::fmt::Debug for Connection {
@@ -330,7 +375,21 @@ impl std::fmt::Debug for Connection {
             .field("database", &self.database)
             .field("password", &self.password.as_ref().map(|_| "**REDACTED**"))
             .field("passfile", &self.passfile)
-            .field("params", &self.params)
+            .field(
+                "params",
+                &self
+                    .params
+                    .iter()
+                    .map(|(k, v)| {
+                        let shown = if backup_core::secret::is_secret_name(k) {
+                            "**REDACTED**"
+                        } else {
+                            v.as_str()
+                        };
+                        (k.as_str(), shown)
+                    })
+                    .collect::<BTreeMap<_, _>>(),
+            )
             .finish()
     }
 }
@@ -393,7 +452,12 @@ impl Connection {
             quote_conninfo(&self.database)
         );
         for (k, v) in &self.params {
-            s.push_str(&format!(" {k}={}", quote_conninfo(v)));
+            if !backup_core::secret::is_secret_name(k) {
+                s.push_str(&format!(" {k}={}", quote_conninfo(v)));
+            }
+        }
+        if self.secret_file.is_some() {
+            s.push_str(&format!(" service={SECRET_SERVICE}"));
         }
         s
     }
@@ -414,8 +478,14 @@ impl Connection {
     /// Applies argv-free connection settings to a tool command: the conninfo goes in
     /// through `-d` (added by the caller), the secrets through the environment.
     pub(crate) fn apply_env(&self, cmd: &mut tokio::process::Command) {
+        // Only libpq's own settings (no secret among them) and the basics reach the
+        // tool; the secrets it needs are set explicitly below.
+        backup_core::secret::restrict_env(cmd, &["PG"]);
         for (k, v) in self.tool_env() {
             cmd.env(k, v.expose());
+        }
+        if let Some(path) = &self.secret_file {
+            cmd.env("PGSERVICEFILE", path.as_os_str());
         }
         // Never let a tool prompt for a password on a terminal.
         cmd.stdin(std::process::Stdio::null());
@@ -648,9 +718,10 @@ impl Binaries {
     /// Finds `name` and asks it for its version (`NAME --version`).
     pub async fn tool(&self, name: &'static str) -> PgResult<Tool> {
         let path = self.find(name)?;
-        let out = tokio::process::Command::new(&path)
-            .arg("--version")
-            .stdin(std::process::Stdio::null())
+        let mut cmd = tokio::process::Command::new(&path);
+        cmd.arg("--version").stdin(std::process::Stdio::null());
+        backup_core::secret::restrict_env(&mut cmd, &["PG"]);
+        let out = cmd
             .output()
             .await
             .map_err(|e| PostgresError::Binary(format!("cannot run {}: {e}", path.display())))?;

@@ -17,7 +17,9 @@
 //! # async fn demo() -> backup_core::Result<()> {
 //! use backup_core::{BackupOptions, BackupStore, KeyPair, RestoreOptions};
 //! use backup_postgres::{DumpOptions, PostgresConfig, PostgresSink, PostgresSource, RestoreTarget};
-//! let store = BackupStore::open("./backups", &Default::default())?;
+//! let signer = backup_core::SigningKey::from_file("signing.key".as_ref())?;
+//! let store = BackupStore::open("./backups", &Default::default())?
+//!     .with_trust(backup_core::Trust::default().with_signer(signer));
 //! let keys = KeyPair::generate();
 //! let config = PostgresConfig::from_url("postgres://app@127.0.0.1/app");
 //! let mut source = PostgresSource::new(&config, DumpOptions::default())?;

@@ -96,9 +96,10 @@ async fn restore_with(
         archive_command,
         cancel: Default::default(),
         env_file: Some(SecretString::new(format!(
-            "DBSEAL_STORE={}\nDBSEAL_IDENTITY={}\n",
+            "DBSEAL_STORE={}\nDBSEAL_IDENTITY={}\nDBSEAL_TRUSTED_SIGNERS={}\n",
             archive.store_dir.display(),
-            archive.identity.display()
+            archive.identity.display(),
+            archive.public_key()
         ))),
     };
     physical::restore_physical(
@@ -717,9 +718,10 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
         err.contains("another cluster") && err.contains("database system"),
         "{err}"
     );
-    // Copied into the archive behind dbseal's back, it is found.
+    // Copied into the archive behind dbseal's back, it is found: first by its signature
+    // (the other archive's key, for another place)...
     let moved = hide(&archive, &foreign, &tree.path.join("hidden-own"));
-    for ext in [".json", ".zst.age"] {
+    for ext in [".json", ".json.minisig", ".zst.age"] {
         let name = format!("{foreign}{ext}");
         std::fs::copy(
             other_archive.timeline_dir(1).join(&name),
@@ -727,6 +729,30 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
         )
         .unwrap();
     }
+    let (code, out, err) =
+        archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("{foreign}.json is not trusted")),
+        "{out}"
+    );
+    // ...signed here (as a host holding this archive's key would, copying it by hand),
+    // by the datastore its manifest names...
+    let key = format!("b/wal/00000001/{foreign}.json");
+    archive.sign(&key);
+    let (code, out, err) =
+        archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
+    assert_eq!(code, 4, "{out}\n{err}");
+    assert!(out.contains("describes datastore `c`'s WAL"), "{out}");
+    // ...and, renamed too, by the database system it belongs to.
+    let path = archive.store_dir.join(&key);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("\"name\": \"c\"", "\"name\": \"b\"", 1),
+    )
+    .unwrap();
+    archive.sign(&key);
     let (code, out, err) =
         archive.dbseal(&["wal-verify", "--datastore", "b", "--level", "metadata"]);
     assert_eq!(code, 4, "{out}\n{err}");
@@ -755,7 +781,7 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
     ]);
     assert_eq!(code, 255, "{err}");
     assert!(err.contains("another cluster"), "{err}");
-    for ext in [".json", ".zst.age"] {
+    for ext in [".json", ".json.minisig", ".zst.age"] {
         std::fs::remove_file(archive.timeline_dir(1).join(format!("{foreign}{ext}"))).unwrap();
     }
     put_back(&moved);

@@ -20,6 +20,29 @@ fn write_segment(dir: &Path, tl: u32, segno: u64, sysid: u64) -> std::path::Path
     p
 }
 
+/// Writes and wal-pushes segments `segnos` of timeline 1 into datastore `ds`.
+fn push_segments(
+    archive: &Archive,
+    pg_wal: &Path,
+    ds: &str,
+    segnos: std::ops::RangeInclusive<u64>,
+) {
+    for segno in segnos {
+        let p = write_segment(pg_wal, 1, segno, SYSID);
+        let recipient = archive.keys.recipient();
+        let args = [
+            "wal-push",
+            "--datastore",
+            ds,
+            "-r",
+            &recipient,
+            p.to_str().unwrap(),
+        ];
+        let (code, _, err) = archive.dbseal(&args);
+        assert_eq!(code, 0, "{err}");
+    }
+}
+
 #[test]
 fn push_and_fetch_follow_postgresql_conventions() {
     let tree = TempTree::new("dbseal-pitr-wal");
@@ -258,18 +281,7 @@ async fn status_reports_the_newest_segment_and_prune_keeps_what_backups_need() {
     let tree = TempTree::new("dbseal-pitr-status");
     let archive = Archive::new(&tree, "s");
     let pg_wal = tree.dir("pg_wal");
-    for segno in 1..=6 {
-        let p = write_segment(&pg_wal, 1, segno, SYSID);
-        let (code, _, err) = archive.dbseal(&[
-            "wal-push",
-            "--datastore",
-            "s",
-            "-r",
-            &archive.keys.recipient(),
-            p.to_str().unwrap(),
-        ]);
-        assert_eq!(code, 0, "{err}");
-    }
+    push_segments(&archive, &pg_wal, "s", 1..=6);
     let wal = WalArchive::new(archive.store(), "s").unwrap();
     let status = wal.status().await.unwrap();
     assert_eq!(
@@ -307,4 +319,141 @@ async fn status_reports_the_newest_segment_and_prune_keeps_what_backups_need() {
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.segments, 3);
     assert!(report.backups[0].complete);
+}
+
+/// WAL segment manifests and the archive record are minisign-signed: `minisign -Vm`
+/// (Debian's minisign) checks them without dbseal. A segment manifest rewritten by a
+/// bucket writer is refused by wal-fetch (exit 255: recovery stops rather than replay
+/// it), and the next wal-push of that segment repairs it.
+#[test]
+fn wal_manifests_are_signed_and_a_forged_one_is_refused_then_repaired() {
+    let tree = TempTree::new("dbseal-pitr-signed");
+    let archive = Archive::new(&tree, "g");
+    let pg_wal = tree.dir("pg_wal");
+    let seg = write_segment(&pg_wal, 1, 3, SYSID);
+    let push = || {
+        archive.dbseal(&[
+            "wal-push",
+            "--datastore",
+            "g",
+            "-r",
+            &archive.keys.recipient(),
+            seg.to_str().unwrap(),
+        ])
+    };
+    let (code, _, err) = push();
+    assert_eq!(code, 0, "{err}");
+    let name = segment_name(1, 3, u64::from(SEG));
+    let manifest = archive.timeline_dir(1).join(format!("{name}.json"));
+    let (_, public) = backup_core::keys::signing_key_paths(&archive.identity);
+    let minisign = |file: &Path| {
+        std::process::Command::new("minisign")
+            .args([
+                "-Vm",
+                file.to_str().unwrap(),
+                "-p",
+                public.to_str().unwrap(),
+            ])
+            .output()
+            .expect("minisign is installed by scripts/install-deps.sh")
+    };
+    for file in [&manifest, &archive.store_dir.join("g/wal/archive.json")] {
+        let out = minisign(file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The bucket writer points the manifest at other bytes.
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        text.replacen("\"plaintext_size\"", "\"plaintext_size\" ", 1),
+    )
+    .unwrap();
+    assert!(!minisign(&manifest).status.success());
+    let dest = tree.dir("fetched").join("RECOVERYXLOG");
+    let fetch = || {
+        archive.dbseal(&[
+            "wal-fetch",
+            "--env-file",
+            archive.env_file.to_str().unwrap(),
+            "--datastore",
+            "g",
+            &name,
+            dest.to_str().unwrap(),
+        ])
+    };
+    let (code, _, err) = fetch();
+    assert_eq!(code, 255, "{err}");
+    assert!(err.contains("not trusted") && err.contains(&name), "{err}");
+    assert!(!dest.exists());
+    // wal-push repairs it (the segment is still in pg_wal), and fetch works again.
+    let (code, _, err) = push();
+    assert_eq!(code, 0, "{err}");
+    assert!(minisign(&manifest).status.success());
+    let (code, _, err) = fetch();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read(&dest).unwrap(), std::fs::read(&seg).unwrap());
+}
+
+/// A bucket writer moves a base backup's start LSN forward to make prune delete the WAL
+/// it needs: the edited manifest is no longer signed, so it keeps nothing and deletes
+/// nothing; the signed one keeps what its start needs.
+#[tokio::test]
+async fn a_forged_start_lsn_does_not_steer_wal_pruning() {
+    use backup_core::ops::ContinuousArchive;
+    let tree = TempTree::new("dbseal-pitr-lsn");
+    let archive = Archive::new(&tree, "l");
+    let pg_wal = tree.dir("pg_wal");
+    push_segments(&archive, &pg_wal, "l", 1..=6);
+    let store = archive.store();
+    // A base backup starting in segment 4, as the backup host signs it.
+    let mut src = backup_core::ReaderSource::new(&b"base backup"[..], "stdin");
+    let mut m = backup_core::backup(
+        &store,
+        &mut src,
+        backup_core::BackupOptions::new("l", archive.keys.encryption()),
+    )
+    .await
+    .unwrap();
+    m.artifact.format = backup_postgres::physical::TAR_FORMAT.into();
+    for (k, v) in [
+        ("physical", serde_json::json!(true)),
+        ("system_identifier", serde_json::json!(SYSID.to_string())),
+        ("timeline", serde_json::json!(1)),
+        (
+            "start_lsn",
+            serde_json::json!(format!("0/{:X}", 4 * SEG + 0x28)),
+        ),
+        ("wal_segment_size", serde_json::json!(SEG)),
+    ] {
+        m.source.insert(k.into(), v);
+    }
+    let key = backup_core::BackupStore::manifest_key("l", &m.backup_id);
+    store.put_signed(&key, m.to_json(), false).await.unwrap();
+    let wal = backup_postgres::pitr::PostgresWalArchive;
+    let none = std::collections::BTreeSet::new();
+    let would = wal.prune(&store, "l", &none, true).await.unwrap();
+    assert_eq!(
+        would.len(),
+        3,
+        "the signed start keeps segments 4-6: {would:?}"
+    );
+    // Forged: start in segment 6, so segments 1-5 would look unneeded.
+    let mut forged = m.clone();
+    forged.source.insert(
+        "start_lsn".into(),
+        serde_json::json!(format!("0/{:X}", 6 * SEG + 0x28)),
+    );
+    store.put_bytes(&key, forged.to_json()).await.unwrap();
+    let deleted = wal.prune(&store, "l", &none, false).await.unwrap();
+    assert!(deleted.is_empty(), "{deleted:?}");
+    let status = WalArchive::new(store.clone(), "l")
+        .unwrap()
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(status.segments, 6);
 }

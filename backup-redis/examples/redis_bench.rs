@@ -86,10 +86,17 @@ async fn main() {
             keys.write_identity_file(Path::new(&arg(2)))
                 .unwrap_or_else(|e| die(e));
             std::fs::write(format!("{}.pub", arg(2)), keys.recipient()).unwrap_or_else(|e| die(e));
+            // The signing key backups are signed with (DBSEAL_SIGNING_KEY=IDENTITY.minisign.key).
+            let (secret, public) = backup_core::keys::signing_key_paths(Path::new(&arg(2)));
+            backup_core::SigningKey::generate()
+                .and_then(|k| k.write_files(&secret, &public))
+                .unwrap_or_else(|e| die(e));
         }
         "backup" => {
             let cfg = RedisConfig::from_url(&arg(2)).unwrap_or_else(|e| die(e));
-            let store = BackupStore::open(&arg(3), &Default::default()).unwrap_or_else(|e| die(e));
+            let store = BackupStore::open(&arg(3), &Default::default())
+                .unwrap_or_else(|e| die(e))
+                .with_trust(backup_core::ops::TrustOptions::from_env().trust().unwrap());
             let recipient =
                 std::fs::read_to_string(format!("{}.pub", arg(4))).unwrap_or_else(|e| die(e));
             let enc = Encryption::parse_recipients(&[recipient.trim()]).unwrap_or_else(|e| die(e));
@@ -127,7 +134,9 @@ async fn main() {
         }
         "restore" => {
             let cfg = RedisConfig::from_url(&arg(2)).unwrap_or_else(|e| die(e));
-            let store = BackupStore::open(&arg(3), &Default::default()).unwrap_or_else(|e| die(e));
+            let store = BackupStore::open(&arg(3), &Default::default())
+                .unwrap_or_else(|e| die(e))
+                .with_trust(backup_core::ops::TrustOptions::from_env().trust().unwrap());
             let dec = Decryption::from_identity_file(Path::new(&arg(4))).unwrap_or_else(|e| die(e));
             let id = arg(5).parse().unwrap_or_else(|e| die(e));
             let m = store.manifest(&id).await.unwrap_or_else(|e| die(e));

@@ -47,7 +47,9 @@ fn peak_rss_mib() -> u64 {
 }
 
 async fn backup_from(url: &str) -> backup_core::Error {
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let cfg = RedisConfig::from_url(url).unwrap();
     let mut source = RedisSource::new(cfg, BackupMode::Replication).unwrap();

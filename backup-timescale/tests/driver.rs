@@ -77,7 +77,9 @@ async fn backup_and_restore_through_the_driver_with_keyed_options() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = BackupStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+    let store = BackupStore::open(dir.path().to_str().unwrap(), &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let mut options = DriverOptions::new();
     options

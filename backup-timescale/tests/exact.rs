@@ -110,7 +110,9 @@ async fn compressed_chunks_of_every_builtin_type_round_trip_bit_for_bit() {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let store = BackupStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+    let store = BackupStore::open(dir.path().to_str().unwrap(), &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let keys = KeyPair::generate();
     let mut source = TimescaleSource::new(&config(&src), DumpOptions::default()).unwrap();
     let manifest = backup_timescale::backup(

@@ -39,8 +39,13 @@ async fn drop_db(name: &str) {
         .unwrap();
 }
 
+/// A store with this test process's signing key (the same one for every call).
 fn store(dir: &Path) -> BackupStore {
-    BackupStore::open(dir.to_str().unwrap(), &Default::default()).unwrap()
+    static TRUST: std::sync::OnceLock<backup_core::Trust> = std::sync::OnceLock::new();
+    let trust = TRUST.get_or_init(|| backup_core::Trust::ephemeral().unwrap());
+    BackupStore::open(dir.to_str().unwrap(), &Default::default())
+        .unwrap()
+        .with_trust(trust.clone())
 }
 
 async fn table_hash(db: &str, table: &str) -> (i64, String) {

@@ -50,6 +50,7 @@ until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
 
 cd "$WORK"
 "$DBSEAL" keygen -o id.txt >rcpt 2>/dev/null
+export DBSEAL_SIGNING_KEY=$WORK/id.txt.minisign.key
 export PGPASSWORD=$DBSEAL_TEST_PG_PASSWORD NEO4J_PASSWORD=$DBSEAL_TEST_BOLT_PASSWORD NEO4J_USERNAME=$DBSEAL_TEST_BOLT_USER
 PSQL="$DBSEAL_TEST_PG_BIN/psql -X -q -A -t"
 PG=${DBSEAL_TEST_PG_URL%/postgres}

@@ -97,6 +97,7 @@ rm -rf "$W/run"
 mkdir -p "$W/run"
 R=$W/run
 "$BIN" -q keygen -o "$R/key.txt" >"$R/recipient"
+export DBSEAL_SIGNING_KEY=$R/key.txt.minisign.key
 RCPT=$(cat "$R/recipient")
 
 # timed NAME CMD... : runs CMD under /usr/bin/time -v (stdout to /dev/null unless the

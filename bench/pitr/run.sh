@@ -59,8 +59,9 @@ mk "$WORK/raw" "$WORK/store/bench" "$WORK/sock"
 
 "$DBSEAL" keygen -o "$WORK/key.txt" >"$WORK/recipient" 2>/dev/null
 RECIPIENT=$(grep -o 'age1[0-9a-z]*' "$WORK/recipient" | head -1)
-printf 'DBSEAL_STORE=%s\nDBSEAL_RECIPIENTS=%s\n' "$WORK/store" "$RECIPIENT" >"$WORK/wal.env"
-[ ${#AS[@]} -eq 0 ] || chown postgres "$WORK/wal.env" "$WORK/key.txt"
+export DBSEAL_SIGNING_KEY=$WORK/key.txt.minisign.key
+printf 'DBSEAL_STORE=%s\nDBSEAL_RECIPIENTS=%s\nDBSEAL_SIGNING_KEY=%s\n' "$WORK/store" "$RECIPIENT" "$DBSEAL_SIGNING_KEY" >"$WORK/wal.env"
+[ ${#AS[@]} -eq 0 ] || chown postgres "$WORK/wal.env" "$WORK/key.txt" "$DBSEAL_SIGNING_KEY"
 
 echo "bench: initdb and pgbench -i -s $SCALE (archive_command = cp, to collect real WAL)..." >&2
 "${AS[@]}" initdb -D "$DATA" -U postgres --auth=trust -E UTF8 --no-locale >/dev/null

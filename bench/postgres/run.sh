@@ -68,6 +68,9 @@ SQL
 DB_SIZE=$(psql -Atc "SELECT pg_database_size('$DB')" "$DB")
 
 age-keygen -o "$WORK/key.txt" 2>/dev/null
+# dbseal signs its manifests: a signing key of its own (the identity above stays age's).
+"$DBSEAL" -q keygen -o "$WORK/dbseal-key.txt" >/dev/null
+export DBSEAL_SIGNING_KEY=$WORK/dbseal-key.txt.minisign.key
 RECIPIENT=$(grep -o 'age1[0-9a-z]*' "$WORK/key.txt" | head -1)
 echo "bench-passphrase-not-a-secret" >"$WORK/pass"
 STORE=$WORK/store

@@ -60,6 +60,7 @@ DBSIZE=$(redis-cli -p "$PORT" dbsize)
 echo "loaded $DBSIZE keys" >&2
 
 "$BIN" keygen "$W/identity"
+export DBSEAL_SIGNING_KEY=$W/identity.minisign.key
 ROUNDS=${BENCH_ROUNDS:-3}
 # Snapshot: ROUNDS interleaved rounds; the median of each counts.
 for run in $(seq 1 "$ROUNDS"); do

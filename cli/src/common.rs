@@ -17,15 +17,16 @@ pub struct StoreArgs {
     /// aws_allow_http=true, aws_region=us-east-1). AWS_* variables are read too.
     #[arg(long = "store-option", value_name = "KEY=VALUE", global = true)]
     pub store_options: Vec<String>,
+    /// This host's signing key and the keys it trusts.
+    #[command(flatten)]
+    pub trust: backup_core::ops::TrustOptions,
 }
 
 impl StoreArgs {
     /// Opens the store.
     pub fn open(&self) -> CliResult<BackupStore> {
-        Ok(backup_core::ops::open_store(
-            &self.url(),
-            &self.store_options,
-        )?)
+        let store = backup_core::ops::open_store(&self.url(), &self.store_options)?;
+        Ok(store.with_trust(self.trust.trust()?))
     }
 
     /// The store URL ([`backup_core::ops::DEFAULT_STORE`] when none is given or
@@ -40,6 +41,7 @@ impl StoreArgs {
         StoreLocation {
             url: self.url(),
             options: self.store_options.clone(),
+            trust: self.trust.clone(),
         }
     }
 }

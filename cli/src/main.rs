@@ -123,6 +123,7 @@ async fn run(mut cli: Cli, registry: Registry, cancel: CancellationToken) -> Res
         config.as_deref(),
     );
     (store.store, store.store_options) = (Some(url), options);
+    store.trust = store.trust.or_config(config.as_deref());
     let result = dispatch(cli, config.clone(), registry, cancel, out).await;
     // No secret the configuration knows ever reaches the terminal in an error.
     result.map_err(|mut e| {

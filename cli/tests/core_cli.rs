@@ -212,11 +212,7 @@ fn exit_code_4_for_a_manifest_whose_digest_does_not_match() {
     let id = m["backup_id"].as_str().unwrap();
     let mut edited = m.clone();
     edited["artifact"]["plaintext_sha256"] = "ab".repeat(32).into();
-    std::fs::write(
-        w.manifest_path(&m),
-        serde_json::to_vec_pretty(&edited).unwrap(),
-    )
-    .unwrap();
+    w.rewrite_manifest(&m, &serde_json::to_vec_pretty(&edited).unwrap());
     // Level 1 cannot see it; level 2 and restore can.
     assert_ok(&w.run_in_store(&["verify", id]));
     let identity = w.identity();
@@ -316,7 +312,7 @@ fn exit_code_7_for_a_newer_manifest_format() {
     let id = m["backup_id"].as_str().unwrap();
     let mut newer = m.clone();
     newer["format_version"] = "2.0".into();
-    std::fs::write(w.manifest_path(&m), serde_json::to_vec(&newer).unwrap()).unwrap();
+    w.rewrite_manifest(&m, &serde_json::to_vec(&newer).unwrap());
     let identity = w.identity();
     let identity = identity.to_str().unwrap();
     for args in [
@@ -346,7 +342,7 @@ fn unknown_manifest_fields_do_not_bother_the_cli() {
     let mut newer = m.clone();
     newer["format_version"] = "1.3".into();
     newer["future_field"] = serde_json::json!({"x": [1, 2]});
-    std::fs::write(w.manifest_path(&m), serde_json::to_vec(&newer).unwrap()).unwrap();
+    w.rewrite_manifest(&m, &serde_json::to_vec(&newer).unwrap());
     let out = w.run_in_store(&["--json", "show", id]);
     assert_ok(&out);
     assert_eq!(json(&out)["future_field"], newer["future_field"]);
@@ -524,10 +520,11 @@ fn failing_command_commits_no_manifest() {
     ]);
     assert_ok(&out);
     assert_eq!(out.stdout, b"earlier");
-    // The failed uploads were aborted: only the earlier backup's two files remain.
+    // The failed uploads were aborted: only the earlier backup's artifact, manifest and
+    // signature remain.
     assert_eq!(
         files_under(&w.store()).len(),
-        2,
+        3,
         "{:?}",
         files_under(&w.store())
     );

@@ -190,11 +190,7 @@ fn an_artifact_made_by_zstd_and_age_restores_through_dbseal() {
     edited["artifact"]["stored_sha256"] = sha256_hex(&stored).into();
     edited["artifact"]["plaintext_size"] = input.len().into();
     edited["artifact"]["plaintext_sha256"] = sha256_hex(&input).into();
-    std::fs::write(
-        w.manifest_path(&m),
-        serde_json::to_vec_pretty(&edited).unwrap(),
-    )
-    .unwrap();
+    w.rewrite_manifest(&m, &serde_json::to_vec_pretty(&edited).unwrap());
 
     let identity = w.identity();
     let out = w.run_in_store(&["verify", id, "-i", identity.to_str().unwrap()]);

@@ -248,6 +248,13 @@ fn identity_secret_key_never_appears_in_store_logs_or_json() {
         ]),
     );
     assert_code(out, 5);
+    // (A restore refuses that identity before it reads anything; verify decrypts, and
+    // its failing pipeline logs at debug level.)
+    let out = c.add(
+        "verify wrong",
+        w.run_in_store(&["-vv", "--json", "verify", &id, "-i", "other.txt"]),
+    );
+    assert_code(out, 5);
     let args = w.in_store(&[
         "-vv", "--json", "backup", "stdin", "-d", "app", "-r", &secret,
     ]);

@@ -57,22 +57,6 @@ fn record(driver: &str, fault: &str, expected: &str, exit: Option<i32>, undo: Op
     writeln!(f, "{line}").unwrap();
 }
 
-/// The direct children of `pid` (from `/proc`).
-fn children(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for t in tasks.flatten() {
-            if let Ok(text) = std::fs::read_to_string(t.path().join("children")) {
-                out.extend(
-                    text.split_whitespace()
-                        .filter_map(|p| p.parse::<u32>().ok()),
-                );
-            }
-        }
-    }
-    out
-}
-
 /// The command name of a process.
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
@@ -783,7 +767,8 @@ impl Physical {
             .args(args)
             .env_remove("DBSEAL_STORE")
             .env_remove("DBSEAL_RECIPIENTS")
-            .env_remove("DBSEAL_IDENTITY");
+            .env_remove("DBSEAL_IDENTITY")
+            .env("DBSEAL_SIGNING_KEY", &self.archive.signing_key);
         c
     }
 

@@ -8,26 +8,6 @@ use std::path::Path;
 
 use ops_common::*;
 
-/// Makes a stdin backup of `ds` and returns its id.
-fn backup(w: &Work, ds: &str, data: &str) -> String {
-    let out = w.run_stdin(
-        &[
-            "--json",
-            "--store",
-            w.store().to_str().unwrap(),
-            "backup",
-            "stdin",
-            "-d",
-            ds,
-            "-r",
-            &w.recipient,
-        ],
-        data.as_bytes(),
-    );
-    ok(&out);
-    json(&out)["backup_id"].as_str().unwrap().to_string()
-}
-
 fn s<'a>(w: &'a Work, args: &[&'a str]) -> Vec<String> {
     let mut v = vec![
         "--store".to_string(),
@@ -53,10 +33,10 @@ fn record(w: &Work, ds: &str, id: &str) -> Option<serde_json::Value> {
 #[test]
 fn verify_latest_records_verdicts_and_status_reports_them() {
     let w = Work::new();
-    let _old = backup(&w, "app", "old");
+    let _old = stdin_backup(&w, "app", "old");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let newest = backup(&w, "app", "new");
-    let other = backup(&w, "other", "x");
+    let newest = stdin_backup(&w, "app", "new");
+    let other = stdin_backup(&w, "other", "x");
 
     // Before any verification: healthy (recent), verification "never".
     let st = json(&run(&w, &["--json", "status"]));
@@ -163,7 +143,7 @@ fn verify_latest_records_verdicts_and_status_reports_them() {
 #[test]
 fn status_exits_9_when_stale_or_when_the_last_verification_failed() {
     let w = Work::new();
-    let id = backup(&w, "app", "data");
+    let id = stdin_backup(&w, "app", "data");
     std::thread::sleep(std::time::Duration::from_millis(2100));
     // Stale.
     let out = run(&w, &["status", "--max-age", "1s"]);
@@ -234,7 +214,7 @@ fn prune_dry_run_lists_exactly_what_it_would_delete_then_prunes_it() {
     let w = Work::new();
     let mut ids = Vec::new();
     for i in 0..4 {
-        ids.push(backup(&w, "app", &format!("v{i}")));
+        ids.push(stdin_backup(&w, "app", &format!("v{i}")));
         std::thread::sleep(std::time::Duration::from_millis(1100));
     }
     ok(&run(&w, &["verify", "--latest", "-i", "identity.txt"]));
@@ -307,11 +287,11 @@ fn prune_dry_run_lists_exactly_what_it_would_delete_then_prunes_it() {
 fn prune_deletes_nothing_while_the_newest_backup_is_unverified() {
     let w = Work::new();
     for i in 0..3 {
-        backup(&w, "app", &format!("v{i}"));
+        stdin_backup(&w, "app", &format!("v{i}"));
         std::thread::sleep(std::time::Duration::from_millis(1100));
     }
     ok(&run(&w, &["verify", "--latest", "-i", "identity.txt"]));
-    let newest = backup(&w, "app", "unverified");
+    let newest = stdin_backup(&w, "app", "unverified");
     let before = files(&w.store());
     let out = run(&w, &["prune", "--keep-last", "1"]);
     let text = ok(&out);
@@ -325,9 +305,9 @@ fn prune_deletes_nothing_while_the_newest_backup_is_unverified() {
         text.contains("newest verified backup (never deleted)"),
         "{text}"
     );
-    // Once verified, the policy applies.
+    // Once verified, the policy applies (three of four: more than half, so forced).
     ok(&run(&w, &["verify", "--latest", "-i", "identity.txt"]));
-    ok(&run(&w, &["prune", "--keep-last", "1"]));
+    ok(&run(&w, &["prune", "--keep-last", "1", "--force"]));
     assert_eq!(
         json(&run(&w, &["--json", "list"]))
             .as_array()
@@ -340,14 +320,14 @@ fn prune_deletes_nothing_while_the_newest_backup_is_unverified() {
 #[test]
 fn prune_removes_debris_only_after_the_grace_period_and_uses_config_policies() {
     let w = Work::new();
-    let a1 = backup(&w, "app", "1");
+    let a1 = stdin_backup(&w, "app", "1");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let a2 = backup(&w, "app", "2");
+    let a2 = stdin_backup(&w, "app", "2");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let a3 = backup(&w, "app", "3");
-    let c1 = backup(&w, "cache", "1");
+    let a3 = stdin_backup(&w, "app", "3");
+    let c1 = stdin_backup(&w, "cache", "1");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let c2 = backup(&w, "cache", "2");
+    let c2 = stdin_backup(&w, "cache", "2");
     ok(&run(&w, &["verify", "--latest", "-i", "identity.txt"]));
     // Debris of a failed backup, older than the newest complete one (an id from 2020).
     let debris = "20200101T000000Z-deadbeef";
@@ -412,7 +392,7 @@ fn prune_removes_debris_only_after_the_grace_period_and_uses_config_policies() {
 fn backups_within_one_second_agree_on_the_newest() {
     let w = Work::new();
     let ids: Vec<String> = (0..8)
-        .map(|i| backup(&w, "app", &format!("v{i}")))
+        .map(|i| stdin_backup(&w, "app", &format!("v{i}")))
         .collect();
     let results = json(&run(&w, &["--json", "verify", "--latest"]));
     assert_eq!(
@@ -422,7 +402,20 @@ fn backups_within_one_second_agree_on_the_newest() {
     );
     let st = json(&run(&w, &["--json", "status"]));
     assert_eq!(st[0]["newest"]["backup_id"], ids[7].as_str());
-    let text = ok(&run(&w, &["prune", "--keep-last", "1"]));
+    // Seven of eight is more than half: refused, nothing deleted, unless --force.
+    let err = fails_with(&run(&w, &["prune", "--keep-last", "1"]), 8);
+    assert!(
+        err.contains("more than half") && err.contains("`app`: 7 of 8"),
+        "{err}"
+    );
+    assert_eq!(
+        json(&run(&w, &["--json", "list"]))
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+    let text = ok(&run(&w, &["prune", "--keep-last", "1", "--force"]));
     assert!(!text.contains("BLOCKED"), "{text}");
     let left = json(&run(&w, &["--json", "list"]));
     assert_eq!(left.as_array().unwrap().len(), 1);
@@ -433,9 +426,9 @@ fn backups_within_one_second_agree_on_the_newest() {
 #[test]
 fn prune_removes_set_manifests_without_any_member_left() {
     let w = Work::new();
-    let old = backup(&w, "app", "old");
+    let old = stdin_backup(&w, "app", "old");
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    let new = backup(&w, "app", "new");
+    let new = stdin_backup(&w, "app", "new");
     ok(&run(&w, &["verify", "--latest"]));
     let set = |set_id: &str, member: &str| {
         let doc = serde_json::json!({
@@ -447,6 +440,7 @@ fn prune_removes_set_manifests_without_any_member_left() {
         let p = w.store().join("_sets").join(set_id).join("set.json");
         std::fs::create_dir_all(p.parent().unwrap()).unwrap();
         std::fs::write(&p, doc.to_string()).unwrap();
+        w.sign(&format!("_sets/{set_id}/set.json"));
         p
     };
     let gone = set("20260101T000000Z-0000000a", &old);
@@ -468,7 +462,7 @@ fn prune_removes_set_manifests_without_any_member_left() {
 #[test]
 fn prune_debris_removes_failed_uploads_even_while_the_newest_backup_is_incomplete() {
     let w = Work::new();
-    let a1 = backup(&w, "app", "1");
+    let a1 = stdin_backup(&w, "app", "1");
     // Debris newer than every complete backup: the newest backup "is incomplete", which
     // blocks deleting backups, but not deleting debris past the grace period.
     let debris = "29990101T000000Z-deadbeef";

@@ -251,17 +251,13 @@ fn seal(
     Ok(seal)
 }
 
-/// Generates an age key pair like `dbseal keygen -o OUTPUT`: the identity is written
-/// to `output` (mode 0600, never overwritten); returns `{"recipient", "identity_file"}`.
+/// Generates keys like `dbseal keygen -o OUTPUT`: the identity at `output` and a signing
+/// key beside it (`OUTPUT.minisign.key`, both 0600, never overwritten); returns
+/// `{"recipient", "identity_file", "signing_public_key", "signing_key_file", ...}`.
 #[pyfunction]
 pub fn keygen(py: Python<'_>, output: PathBuf) -> PyResult<Bound<'_, PyAny>> {
-    let pair = backup_core::KeyPair::generate();
-    pair.write_identity_file(&output)
-        .py_err(py, &Secrets::default())?;
-    convert::to_py(
-        py,
-        &serde_json::json!({"recipient": pair.recipient(), "identity_file": output}),
-    )
+    let keys = backup_core::keys::generate_key_files(&output).py_err(py, &Secrets::default())?;
+    convert::to_py(py, &keys)
 }
 
 /// `url` with `user`/`password` in its user-info (see
@@ -585,12 +581,10 @@ pub fn restore_set<'py>(
 
 /// A backup id argument: a string or a `Manifest`.
 pub fn backup_id(id: &Bound<'_, PyAny>) -> PyResult<String> {
+    let what = "a backup id is a string such as 20261121T020000Z-1a2b3c4d (or a Manifest)";
     match convert::py_to_json(id)? {
         Value::String(s) => Ok(s),
-        _ => Err(config_error(
-            id.py(),
-            "a backup id is a string such as 20261121T020000Z-1a2b3c4d (or a Manifest)",
-        )),
+        _ => Err(config_error(id.py(), what)),
     }
 }
 
@@ -607,9 +601,8 @@ fn decrypting(
         decryption,
         ..Default::default()
     };
-    let options = keys
-        .or_config(call.ctx.config.as_deref())
-        .restore_options(None);
+    let cfg = call.ctx.config.as_deref();
+    let options = keys.or_config(cfg).restore_options(None);
     let options = options.py_err(py, &call.secrets)?;
     if options.decryption.is_none() {
         let message = "restoring decrypts the artifact: pass identity=… or passphrase=…";

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use backup_core::ops::TrustOptions;
 use backup_core::BackupStore;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -27,6 +28,8 @@ pub struct Store {
     pub(crate) url: String,
     pub(crate) options: Vec<String>,
     pub(crate) secrets: Secrets,
+    /// The signing key and trusted keys (keywords, else `DBSEAL_SIGNING_KEY`…).
+    pub(crate) trust: TrustOptions,
 }
 
 /// A `store` argument: a `Store`, or a URL/path to open one from.
@@ -52,22 +55,31 @@ pub fn resolve(
         None => None,
     };
     let (url, options) = backup_core::ops::store_location(url.as_deref(), &[], config);
-    Store::open(py, url, options)
+    let trust = TrustOptions::from_env().or_config(config);
+    Store::open(py, url, options, trust)
 }
 
 impl Store {
-    fn open(py: Python<'_>, url: String, options: Vec<String>) -> PyResult<Self> {
+    fn open(
+        py: Python<'_>,
+        url: String,
+        options: Vec<String>,
+        trust: TrustOptions,
+    ) -> PyResult<Self> {
         let mut secrets = Secrets::default();
         secrets.add_url(&url);
         for (k, v) in options.iter().filter_map(|o| o.split_once('=')) {
             secrets.add_named(k, v);
         }
-        let inner = backup_core::ops::open_store(&url, &options).py_err(py, &secrets)?;
+        let inner = backup_core::ops::open_store(&url, &options)
+            .and_then(|s| Ok(s.with_trust(trust.trust()?)))
+            .py_err(py, &secrets)?;
         Ok(Store {
             inner,
             url,
             options,
             secrets,
+            trust,
         })
     }
 
@@ -82,28 +94,34 @@ impl Store {
 
 #[pymethods]
 impl Store {
+    /// `signing_key` (a file) signs what is written here; only backups / records signed by
+    /// it or `trusted_signers` / `trusted_verifiers` (`RW…` or `.pub` files) are trusted;
+    /// each defaults to its `DBSEAL_*` variable. `allow_unsigned=True`: loud, for old ones.
     #[new]
-    #[pyo3(signature = (url, /, **options))]
-    fn py_new(py: Python<'_>, url: PathBuf, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    #[pyo3(signature = (url, /, *, signing_key=None, trusted_signers=None, trusted_verifiers=None, allow_unsigned=false, **options))]
+    fn py_new(
+        py: Python<'_>,
+        url: PathBuf,
+        signing_key: Option<PathBuf>,
+        trusted_signers: Option<Vec<String>>,
+        trusted_verifiers: Option<Vec<String>>,
+        allow_unsigned: bool,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        let (signers, verifiers) = (trusted_signers, trusted_verifiers);
+        let trust = TrustOptions::from_env_or(signing_key, signers, verifiers, allow_unsigned);
         let mut opts = Vec::new();
-        for (k, v) in options
-            .map(|o| o.iter().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
+        for (k, v) in options.into_iter().flat_map(|o| o.iter()) {
             let k: String = k.extract()?;
+            let what = format!("store option `{k}` must be a string, a bool or an int");
             let v = match py_to_json(&v)? {
                 serde_json::Value::String(s) => s,
                 v @ (serde_json::Value::Bool(_) | serde_json::Value::Number(_)) => v.to_string(),
-                _ => {
-                    return Err(config_error(
-                        py,
-                        format!("store option `{k}` must be a string, a bool or an int"),
-                    ))
-                }
+                _ => return Err(config_error(py, what)),
             };
             opts.push(format!("{k}={v}"));
         }
-        Store::open(py, url.to_string_lossy().into_owned(), opts)
+        Store::open(py, url.to_string_lossy().into_owned(), opts, trust)
     }
 
     /// The store URL, without credentials.
@@ -143,16 +161,14 @@ impl Store {
 
     fn __repr__(&self, py: Python<'_>) -> String {
         let url = py_repr(py, self.inner.url());
-        match self.options.is_empty() {
+        let names: Vec<&str> = self
+            .options
+            .iter()
+            .filter_map(|o| o.split('=').next())
+            .collect();
+        match names.is_empty() {
             true => format!("Store({url})"),
-            false => {
-                let names: Vec<&str> = self
-                    .options
-                    .iter()
-                    .map(|o| o.split('=').next().unwrap_or(o))
-                    .collect();
-                format!("Store({url}, options=[{}])", names.join(", "))
-            }
+            false => format!("Store({url}, options=[{}])", names.join(", ")),
         }
     }
 }

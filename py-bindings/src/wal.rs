@@ -27,6 +27,7 @@ fn location(call: &Call) -> StoreLocation {
     StoreLocation {
         url: call.store.url.clone(),
         options: call.store.options.clone(),
+        trust: call.store.trust.clone(),
     }
 }
 

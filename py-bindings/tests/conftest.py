@@ -28,6 +28,32 @@ RUN_HINT = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """This test host's signing key, as an operator sets it: ``DBSEAL_SIGNING_KEY``. Every
+    store the suite opens signs what it writes with it and trusts what it signed (the
+    tests of ``Store(signing_key=..., trusted_signers=...)`` pass their own)."""
+    keys = dbseal.keygen(tmp_path_factory.mktemp("signing") / "identity.txt")
+    before = os.environ.get("DBSEAL_SIGNING_KEY")
+    os.environ["DBSEAL_SIGNING_KEY"] = str(keys["signing_key_file"])
+    yield str(keys["signing_key_file"])
+    if before is None:
+        os.environ.pop("DBSEAL_SIGNING_KEY", None)
+    else:
+        os.environ["DBSEAL_SIGNING_KEY"] = before
+
+
+def sign(root: Path, key: str) -> None:
+    """Signs the store object `key` (under the local store `root`) with this test host's
+    signing key, with minisign itself, as dbseal signs (trusted comment `file:KEY`)."""
+    subprocess.run(
+        ["minisign", "-S", "-s", os.environ["DBSEAL_SIGNING_KEY"], "-m", str(root / key), "-t", f"file:{key}"],
+        check=True,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def env(name: str) -> str:
     """The value of a DBSEAL_TEST_* variable; fails the test when it is missing."""
     value = os.environ.get(name)

@@ -120,6 +120,42 @@ def test_store_listing_and_manifest_objects(tmp_path: Path) -> None:
     assert repr(m1).startswith("Manifest(backup_id=")
 
 
+def test_backups_are_signed_and_only_trusted_keys_are_believed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = dbseal.keygen(tmp_path / "id.txt")
+    assert keys["signing_public_key"].startswith("RW")
+    assert (tmp_path / "id.txt.minisign.key").stat().st_mode & 0o777 == 0o600
+    identity = dbseal.Identity.from_file(tmp_path / "id.txt")
+    backup_host = dbseal.Store(tmp_path / "s", signing_key=keys["signing_key_file"])
+    m = dbseal.backup_bytes(b"data", backup_host, datastore="app", recipients=identity)
+    assert (tmp_path / "s" / (m.key + ".minisig")).is_file()
+    assert backup_host.manifest(m.backup_id) == m
+    # Another host (the suite's own DBSEAL_SIGNING_KEY) does not trust that key...
+    other = dbseal.Store(tmp_path / "s")
+    with pytest.raises(dbseal.VerificationError, match="not trusted here") as e:
+        other.manifest(m.backup_id)
+    assert e.value.exit_code == 4
+    assert other.list() == []
+    # ...until told to, by keyword or by DBSEAL_TRUSTED_SIGNERS.
+    trusting = dbseal.Store(tmp_path / "s", trusted_signers=[keys["signing_public_key"]])
+    assert trusting.manifest(m.backup_id) == m
+    assert dbseal.restore(trusting, m, output=tmp_path / "out", identity=identity) is not None
+    assert (tmp_path / "out").read_bytes() == b"data"
+    monkeypatch.setenv("DBSEAL_TRUSTED_SIGNERS", keys["signing_public_key"])
+    assert dbseal.Store(tmp_path / "s").list() == [m]
+    # A modified manifest is refused even with the key trusted.
+    path = tmp_path / "s" / m.key
+    path.write_text(path.read_text().replace('"app"', '"app" ', 1))
+    with pytest.raises(dbseal.VerificationError, match="modified after signing"):
+        trusting.manifest(m.backup_id)
+    # Without any signing key a backup is refused before anything is written.
+    monkeypatch.delenv("DBSEAL_SIGNING_KEY")
+    with pytest.raises(dbseal.ConfigError, match="signing key"):
+        dbseal.backup_bytes(b"x", tmp_path / "t", datastore="app", recipients=identity)
+    assert not (tmp_path / "t" / "app").exists()
+
+
 def test_store_accepts_paths_urls_and_store_objects(tmp_path: Path) -> None:
     identity = dbseal.generate_identity()
     m = dbseal.backup_bytes(b"p", tmp_path, datastore="x", recipients=identity)

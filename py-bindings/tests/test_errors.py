@@ -13,7 +13,7 @@ import pytest
 
 import dbseal
 
-from .conftest import Bolt, Postgres, env, redis_client, unique
+from .conftest import Bolt, Postgres, env, redis_client, sign, unique
 
 
 def raised(fn: Callable[[], Any]) -> BaseException:
@@ -170,7 +170,11 @@ def test_newer_manifest_format_is_a_version_mismatch(
     path = root / m.key
     doc = json.loads(path.read_text())
     doc["format_version"] = "2.0"
+    # Written and signed as a newer dbseal on this host would (the layer under the
+    # signature is what is tested; an unsigned edit is refused first).
     path.write_text(json.dumps(doc))
+    assert isinstance(raised(lambda: store.manifest(m.backup_id)), dbseal.VerificationError)
+    sign(root, m.key)
     err = raised(lambda: store.manifest(m.backup_id))
     assert isinstance(err, dbseal.VersionMismatchError) and err.kind == "version_mismatch"
     assert "upgrade dbseal" in str(err)
@@ -178,6 +182,7 @@ def test_newer_manifest_format_is_a_version_mismatch(
     doc["format_version"] = "1.7"
     doc["future_field"] = {"x": 1}
     path.write_text(json.dumps(doc))
+    sign(root, m.key)
     assert store.manifest(m.backup_id).to_dict()["future_field"] == {"x": 1}
 
 

@@ -35,6 +35,10 @@ NOT_KEYWORDS = {
     "--verbose": "the `dbseal` logger's level",
     "--store": "the `store` argument of every function",
     "--store-option": "dbseal.Store(url, **options)",
+    "--signing-key": "dbseal.Store(url, signing_key=...)",
+    "--trusted-signer": "dbseal.Store(url, trusted_signers=[...])",
+    "--trusted-verifier": "dbseal.Store(url, trusted_verifiers=[...])",
+    "--allow-unsigned": "dbseal.Store(url, allow_unsigned=True)",
     "--config": "the `config` keyword of every function",
 }
 
@@ -206,9 +210,13 @@ def test_keygen(tmp_path: Path) -> None:
     cli = Cli(tmp_path / "store")
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     by_cli, by_py = cli.run("keygen", "-o", str(a)), dbseal.keygen(b)
-    assert by_cli.keys() == by_py.keys() == {"recipient", "identity_file"}
+    files = {"identity_file", "signing_key_file", "signing_public_key_file"}
+    assert by_cli.keys() == by_py.keys() == {"recipient", "signing_public_key", *files}
     for path, doc in ((a, by_cli), (b, by_py)):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(Path(doc["signing_key_file"]).stat().st_mode) == 0o600
+        assert Path(doc["signing_key_file"]) == Path(f"{path}.minisign.key")
+        assert doc["signing_public_key"] in Path(doc["signing_public_key_file"]).read_text()
         assert dbseal.Identity.from_file(path).recipient == doc["recipient"]
     with pytest.raises(dbseal.DbsealError) as err:
         dbseal.keygen(b)

@@ -144,7 +144,8 @@ fn scratch_store(kind: &str) -> (PathBuf, BackupStore) {
         rand::random::<u64>()
     ));
     let store = BackupStore::open(&dir.to_string_lossy(), &Default::default())
-        .unwrap_or_else(|e| panic!("{kind}: opening the store: {e}"));
+        .unwrap_or_else(|e| panic!("{kind}: opening the store: {e}"))
+        .with_trust(crate::Trust::ephemeral().unwrap());
     (dir, store)
 }
 

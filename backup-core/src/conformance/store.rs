@@ -487,7 +487,7 @@ pub async fn manifest_lookup(store: &BackupStore) {
 }
 
 /// Deleting a backup removes its manifest first, then every object of its folder
-/// (artifact and verification record); the backup is then not found.
+/// (artifact, verification record, signatures); the backup is then not found.
 pub async fn delete_backup(store: &BackupStore) {
     let url = store.url();
     let keys = KeyPair::generate();
@@ -502,7 +502,8 @@ pub async fn delete_backup(store: &BackupStore) {
         Some(&BackupStore::manifest_key(ds, &gone.backup_id)),
         "{url}: the manifest goes first"
     );
-    assert_eq!(deleted.len(), 3, "{url}: {deleted:?}");
+    // Manifest, artifact, record and their two signatures.
+    assert_eq!(deleted.len(), 5, "{url}: {deleted:?}");
     let folder = BackupStore::backup_folder(ds, &gone.backup_id);
     assert_eq!(
         keys_under(store, &folder).await,

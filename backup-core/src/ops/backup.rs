@@ -430,7 +430,9 @@ mod tests {
         .unwrap();
         OpContext::new(
             registry,
-            BackupStore::open("memory://", &Default::default()).unwrap(),
+            BackupStore::open("memory://", &Default::default())
+                .unwrap()
+                .with_trust(crate::Trust::ephemeral().unwrap()),
         )
         .with_config(Some(Arc::new(config)))
     }

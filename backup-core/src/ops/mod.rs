@@ -37,6 +37,7 @@ pub mod restore;
 pub mod set;
 pub mod status;
 pub mod text;
+pub mod trust;
 pub mod verify;
 
 #[cfg(test)]
@@ -374,10 +375,19 @@ pub fn parse_id(id: &str) -> Result<BackupId> {
 /// Unreadable manifests are skipped with a warning.
 pub async fn list(ctx: &OpContext, datastore: Option<&str>) -> Result<Vec<Manifest>> {
     let listing = ctx.store.scan(datastore).await?;
+    warn_skipped(ctx, &listing);
+    Ok(listing.backups)
+}
+
+/// Warns about every manifest a scan skipped: unreadable ones, and those no trusted key
+/// signed (a forged object is reported, never counted, and never stops the operation).
+pub(crate) fn warn_skipped(ctx: &OpContext, listing: &crate::store::StoreListing) {
     for (key, reason) in &listing.unreadable {
         ctx.warn(format!("skipping unreadable manifest {key}: {reason}"));
     }
-    Ok(listing.backups)
+    for (_, reason) in &listing.untrusted {
+        ctx.warn(format!("skipping a manifest: {reason}"));
+    }
 }
 
 /// `show`: one backup's manifest.
@@ -432,6 +442,8 @@ pub fn open_store(url: &str, options: &[String]) -> Result<BackupStore> {
     let options = parse_key_values(options, "--store-option")?;
     BackupStore::open(url, &options)
 }
+
+pub use trust::TrustOptions;
 
 /// A `Refused` error (exit 8).
 pub(crate) fn refused(message: impl Into<String>) -> Error {

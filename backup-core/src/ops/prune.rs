@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::set::{read_set, set_id_of_key, SETS_FOLDER};
-use super::{stored_size, OpContext};
+use super::{refused, stored_size, OpContext};
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::manifest::Manifest;
@@ -74,6 +74,10 @@ pub struct PruneOptions {
     /// grace period): list it with its size and delete it; no backup is touched.
     #[arg(long)]
     pub debris: bool,
+    /// Delete even when the run would delete more than half of a datastore's backups
+    /// (refused otherwise, exit 8).
+    #[arg(long)]
+    pub force: bool,
 }
 
 impl PruneOptions {
@@ -143,9 +147,9 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
         debris.entry(d.datastore.clone()).or_default().push(d);
     }
     let mut unreadable: BTreeMap<String, Vec<&str>> = BTreeMap::new();
-    for (key, reason) in &listing.unreadable {
+    super::warn_skipped(ctx, &listing);
+    for (key, _) in &listing.unreadable {
         let ds = key.split('/').next().unwrap_or_default().to_string();
-        ctx.warn(format!("unreadable manifest {key}: {reason}"));
         unreadable.entry(ds).or_default().push(key);
     }
 
@@ -160,7 +164,7 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
         options.datastores.clone()
     };
 
-    let mut results = Vec::new();
+    let mut planned = Vec::new();
     for name in &names {
         let base = ctx
             .config
@@ -222,15 +226,41 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
             plan.keep
                 .sort_by(|a, b| b.time.cmp(&a.time).then_with(|| b.id.cmp(&a.id)));
         }
+        planned.push((name, policy, manifests, ds_debris, plan));
+    }
+    // A run that would delete more than half of a datastore's backups is refused before
+    // anything is deleted, unless forced: a wrong clock, a typo in a policy or a forged
+    // object must not empty the store in one go.
+    if !options.force && !options.dry_run {
+        let many: Vec<String> = planned
+            .iter()
+            .filter(|(_, _, m, _, plan)| plan.delete.len().saturating_mul(2) > m.len())
+            .map(|(name, _, m, _, plan)| format!("`{name}`: {} of {}", plan.delete.len(), m.len()))
+            .collect();
+        if !many.is_empty() {
+            return Err(refused(format!(
+                "prune would delete more than half of the backups of datastore {}; nothing was deleted. Check with --dry-run, then pass --force to delete them",
+                many.join(", ")
+            )));
+        }
+    }
+    let mut results = Vec::new();
+    for (name, policy, manifests, ds_debris, plan) in planned {
+        let by_id: BTreeMap<&BackupId, &&Manifest> =
+            manifests.iter().map(|m| (&m.backup_id, m)).collect();
         let mut debris_bytes = 0u64;
         let mut deleted_keys = Vec::new();
         for id in &plan.delete {
             let Some(m) = by_id.get(id) else { continue };
             if options.dry_run {
-                deleted_keys.push(BackupStore::manifest_key(name, id));
+                let manifest = BackupStore::manifest_key(name, id);
+                deleted_keys.push(crate::sign::signature_key(&manifest));
+                deleted_keys.push(manifest);
                 deleted_keys.extend(m.artifacts().map(|a| a.key.clone()));
                 if verifications.contains_key(&(name.clone(), id.clone())) {
-                    deleted_keys.push(BackupStore::verification_key(name, id));
+                    let record = BackupStore::verification_key(name, id);
+                    deleted_keys.push(crate::sign::signature_key(&record));
+                    deleted_keys.push(record);
                 }
             } else {
                 deleted_keys.extend(store.delete_backup(m).await?);
@@ -298,6 +328,7 @@ pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRepor
         if !alive {
             if !options.dry_run {
                 store.delete(&key).await?;
+                store.delete(&crate::sign::signature_key(&key)).await?;
             }
             sets_deleted.push(key);
         }
@@ -342,7 +373,9 @@ mod tests {
     #[tokio::test]
     async fn prune_keeps_the_newest_verified_and_drops_dead_sets() {
         let keys = KeyPair::generate();
-        let store = BackupStore::open("memory://", &Default::default()).unwrap();
+        let store = BackupStore::open("memory://", &Default::default())
+            .unwrap()
+            .with_trust(crate::Trust::ephemeral().unwrap());
         let ctx = OpContext::new(Registry::new(), store.clone());
         let mut ids = Vec::new();
         for _ in 0..3 {
@@ -382,11 +415,21 @@ mod tests {
         assert!(!report.datastores[0].executed);
         assert_eq!(report.set_manifests_deleted, [set.key()]);
         assert_eq!(store.list(None).await.unwrap().len(), 3, "dry run");
+        // Two of three is more than half: refused (exit 8) with nothing deleted...
+        let real = PruneOptions {
+            dry_run: false,
+            ..options
+        };
+        let err = prune(&ctx, &real).await.unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Refused, "{err}");
+        assert!(err.to_string().contains("--force"), "{err}");
+        assert_eq!(store.list(None).await.unwrap().len(), 3);
+        // ...unless forced.
         let report = prune(
             &ctx,
             &PruneOptions {
-                dry_run: false,
-                ..options
+                force: true,
+                ..real
             },
         )
         .await

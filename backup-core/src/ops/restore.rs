@@ -142,6 +142,7 @@ fn plan_target_checked(
     manifest: &Manifest,
     check_target: bool,
 ) -> Result<TargetPlan> {
+    manifest.check_sealed()?;
     let mut plan = TargetPlan {
         target: options.target.clone(),
         name: None,
@@ -226,14 +227,11 @@ pub fn confirm_production(ctx: &OpContext, name: &str, confirmations: &[String])
     }
 }
 
-/// The encryption of a safety backup: `$DBSEAL_RECIPIENTS`, else the config's
-/// recipients, else the recipients of the backup being restored, else the passphrase in
-/// use.
-fn safety_encryption(
-    manifest: &Manifest,
-    config: Option<&Config>,
-    keys: &KeyOptions,
-) -> Result<Encryption> {
+/// The encryption of a safety backup, only ever from the restoring side (never from the
+/// manifest: a forged one would name the forger's key): `$DBSEAL_RECIPIENTS`, else the
+/// config's recipients, else the public keys of the identities this restore decrypts
+/// with, else the passphrase in use.
+fn safety_encryption(config: Option<&Config>, keys: &KeyOptions) -> Result<Encryption> {
     if let Ok(env) = std::env::var("DBSEAL_RECIPIENTS") {
         let r: Vec<String> = env
             .split(',')
@@ -249,18 +247,16 @@ fn safety_encryption(
             return Encryption::parse_recipients(&c.encryption.recipients);
         }
     }
-    for t in &manifest.transforms {
-        if let TransformSpec::Age { recipients, .. } = t {
-            if !recipients.is_empty() {
-                return Encryption::parse_recipients(recipients);
-            }
+    if let Some(d) = keys.decryption()? {
+        if !d.recipients().is_empty() {
+            return Encryption::parse_recipients(d.recipients());
         }
     }
     if let Some(p) = &keys.passphrase_file {
         return Ok(Encryption::Passphrase(read_passphrase(p)?));
     }
     Err(Error::Config(
-        "a safety backup needs recipients: set [encryption] recipients in the config file or DBSEAL_RECIPIENTS, or pass --no-safety-backup".into(),
+        "a safety backup needs recipients of this host's own (never the backup's): set [encryption] recipients in the config file or DBSEAL_RECIPIENTS, restore with an age identity (its public key is used), or pass --no-safety-backup".into(),
     ))
 }
 
@@ -293,10 +289,7 @@ pub async fn safety_backup(
     };
     let config = ctx.config.as_deref();
     let datastore = safety_datastore(plan, manifest);
-    let mut options = BackupOptions::new(
-        datastore.clone(),
-        safety_encryption(manifest, config, keys)?,
-    );
+    let mut options = BackupOptions::new(datastore.clone(), safety_encryption(config, keys)?);
     options.zstd_level = config
         .and_then(|c| c.zstd_level)
         .unwrap_or(super::backup::DEFAULT_ZSTD_LEVEL);
@@ -492,6 +485,28 @@ pub async fn restore_one(
     let keys = options.keys.or_config(ctx.config.as_deref());
     // Keys first: a restore that cannot decrypt must fail before the safety backup.
     let decryption = keys.decryption()?;
+    let recorded: Vec<String> = manifest
+        .transforms
+        .iter()
+        .flat_map(|t| match t {
+            TransformSpec::Age { recipients, .. } => recipients.clone(),
+            _ => Vec::new(),
+        })
+        .collect();
+    if let Some(d) = decryption
+        .as_deref()
+        .filter(|d| d.matches_none_of(&recorded))
+    {
+        return Err(Error::Decryption {
+            id: manifest.backup_id.to_string(),
+            key: manifest.artifact.key.clone(),
+            reason: format!(
+                "none of the given identities ({}) is a recipient of this backup (it was encrypted to {}); nothing was touched",
+                d.recipients().join(", "),
+                recorded.join(", ")
+            ),
+        });
+    }
     let safety = if plan.target.replace && !options.no_safety_backup && plan.writes_database {
         safety_backup(ctx, plan, manifest, &keys).await?
     } else {

@@ -124,7 +124,7 @@ impl SetManifest {
         #[allow(clippy::expect_used)]
         let mut bytes = serde_json::to_vec_pretty(self).expect("serializes");
         bytes.push(b'\n');
-        if !store.put_bytes_create(&key, bytes).await? {
+        if !store.put_signed(&key, bytes, true).await? {
             return Err(Error::AlreadyExists {
                 id: self.set_id.to_string(),
                 key,
@@ -137,7 +137,7 @@ impl SetManifest {
 /// Reads a backup set's manifest.
 pub async fn read_set(store: &BackupStore, id: &BackupId) -> Result<SetManifest> {
     let key = set_key(id);
-    let bytes = match store.get_bytes(&key).await {
+    let bytes = match store.get_signed(&key, crate::sign::Role::Backup).await {
         Ok(b) => b,
         Err(e) if e.kind() == ErrorKind::NotFound => {
             return Err(Error::operation(
@@ -161,7 +161,9 @@ mod tests {
 
     #[tokio::test]
     async fn sets_round_trip_and_fail_with_exit_10() {
-        let store = BackupStore::open("memory://", &Default::default()).unwrap();
+        let store = BackupStore::open("memory://", &Default::default())
+            .unwrap()
+            .with_trust(crate::Trust::ephemeral().unwrap());
         let id = BackupId::now();
         assert_eq!(set_id_of_key(&set_key(&id)), Some(id.clone()));
         assert_eq!(set_id_of_key("_sets/x/set.json"), None);

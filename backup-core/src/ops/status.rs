@@ -58,6 +58,9 @@ pub struct DatastoreStatus {
     pub configured: bool,
     /// Complete backups in the store.
     pub backups: usize,
+    /// Manifests in its folder that no trusted key signed: skipped (never counted as
+    /// backups), reported here and in the metrics. Someone wrote to the store.
+    pub untrusted_manifests: usize,
     /// The newest complete backup.
     pub newest: Option<NewestBackup>,
     /// The most recent verification record of any of its backups.
@@ -191,6 +194,7 @@ pub fn compute(
             kind,
             configured: *configured,
             backups: mine.len(),
+            untrusted_manifests: 0,
             newest,
             last_verification,
             max_age: max_age.to_string(),
@@ -272,6 +276,10 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
             "dbseal_wal_newest_segment_age_seconds",
             "Seconds since the newest WAL segment was archived (PostgreSQL PITR recovery point).",
         ),
+        (
+            "dbseal_untrusted_manifests",
+            "Manifests in the datastore's folder that no trusted key signed (skipped; someone wrote to the store).",
+        ),
     ]
     .into_iter()
     .map(|(n, h)| (n, h, Vec::new()))
@@ -317,6 +325,7 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
         if let Some(age) = s.wal.as_ref().and_then(|w| w.newest_age_seconds) {
             push(11, &l, age.max(0).to_string());
         }
+        push(12, &l, s.untrusted_manifests.to_string());
     }
     let mut text = String::new();
     for (name, help, samples) in families {
@@ -356,9 +365,7 @@ fn write_metrics(path: &std::path::Path, text: &str) -> Result<()> {
 pub async fn status(ctx: &OpContext, options: &StatusOptions) -> Result<StatusReport> {
     let store = &ctx.store;
     let listing = store.scan(None).await?;
-    for (key, reason) in &listing.unreadable {
-        ctx.warn(format!("unreadable manifest {key}: {reason}"));
-    }
+    super::warn_skipped(ctx, &listing);
     let records = store.verifications(None).await?;
     let config = ctx.config.as_deref();
     let configured: BTreeSet<String> = config
@@ -402,6 +409,12 @@ pub async fn status(ctx: &OpContext, options: &StatusOptions) -> Result<StatusRe
     let now = Utc::now();
     let mut statuses = compute(&names, &listing.backups, &records, &max_age_for, now);
     for st in statuses.iter_mut() {
+        let folder = format!("{}/", st.datastore);
+        st.untrusted_manifests = listing
+            .untrusted
+            .iter()
+            .filter(|(k, _)| k.starts_with(&folder))
+            .count();
         for archive in &ctx.archives {
             if let Some(wal) = archive.status(store, &st.datastore).await? {
                 st.wal = Some(wal);
@@ -438,6 +451,7 @@ mod tests {
             kind: Some("postgres".into()),
             configured: false,
             backups: 0,
+            untrusted_manifests: 0,
             newest: None,
             last_verification: None,
             max_age: DEFAULT_MAX_AGE.to_string(),
@@ -467,7 +481,9 @@ mod tests {
     async fn unhealthy_datastores_fail_with_exit_9_and_metrics_are_written() {
         use crate::driver::Registry;
         use crate::store::BackupStore;
-        let store = BackupStore::open("memory://", &Default::default()).unwrap();
+        let store = BackupStore::open("memory://", &Default::default())
+            .unwrap()
+            .with_trust(crate::Trust::ephemeral().unwrap());
         let keys = crate::keys::KeyPair::generate();
         let mut src = crate::source::ReaderSource::new(&b"x"[..], "stdin");
         let m = crate::pipeline::backup(
@@ -508,7 +524,9 @@ mod tests {
         assert!(e.to_string().contains("2 of 2 datastores unhealthy"), "{e}");
         let empty = OpContext::new(
             Registry::new(),
-            BackupStore::open("memory://", &Default::default()).unwrap(),
+            BackupStore::open("memory://", &Default::default())
+                .unwrap()
+                .with_trust(crate::Trust::ephemeral().unwrap()),
         );
         let e = status(&empty, &StatusOptions::default()).await.unwrap_err();
         assert_eq!(e.kind().exit_code(), 9);

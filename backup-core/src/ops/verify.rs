@@ -313,9 +313,7 @@ pub async fn verify_latest(
     options: &VerifyBackupOptions,
 ) -> Result<LatestVerifications> {
     let listing = ctx.store.scan(None).await?;
-    for (key, reason) in &listing.unreadable {
-        ctx.warn(format!("skipping unreadable manifest {key}: {reason}"));
-    }
+    super::warn_skipped(ctx, &listing);
     let config = ctx.config.as_deref();
     // Newest complete backup of each datastore: latest start time, then id — the same
     // order retention uses, so prune sees the backup verified here as the newest.
@@ -437,7 +435,9 @@ mod tests {
         let registry = Registry::new().with(TestDriver::new("test", &["test"]));
         let ctx = OpContext::new(
             registry,
-            BackupStore::open("memory://", &Default::default()).unwrap(),
+            BackupStore::open("memory://", &Default::default())
+                .unwrap()
+                .with_trust(crate::Trust::ephemeral().unwrap()),
         );
         let mut options = DriverOptions::new();
         options.set("url", "test://db");

@@ -52,7 +52,9 @@ pub fn s3_url(test: &str) -> String {
 
 /// Opens a fresh S3 store for `test`.
 pub fn s3_store(test: &str) -> BackupStore {
-    BackupStore::open(&s3_url(test), &s3_options()).expect("open the S3 test store")
+    BackupStore::open(&s3_url(test), &s3_options())
+        .expect("open the S3 test store")
+        .with_trust(backup_core::Trust::ephemeral().unwrap())
 }
 
 /// Deletes everything in a store (used to keep SeaweedFS small after big tests).

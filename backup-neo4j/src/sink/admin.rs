@@ -56,23 +56,24 @@ impl Sink for Neo4jAdminSink {
     ) -> Result<SinkReport> {
         let what = format!("neo4j-admin database load {}", self.database);
         let argv = self.argv();
-        let mut child = tokio::process::Command::new(&argv[0])
-            .args(&argv[1..])
+        let mut cmd = tokio::process::Command::new(&argv[0]);
+        cmd.args(&argv[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             // Its own process group: neo4j-admin is a script that starts a JVM, and
             // the whole group must die before its input is closed (see below).
-            .process_group(0)
-            .spawn()
-            .map_err(|e| {
-                Error::datastore(
-                    &what,
-                    ErrorKind::Config,
-                    format!("cannot start {}: {e}", argv[0]),
-                )
-            })?;
+            .process_group(0);
+        // Neo4j's and Java's settings reach it; dbseal's credentials do not.
+        backup_core::secret::restrict_env(&mut cmd, &["NEO4J_", "JAVA_"]);
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::datastore(
+                &what,
+                ErrorKind::Config,
+                format!("cannot start {}: {e}", argv[0]),
+            )
+        })?;
         let mut stdin = child.stdin.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         let err_task = tokio::spawn(async move {

@@ -141,7 +141,9 @@ pub async fn count(g: &neo4rs::Graph, q: &str) -> i64 {
 
 pub fn store() -> (BackupStore, KeyPair) {
     (
-        BackupStore::open("memory://", &Default::default()).unwrap(),
+        BackupStore::open("memory://", &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::ephemeral().unwrap()),
         KeyPair::generate(),
     )
 }

@@ -640,8 +640,8 @@ impl PhysicalSource {
         if let Some(r) = &self.options.max_rate {
             cmd.arg(format!("--max-rate={r}"));
         }
-        cmd.env("PGAPPNAME", "dbseal");
         self.conn.apply_env(&mut cmd);
+        cmd.env("PGAPPNAME", "dbseal");
         cmd
     }
 }

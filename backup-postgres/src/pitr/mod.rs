@@ -73,6 +73,9 @@ pub struct StoreLocation {
     pub url: String,
     /// Store options as `KEY=VALUE` (may hold credentials).
     pub options: Vec<String>,
+    /// The signing key and trusted keys (`--signing-key`, `--trusted-signer`…); an env
+    /// file's `DBSEAL_SIGNING_KEY` and `DBSEAL_TRUSTED_SIGNERS` complete them.
+    pub trust: backup_core::ops::TrustOptions,
 }
 
 impl Default for StoreLocation {
@@ -80,6 +83,7 @@ impl Default for StoreLocation {
         StoreLocation {
             url: DEFAULT_STORE.into(),
             options: Vec::new(),
+            trust: Default::default(),
         }
     }
 }
@@ -131,7 +135,7 @@ pub struct WalPushOptions {
     )]
     pub zstd_level: i32,
     /// A KEY=VALUE file (DBSEAL_STORE, DBSEAL_STORE_OPTION=k=v, DBSEAL_RECIPIENTS,
-    /// DBSEAL_IDENTITY, DBSEAL_PASSPHRASE_FILE, AWS_*/GOOGLE_*/AZURE_*) filling in what
+    /// DBSEAL_IDENTITY, DBSEAL_PASSPHRASE_FILE, DBSEAL_SIGNING_KEY, DBSEAL_TRUSTED_SIGNERS, AWS_*/GOOGLE_*/AZURE_*) filling in what
     /// neither flags nor the environment set. Keep it mode 0600: it may hold secrets.
     #[arg(long, env = "DBSEAL_ENV_FILE", value_name = "FILE")]
     pub env_file: Option<PathBuf>,
@@ -178,7 +182,7 @@ pub struct WalFetchOptions {
     #[arg(long)]
     pub errors_as_missing: bool,
     /// A KEY=VALUE file (DBSEAL_STORE, DBSEAL_STORE_OPTION=k=v, DBSEAL_IDENTITY,
-    /// DBSEAL_PASSPHRASE_FILE, AWS_*/GOOGLE_*/AZURE_*) filling in what neither flags
+    /// DBSEAL_PASSPHRASE_FILE, DBSEAL_SIGNING_KEY, DBSEAL_TRUSTED_SIGNERS, AWS_*/GOOGLE_*/AZURE_*) filling in what neither flags
     /// nor the environment set. Keep it mode 0600: it may hold secrets.
     #[arg(long, env = "DBSEAL_ENV_FILE", value_name = "FILE")]
     pub env_file: Option<PathBuf>,
@@ -226,7 +230,7 @@ pub struct WalVerifyOptions {
     #[arg(long, value_enum)]
     pub level: Option<WalVerifyLevel>,
     /// A KEY=VALUE file (DBSEAL_STORE, DBSEAL_STORE_OPTION=k=v, DBSEAL_IDENTITY,
-    /// DBSEAL_PASSPHRASE_FILE, AWS_*/GOOGLE_*/AZURE_*) filling in what neither flags
+    /// DBSEAL_PASSPHRASE_FILE, DBSEAL_SIGNING_KEY, DBSEAL_TRUSTED_SIGNERS, AWS_*/GOOGLE_*/AZURE_*) filling in what neither flags
     /// nor the environment set. Keep it mode 0600: it may hold secrets.
     #[arg(long, env = "DBSEAL_ENV_FILE", value_name = "FILE")]
     pub env_file: Option<PathBuf>,
@@ -246,6 +250,8 @@ pub struct WalSettings {
     pub identities: Vec<PathBuf>,
     /// Passphrase file.
     pub passphrase_file: Option<PathBuf>,
+    /// Signing key and trusted keys.
+    pub trust: backup_core::ops::TrustOptions,
 }
 
 impl fmt::Debug for WalSettings {
@@ -268,6 +274,7 @@ impl fmt::Debug for WalSettings {
             .field("recipients", &self.recipients)
             .field("identities", &self.identities)
             .field("passphrase_file", &self.passphrase_file)
+            .field("trust", &self.trust)
             .finish()
     }
 }
@@ -363,12 +370,28 @@ impl WalSettings {
             .passphrase_file
             .clone()
             .or_else(|| get("DBSEAL_PASSPHRASE_FILE").pop().map(PathBuf::from));
+        let list = |var: &str| -> Vec<String> {
+            get(var)
+                .iter()
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let from_file = backup_core::ops::TrustOptions {
+            signing_key: get("DBSEAL_SIGNING_KEY").pop().map(PathBuf::from),
+            trusted_signers: list("DBSEAL_TRUSTED_SIGNERS"),
+            trusted_verifiers: list("DBSEAL_TRUSTED_VERIFIERS"),
+            allow_unsigned: get("DBSEAL_ALLOW_UNSIGNED").pop().as_deref() == Some("true"),
+        };
         Ok(WalSettings {
             store_url,
             store_options,
             recipients,
             identities,
             passphrase_file,
+            trust: store.trust.or(&from_file),
         })
     }
 
@@ -388,7 +411,10 @@ impl WalSettings {
                 "the store is the relative path `{path}` and this is a PostgreSQL data directory (archive_command and restore_command run there): set --store or DBSEAL_STORE (or DBSEAL_STORE in --env-file) to an absolute path or a URL"
             )));
         }
-        crate::wal::open_store(&self.store_url, &self.store_options)
+        Ok(
+            crate::wal::open_store(&self.store_url, &self.store_options)?
+                .with_trust(self.trust.trust()?),
+        )
     }
 
     /// The key files gathered.

@@ -206,6 +206,7 @@ pub async fn restore_backup_into_pgdata(
     dbseal: impl FnOnce() -> Result<PathBuf>,
 ) -> Result<PgdataOutcome> {
     let manifest = backup_core::ops::show(ctx, id).await?;
+    manifest.check_sealed()?;
     if dry_run {
         return plan_pgdata_restore(&manifest, pitr).map(PgdataOutcome::Planned);
     }
@@ -327,6 +328,15 @@ pub async fn restore_pgdata(
     );
     for (k, v) in &s.store_options {
         env.push_str(&format!("DBSEAL_STORE_OPTION={k}={v}\n"));
+    }
+    // wal-fetch trusts WAL signed by the keys this restore trusts (public keys only).
+    let trust = s.trust.trust()?;
+    env.push_str(&format!(
+        "DBSEAL_TRUSTED_SIGNERS={}\n",
+        trust.backup_signers().join(",")
+    ));
+    if trust.allows_unsigned() {
+        env.push_str("DBSEAL_ALLOW_UNSIGNED=true\n");
     }
     let mut warnings = Vec::new();
     let owner = restore_owner(&pgdata);

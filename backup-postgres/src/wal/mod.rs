@@ -57,6 +57,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use backup_core::sign::Role;
 use backup_core::{BackupStore, Error, ErrorKind, Manifest, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -255,10 +256,11 @@ impl WalArchive {
         archive_error(&self.datastore, kind, message)
     }
 
-    /// Reads the archive record, `None` if the archive has none yet.
+    /// Reads the archive record, `None` if the archive has none yet. A record no trusted
+    /// key signed is [`Error::Untrusted`].
     pub async fn record(&self) -> Result<Option<ArchiveRecord>> {
         let key = self.record_key();
-        match self.store.get_bytes(&key).await {
+        match self.store.get_signed(&key, Role::Backup).await {
             Ok(bytes) => {
                 let record: ArchiveRecord =
                     serde_json::from_slice(&bytes).map_err(|e| Error::InvalidManifest {
@@ -282,11 +284,27 @@ impl WalArchive {
         }
     }
 
-    /// Reads the manifest of a WAL file, `None` if it is not archived.
+    /// Reads the manifest of a WAL file, `None` if it is not archived. A manifest no
+    /// trusted key signed (or one describing another file) is [`Error::Untrusted`]: never
+    /// replayed.
     pub async fn file_manifest(&self, file: &WalFile) -> Result<Option<Manifest>> {
         let key = self.manifest_key(file);
-        match self.store.get_bytes(&key).await {
-            Ok(bytes) => Manifest::from_json(&bytes, &key).map(Some),
+        match self.store.get_signed(&key, Role::Backup).await {
+            Ok(bytes) => {
+                let m = Manifest::from_json(&bytes, &key)?;
+                // The signature names this key, so a signed manifest cannot be moved
+                // here from another file; its datastore must be this archive's too.
+                if m.datastore.name != self.datastore {
+                    return Err(Error::Untrusted {
+                        key,
+                        reason: format!(
+                            "it describes datastore `{}`'s WAL, not `{}`'s",
+                            m.datastore.name, self.datastore
+                        ),
+                    });
+                }
+                Ok(Some(m))
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -336,7 +354,7 @@ impl WalArchive {
         bytes.push(b'\n');
         if self
             .store
-            .put_bytes_create(&self.record_key(), bytes)
+            .put_signed(&self.record_key(), bytes, true)
             .await?
         {
             tracing::info!(datastore = %self.datastore, system_identifier = sysid, "WAL archive created");

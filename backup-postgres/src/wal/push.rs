@@ -201,6 +201,7 @@ impl WalArchive {
     /// Archives one WAL file (`archive_command = 'dbseal wal-push --datastore N %p'`).
     /// See the module docs for the contract.
     pub async fn push(&self, path: &Path, options: &PushOptions) -> Result<PushOutcome> {
+        self.store.trust().require_signer("wal-push")?;
         if matches!(options.encryption, Encryption::Passphrase(_)) {
             return Err(Error::Key(
                 "wal-push needs recipients (age1… public keys): passphrase encryption costs about a second per WAL file, too slow for archiving".into(),
@@ -268,7 +269,15 @@ impl WalArchive {
 
         // Already archived?
         let manifest_key = self.manifest_key(&file);
-        if let Some(existing) = self.file_manifest(&file).await? {
+        // A manifest no trusted key signed is repaired: replaced by this push's.
+        let (existing, untrusted) = match self.file_manifest(&file).await {
+            Err(e @ Error::Untrusted { .. }) => {
+                tracing::warn!(file = %file.name, error = %e, "replacing an untrusted WAL manifest");
+                (None, true)
+            }
+            other => (other?, false),
+        };
+        if let Some(existing) = existing {
             return self
                 .settle_existing(&file, existing, &sealed, None)
                 .await
@@ -313,7 +322,7 @@ impl WalArchive {
         manifest.finished_at = Utc::now();
         if self
             .store
-            .put_bytes_create(&manifest_key, manifest.to_json())
+            .put_signed(&manifest_key, manifest.to_json(), !untrusted)
             .await?
         {
             tracing::info!(file = %file.name, key = %key, "WAL file archived");
@@ -404,7 +413,7 @@ impl WalArchive {
         repaired.artifact.stored_sha256 = sealed.manifest.artifact.stored_sha256.clone();
         repaired.finished_at = Utc::now();
         self.store
-            .put_bytes(&manifest_key, repaired.to_json())
+            .put_signed(&manifest_key, repaired.to_json(), false)
             .await?;
         tracing::warn!(file = %file.name, old = %a.key, new = %key, "archived WAL object was missing or damaged: rewritten");
         Ok(Some(self.outcome(

@@ -203,7 +203,9 @@ fn timeline_checks() {
 async fn an_archive_record_with_an_impossible_segment_size_is_refused() {
     // Prune and the timeline code divide by it: a forged `wal_segment_size: 0` must be an
     // invalid record, not a division by zero.
-    let store = BackupStore::open("memory://", &Default::default()).unwrap();
+    let store = BackupStore::open("memory://", &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     let archive = WalArchive::new(store.clone(), "pg").unwrap();
     let record = |size: u64| {
         serde_json::json!({
@@ -216,8 +218,9 @@ async fn an_archive_record_with_an_impossible_segment_size_is_refused() {
         .into_bytes()
     };
     for bad in [0, 3, 1 << 19, 1 << 31, u64::MAX] {
+        // Signed (a bug on the signing host): the size check is the layer under test.
         store
-            .put_bytes(&archive.record_key(), record(bad))
+            .put_signed(&archive.record_key(), record(bad), false)
             .await
             .unwrap();
         let e = archive.record().await.unwrap_err();
@@ -230,6 +233,15 @@ async fn an_archive_record_with_an_impossible_segment_size_is_refused() {
     }
     store
         .put_bytes(&archive.record_key(), record(16 << 20))
+        .await
+        .unwrap();
+    let e = archive.record().await.unwrap_err();
+    assert!(
+        e.to_string().contains("not trusted"),
+        "an unsigned record: {e}"
+    );
+    store
+        .put_signed(&archive.record_key(), record(16 << 20), false)
         .await
         .unwrap();
     assert_eq!(

@@ -215,6 +215,10 @@ impl WalArchive {
         let keys = self.store.list_keys(&self.folder()).await?;
         let mut listing = WalListing::default();
         for (key, meta) in keys {
+            // A signature goes with its object (deleted with it by prune).
+            if key.ends_with(backup_core::sign::SIGNATURE_SUFFIX) {
+                continue;
+            }
             let Some(rel) = key.strip_prefix(&prefix) else {
                 listing.unknown.push(key);
                 continue;
@@ -634,6 +638,9 @@ impl WalArchive {
             // Manifest first: a file without manifest does not exist.
             if let Some(k) = &f.manifest_key {
                 self.store.delete(k).await?;
+                self.store
+                    .delete(&backup_core::sign::signature_key(k))
+                    .await?;
             }
             for (k, _) in &f.objects {
                 self.store.delete(k).await?;

@@ -139,7 +139,9 @@ pub async fn restore_into_new_db(
 /// A store in a temporary directory and a key pair.
 pub fn store() -> (tempfile::TempDir, BackupStore, KeyPair) {
     let dir = tempfile::tempdir().unwrap();
-    let store = BackupStore::open(dir.path().to_str().unwrap(), &Default::default()).unwrap();
+    let store = BackupStore::open(dir.path().to_str().unwrap(), &Default::default())
+        .unwrap()
+        .with_trust(backup_core::Trust::ephemeral().unwrap());
     (dir, store, KeyPair::generate())
 }
 

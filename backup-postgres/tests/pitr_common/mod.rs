@@ -135,6 +135,7 @@ pub struct Archive {
     pub keys: KeyPair,
     pub identity: PathBuf,
     pub env_file: PathBuf,
+    pub signing_key: PathBuf,
 }
 
 impl Archive {
@@ -150,14 +151,22 @@ impl Archive {
         let identity = tree.path.join(format!("{datastore}-identity.txt"));
         keys.write_identity_file(&identity).unwrap();
         give_to_server(&identity);
+        // This host's signing key: what it archives and backs up it signs and trusts.
+        let (signing_key, public) = backup_core::keys::signing_key_paths(&identity);
+        backup_core::SigningKey::generate()
+            .unwrap()
+            .write_files(&signing_key, &public)
+            .unwrap();
+        give_to_server(&signing_key);
         let env_file = tree.path.join(format!("{datastore}-wal.env"));
         std::fs::write(
             &env_file,
             format!(
-                "# test archive settings\nDBSEAL_STORE={}\nDBSEAL_RECIPIENTS={}\nDBSEAL_IDENTITY={}\n",
+                "# test archive settings\nDBSEAL_STORE={}\nDBSEAL_RECIPIENTS={}\nDBSEAL_IDENTITY={}\nDBSEAL_SIGNING_KEY={}\n",
                 store_dir.display(),
                 keys.recipient(),
-                identity.display()
+                identity.display(),
+                signing_key.display()
             ),
         )
         .unwrap();
@@ -168,11 +177,40 @@ impl Archive {
             keys,
             identity,
             env_file,
+            signing_key,
         }
     }
 
+    /// Signs the store object `key` with this host's signing key, with minisign itself
+    /// (trusted comment `file:KEY`, as dbseal signs).
+    pub fn sign(&self, key: &str) {
+        let out = Command::new("minisign")
+            .args(["-S", "-s"])
+            .arg(&self.signing_key)
+            .arg("-m")
+            .arg(self.store_dir.join(key))
+            .args(["-t", &format!("file:{key}")])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("minisign is installed by scripts/install-deps.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The public key of this host's signing key (`RW…`).
+    pub fn public_key(&self) -> String {
+        let key = backup_core::SigningKey::from_file(&self.signing_key).unwrap();
+        key.public_key().to_string()
+    }
+
     pub fn store(&self) -> BackupStore {
-        BackupStore::open(self.store_dir.to_str().unwrap(), &Default::default()).unwrap()
+        let signer = backup_core::SigningKey::from_file(&self.signing_key).unwrap();
+        BackupStore::open(self.store_dir.to_str().unwrap(), &Default::default())
+            .unwrap()
+            .with_trust(backup_core::Trust::default().with_signer(signer))
     }
 
     /// The archive_command for this archive.
@@ -201,6 +239,7 @@ impl Archive {
             .env_remove("DBSEAL_STORE")
             .env_remove("DBSEAL_RECIPIENTS")
             .env_remove("DBSEAL_IDENTITY")
+            .env("DBSEAL_SIGNING_KEY", &self.signing_key)
             .output()
             .unwrap();
         (

@@ -183,7 +183,9 @@ pub struct Vault {
 impl Vault {
     pub fn new() -> Self {
         Vault {
-            store: BackupStore::open("memory://", &Default::default()).unwrap(),
+            store: BackupStore::open("memory://", &Default::default())
+                .unwrap()
+                .with_trust(backup_core::Trust::ephemeral().unwrap()),
             keys: KeyPair::generate(),
         }
     }

@@ -1,14 +1,14 @@
-//! `dbseal keygen`: a new age X25519 key pair.
+//! `dbseal keygen`: a new age key pair and a signing key.
 
 use std::path::PathBuf;
 
-use backup_core::KeyPair;
 use clap::Args;
 
 use crate::exit::CliResult;
 use crate::output::Output;
 
-/// Writes a new identity file (mode 0600) and prints its recipient (public key).
+/// Writes a new identity file and, beside it, a signing key (`IDENTITY.minisign.key`,
+/// both mode 0600) with its public key (`IDENTITY.minisign.pub`); prints the recipient.
 #[derive(Args, Debug)]
 pub struct KeygenArgs {
     /// Where to write the identity (secret key). Refuses to overwrite.
@@ -18,16 +18,9 @@ pub struct KeygenArgs {
 
 /// Runs `dbseal keygen`.
 pub fn run(args: &KeygenArgs, out: Output) -> CliResult<()> {
-    let pair = KeyPair::generate();
-    pair.write_identity_file(&args.output)?;
-    let recipient = pair.recipient();
-    out.emit(
-        &serde_json::json!({ "recipient": recipient, "identity_file": args.output }),
-        || recipient.clone(),
-    );
-    out.info(&format!(
-        "identity written to {} (keep it secret, keep a copy offline); back up with --recipient {recipient}",
-        args.output.display()
-    ));
+    let keys = backup_core::keys::generate_key_files(&args.output)?;
+    let recipient = keys.recipient.clone();
+    out.emit(&keys, || recipient.clone());
+    keys.notes().iter().for_each(|n| out.info(n));
     Ok(())
 }

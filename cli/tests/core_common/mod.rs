@@ -80,6 +80,11 @@ impl Work {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", self.dir.path())
             .stdin(Stdio::null());
+        // The host's signing key (from keygen): what it backs up it signs and trusts.
+        let signing_key = self.path("identity.txt.minisign.key");
+        if signing_key.is_file() {
+            c.env("DBSEAL_SIGNING_KEY", signing_key);
+        }
         c
     }
 
@@ -155,6 +160,34 @@ impl Work {
     pub fn artifact_path(&self, manifest: &serde_json::Value) -> PathBuf {
         self.store()
             .join(manifest["artifact"]["key"].as_str().unwrap())
+    }
+
+    /// Writes `edited` as the manifest of backup `m` and signs it again with this host's
+    /// signing key — with minisign itself, as a signing host with a bug (or a stolen
+    /// key) would: what the caller tests is the layer under the signature. An edit
+    /// nobody signed is refused before it (cli/tests/trust.rs).
+    pub fn rewrite_manifest(&self, m: &serde_json::Value, edited: &[u8]) {
+        let path = self.manifest_path(m);
+        std::fs::write(&path, edited).unwrap();
+        let key = format!(
+            "file:{}/{}/manifest.json",
+            m["datastore"]["name"].as_str().unwrap(),
+            m["backup_id"].as_str().unwrap()
+        );
+        let out = Command::new("minisign")
+            .args(["-S", "-s"])
+            .arg(self.path("identity.txt.minisign.key"))
+            .arg("-m")
+            .arg(&path)
+            .args(["-t", &key])
+            .stdin(Stdio::null())
+            .output()
+            .expect("minisign is installed by scripts/install-deps.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// The manifest file of a backup in the local store.

@@ -53,7 +53,17 @@ _Names = Union[str, Sequence[str]]
 class Store:
     """A store of backups: a path, ``file://``, ``memory://``, ``s3://``, ``gs://``, ``az://``."""
 
-    def __new__(cls, url: _Path, /, **options: Union[str, bool, int]) -> "Store": ...
+    def __new__(
+        cls,
+        url: _Path,
+        /,
+        *,
+        signing_key: Optional[_Path] = None,
+        trusted_signers: Optional[Sequence[str]] = None,
+        trusted_verifiers: Optional[Sequence[str]] = None,
+        allow_unsigned: bool = False,
+        **options: Union[str, bool, int],
+    ) -> "Store": ...
     @property
     def url(self) -> str: ...
     def list(self, datastore: Optional[str] = None) -> list["Manifest"]: ...
@@ -278,6 +288,7 @@ def prune(
     debris_grace: Optional[str] = ...,
     dry_run: bool = ...,
     debris: bool = ...,
+    force: bool = ...,
 ) -> dict[str, Any]: ...
 def status(
     store: Optional[_StoreArg] = None,

@@ -29,6 +29,7 @@ from ._dbseal import (
     backup,
     drivers,
     generate_identity,
+    keygen,
     restore,
     verify,
 )
@@ -215,8 +216,13 @@ def assert_round_trip(
 
 @pytest.fixture
 def dbseal_store(tmp_path_factory: pytest.TempPathFactory) -> Store:
-    """A dbseal store in a fresh temporary directory."""
-    return Store(os.fspath(tmp_path_factory.mktemp("dbseal-store")))
+    """A dbseal store in a fresh temporary directory, signing with a fresh signing key
+    (so what it backs up it trusts, as a backup host does)."""
+    keys = keygen(tmp_path_factory.mktemp("dbseal-keys") / "identity.txt")
+    return Store(
+        os.fspath(tmp_path_factory.mktemp("dbseal-store")),
+        signing_key=keys["signing_key_file"],
+    )
 
 
 @pytest.fixture

@@ -24,6 +24,10 @@
 //! recipients = ["age1…"]
 //! identity = "/etc/dbseal/identity.txt"     # for verify and restore
 //!
+//! [signing]                                  # see crate::ops::trust
+//! key = "/etc/dbseal/identity.txt.minisign.key"
+//! trusted_signers = ["RWQ…"]
+//!
 //! [retention]
 //! keep_daily = 7
 //! keep_weekly = 4
@@ -87,6 +91,9 @@ struct ConfigFile {
     /// Recipients and keys.
     #[serde(default)]
     encryption: EncryptionSection,
+    /// This host's signing key and the keys it trusts.
+    #[serde(default)]
+    signing: super::TrustOptions,
     /// Retention defaults of every datastore.
     #[serde(default)]
     retention: RetentionPolicy,
@@ -224,6 +231,8 @@ pub struct Config {
     pub store: Option<StoreSection>,
     /// Keys.
     pub encryption: EncryptionSection,
+    /// `[signing]`: this host's signing key and the keys it trusts.
+    pub signing: super::TrustOptions,
     /// Retention defaults.
     pub retention: RetentionPolicy,
     /// Datastores by name.
@@ -349,6 +358,7 @@ impl Config {
             zstd_level: file.zstd_level,
             store: file.store,
             encryption: file.encryption,
+            signing: file.signing,
             retention: file.retention,
             datastores: file.datastores,
             schemes,
@@ -735,6 +745,9 @@ pub fn check(config: &Config, registry: &Registry) -> Result<serde_json::Value> 
                 p.display()
             ));
         }
+    }
+    if let Err(e) = config.signing.trust() {
+        problems.push(format!("[signing]: {e}"));
     }
     if !config.encryption.recipients.is_empty() {
         if let Err(e) = crate::keys::Encryption::parse_recipients(&config.encryption.recipients) {

@@ -73,6 +73,7 @@ pub(super) fn config(c: &Config) -> serde_json::Value {
         "zstd_level": c.zstd_level,
         "store": store,
         "encryption": c.encryption,
+        "signing": c.signing,
         "retention": c.retention,
         "datastores": datastores,
     });

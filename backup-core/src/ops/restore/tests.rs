@@ -61,7 +61,9 @@ fn fixture(answer: Option<&str>) -> Fixture {
     });
     let ctx = OpContext::new(
         registry,
-        BackupStore::open("memory://", &Default::default()).unwrap(),
+        BackupStore::open("memory://", &Default::default())
+            .unwrap()
+            .with_trust(crate::Trust::ephemeral().unwrap()),
     )
     .with_config(Some(Arc::new(config)))
     .with_frontend(frontend.clone());
