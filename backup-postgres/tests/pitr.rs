@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use backup_core::{BackupOptions, FormatRegistry, Manifest, RestoreOptions, SecretString};
 use backup_postgres::physical::{
     self, PhysicalOptions, PhysicalRestore, PhysicalRestoreReport, PhysicalSource, RecoveryTarget,
-    TargetAction, RESTORE_ENV_FILE,
+    TargetAction,
 };
 use backup_postgres::wal::{segment_name, Lsn, WalArchive, WalFile, WalVerifyLevel};
 use pitr_common::*;
@@ -85,7 +85,7 @@ async fn restore_with(
         pgdata: pgdata.to_path_buf(),
         restore_command: physical::wal_fetch_command(
             &dbseal_bin(),
-            Some(&pgdata.join(RESTORE_ENV_FILE)),
+            Some(&physical::restore_env_path(pgdata)),
             &archive.datastore,
             sysid,
             target == RecoveryTarget::Latest,
@@ -928,11 +928,20 @@ async fn wal_push_failures_lose_nothing_and_archiving_catches_up() {
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("next: start PostgreSQL"), "{out}");
-    let env = std::fs::read_to_string(pgdata.join(RESTORE_ENV_FILE)).unwrap();
+    // The store settings restore_command reads are beside the data directory, 0600,
+    // and nothing of dbseal's is in it (a base backup of it must not carry them).
+    let env_path = physical::restore_env_path(&pgdata);
+    let env = std::fs::read_to_string(&env_path).unwrap();
     assert!(
         env.contains("DBSEAL_IDENTITY=") && !env.contains("AGE-SECRET-KEY"),
         "{env}"
     );
+    let mode = std::fs::metadata(&env_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    for entry in std::fs::read_dir(&pgdata).unwrap() {
+        let name = entry.unwrap().file_name();
+        assert!(!name.to_string_lossy().contains("dbseal"), "{name:?} in PGDATA");
+    }
     let restored = start_restored(&tree, &pgdata, "restored").await;
     assert_eq!(fingerprint(&restored).await, expected, "nothing was lost");
 }

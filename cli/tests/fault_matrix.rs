@@ -807,7 +807,9 @@ impl Physical {
     /// Checks that a failed `restore --pgdata` left no data directory, and records the cell.
     fn no_data_directory(&self, fault: &str, out: &Output, undo: Option<Duration>) {
         assert!(!self.pgdata.exists(), "a partial data directory is left");
-        let expected = "no data directory left";
+        let env = backup_postgres::physical::restore_env_path(&self.pgdata);
+        assert!(!env.exists(), "{} is left", env.display());
+        let expected = "no data directory (nor its restore_command settings) left";
         record(
             "postgres-physical",
             fault,

@@ -25,7 +25,7 @@
 //! `backup_manifest` scanner), `restore` (recovery settings and the data-directory
 //! sink); `dbseal restore --pgdata` as a whole is [`crate::pitr::restore_pgdata`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use backup_core::{BackupStore, Error, ErrorKind, Manifest, Result};
 
@@ -44,9 +44,18 @@ pub use tar::*;
 
 /// The format name of physical base backups: a tar archive of the data directory.
 pub const TAR_FORMAT: &str = "tar";
-/// The file holding store settings for `restore_command`, written into the restored
-/// data directory with mode 0600.
-pub const RESTORE_ENV_FILE: &str = "dbseal-restore.env";
+/// The suffix of the file holding store settings for `restore_command` (and
+/// `--archive-to`'s `archive_command`): see [`restore_env_path`].
+pub const RESTORE_ENV_SUFFIX: &str = ".dbseal-restore.env";
+
+/// Where the store settings of a data directory's `restore_command` go: beside it,
+/// never in it (`/var/lib/postgresql/15/main` → `/var/lib/postgresql/15/main.dbseal-restore.env`,
+/// mode 0600, owned by the data directory's owner). Inside, every base backup of the
+/// restored cluster would carry the store's credentials.
+pub fn restore_env_path(pgdata: &Path) -> PathBuf {
+    let name = pgdata.file_name().unwrap_or_default().to_string_lossy();
+    pgdata.with_file_name(format!("{name}{RESTORE_ENV_SUFFIX}"))
+}
 /// The largest `backup_manifest` accepted (it lists every file of the cluster).
 const MAX_MANIFEST: usize = 512 * 1024 * 1024;
 /// The largest `backup_label` / `tablespace_map` / `PG_VERSION` kept.

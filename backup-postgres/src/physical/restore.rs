@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{
     base_backup_wal, tar_error, BaseBackupScanner, TarEntry, TarEntryKind, TarParser, TarVisitor,
-    RESTORE_ENV_FILE,
+    restore_env_path,
 };
 use crate::wal::{plan_recovery, Lsn, WalArchive};
 
@@ -77,8 +77,8 @@ pub struct PhysicalRestore {
     /// The `restore_command`, usually from [`wal_fetch_command`] (`%f`, `%p` as
     /// PostgreSQL substitutes them).
     pub restore_command: String,
-    /// Contents of [`RESTORE_ENV_FILE`], written into the data directory with mode
-    /// 0600 (store settings the restore command reads). Never put it in argv.
+    /// Contents of the file at [`restore_env_path`], written beside the data directory
+    /// with mode 0600 (store settings the restore command reads). Never put it in argv.
     pub env_file: Option<backup_core::SecretString>,
     /// The restored cluster's `archive_command` (`--archive-to`). `None`: archiving is
     /// off (`archive_mode = 'off'`), whatever the source's configuration said, so a
@@ -493,6 +493,7 @@ fn write_file(
 /// Removes what a failed restore created: the whole directory if it did not exist,
 /// else everything inside it.
 fn clean_up(root: &Path, created: bool) {
+    let _ = std::fs::remove_file(restore_env_path(root));
     if created {
         let _ = std::fs::remove_dir_all(root);
         return;
@@ -558,13 +559,10 @@ pub(super) fn extract_blocking(
     }
     // The commit point: recovery settings, env file, then recovery.signal.
     if let Some(env) = env_file {
-        write_file(
-            &root.join(RESTORE_ENV_FILE),
-            env.expose().as_bytes(),
-            0o600,
-            false,
-            owner,
-        )?;
+        // A file left by an earlier restore is replaced (and re-created 0600).
+        let path = restore_env_path(&root);
+        let _ = std::fs::remove_file(&path);
+        write_file(&path, env.expose().as_bytes(), 0o600, false, owner)?;
     }
     write_file(
         &root.join("postgresql.auto.conf"),
@@ -896,7 +894,7 @@ pub async fn restore_physical(
     if restore.env_file.is_some() {
         summary.push(format!(
             "store settings for restore_command are in {} (mode 0600); remove it once recovery is done",
-            restore.pgdata.join(RESTORE_ENV_FILE).display()
+            restore_env_path(&restore.pgdata).display()
         ));
     }
     Ok(PhysicalRestoreReport {

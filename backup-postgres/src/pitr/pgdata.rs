@@ -9,7 +9,7 @@ use backup_core::{BackupId, Error, Manifest, Result, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{credential_prefix, is_local, KeyFiles, StoreLocation, WalSettings};
-use crate::physical::{self, PhysicalRestore, RecoveryTarget, TargetAction, RESTORE_ENV_FILE};
+use crate::physical::{self, restore_env_path, PhysicalRestore, RecoveryTarget, TargetAction};
 use crate::wal::Lsn;
 
 /// Point-in-time restore flags of `dbseal restore` (flattened into its target flags).
@@ -312,7 +312,8 @@ pub async fn restore_pgdata(
             "a physical restore needs --identity (or DBSEAL_IDENTITY): restore_command decrypts every WAL file with it".into(),
         ));
     }
-    // The store settings restore_command needs, in a 0600 file in the data directory.
+    // The store settings restore_command needs, in a 0600 file beside the data directory
+    // (never in it: a base backup of the restored cluster would carry them).
     let store_url = if is_local(&s.store_url) {
         absolute(Path::new(
             s.store_url.strip_prefix("file://").unwrap_or(&s.store_url),
@@ -389,20 +390,20 @@ pub async fn restore_pgdata(
             let recipients = std::env::var("DBSEAL_RECIPIENTS").unwrap_or_default();
             if recipients.trim().is_empty() {
                 return Err(Error::Config(
-                    "--archive-to needs the recipients wal-push encrypts to: set DBSEAL_RECIPIENTS (they are written into the data directory's env file)".into(),
+                    "--archive-to needs the recipients wal-push encrypts to: set DBSEAL_RECIPIENTS (they are written into the env file beside the data directory)".into(),
                 ));
             }
             env.push_str(&format!("DBSEAL_RECIPIENTS={}\n", recipients.trim()));
             Some(physical::wal_push_command(
                 dbseal,
-                &pgdata.join(RESTORE_ENV_FILE),
+                &restore_env_path(&pgdata),
                 datastore,
             ))
         }
     };
     let restore_command = physical::wal_fetch_command(
         dbseal,
-        Some(&pgdata.join(RESTORE_ENV_FILE)),
+        Some(&restore_env_path(&pgdata)),
         &manifest.datastore.name,
         system_identifier,
         target == RecoveryTarget::Latest,
