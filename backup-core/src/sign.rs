@@ -328,7 +328,7 @@ impl Trust {
             return Ok(());
         }
         Err(Error::Config(format!(
-            "{what} needs a signing key (dbseal restores only what a trusted key signed): create one with `dbseal keygen` and pass --signing-key FILE (DBSEAL_SIGNING_KEY, or key = … in dbseal.toml's [signing])"
+            "{what} needs a signing key (dbseal restores only what a trusted key signed): create one with `dbseal keygen` and pass --signing-key FILE (DBSEAL_SIGNING_KEY, or key_file = … in dbseal.toml's [signing])"
         )))
     }
 

@@ -940,7 +940,10 @@ async fn wal_push_failures_lose_nothing_and_archiving_catches_up() {
     assert_eq!(mode, 0o600);
     for entry in std::fs::read_dir(&pgdata).unwrap() {
         let name = entry.unwrap().file_name();
-        assert!(!name.to_string_lossy().contains("dbseal"), "{name:?} in PGDATA");
+        assert!(
+            !name.to_string_lossy().contains("dbseal"),
+            "{name:?} in PGDATA"
+        );
     }
     let restored = start_restored(&tree, &pgdata, "restored").await;
     assert_eq!(fingerprint(&restored).await, expected, "nothing was lost");

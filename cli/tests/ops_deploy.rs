@@ -74,6 +74,11 @@ fn kubernetes_cronjobs_parse_and_run_backup_verify_prune() {
     );
     // The identity and password files the Secret would mount.
     std::fs::copy(w.path("identity.txt"), secrets.join("identity.txt")).unwrap();
+    std::fs::copy(
+        w.path("identity.txt.minisign.key"),
+        secrets.join("signing.key"),
+    )
+    .unwrap();
     std::fs::write(secrets.join("app-db-password"), "pw1\n").unwrap();
     std::fs::write(secrets.join("cache-password"), "pw2\n").unwrap();
     ok(&w.run_env(
@@ -286,6 +291,11 @@ fn example_config_passes_config_check_with_secrets_redacted() {
     let secrets = w.path("secrets");
     std::fs::create_dir_all(&secrets).unwrap();
     std::fs::copy(w.path("identity.txt"), secrets.join("identity.txt")).unwrap();
+    std::fs::copy(
+        w.path("identity.txt.minisign.key"),
+        secrets.join("signing.key"),
+    )
+    .unwrap();
     std::fs::write(secrets.join("app-db-password"), "app-pw-xyz\n").unwrap();
     std::fs::write(secrets.join("cache-password"), "cache-pw-xyz\n").unwrap();
     let example = deploy("dbseal.example.toml");

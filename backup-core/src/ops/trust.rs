@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! [signing]
-//! key = "/etc/dbseal/identity.txt.minisign.key"   # this host signs what it writes
+//! key_file = "/etc/dbseal/identity.txt.minisign.key"   # this host signs what it writes
 //! trusted_signers = ["RWQ…"]                       # backup hosts (manifests, sets)
 //! trusted_verifiers = ["RWS…"]                     # hosts that write verification records
 //! ```
@@ -23,7 +23,7 @@ pub struct TrustOptions {
     /// Signing key file (from `dbseal keygen`: IDENTITY.minisign.key): signs the
     /// manifests and records this host writes; its public key is trusted here too.
     #[arg(long = "signing-key", env = "DBSEAL_SIGNING_KEY", global = true)]
-    #[serde(rename = "key", skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "key_file", skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<PathBuf>,
     /// Public key (RW…, or a .pub file) of a backup host whose backups are trusted,
     /// repeatable; DBSEAL_TRUSTED_SIGNERS takes a comma-separated list.

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 
 use super::{
-    base_backup_wal, tar_error, BaseBackupScanner, TarEntry, TarEntryKind, TarParser, TarVisitor,
-    restore_env_path,
+    base_backup_wal, restore_env_path, tar_error, BaseBackupScanner, TarEntry, TarEntryKind,
+    TarParser, TarVisitor,
 };
 use crate::wal::{plan_recovery, Lsn, WalArchive};
 

@@ -25,7 +25,7 @@
 //! identity = "/etc/dbseal/identity.txt"     # for verify and restore
 //!
 //! [signing]                                  # see crate::ops::trust
-//! key = "/etc/dbseal/identity.txt.minisign.key"
+//! key_file = "/etc/dbseal/identity.txt.minisign.key"
 //! trusted_signers = ["RWQ…"]
 //!
 //! [retention]
