@@ -139,11 +139,15 @@ async fn server_killed_during_the_transfer_fails_the_backup() {
     let server = PrivateServer::start("redis-server", 26585, &["--enable-debug-command", "yes"]);
     let cfg = server.config();
     let mut c = conn(&cfg).await;
-    q(&mut c, &[b"DEBUG", b"POPULATE", b"400000", b"key", b"300"]).await; // ~130 MB of RDB
+    // ~75 MB of RDB (POPULATE's values compress well: 400,000 keys made only 15 MB, and
+    // under load the whole rest of it could sit in socket buffers by the time the kill
+    // landed after 8 MiB, so the backup finished). Killed after 1 MiB, far more than a
+    // socket buffer is still on the server's side.
+    q(&mut c, &[b"DEBUG", b"POPULATE", b"2000000", b"key", b"300"]).await;
     let vault = Vault::new();
     let kill = Arc::new(KillAfter {
         pid: server.pid,
-        after: 8 << 20,
+        after: 1 << 20,
         seen: AtomicU64::new(0),
         killed: AtomicBool::new(false),
     });
