@@ -20,7 +20,7 @@ use super::{parse_id, read_passphrase, refused, KeyOptions, Notice, OpContext};
 use crate::driver::{BackupContext, DriverOptions, RestoreContext, RestoreOutcome, RestoreTarget};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::BackupId;
-use crate::keys::Encryption;
+use crate::keys::{Decryption, Encryption};
 use crate::manifest::{DatastoreRef, Manifest};
 use crate::pipeline::{BackupOptions, RestoreOptions};
 use crate::secret::{redact_url, SecretString};
@@ -230,8 +230,12 @@ pub fn confirm_production(ctx: &OpContext, name: &str, confirmations: &[String])
 /// The encryption of a safety backup, only ever from the restoring side (never from the
 /// manifest: a forged one would name the forger's key): `$DBSEAL_RECIPIENTS`, else the
 /// config's recipients, else the public keys of the identities this restore decrypts
-/// with, else the passphrase in use.
-fn safety_encryption(config: Option<&Config>, keys: &KeyOptions) -> Result<Encryption> {
+/// with (`decryption`, already loaded from `keys`), else the passphrase in use.
+fn safety_encryption(
+    config: Option<&Config>,
+    keys: &KeyOptions,
+    decryption: Option<&Decryption>,
+) -> Result<Encryption> {
     if let Ok(env) = std::env::var("DBSEAL_RECIPIENTS") {
         let r: Vec<String> = env
             .split(',')
@@ -247,10 +251,8 @@ fn safety_encryption(config: Option<&Config>, keys: &KeyOptions) -> Result<Encry
             return Encryption::parse_recipients(&c.encryption.recipients);
         }
     }
-    if let Some(d) = keys.decryption()? {
-        if !d.recipients().is_empty() {
-            return Encryption::parse_recipients(d.recipients());
-        }
+    if let Some(d) = decryption.filter(|d| !d.recipients().is_empty()) {
+        return Encryption::parse_recipients(d.recipients());
     }
     if let Some(p) = &keys.passphrase_file {
         return Ok(Encryption::Passphrase(read_passphrase(p)?));
@@ -283,13 +285,17 @@ pub async fn safety_backup(
     plan: &TargetPlan,
     manifest: &Manifest,
     keys: &KeyOptions,
+    decryption: Option<&Decryption>,
 ) -> Result<Option<Manifest>> {
     let Some(driver) = ctx.registry.get(&manifest.datastore.kind) else {
         return Ok(None);
     };
     let config = ctx.config.as_deref();
     let datastore = safety_datastore(plan, manifest);
-    let mut options = BackupOptions::new(datastore.clone(), safety_encryption(config, keys)?);
+    let mut options = BackupOptions::new(
+        datastore.clone(),
+        safety_encryption(config, keys, decryption)?,
+    );
     options.zstd_level = config
         .and_then(|c| c.zstd_level)
         .unwrap_or(super::backup::DEFAULT_ZSTD_LEVEL);
@@ -508,7 +514,7 @@ pub async fn restore_one(
         });
     }
     let safety = if plan.target.replace && !options.no_safety_backup && plan.writes_database {
-        safety_backup(ctx, plan, manifest, &keys).await?
+        safety_backup(ctx, plan, manifest, &keys, decryption.as_deref()).await?
     } else {
         None
     };

@@ -53,22 +53,33 @@ impl TrustOptions {
     /// The options the environment gives (`DBSEAL_SIGNING_KEY`, `DBSEAL_TRUSTED_SIGNERS`,
     /// `DBSEAL_TRUSTED_VERIFIERS`): for front-ends without clap.
     pub fn from_env() -> Self {
+        let get = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        TrustOptions {
+            // Only a flag or the configuration allows unsigned objects, never a variable.
+            allow_unsigned: false,
+            ..Self::from_lookup(|k| get(k).into_iter().collect())
+        }
+    }
+
+    /// The options a set of variables gives, `get` returning every value of a name (an
+    /// env file may repeat one): the last `DBSEAL_SIGNING_KEY`, every comma-separated
+    /// key of `DBSEAL_TRUSTED_SIGNERS` / `DBSEAL_TRUSTED_VERIFIERS`, and
+    /// `DBSEAL_ALLOW_UNSIGNED=true`.
+    pub fn from_lookup(get: impl Fn(&str) -> Vec<String>) -> Self {
         let list = |var: &str| -> Vec<String> {
-            std::env::var(var)
-                .unwrap_or_default()
-                .split(',')
+            get(var)
+                .iter()
+                .flat_map(|v| v.split(','))
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(str::to_string)
                 .collect()
         };
         TrustOptions {
-            signing_key: std::env::var_os("DBSEAL_SIGNING_KEY")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            signing_key: get("DBSEAL_SIGNING_KEY").pop().map(PathBuf::from),
             trusted_signers: list("DBSEAL_TRUSTED_SIGNERS"),
             trusted_verifiers: list("DBSEAL_TRUSTED_VERIFIERS"),
-            allow_unsigned: false,
+            allow_unsigned: get("DBSEAL_ALLOW_UNSIGNED").pop().as_deref() == Some("true"),
         }
     }
 

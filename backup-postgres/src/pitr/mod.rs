@@ -370,21 +370,7 @@ impl WalSettings {
             .passphrase_file
             .clone()
             .or_else(|| get("DBSEAL_PASSPHRASE_FILE").pop().map(PathBuf::from));
-        let list = |var: &str| -> Vec<String> {
-            get(var)
-                .iter()
-                .flat_map(|v| v.split(','))
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect()
-        };
-        let from_file = backup_core::ops::TrustOptions {
-            signing_key: get("DBSEAL_SIGNING_KEY").pop().map(PathBuf::from),
-            trusted_signers: list("DBSEAL_TRUSTED_SIGNERS"),
-            trusted_verifiers: list("DBSEAL_TRUSTED_VERIFIERS"),
-            allow_unsigned: get("DBSEAL_ALLOW_UNSIGNED").pop().as_deref() == Some("true"),
-        };
+        let from_file = backup_core::ops::TrustOptions::from_lookup(get);
         Ok(WalSettings {
             store_url,
             store_options,
