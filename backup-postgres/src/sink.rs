@@ -20,8 +20,12 @@
 //!     the artifact's clean end. Until then the transaction stays open; on an error psql
 //!     is killed, and if dbseal itself dies (even by SIGKILL) psql's input ends without
 //!     the `COMMIT` and the server rolls the transaction back.
-//! - A non-empty target is refused unless `replace` (then `--clean --if-exists`, inside
-//!   the same transaction).
+//! - A non-empty target is refused unless `replace`. A whole-database `replace` restores
+//!   into a staging database beside the target and renames it in only after the commit
+//!   (both renames in one transaction, see [`swap`]), so the target keeps serving its
+//!   old contents until then and ends up exactly as the backup, with nothing of the old
+//!   contents left. A selective `replace` (`--table`/`--schema`), or one by a role that
+//!   may not create databases, runs `--clean --if-exists` inside the single transaction.
 
 use std::process::Stdio;
 
@@ -39,14 +43,18 @@ use crate::error::{PgResult, PostgresError};
 use crate::format::FORMAT;
 use crate::source::KIND;
 
+mod swap;
+pub use swap::{leftovers, staging_name, swap_in_database, TargetShape};
+
 /// Where and how to restore. Field names follow `dbseal restore`'s flags.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RestoreTarget {
     /// Create the target database (from `template0`) if it does not exist.
     pub create_db: bool,
-    /// Restore into a non-empty database, replacing the objects the backup contains
-    /// (`pg_restore --clean --if-exists`, inside the single transaction).
+    /// Replace a non-empty database: the whole database through a staging copy renamed
+    /// in on success (see the module docs); with `schemas`/`tables`, the objects the
+    /// backup contains (`pg_restore --clean --if-exists`, inside the single transaction).
     pub replace: bool,
     /// Restore only these schemas (`pg_restore --schema`).
     pub schemas: Vec<String>,
@@ -202,9 +210,13 @@ impl PostgresSink {
                 tables.map_or(0, |t| t.values().sum::<u64>())
             ));
         }
-        if self.target.replace {
+        if self.target.replace && self.target.selective() {
             lines.push(format!(
                 "drop and recreate, in the same transaction, every object of the backup that exists in {db} (--clean --if-exists)"
+            ));
+        } else if self.target.replace {
+            lines.push(format!(
+                "if {db} holds objects: restore into a staging database beside it, then rename {db} aside and the staging one in (one transaction; sessions on {db} are ended) and drop the old one; where the role may not create databases, --clean --if-exists in place"
             ));
         } else {
             lines.push(format!("refuse if {db} is not empty"));
@@ -464,6 +476,14 @@ impl Sink for PostgresSink {
         input: StreamReader<'_>,
     ) -> Result<SinkReport> {
         self.check_manifest(manifest)?;
+        let mut notes = Vec::new();
+        if self.target.replace && !self.target.selective() && !self.skip_empty_check {
+            if let Some(shape) = self.swap_shape(&mut notes).await? {
+                let mut report = self.restore_by_swap(&shape, manifest, input).await?;
+                report.summary.extend(notes);
+                return Ok(report);
+            }
+        }
         let created = self.prepare_target().await?;
         let mut result = self.run(manifest, input).await;
         if created {
@@ -487,7 +507,93 @@ impl Sink for PostgresSink {
                 );
             }
         }
+        if let Ok(report) = &mut result {
+            report.summary.extend(notes);
+        }
         result
+    }
+}
+
+impl PostgresSink {
+    /// For a whole-database `replace`: the target's shape when it exists, holds objects
+    /// and the role may replace it by rename; `None` (restore in place) otherwise, with
+    /// a note why in `notes`. Databases left by an earlier crashed replace are listed
+    /// in `notes` too.
+    async fn swap_shape(&self, notes: &mut Vec<String>) -> PgResult<Option<TargetShape>> {
+        let client = match self.conn.connect().await {
+            Ok(c) => c,
+            Err(PostgresError::NoSuchDatabase { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if check_empty(&self.conn, &client).await.is_ok() {
+            return Ok(None);
+        }
+        drop(client);
+        let maint = self.maintenance();
+        let target = self.conn.database();
+        for line in leftovers(&maint, target).await? {
+            tracing::warn!("{line}");
+            notes.push(line);
+        }
+        let shape = TargetShape::read(&maint, target).await?;
+        if shape.is_none() {
+            notes.push(format!(
+                "replaced in place, in one transaction (pg_restore --clean --if-exists): the role may not create databases or does not own \"{target}\", so objects of the target that are not in the backup were kept"
+            ));
+        }
+        Ok(shape)
+    }
+
+    /// Restores into a staging database in the target's shape and swaps it in.
+    async fn restore_by_swap(
+        &self,
+        shape: &TargetShape,
+        manifest: &Manifest,
+        input: StreamReader<'_>,
+    ) -> Result<SinkReport> {
+        let maint = self.maintenance();
+        let target = self.conn.database().to_string();
+        let staging = staging_name(&target);
+        shape.create_staging(&maint, &staging).await?;
+        let inner = PostgresSink {
+            conn: self.conn.with_database(&staging),
+            target: RestoreTarget {
+                replace: false,
+                create_db: false,
+                ..self.target.clone()
+            },
+            kinds: self.kinds.clone(),
+            skip_empty_check: true,
+        };
+        let restored = async {
+            let mut report = inner.run(manifest, input).await?;
+            report.summary = self.summary(manifest);
+            report
+                .summary
+                .extend(inner.apply_database_properties(manifest).await?);
+            report
+                .summary
+                .extend(shape.apply_grants(&maint, &staging).await?);
+            match swap_in_database(&maint, &staging, &target).await? {
+                None => report.summary.push(format!(
+                    "replaced \"{target}\": restored into a staging database, renamed in, the old one dropped"
+                )),
+                Some(kept) => report.summary.push(format!(
+                    "replaced \"{target}\"; the old one was kept as \"{kept}\": drop it when done"
+                )),
+            }
+            Ok::<_, Error>(report)
+        }
+        .await;
+        if restored.is_err() {
+            if let Err(e) = drop_database(&maint, &staging).await {
+                tracing::warn!(
+                    error = %e,
+                    "the staging database \"{staging}\" of the failed restore could not be dropped (the target \"{target}\" is unchanged): drop it with DROP DATABASE \"{staging}\" once the server answers"
+                );
+            }
+        }
+        restored
     }
 }
 
@@ -719,65 +825,6 @@ pub async fn drop_database(maintenance: &Connection, name: &str) -> PgResult<()>
         .map_err(|e| maintenance.query_error(&format!("dropping database \"{name}\""), e))?;
     tracing::info!(database = name, "dropped database");
     Ok(())
-}
-
-/// Puts the restored `staging` database in place of `target`: sessions on the target are
-/// ended, the target is renamed aside and `staging` renamed to its name **in one
-/// transaction** (so the name never points at nothing, and a failure changes nothing),
-/// then the old database is dropped. Sessions that reconnect to the target in between
-/// make the transaction fail and roll back; it is tried again a few times. If only the
-/// final drop fails, the old data stays under the returned name and a warning says how to
-/// drop it. Returns that name when the old database was kept.
-pub async fn swap_in_database(
-    maintenance: &Connection,
-    staging: &str,
-    target: &str,
-) -> PgResult<Option<String>> {
-    let salt: u32 = rand::random::<u32>() & 0xff_ffff;
-    let aside = format!(
-        "{}_dbseal_old_{salt:06x}",
-        target.chars().take(30).collect::<String>()
-    );
-    let client = maintenance.connect().await?;
-    let swap = format!(
-        "BEGIN; ALTER DATABASE {t} RENAME TO {a}; ALTER DATABASE {s} RENAME TO {t}; COMMIT;",
-        t = quote_ident(target),
-        a = quote_ident(&aside),
-        s = quote_ident(staging)
-    );
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        client
-            .execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
-                &[&target],
-            )
-            .await
-            .map_err(|e| maintenance.query_error(&format!("ending the sessions on {target}"), e))?;
-        match client.batch_execute(&swap).await {
-            Ok(()) => break,
-            Err(e) => {
-                let _ = client.batch_execute("ROLLBACK").await;
-                if attempt >= 5 {
-                    return Err(maintenance.query_error(
-                        &format!("swapping the restored copy {staging} in for {target} (nothing was changed)"),
-                        e,
-                    ));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            }
-        }
-    }
-    tracing::info!(database = target, "swapped the restored copy in");
-    match drop_database(maintenance, &aside).await {
-        Ok(()) => Ok(None),
-        Err(e) => {
-            tracing::warn!(error = %e, database = %aside, "the replaced database was kept: drop it with DROP DATABASE \"{aside}\"");
-            Ok(Some(aside))
-        }
-    }
 }
 
 /// The client processes of one restore.

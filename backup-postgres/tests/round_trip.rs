@@ -196,12 +196,42 @@ async fn selective_and_replace_restores() {
     assert_eq!(live["app.orders"], 30000);
 
     // A non-empty target is refused...
-    let dst3 = TempDb::create("replace").await;
+    let dst3 = TempDb::named("replace");
+    // Shaped unlike the server's default (ctype C.UTF-8), with its own privileges: a
+    // replace by rename keeps both.
     exec(
-        &dst3.name,
-        "CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (1)",
+        "postgres",
+        &format!(
+            "CREATE DATABASE \"{}\" TEMPLATE template0 LC_CTYPE 'C.UTF-8'",
+            dst3.name
+        ),
     )
     .await;
+    let reader = unique_name("reader");
+    exec(
+        &dst3.name,
+        &format!(
+            "CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (1);
+             CREATE ROLE \"{reader}\" NOLOGIN;
+             REVOKE ALL ON DATABASE \"{db}\" FROM PUBLIC;
+             GRANT CONNECT ON DATABASE \"{db}\" TO \"{reader}\" WITH GRANT OPTION",
+            db = dst3.name
+        ),
+    )
+    .await;
+    let shape = |db: &str| {
+        pg_fixture::psql(
+            "postgres",
+            &format!(
+                "SELECT datctype || ' ' || array_to_string(datacl, ',') FROM pg_database WHERE datname = '{db}'"
+            ),
+        )
+    };
+    let shape_before = shape(&dst3.name);
+    assert!(
+        shape_before.starts_with("C.UTF-8 ") && shape_before.contains(&format!("{reader}=c*/")),
+        "{shape_before}"
+    );
     let mut sink = PostgresSink::new(&config(&dst3.name), RestoreTarget::default()).unwrap();
     let err = backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
         .await
@@ -214,7 +244,22 @@ async fn selective_and_replace_restores() {
     );
     assert_eq!(live_counts(&dst3.name).await.len(), 1);
 
-    // ... and replaced when asked: the backup's objects are recreated, others stay.
+    // ... and replaced when asked, by a staging copy renamed in: the target becomes
+    // exactly the backup (keep_me is gone), keeps its shape and privileges, its
+    // sessions are ended, and no staging or old database is left.
+    // A staging database a crashed replace left is listed with the command to drop it.
+    let crashed = format!("{}_dbseal_staging_0badc0", dst3.name);
+    exec(
+        "postgres",
+        &format!("CREATE DATABASE \"{crashed}\" TEMPLATE template0"),
+    )
+    .await;
+    let session = config(&dst3.name)
+        .resolve()
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     let mut sink = PostgresSink::new(
         &config(&dst3.name),
         RestoreTarget {
@@ -223,9 +268,25 @@ async fn selective_and_replace_restores() {
         },
     )
     .unwrap();
-    backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
+    let report = backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
         .await
         .unwrap();
+    assert!(
+        report.summary.iter().any(|l| l.contains("renamed in")),
+        "{:?}",
+        report.summary
+    );
+    assert!(
+        report.summary.iter().any(|l| l.contains(&format!(
+            "database \"{crashed}\" is the staging copy of a restore that did not finish; drop it when no longer needed: DROP DATABASE \"{crashed}\""
+        ))),
+        "{:?}",
+        report.summary
+    );
+    exec("postgres", &format!("DROP DATABASE \"{crashed}\"")).await;
+    assert!(session.simple_query("SELECT 1").await.is_err());
+    assert_eq!(live_counts(&dst3.name).await, live_counts(&src.name).await);
+    assert_eq!(shape(&dst3.name), shape_before);
     // Restore the same backup again over itself with replace: still equal.
     let mut sink = PostgresSink::new(
         &config(&dst3.name),
@@ -238,9 +299,70 @@ async fn selective_and_replace_restores() {
     backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
         .await
         .unwrap();
-    let mut after = live_counts(&dst3.name).await;
+    assert_eq!(live_counts(&dst3.name).await, live_counts(&src.name).await);
+    let left = pg_fixture::psql(
+        "postgres",
+        &format!(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE '{}%dbseal%'",
+            dst3.name
+        ),
+    );
+    assert_eq!(left.trim(), "0");
+
+    // A role that may not create databases replaces in place, in one transaction:
+    // objects not in the backup stay, and the report says so.
+    let dst4 = TempDb::named("replace_in_place");
+    exec(
+        "postgres",
+        &format!(
+            "ALTER ROLE \"{reader}\" LOGIN NOCREATEDB PASSWORD '{}'",
+            server().1.replace('\'', "''")
+        ),
+    )
+    .await;
+    exec(
+        "postgres",
+        &format!(
+            "CREATE DATABASE \"{}\" TEMPLATE template0 OWNER \"{reader}\"",
+            dst4.name
+        ),
+    )
+    .await;
+    let mut limited = config(&dst4.name);
+    limited.user = Some(reader.clone());
+    let client = limited.resolve().unwrap().connect().await.unwrap();
+    client
+        .batch_execute("CREATE TABLE keep_me (x int); INSERT INTO keep_me VALUES (1)")
+        .await
+        .unwrap();
+    drop(client);
+    let mut sink = PostgresSink::new(
+        &limited,
+        RestoreTarget {
+            replace: true,
+            no_owner: true,
+            no_privileges: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let report = backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
+        .await
+        .unwrap();
+    assert!(
+        report
+            .summary
+            .iter()
+            .any(|l| l.contains("replaced in place")),
+        "{:?}",
+        report.summary
+    );
+    let mut after = live_counts(&dst4.name).await;
     assert_eq!(after.remove("public.keep_me"), Some(1));
     assert_eq!(after, live_counts(&src.name).await);
+    drop(dst4);
+    drop(dst3);
+    exec("postgres", &format!("DROP ROLE \"{reader}\"")).await;
 }
 
 /// The source database's settings, per-role settings in it, comment and owner, as psql

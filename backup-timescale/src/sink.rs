@@ -18,9 +18,10 @@
 use async_trait::async_trait;
 use backup_core::sink::StreamReader;
 use backup_core::{Manifest, Result, Sink, SinkReport};
-use backup_postgres::sink::{create_database, drop_database, swap_in_database};
+use backup_postgres::sink::{
+    create_database, drop_database, leftovers, staging_name, swap_in_database,
+};
 use backup_postgres::{Connection, PostgresConfig, PostgresSink, RestoreTarget};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{TimescaleError, TsResult};
@@ -297,12 +298,13 @@ impl Sink for TimescaleSink {
             );
         }
         // A new database, or a staging one swapped in over the old target on success.
+        let mut notes = Vec::new();
         let staging = if exists {
-            let salt: u32 = rand::thread_rng().gen_range(0..0x100_0000);
-            format!(
-                "{}_dbseal_staging_{salt:06x}",
-                target.chars().take(30).collect::<String>()
-            )
+            for line in leftovers(&maint, &target).await? {
+                tracing::warn!("{line}");
+                notes.push(line);
+            }
+            staging_name(&target)
         } else {
             target.clone()
         };
@@ -332,6 +334,7 @@ impl Sink for TimescaleSink {
                         "replaced \"{target}\" (restored into a staging database first)"
                     ));
                 }
+                report.summary.extend(notes);
                 Ok(report)
             }
             Err(e) => {
