@@ -121,6 +121,8 @@ pub struct RedisSink {
     config: RedisConfig,
     options: RedisRestoreOptions,
     outcome: Option<RestoreOutcome>,
+    /// This restore's value of the staging mark (see `staging::STAGING_MARK`).
+    staging_token: Vec<u8>,
 }
 
 impl std::fmt::Debug for RedisSink {
@@ -143,10 +145,15 @@ impl RedisSink {
                 ));
             }
         }
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         Ok(RedisSink {
             config,
             options,
             outcome: None,
+            staging_token: format!("dbseal pid {} at {nanos}", std::process::id()).into_bytes(),
         })
     }
 

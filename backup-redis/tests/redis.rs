@@ -694,3 +694,82 @@ async fn non_empty_target_is_refused_unless_replace() {
     assert!(e.to_string().contains("database 9 is not in backup"), "{e}");
     reset(&mut c).await;
 }
+
+/// Functions are published inside the swap's transaction, and undone with it; a
+/// staging database is pinned by a mark from the moment it is chosen, and another
+/// restore's mark keeps a database out of this restore's staging.
+#[tokio::test]
+async fn functions_swap_with_the_data_and_staging_databases_are_pinned() {
+    let _g = SERIAL.lock().await;
+    let cfg = redis7();
+    let mut c = conn(&cfg).await;
+    reset(&mut c).await;
+    load_mixed(&mut c, 1, 500, "f").await;
+    q(
+        &mut c,
+        &[b"FUNCTION", b"LOAD", b"#!lua name=dbseal_swap\nredis.register_function('dbseal_swap_echo', function(keys, args) return args[1] end)"],
+    )
+    .await;
+    let vault = Vault::new();
+    let m = vault.backup(&cfg, BackupMode::Replication).await.unwrap();
+    let before = snapshot(&mut c, 1).await;
+
+    // The library already exists and --replace is not given: FUNCTION RESTORE fails
+    // inside the transaction, the SWAPDB that ran with it is undone, staging emptied.
+    let e = restore(&vault, &m, &cfg, map(&[(1, 5)]), &vault.restore_options())
+        .await
+        .unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("FUNCTION RESTORE") && msg.contains("the swap was undone"),
+        "{msg}"
+    );
+    let s = sizes(&mut c).await;
+    for (db, n) in s.iter().enumerate() {
+        assert_eq!(
+            *n > 0,
+            db == 1,
+            "db{db} holds {n} keys after the undone swap"
+        );
+    }
+
+    // Another restore's mark in db 15 (the first staging candidate): this restore
+    // stages elsewhere, says so, and leaves that database alone.
+    q(&mut c, &[b"FUNCTION", b"DELETE", b"dbseal_swap"]).await;
+    select(&mut c, 15).await;
+    q(
+        &mut c,
+        &[b"SET", b"__dbseal:restore-staging__", b"another restore"],
+    )
+    .await;
+    let mut sink = RedisSink::new(cfg.clone(), map(&[(1, 5)])).unwrap();
+    let report = backup_core::restore(
+        &vault.store,
+        &m,
+        "data",
+        &mut sink,
+        &vault.restore_options(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        report
+            .summary
+            .iter()
+            .any(|l| l.contains("databases 15 hold the staging data of another restore")),
+        "{:?}",
+        report.summary
+    );
+    assert_same(&before, &snapshot(&mut c, 5).await);
+    let echoed = q(&mut c, &[b"FCALL", b"dbseal_swap_echo", b"0", b"hi"]).await;
+    assert_eq!(echoed.as_text().as_deref(), Some("hi"));
+    let s = sizes(&mut c).await;
+    assert_eq!(
+        s[15], 1,
+        "another restore's staging database was touched: {s:?}"
+    );
+    for (db, n) in s.iter().enumerate().take(15) {
+        assert_eq!(*n > 0, db == 1 || db == 5, "db{db} holds {n} keys");
+    }
+    reset(&mut c).await;
+}

@@ -86,6 +86,43 @@ async fn flush_dbs(conn: &mut RedisConnection, dbs: &[u32]) -> std::result::Resu
     Ok(())
 }
 
+/// The key that pins a staging database to one restore from the moment it is chosen:
+/// a concurrent restore sees the database as not empty and never stages into it, and
+/// the swap `WATCH`es it, so that a database flushed or taken over meanwhile is not
+/// published. Deleted inside the swap transaction, before the `SWAPDB`.
+pub(super) const STAGING_MARK: &[u8] = b"__dbseal:restore-staging__";
+
+/// Claims `db` (empty when checked) for this restore: `SET mark token NX`. False when
+/// the database is no longer empty or another restore claimed it first.
+async fn pin(
+    conn: &mut RedisConnection,
+    db: u32,
+    token: &[u8],
+) -> std::result::Result<bool, RedisError> {
+    let replies = conn
+        .pipeline(&[
+            vec![b"SELECT".to_vec(), db.to_string().into_bytes()],
+            vec![
+                b"SET".to_vec(),
+                STAGING_MARK.to_vec(),
+                token.to_vec(),
+                b"NX".to_vec(),
+            ],
+            vec![b"DBSIZE".to_vec()],
+        ])
+        .await?;
+    if let Reply::Error(e) = &replies[1] {
+        return Err(crate::client::server_error("SET", e));
+    }
+    let set = !matches!(replies[1], Reply::Bulk(None) | Reply::Array(None));
+    if set && replies[2].as_int() != Some(1) {
+        // Someone wrote between the check and the claim: let the database go.
+        conn.query(&[&b"DEL"[..], STAGING_MARK]).await?;
+        return Ok(false);
+    }
+    Ok(set)
+}
+
 /// Everything decided before the first write.
 struct Plan {
     target_version: String,
@@ -99,6 +136,8 @@ struct Plan {
     select_all: bool,
     /// Databases on the target server.
     db_count: u32,
+    /// Databases holding another restore's staging mark (running, or killed hard).
+    foreign_staging: Vec<u32>,
 }
 
 impl RedisSink {
@@ -180,24 +219,31 @@ impl RedisSink {
         }
         let mut writes = targets.clone();
         let mut staging = Vec::new();
+        let mut foreign_staging = Vec::new();
         if self.options.method == RestoreMethod::StagingSwap {
             let used: BTreeSet<u32> = targets.values().copied().collect();
             let mut free = Vec::new();
             for db in (0..count).rev() {
-                if free.len() == targets.len() {
-                    break;
+                if used.contains(&db) {
+                    continue;
                 }
-                if !used.contains(&db) && dbsize(conn, db).await? == 0 {
-                    free.push(db);
+                if dbsize(conn, db).await? == 0 {
+                    if free.len() < targets.len() && pin(conn, db, &self.staging_token).await? {
+                        free.push(db);
+                    }
+                } else if conn.query(&[&b"EXISTS"[..], STAGING_MARK]).await?.as_int() == Some(1) {
+                    foreign_staging.push(db);
                 }
             }
             if free.len() < targets.len() {
+                let _ = flush_dbs(conn, &free).await;
                 return Err(RedisError::Refused {
                     operation: "restore".into(),
                     message: format!(
-                        "it needs {} empty database(s) besides the targets for staging (the restore is published with SWAPDB), the server has {} free of {count}",
+                        "it needs {} empty database(s) besides the targets for staging (the restore is published with SWAPDB), the server has {} free of {count}{}",
                         targets.len(),
-                        free.len()
+                        free.len(),
+                        foreign_note(&foreign_staging)
                     ),
                 });
             }
@@ -216,6 +262,7 @@ impl RedisSink {
             staging,
             select_all: self.options.dbs.is_empty(),
             db_count: count,
+            foreign_staging,
         })
     }
 
@@ -471,9 +518,11 @@ impl RedisSink {
     }
 
     /// Publishes the staging databases: checks that no other client wrote into them,
-    /// restores the functions (keeping the server's previous ones), then swaps every
-    /// staging database with its target in one `MULTI`/`SWAPDB…`/`EXEC`. If the swap
-    /// fails, the previous functions are put back: the server is as it was.
+    /// then in one `MULTI`/`EXEC` (watching every staging mark, so a database flushed
+    /// or taken over meanwhile aborts it) restores the functions, deletes the marks and
+    /// swaps every staging database with its target. A kill at any moment leaves the
+    /// server either as it was or fully restored. If the functions are refused inside
+    /// the transaction, the swaps are undone: the server is as it was.
     async fn publish(
         &self,
         ctl: &mut RedisConnection,
@@ -485,7 +534,8 @@ impl RedisSink {
             return Ok(());
         }
         // Re-checked now, not only when planned: a staging database holding more keys
-        // than this restore wrote was written by someone else, and would be published.
+        // than this restore wrote (and its mark) was written by someone else, and would
+        // be published.
         for (s, t) in &plan.targets {
             let w = plan.writes[s];
             if w == *t {
@@ -498,7 +548,7 @@ impl RedisSink {
                 .map(|(_, n)| n)
                 .sum();
             let n = dbsize(ctl, w).await?;
-            if n > wrote {
+            if n > wrote + 1 {
                 return Err(RedisError::Refused {
                     operation: "publishing the restore".into(),
                     message: format!(
@@ -517,40 +567,30 @@ impl RedisSink {
                 }
             }
         }
-        let previous_functions = match functions {
-            None => None,
-            Some(payload) => {
-                let dump = match ctl.query(&[&b"FUNCTION"[..], b"DUMP"]).await? {
-                    Reply::Bulk(Some(d)) => d,
-                    _ => Vec::new(),
-                };
-                self.restore_functions(ctl, payload).await?;
-                Some(dump)
-            }
-        };
-        let swapped = self.swap(ctl, plan).await;
-        if let (Err(_), Some(previous)) = (&swapped, previous_functions) {
-            let undo = if previous.is_empty() {
-                ctl.query(&[&b"FUNCTION"[..], b"FLUSH"]).await
-            } else {
-                ctl.query(&[&b"FUNCTION"[..], b"RESTORE", &previous, b"FLUSH"])
-                    .await
-            };
-            if let Err(e) = undo {
-                tracing::warn!(error = %e, "could not put the previous functions back after the failed swap");
-            }
+        let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+        for w in &plan.staging {
+            cmds.push(vec![b"SELECT".to_vec(), w.to_string().into_bytes()]);
+            cmds.push(vec![b"WATCH".to_vec(), STAGING_MARK.to_vec()]);
         }
-        swapped
-    }
-
-    async fn swap(
-        &self,
-        ctl: &mut RedisConnection,
-        plan: &Plan,
-    ) -> std::result::Result<(), RedisError> {
-        let mut cmds: Vec<Vec<Vec<u8>>> = vec![vec![b"MULTI".to_vec()]];
+        cmds.push(vec![b"MULTI".to_vec()]);
+        let functions_at = functions.map(|payload| {
+            let policy: &[u8] = if self.options.replace {
+                b"REPLACE"
+            } else {
+                b"APPEND"
+            };
+            cmds.push(vec![
+                b"FUNCTION".to_vec(),
+                b"RESTORE".to_vec(),
+                payload.to_vec(),
+                policy.to_vec(),
+            ]);
+            0usize
+        });
         for (s, t) in &plan.targets {
             let w = plan.writes[s];
+            cmds.push(vec![b"SELECT".to_vec(), w.to_string().into_bytes()]);
+            cmds.push(vec![b"DEL".to_vec(), STAGING_MARK.to_vec()]);
             cmds.push(vec![
                 b"SWAPDB".to_vec(),
                 w.to_string().into_bytes(),
@@ -561,33 +601,71 @@ impl RedisSink {
         let replies = ctl.pipeline(&cmds).await?;
         for r in &replies[..replies.len() - 1] {
             if let Reply::Error(e) = r {
-                return Err(crate::client::server_error("SWAPDB", e));
+                let _ = ctl.query(&[&b"DISCARD"[..]]).await;
+                return Err(crate::client::server_error("MULTI", e));
             }
         }
-        match replies.last() {
-            Some(Reply::Array(Some(results))) => {
-                for r in results {
-                    if let Reply::Error(e) = r {
-                        return Err(crate::client::server_error("SWAPDB", e));
-                    }
-                }
-            }
-            Some(Reply::Error(e)) => return Err(crate::client::server_error("SWAPDB", e)),
+        let results = match replies.last() {
+            Some(Reply::Array(Some(results))) => results,
+            Some(Reply::Error(e)) => return Err(crate::client::server_error("EXEC", e)),
             _ => {
-                return Err(RedisError::Protocol {
-                    operation: "EXEC".into(),
-                    message: "the SWAPDB transaction was aborted".into(),
+                return Err(RedisError::Refused {
+                    operation: "publishing the restore".into(),
+                    message: "a staging database was flushed or written by another client during the restore (its mark changed); nothing was published".into(),
                 })
             }
+        };
+        let failed = results.iter().enumerate().find_map(|(i, r)| match r {
+            Reply::Error(e) => Some((i, e.clone())),
+            _ => None,
+        });
+        let Some((i, e)) = failed else {
+            // The staging databases now hold the old contents of the targets.
+            for db in &plan.staging {
+                ctl.query(&[b"SELECT".to_vec(), db.to_string().into_bytes()])
+                    .await?;
+                ctl.query(&[&b"FLUSHDB"[..], b"ASYNC"]).await?;
+            }
+            return Ok(());
+        };
+        // A command failed inside the transaction (Redis runs the others): undo the
+        // swaps that ran, so the targets hold their old contents again.
+        let mut undo: Vec<Vec<Vec<u8>>> = vec![vec![b"MULTI".to_vec()]];
+        for (s, t) in &plan.targets {
+            undo.push(vec![
+                b"SWAPDB".to_vec(),
+                plan.writes[s].to_string().into_bytes(),
+                t.to_string().into_bytes(),
+            ]);
         }
-        // The staging databases now hold the old contents of the targets.
-        for db in &plan.staging {
-            ctl.query(&[b"SELECT".to_vec(), db.to_string().into_bytes()])
-                .await?;
-            ctl.query(&[&b"FLUSHDB"[..], b"ASYNC"]).await?;
+        undo.push(vec![b"EXEC".to_vec()]);
+        let swapped_back = ctl.pipeline(&undo).await;
+        let note = match swapped_back {
+            Ok(r) if matches!(r.last(), Some(Reply::Array(Some(_)))) => "the swap was undone",
+            _ => "the swap could NOT be undone: the targets may hold the restored data without its functions",
+        };
+        if Some(i) == functions_at {
+            return Err(RedisError::Command {
+                command: "FUNCTION RESTORE".into(),
+                message: format!("{e} (use --replace to overwrite existing libraries); {note}"),
+            });
         }
-        Ok(())
+        Err(RedisError::Command {
+            command: "SWAPDB".into(),
+            message: format!("{e}; {note}"),
+        })
     }
+}
+
+/// The sentence naming databases other restores are staging into.
+fn foreign_note(dbs: &[u32]) -> String {
+    if dbs.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; databases {} hold the staging data of another restore (running, or interrupted hard: then FLUSHDB them)",
+        dbs.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+    )
 }
 
 #[async_trait]
@@ -640,6 +718,11 @@ impl Sink for RedisSink {
                 }
                 if outcome.functions > 0 {
                     summary.push(format!("restored {} function libraries", outcome.functions));
+                }
+                let foreign = foreign_note(&plan.foreign_staging);
+                if !foreign.is_empty() {
+                    tracing::warn!("{}", &foreign[2..]);
+                    summary.push(foreign[2..].to_string());
                 }
                 self.outcome = Some(outcome);
                 Ok(SinkReport { bytes, summary })
