@@ -145,6 +145,27 @@ pub struct RestoreContext {
     pub options: RestoreOptions,
     /// Cancelled when the user interrupts; the sink then rolls back.
     pub cancel: CancellationToken,
+    /// Marked by a sink that failed after changing the target beyond its own undo (a
+    /// Neo4j `--replace` whose old graph was already deleted); the restore operation
+    /// then puts the target back from the safety backup it took.
+    pub altered: TargetAltered,
+}
+
+/// A flag a sink raises when it failed and could not leave the target as it was (see
+/// [`RestoreContext::altered`]). Clones share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct TargetAltered(Arc<std::sync::atomic::AtomicBool>);
+
+impl TargetAltered {
+    /// Says the target was left changed.
+    pub fn mark(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether a sink said so.
+    pub fn is_marked(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl RestoreContext {

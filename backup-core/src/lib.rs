@@ -52,7 +52,7 @@ pub mod verify;
 pub use contents::{Contents, FormatReader, FormatRegistry, RawFormat};
 pub use driver::{
     BackupContext, Capabilities, Driver, DriverOptions, Registry, RestoreContext, RestoreOutcome,
-    RestoreTarget,
+    RestoreTarget, TargetAltered,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use id::BackupId;

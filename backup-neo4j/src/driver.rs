@@ -260,7 +260,7 @@ impl Driver for Neo4jDriver {
             replace: target.replace,
             ..Default::default()
         };
-        let mut sink = Neo4jSink::new(cfg, options);
+        let mut sink = Neo4jSink::new(cfg, options).report_alteration(ctx.altered.clone());
         ctx.restore_into(manifest, &mut sink, shown).await
     }
 

@@ -124,6 +124,7 @@ impl Default for Neo4jSinkOptions {
 pub struct Neo4jSink {
     config: Neo4jConfig,
     options: Neo4jSinkOptions,
+    altered: Option<backup_core::TargetAltered>,
 }
 
 impl std::fmt::Debug for Neo4jSink {
@@ -187,7 +188,18 @@ fn key_label(labels: &[String]) -> String {
 impl Neo4jSink {
     /// A sink into the database `config` names.
     pub fn new(config: Neo4jConfig, options: Neo4jSinkOptions) -> Self {
-        Neo4jSink { config, options }
+        Neo4jSink {
+            config,
+            options,
+            altered: None,
+        }
+    }
+
+    /// Raises `flag` when a restore fails after the target's old contents were deleted
+    /// (`replace`): the caller then puts them back from its safety backup.
+    pub fn report_alteration(mut self, flag: backup_core::TargetAltered) -> Self {
+        self.altered = Some(flag);
+        self
     }
 
     /// Removes what an interrupted import left behind (nodes carrying `__dbseal_id`
@@ -907,16 +919,19 @@ impl Sink for Neo4jSink {
                 })
             }
             Err(e) => {
-                let undo = if state.old_contents_deleted {
-                    Err(db.fail(
-                        "rolling back",
-                        ErrorKind::Other,
-                        "the target's old contents were already deleted (replace)",
-                    ))
-                } else {
-                    rollback(&db, &state, self.options.node_batch).await
-                };
+                // Past the deletion of the old contents the new graph is removed too
+                // (the target is left empty, its own schema back), and the caller is
+                // told, so that it can put the old contents back from a safety backup.
+                let undo = rollback(&db, &state, self.options.node_batch).await;
+                if state.old_contents_deleted {
+                    if let Some(flag) = &self.altered {
+                        flag.mark();
+                    }
+                }
                 let note = match &undo {
+                    Ok(what) if state.old_contents_deleted => format!(
+                        "the target's old contents were already deleted (replace) and the partly restored graph was removed again ({what}): the target is empty"
+                    ),
                     Ok(what) => format!("the target was left as it was: {what}"),
                     Err(u) => format!(
                         "the target could NOT be rolled back ({u}); imported nodes carry the \

@@ -103,6 +103,7 @@ fn restore_ctx(store: &backup_core::BackupStore, keys: &backup_core::KeyPair) ->
         store: store.clone(),
         options: restore_options(keys),
         cancel: CancellationToken::new(),
+        altered: Default::default(),
     }
 }
 

@@ -104,6 +104,7 @@ async fn backup_and_restore_through_the_driver_with_keyed_options() {
             ..Default::default()
         },
         cancel: CancellationToken::new(),
+        altered: Default::default(),
     };
     let outcome = registry
         .driver_for(&manifest)
@@ -176,6 +177,7 @@ async fn a_cancelled_restore_leaves_no_database_behind() {
                     ..Default::default()
                 },
                 cancel,
+                altered: Default::default(),
             },
         )
         .await

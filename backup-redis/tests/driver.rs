@@ -96,6 +96,7 @@ fn restore_ctx(vault: &Vault) -> RestoreContext {
         store: vault.store.clone(),
         options: vault.restore_options(),
         cancel: CancellationToken::new(),
+        altered: Default::default(),
     }
 }
 

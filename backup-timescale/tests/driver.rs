@@ -115,6 +115,7 @@ async fn backup_and_restore_through_the_driver_with_keyed_options() {
             ..Default::default()
         },
         cancel: CancellationToken::new(),
+        altered: Default::default(),
     };
     TimescaleDriver
         .restore(&manifest, &target, &rctx)

@@ -117,6 +117,7 @@ impl Backed {
             store: self.store.clone(),
             options,
             cancel: CancellationToken::new(),
+            altered: Default::default(),
         }
     }
 
@@ -390,6 +391,7 @@ pub async fn cancelled_restore(driver: &dyn Driver, fixture: &dyn DriverFixture)
                 progress: Some(cancel_at.clone()),
             },
             cancel: token.clone(),
+            altered: Default::default(),
         };
         restore_fails_unchanged(
             driver,

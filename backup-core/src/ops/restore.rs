@@ -312,6 +312,10 @@ pub async fn safety_backup(
     if let Some(url) = &plan.url {
         driver_options.set("url", url.expose());
     }
+    // The database the restore replaces, where the URL does not name it (Neo4j).
+    if let Some(db) = &plan.target.database {
+        driver_options.set("database", db.as_str());
+    }
     ctx.info(format!(
         "taking a safety backup of the target into datastore `{datastore}` before replacing it"
     ));
@@ -354,6 +358,48 @@ pub async fn safety_backup(
         safety.backup_id, safety.datastore.name, safety.backup_id
     )));
     Ok(Some(safety))
+}
+
+/// After a replace that failed past its own undo (`RestoreContext::altered`): restores
+/// the safety backup taken before it into the same target, and returns the restore's
+/// error saying whether the target's old contents are back.
+async fn put_back(
+    ctx: &OpContext,
+    driver: &dyn crate::driver::Driver,
+    plan: &TargetPlan,
+    safety: &Manifest,
+    failed: &RestoreContext,
+    error: Error,
+) -> Error {
+    ctx.info(format!(
+        "the restore failed after the target's old contents were removed: putting them back from safety backup {}",
+        safety.backup_id
+    ));
+    let rctx = RestoreContext {
+        store: ctx.store.clone(),
+        options: RestoreOptions {
+            decryption: failed.options.decryption.clone(),
+            progress: ctx.frontend.progress("putting the target back"),
+        },
+        // Putting the old contents back is not interrupted by the signal that may have
+        // caused the failure: stopping it would leave the target empty.
+        cancel: tokio_util::sync::CancellationToken::new(),
+        altered: Default::default(),
+    };
+    let mut target = plan.target.clone();
+    target.replace = true;
+    let note = match driver.restore(safety, &target, &rctx).await {
+        Ok(_) => format!(
+            "the target's old contents were put back from safety backup {} automatically",
+            safety.backup_id
+        ),
+        Err(e) => format!(
+            "putting the target's old contents back from safety backup {id} failed too ({e}): restore it with `dbseal restore {id} --replace` to the same target",
+            id = safety.backup_id
+        ),
+    };
+    let message = format!("{error}; {note}");
+    error.with_message(ctx.scrub(&message))
 }
 
 /// One artifact a restore reads.
@@ -543,11 +589,16 @@ pub async fn restore_one(
             store: ctx.store.clone(),
             options: restore_options,
             cancel: ctx.cancel.clone(),
+            altered: Default::default(),
         };
-        let mut o = driver
-            .restore(manifest, &plan.target, &rctx)
-            .await
-            .map_err(|e| ctx.scrub_error(e))?;
+        let restored = driver.restore(manifest, &plan.target, &rctx).await;
+        let restored = match (restored, &safety) {
+            (Err(e), Some(safety)) if rctx.altered.is_marked() => {
+                Err(put_back(ctx, driver.as_ref(), plan, safety, &rctx, e).await)
+            }
+            (r, _) => r,
+        };
+        let mut o = restored.map_err(|e| ctx.scrub_error(e))?;
         if let Some(n) = &plan.name {
             o.target = format!("datastore `{n}` ({})", o.target);
         }

@@ -177,6 +177,7 @@ async fn verify_levels(
             store: ctx.store.clone(),
             options,
             cancel: ctx.cancel.clone(),
+            altered: Default::default(),
         };
         reports.push(driver.verify_restore(manifest, url, &rctx).await?);
     }

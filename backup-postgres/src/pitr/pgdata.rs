@@ -215,6 +215,7 @@ pub async fn restore_backup_into_pgdata(
         store: ctx.store.clone(),
         options: keys.restore_options(ctx.frontend.progress("restore"))?,
         cancel: ctx.cancel.clone(),
+        altered: Default::default(),
     };
     let files = KeyFiles {
         identities: keys.identities.clone(),
