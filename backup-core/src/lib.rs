@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod child;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 pub mod contents;

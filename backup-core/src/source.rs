@@ -126,7 +126,7 @@ impl Source for CommandSource {
 
     async fn dump(&mut self, out: StreamWriter<'_>) -> Result<SourceFacts> {
         let program = &self.argv[0];
-        let mut cmd = tokio::process::Command::new(program);
+        let mut cmd = crate::child::command(program);
         cmd.args(&self.argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -891,7 +891,7 @@ impl Processes {
         psql: Option<&Tool>,
         preamble: String,
     ) -> PgResult<Self> {
-        let mut cmd = tokio::process::Command::new(&pg_restore.path);
+        let mut cmd = backup_core::child::command(&pg_restore.path);
         cmd.arg("--format=custom").args(target.pg_restore_args());
         conn.apply_env(&mut cmd);
         cmd.stdin(Stdio::piped())
@@ -918,7 +918,7 @@ impl Processes {
             None => None,
             Some(psql) => {
                 let mut sql = child.stdout.take().expect("piped");
-                let mut pcmd = tokio::process::Command::new(&psql.path);
+                let mut pcmd = backup_core::child::command(&psql.path);
                 pcmd.arg("--no-psqlrc")
                     .arg("--quiet")
                     .arg("--no-password")

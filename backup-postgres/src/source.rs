@@ -401,7 +401,7 @@ impl Source for PostgresSource {
     async fn dump(&mut self, out: StreamWriter<'_>) -> Result<SourceFacts> {
         self.preflight().await?;
         let info = self.info.clone().expect("preflight ran");
-        let mut cmd = tokio::process::Command::new(&info.pg_dump.path);
+        let mut cmd = backup_core::child::command(&info.pg_dump.path);
         cmd.arg("--format=custom")
             .arg("--compress=0")
             .arg("--no-password")
@@ -520,7 +520,7 @@ impl Source for GlobalsSource {
         let (version, num, _, _) = server_info(&self.conn).await?;
         let major = num / 10_000;
         check_tool_version(&tool, major, &version)?;
-        let mut cmd = tokio::process::Command::new(&tool.path);
+        let mut cmd = backup_core::child::command(&tool.path);
         cmd.arg("--globals-only")
             .arg("--no-password")
             .arg(format!("--database={}", self.conn.database()))

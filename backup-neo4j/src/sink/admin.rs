@@ -56,7 +56,7 @@ impl Sink for Neo4jAdminSink {
     ) -> Result<SinkReport> {
         let what = format!("neo4j-admin database load {}", self.database);
         let argv = self.argv();
-        let mut cmd = tokio::process::Command::new(&argv[0]);
+        let mut cmd = backup_core::child::command(&argv[0]);
         cmd.args(&argv[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())

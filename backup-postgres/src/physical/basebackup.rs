@@ -615,7 +615,7 @@ impl PhysicalSource {
     }
 
     fn command(&self, info: &PhysicalServerInfo) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(&info.pg_basebackup.path);
+        let mut cmd = backup_core::child::command(&info.pg_basebackup.path);
         cmd.arg("--pgdata=-")
             .arg("--format=tar")
             .arg("--wal-method=none")
