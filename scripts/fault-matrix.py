@@ -45,11 +45,13 @@ def main() -> None:
         "last line is one error naming the thing at fault.",
         "",
         "The store (SeaweedFS killed mid-upload and mid-download) and disk-full cells run with",
-        "PostgreSQL; the physical/PITR cells use a private cluster with archive_mode = on.",
-        "Not in the matrix yet: ArcadeDB killed midway, store and disk-full cells for Redis and",
-        "Neo4j, signals during `restore --to-rdb`, and",
-        "TimescaleDB beyond signals mid `--replace` restore (those skip where TimescaleDB is",
-        "not built, as on CI).",
+        "PostgreSQL, Redis and Neo4j (ArcadeDB); the server-killed cells of Neo4j use a private",
+        "ArcadeDB; the physical/PITR cells use a private cluster with archive_mode = on. A",
+        "SIGKILLed dbseal cannot undo anything: its children die with it (parent-death",
+        "signal), and a PostgreSQL transaction it held is rolled back by the server.",
+        "The TimescaleDB cells skip where TimescaleDB is not built (no package registry",
+        "ships it; as on CI); its store, disk and server-killed faults take the PostgreSQL",
+        "path above (pg_dump / pg_restore through the same pipeline and sink).",
         "",
     ]
     with open(dst, "w", encoding="utf-8") as f:

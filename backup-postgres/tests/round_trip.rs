@@ -260,45 +260,34 @@ async fn selective_and_replace_restores() {
         .connect()
         .await
         .unwrap();
-    let mut sink = PostgresSink::new(
+    let summary = replace_into(
+        &store,
+        &manifest,
+        &opts,
         &config(&dst3.name),
-        RestoreTarget {
-            replace: true,
-            ..Default::default()
-        },
+        RestoreTarget::default(),
     )
-    .unwrap();
-    let report = backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
-        .await
-        .unwrap();
-    assert!(
-        report.summary.iter().any(|l| l.contains("renamed in")),
-        "{:?}",
-        report.summary
-    );
-    assert!(
-        report.summary.iter().any(|l| l.contains(&format!(
+    .await;
+    says(&summary, "renamed in");
+    says(
+        &summary,
+        &format!(
             "database \"{crashed}\" is the staging copy of a restore that did not finish; drop it when no longer needed: DROP DATABASE \"{crashed}\""
-        ))),
-        "{:?}",
-        report.summary
+        ),
     );
     exec("postgres", &format!("DROP DATABASE \"{crashed}\"")).await;
     assert!(session.simple_query("SELECT 1").await.is_err());
     assert_eq!(live_counts(&dst3.name).await, live_counts(&src.name).await);
     assert_eq!(shape(&dst3.name), shape_before);
     // Restore the same backup again over itself with replace: still equal.
-    let mut sink = PostgresSink::new(
+    replace_into(
+        &store,
+        &manifest,
+        &opts,
         &config(&dst3.name),
-        RestoreTarget {
-            replace: true,
-            ..Default::default()
-        },
+        RestoreTarget::default(),
     )
-    .unwrap();
-    backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
-        .await
-        .unwrap();
+    .await;
     assert_eq!(live_counts(&dst3.name).await, live_counts(&src.name).await);
     let left = pg_fixture::psql(
         "postgres",
@@ -336,33 +325,57 @@ async fn selective_and_replace_restores() {
         .await
         .unwrap();
     drop(client);
-    let mut sink = PostgresSink::new(
+    let summary = replace_into(
+        &store,
+        &manifest,
+        &opts,
         &limited,
         RestoreTarget {
-            replace: true,
             no_owner: true,
             no_privileges: true,
             ..Default::default()
         },
     )
-    .unwrap();
-    let report = backup_core::restore(&store, &manifest, "data", &mut sink, &opts)
-        .await
-        .unwrap();
-    assert!(
-        report
-            .summary
-            .iter()
-            .any(|l| l.contains("replaced in place")),
-        "{:?}",
-        report.summary
-    );
+    .await;
+    says(&summary, "replaced in place");
     let mut after = live_counts(&dst4.name).await;
     assert_eq!(after.remove("public.keep_me"), Some(1));
     assert_eq!(after, live_counts(&src.name).await);
     drop(dst4);
     drop(dst3);
     exec("postgres", &format!("DROP ROLE \"{reader}\"")).await;
+}
+
+/// Restores `manifest` with `replace` into the database `config` names; returns the
+/// report's summary lines.
+async fn replace_into(
+    store: &backup_core::BackupStore,
+    manifest: &backup_core::Manifest,
+    opts: &RestoreOptions,
+    config: &backup_postgres::PostgresConfig,
+    target: RestoreTarget,
+) -> Vec<String> {
+    let mut sink = PostgresSink::new(
+        config,
+        RestoreTarget {
+            replace: true,
+            ..target
+        },
+    )
+    .unwrap();
+    backup_core::restore(store, manifest, "data", &mut sink, opts)
+        .await
+        .unwrap()
+        .summary
+}
+
+/// Asserts that one of `lines` contains `text`.
+#[track_caller]
+fn says(lines: &[String], text: &str) {
+    assert!(
+        lines.iter().any(|l| l.contains(text)),
+        "no \"{text}\" in {lines:?}"
+    );
 }
 
 /// The source database's settings, per-role settings in it, comment and owner, as psql

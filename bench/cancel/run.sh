@@ -4,7 +4,10 @@
 # included) is measured, and the target is checked to be as before.
 #
 #   postgres: restore --create-db of a 5M-row table (≈ 0.6 GB of dump) — the created
-#             database is dropped;
+#             database is dropped; and --replace of an existing database with it — the
+#             staging database is dropped, the target untouched;
+#   timescale: the same rows in a hypertable of daily chunks, --create-db and --replace
+#             (where TimescaleDB is installed: no registry ships it; skipped otherwise);
 #   redis:    restore --replace of 2M keys into db 3 of a private redis-server — the
 #             staging database is flushed;
 #   neo4j:    restore of 300k nodes into an empty ArcadeDB database over Bolt — what was
@@ -61,6 +64,19 @@ arcade() { # ArcadeDB's HTTP API (work-around: databases are made there, not wit
 echo "bench: building the data sets" >&2
 $PSQL "$PG/postgres" -c "CREATE DATABASE big"
 $PSQL "$PG/big" -c "CREATE TABLE t AS SELECT g AS id, md5(g::text) AS a, md5((g*7)::text) AS b, repeat(md5(g::text), 2) AS c FROM generate_series(1, 5000000) g; ALTER TABLE t ADD PRIMARY KEY (id);"
+$PSQL "$PG/postgres" -c "CREATE DATABASE tgtr"
+$PSQL "$PG/tgtr" -c "CREATE TABLE keep AS SELECT 1 AS v"
+TS=
+if [ "$($PSQL "$PG/postgres" -c "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'")" = 1 ]; then
+  TS=1
+  $PSQL "$PG/postgres" -c "CREATE DATABASE tsbig" -c "CREATE DATABASE tstgt"
+  $PSQL "$PG/tsbig" -c "CREATE EXTENSION timescaledb" -c "CREATE TABLE m (t timestamptz NOT NULL, id bigint, a text, b text, c text)" \
+    -c "SELECT create_hypertable('m', 't', chunk_time_interval => interval '1 day')" \
+    -c "INSERT INTO m SELECT timestamptz '2026-01-01' + g * interval '1 second', g, md5(g::text), md5((g*7)::text), repeat(md5(g::text), 2) FROM generate_series(1, 5000000) g"
+  $PSQL "$PG/tstgt" -c "CREATE EXTENSION timescaledb" -c "CREATE TABLE keep AS SELECT 1 AS v"
+else
+  echo "bench: TimescaleDB is not installed here: its rows are skipped" >&2
+fi
 redis-cli -p "$REDIS_PORT" DEBUG POPULATE 2000000 key 256 >/dev/null
 redis-cli -p "$REDIS_PORT" -n 3 SET keep before >/dev/null
 arcade server '{"command":"create database graphsrc"}' >/dev/null
@@ -68,10 +84,22 @@ arcade command/graphsrc '{"language":"cypher","command":"UNWIND range(1, 300000)
 
 S=(--store "$WORK/store" -q)
 "$DBSEAL" "${S[@]}" backup postgres --url "$PG/big" -d pg -r "$(cat rcpt)" >/dev/null
+[ -z "$TS" ] || "$DBSEAL" "${S[@]}" backup timescale --url "$PG/tsbig" -d ts -r "$(cat rcpt)" >/dev/null
 "$DBSEAL" "${S[@]}" backup redis --url "redis://127.0.0.1:$REDIS_PORT" -d rd -r "$(cat rcpt)" >/dev/null
 "$DBSEAL" "${S[@]}" backup neo4j --url "$DBSEAL_TEST_BOLT_URL" --database graphsrc -d neo -r "$(cat rcpt)" >/dev/null
 id_of() { "$DBSEAL" "${S[@]}" --json list -d "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["backup_id"])'; }
 PG_ID=$(id_of pg) RD_ID=$(id_of rd) NEO_ID=$(id_of neo)
+TS_ID=
+[ -z "$TS" ] || TS_ID=$(id_of ts)
+# The late signal for TimescaleDB (its rows go in one COPY per chunk): two thirds of an
+# uncancelled restore's time.
+TS_LATE=0
+if [ -n "$TS" ]; then
+  t0=$(date +%s%N)
+  "$DBSEAL" "${S[@]}" restore "$TS_ID" --url "$PG/tsfull" --create-db -i id.txt >/dev/null
+  TS_LATE=$(python3 -c "print(round(($(date +%s%N) - $t0) / 1e9 * 2 / 3, 1))")
+  $PSQL "$PG/postgres" -c "DROP DATABASE tsfull"
+fi
 now() { date +%s%N; }
 
 # run_one NAME READY_CMD CHECK_CMD DELAY -- dbseal args: starts the restore, waits for
@@ -101,7 +129,10 @@ run_one() {
 }
 
 pg_ready() { pgrep -P "$CUR_PID" pg_restore >/dev/null 2>&1; }
-pg_check() { [ "$($PSQL "$PG/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = 'tgt'")" = 0 ]; }
+pg_check() { [ "$($PSQL "$PG/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = 'tgt' OR datname LIKE '%dbseal%'")" = 0 ]; }
+# --replace: the target still holds its own table, and no staging database is left.
+kept() { [ "$($PSQL "$PG/$1" -c "SELECT count(*) FROM keep")" = 1 ] && pg_check; }
+ts_check() { [ "$($PSQL "$PG/postgres" -c "SELECT count(*) FROM pg_database WHERE datname = 'tst' OR datname LIKE '%dbseal%'")" = 0 ]; }
 rd_ready() { redis-cli -p "$REDIS_PORT" info keyspace | grep -qvE '^(db0|db3|#)' ; }
 rd_check() { [ "$(redis-cli -p "$REDIS_PORT" info keyspace | grep -c '^db')" = 2 ] && [ "$(redis-cli -p "$REDIS_PORT" -n 3 dbsize)" = 1 ]; }
 neo_ready() { arcade command/graphtgt '{"language":"cypher","command":"MATCH (n:Person) RETURN count(n) AS c"}' | grep -qv '"c":0'; }
@@ -116,11 +147,17 @@ for r in $(seq "$ROUNDS"); do
     # early: 1 s after loading began; late: at once when two thirds are loaded.
     if [ $phase = early ]; then set -- 1 pg_ready rd_ready neo_ready; else set -- 0 pg_late rd_late neo_late; fi
     T[pg,$phase]+="$(run_one pg "$2" pg_check "$1" -- restore "$PG_ID" --url "$PG/tgt" --create-db -i id.txt) "
+    T[pgr,$phase]+="$(run_one pgr "$2" "kept tgtr" "$1" -- restore "$PG_ID" --url "$PG/tgtr" --replace --no-safety-backup -i id.txt) "
+    if [ -n "$TS" ]; then
+      tr=pg_ready; if [ $phase = early ]; then td=1; else td=$TS_LATE; fi
+      T[ts,$phase]+="$(run_one ts "$tr" ts_check "$td" -- restore "$TS_ID" --url "$PG/tst" --create-db -i id.txt) "
+      T[tsr,$phase]+="$(run_one tsr "$tr" "kept tstgt && ts_check" "$td" -- restore "$TS_ID" --url "$PG/tstgt" --replace --no-safety-backup -i id.txt) "
+    fi
     T[rd,$phase]+="$(run_one rd "$3" rd_check "$1" -- restore "$RD_ID" --url "redis://127.0.0.1:$REDIS_PORT/3" --db 0:3 --replace --no-safety-backup -i id.txt) "
     arcade server '{"command":"create database graphtgt"}' >/dev/null
     T[neo,$phase]+="$(run_one neo "$4" neo_check "$1" -- restore "$NEO_ID" --url "$DBSEAL_TEST_BOLT_URL" --database graphtgt -i id.txt) "
     arcade server '{"command":"drop database graphtgt"}' >/dev/null
-    echo "bench: round $r, $phase: postgres ${T[pg,$phase]}/ redis ${T[rd,$phase]}/ neo4j ${T[neo,$phase]}" >&2
+    echo "bench: round $r, $phase: postgres ${T[pg,$phase]}/ postgres --replace ${T[pgr,$phase]}/ timescale ${T[ts,$phase]:-}${T[tsr,$phase]:-}/ redis ${T[rd,$phase]}/ neo4j ${T[neo,$phase]}" >&2
   done
 done
 median() { printf '%s\n' $@ | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -135,6 +172,15 @@ round).
 |--------|---------|--------------|-----------|--------|
 | PostgreSQL | --create-db, 5M rows | 1 s in | ${T[pg,early]}| $(median ${T[pg,early]}) ms |
 | PostgreSQL | --create-db, 5M rows | 3.3M rows copied | ${T[pg,late]}| $(median ${T[pg,late]}) ms |
+| PostgreSQL | --replace (staging + rename), 5M rows | 1 s in | ${T[pgr,early]}| $(median ${T[pgr,early]}) ms |
+| PostgreSQL | --replace (staging + rename), 5M rows | 3.3M rows copied | ${T[pgr,late]}| $(median ${T[pgr,late]}) ms |
+$(if [ -n "$TS" ]; then cat <<TSMD
+| TimescaleDB | --create-db, 5M rows in daily chunks | 1 s in | ${T[ts,early]}| $(median ${T[ts,early]}) ms |
+| TimescaleDB | --create-db, 5M rows in daily chunks | ${TS_LATE} s in (2/3) | ${T[ts,late]}| $(median ${T[ts,late]}) ms |
+| TimescaleDB | --replace (staging + rename) | 1 s in | ${T[tsr,early]}| $(median ${T[tsr,early]}) ms |
+| TimescaleDB | --replace (staging + rename) | ${TS_LATE} s in (2/3) | ${T[tsr,late]}| $(median ${T[tsr,late]}) ms |
+TSMD
+else echo "| TimescaleDB | – | – | not installed on this machine: skipped | – |"; fi)
 | Redis | --replace, 2M keys | 1 s in | ${T[rd,early]}| $(median ${T[rd,early]}) ms |
 | Redis | --replace, 2M keys | 1.3M keys staged | ${T[rd,late]}| $(median ${T[rd,late]}) ms |
 | Neo4j (ArcadeDB) | empty database, 300k nodes | 1 s in | ${T[neo,early]}| $(median ${T[neo,early]}) ms |

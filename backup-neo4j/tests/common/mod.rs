@@ -3,12 +3,15 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use backup_core::{BackupStore, KeyPair};
 use backup_neo4j::Neo4jConfig;
 use neo4rs::{query, BoltType};
+
+#[path = "../arcade_server/mod.rs"]
+mod arcade_server;
 
 /// A required environment variable, or a failure that says how to get it.
 pub fn env(name: &str) -> String {
@@ -373,54 +376,8 @@ pub struct PrivateServer {
 
 impl PrivateServer {
     pub fn start(dir: &Path, bolt_port: u16, http_port: u16) -> PrivateServer {
-        // A port already taken would make the test talk to some other server.
-        for port in [bolt_port, http_port] {
-            assert!(
-                std::net::TcpListener::bind(("127.0.0.1", port)).is_ok(),
-                "port {port} for the private ArcadeDB server is already in use"
-            );
-        }
-        let pkg = String::from_utf8(
-            Command::new("python3")
-                .args(["-c", "import arcadedb_embedded, os; print(os.path.dirname(arcadedb_embedded.__file__))"])
-                .output()
-                .expect("python3")
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .to_string();
-        assert!(
-            !pkg.is_empty(),
-            "arcadedb_embedded is not installed: run scripts/test.sh"
-        );
-        std::fs::create_dir_all(dir).unwrap();
-        let pw = env("DBSEAL_TEST_BOLT_PASSWORD");
-        let log = std::fs::File::create(dir.join("server.log")).unwrap();
-        let child = Command::new(format!("{pkg}/jre/bin/java"))
-            .current_dir(dir)
-            .arg("-Xmx512m")
-            .arg("-cp")
-            .arg(format!("{pkg}/jars/*"))
-            .arg(format!("-Darcadedb.server.rootPath={}", dir.display()))
-            .arg(format!(
-                "-Darcadedb.server.databaseDirectory={}/databases",
-                dir.display()
-            ))
-            .arg(format!("-Darcadedb.server.rootPassword={pw}"))
-            .arg("-Darcadedb.server.httpIncomingHost=127.0.0.1")
-            .arg(format!("-Darcadedb.server.httpIncomingPort={http_port}"))
-            .arg("-Darcadedb.server.plugins=Bolt:com.arcadedb.bolt.BoltProtocolPlugin")
-            .arg("-Darcadedb.bolt.host=127.0.0.1")
-            .arg(format!("-Darcadedb.bolt.port={bolt_port}"))
-            .arg(format!(
-                "-Darcadedb.server.defaultDatabases=neo4j[root:{pw}:admin]"
-            ))
-            .arg("com.arcadedb.server.ArcadeDBServer")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting a private ArcadeDB");
+        let child =
+            arcade_server::spawn(dir, bolt_port, http_port, &env("DBSEAL_TEST_BOLT_PASSWORD"));
         let s = PrivateServer {
             child: Some(child),
             dir: dir.to_path_buf(),
