@@ -316,6 +316,14 @@ impl Sink for TimescaleSink {
         {
             Ok(mut report) => {
                 if exists {
+                    // The PostgreSQL sink reported the staging database it wrote into.
+                    let (wrote, shown) = (
+                        format!("{}/{staging}", self.conn.server()),
+                        format!("{}/{target}", self.conn.server()),
+                    );
+                    for line in &mut report.summary {
+                        *line = line.replace(&wrote, &shown);
+                    }
                     // Renamed aside and in within one transaction, then dropped: the
                     // target name never points at nothing.
                     match swap_in_database(&maint, &staging, &target).await {
