@@ -28,7 +28,7 @@ ROOT=$(pwd)
 ROUNDS=${BENCH_ROUNDS:-3}
 DBSEAL=$ROOT/target/release/dbseal
 if [ -z "${BENCH_NO_BUILD:-}" ] || [ ! -x "$DBSEAL" ]; then
-  cargo build --release -p dbseal-cli 2>&1 | tail -n 1
+  cargo build --release -p dbseal-cli 2>&1 | tail -n 1 >&2
 fi
 WORK=$(mktemp -d /tmp/dbseal-bench-cancel.XXXXXX)
 chmod 755 "$WORK"
@@ -72,7 +72,7 @@ if [ "$($PSQL "$PG/postgres" -c "SELECT count(*) FROM pg_available_extensions WH
   $PSQL "$PG/postgres" -c "CREATE DATABASE tsbig" -c "CREATE DATABASE tstgt"
   $PSQL "$PG/tsbig" -c "CREATE EXTENSION timescaledb" -c "CREATE TABLE m (t timestamptz NOT NULL, id bigint, a text, b text, c text)" \
     -c "SELECT create_hypertable('m', 't', chunk_time_interval => interval '1 day')" \
-    -c "INSERT INTO m SELECT timestamptz '2026-01-01' + g * interval '1 second', g, md5(g::text), md5((g*7)::text), repeat(md5(g::text), 2) FROM generate_series(1, 5000000) g"
+    -c "INSERT INTO m SELECT timestamptz '2026-01-01' + g * interval '1 second', g, md5(g::text), md5((g*7)::text), repeat(md5(g::text), 2) FROM generate_series(1, 5000000) g" >/dev/null
   $PSQL "$PG/tstgt" -c "CREATE EXTENSION timescaledb" -c "CREATE TABLE keep AS SELECT 1 AS v"
 else
   echo "bench: TimescaleDB is not installed here: its rows are skipped" >&2
@@ -166,8 +166,8 @@ cat <<MD
 ### Cancellation to exit (bench/cancel/run.sh, $(date -u +%Y-%m-%d), $(nproc) cores, $ROUNDS interleaved rounds)
 
 SIGTERM sent into the load of a large restore (early: 1 s in; late: once two thirds were
-loaded); time until dbseal exited (143) with its target rolled back (checked after each
-round).
+loaded, TimescaleDB at half an uncancelled restore's time); time until dbseal exited (143)
+with its target rolled back (checked after each round).
 
 | driver | restore | signal | runs (ms) | median |
 |--------|---------|--------------|-----------|--------|
