@@ -18,7 +18,8 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// `setpriv`, if this system has it.
+/// `setpriv`, if this system has one that knows `--pdeathsig` (util-linux 2.33 and
+/// later; probed once by running `setpriv --pdeathsig KILL -- true`).
 fn setpriv() -> Option<&'static Path> {
     static SETPRIV: OnceLock<Option<PathBuf>> = OnceLock::new();
     SETPRIV
@@ -27,35 +28,47 @@ fn setpriv() -> Option<&'static Path> {
                 .iter()
                 .map(PathBuf::from)
                 .find(|p| p.is_file())
+                .filter(|p| {
+                    std::process::Command::new(p)
+                        .args(["--pdeathsig", "KILL", "--", "true"])
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                })
         })
         .as_deref()
 }
 
-/// Whether `program` names an existing file, directly or through `PATH`: only then is
-/// it started through `setpriv`, so that a missing program still fails to start with
-/// the operating system's own error.
-fn found(program: &OsStr) -> bool {
+/// The file `program` names, directly or through `PATH` (as the operating system would
+/// find it for dbseal): it is handed to `setpriv` as an absolute path, so the child's
+/// environment cannot change which program runs, and a missing program still fails to
+/// start with the operating system's own error.
+fn resolve(program: &OsStr) -> Option<PathBuf> {
     let p = Path::new(program);
     if p.components().count() > 1 {
-        return p.is_file();
+        return p.is_file().then(|| p.to_path_buf());
     }
-    std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|d| d.join(p).is_file()))
-        .unwrap_or(false)
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join(p))
+            .find(|f| f.is_file())
+    })
 }
 
 /// A command for `program` in a process group of its own, killed when its handle is
 /// dropped and when dbseal dies (see the module docs).
 pub fn command(program: impl AsRef<OsStr>) -> tokio::process::Command {
     let program = program.as_ref();
-    let mut cmd = match setpriv() {
-        Some(setpriv) if found(program) => {
+    let mut cmd = match (setpriv(), resolve(program)) {
+        (Some(setpriv), Some(path)) => {
             let mut c = tokio::process::Command::new(setpriv);
             c.args([
                 OsString::from("--pdeathsig"),
                 "KILL".into(),
                 "--".into(),
-                program.into(),
+                path.into(),
             ]);
             c
         }
@@ -71,20 +84,22 @@ mod tests {
 
     #[tokio::test]
     async fn a_child_runs_the_program_itself_and_a_missing_one_fails_to_start() {
-        let out = command("sh")
-            .args([
-                "-c",
-                "echo $$; grep PPid /proc/self/status >/dev/null; echo ok",
-            ])
+        // The shell reports its own pid and name: the pid dbseal holds is the program's
+        // (setpriv executed it in place), not a wrapper's.
+        let child = command("sh")
+            .args(["-c", "echo $$; cat /proc/$$/comm"])
             .stdout(std::process::Stdio::piped())
-            .output()
-            .await
+            .spawn()
             .unwrap();
+        let pid = child.id().unwrap();
+        let out = child.wait_with_output().await.unwrap();
         assert!(out.status.success());
-        assert!(String::from_utf8_lossy(&out.stdout).ends_with("ok\n"));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{pid}\nsh\n"));
         let err = command("/nonexistent/dbseal-no-such-tool")
             .spawn()
             .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        let err = command("dbseal-no-such-tool-on-path").spawn().unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
     }
 

@@ -531,6 +531,12 @@ impl PostgresSink {
         drop(client);
         let maint = self.maintenance();
         let target = self.conn.database();
+        if maint.database() == target {
+            notes.push(format!(
+                "replaced in place, in one transaction (pg_restore --clean --if-exists): \"{target}\" is the maintenance database, which cannot be renamed while connected to; objects of the target that are not in the backup were kept"
+            ));
+            return Ok(None);
+        }
         for line in leftovers(&maint, target).await? {
             tracing::warn!("{line}");
             notes.push(line);
@@ -568,9 +574,17 @@ impl PostgresSink {
         let restored = async {
             let mut report = inner.run(manifest, input).await?;
             report.summary = self.summary(manifest);
-            report
-                .summary
-                .extend(inner.apply_database_properties(manifest).await?);
+            for line in inner.apply_database_properties(manifest).await? {
+                report.summary.push(line.replace(&staging, &target));
+            }
+            let props = DatabaseProperties::from_facts(
+                &manifest.contents.facts,
+                &staging,
+                self.target.no_owner,
+            )?;
+            if props.owner.is_none() {
+                shape.keep_owner(&maint, &staging).await?;
+            }
             report
                 .summary
                 .extend(shape.apply_grants(&maint, &staging).await?);

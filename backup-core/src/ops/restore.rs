@@ -312,8 +312,14 @@ pub async fn safety_backup(
     if let Some(url) = &plan.url {
         driver_options.set("url", url.expose());
     }
-    // The database the restore replaces, where the URL does not name it (Neo4j).
-    if let Some(db) = &plan.target.database {
+    // The database the restore replaces, where the URL does not name it (Neo4j; a set's
+    // `--database` reaches its other kinds' members too, which have no such option).
+    if let Some(db) = plan
+        .target
+        .database
+        .as_ref()
+        .filter(|_| driver.capabilities().named_database)
+    {
         driver_options.set("database", db.as_str());
     }
     ctx.info(format!(

@@ -11,10 +11,18 @@
 use crate::config::{quote_ident, Connection};
 use crate::error::{PgResult, PostgresError};
 
-/// The first 30 characters of a database name, so that the suffixes below keep staging
-/// and old names under PostgreSQL's 63-byte limit.
+/// The first 40 bytes (whole characters) of a database name, so that the suffixes below
+/// (up to 22 bytes) keep staging and old names under PostgreSQL's 63-byte limit, which
+/// would otherwise cut the random suffix off.
 fn stem(target: &str) -> String {
-    target.chars().take(30).collect()
+    let mut end = 0;
+    for (i, c) in target.char_indices() {
+        if i + c.len_utf8() > 40 {
+            break;
+        }
+        end = i + c.len_utf8();
+    }
+    target[..end].to_string()
 }
 
 /// A fresh name for the staging database of a restore into `target`.
@@ -66,7 +74,10 @@ pub async fn leftovers(maintenance: &Connection, target: &str) -> PgResult<Vec<S
 #[derive(Debug)]
 pub struct TargetShape {
     create_options: String,
-    grants: Vec<String>,
+    /// (privilege, grantee as SQL, grantable).
+    grants: Vec<(String, String, bool)>,
+    /// The target's owner, kept when the backup gives none.
+    owner: String,
 }
 
 impl TargetShape {
@@ -75,13 +86,17 @@ impl TargetShape {
     /// caller then restores in place, in one transaction.
     pub async fn read(maintenance: &Connection, target: &str) -> PgResult<Option<Self>> {
         let client = maintenance.connect().await?;
+        // Through to_jsonb: columns of other versions read as NULL (datlocale is
+        // PostgreSQL 17's name of daticulocale; daticurules is 16's).
         let row = client
             .query_opt(
                 "SELECT (SELECT rolsuper OR rolcreatedb FROM pg_roles WHERE rolname = current_user)
-                        AND pg_has_role(current_user, d.datdba, 'MEMBER'),
+                        AND pg_has_role(current_user, d.datdba, 'USAGE'),
                         to_jsonb(d) ->> 'datlocprovider', pg_encoding_to_char(d.encoding),
-                        d.datcollate::text, d.datctype::text, to_jsonb(d) ->> 'daticulocale',
-                        t.spcname::text
+                        d.datcollate::text, d.datctype::text,
+                        COALESCE(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale'),
+                        t.spcname::text, pg_get_userbyid(d.datdba)::text,
+                        to_jsonb(d) ->> 'daticurules'
                    FROM pg_database d JOIN pg_tablespace t ON t.oid = d.dattablespace
                   WHERE d.datname = $1",
                 &[&target],
@@ -107,10 +122,18 @@ impl TargetShape {
             lit(&row.get::<_, String>(3)),
             lit(&row.get::<_, String>(4)),
         );
-        if provider.as_deref() == Some("i") {
-            if let Some(icu) = row.get::<_, Option<String>>(5) {
+        match (provider.as_deref(), row.get::<_, Option<String>>(5)) {
+            (Some("i"), Some(icu)) => {
                 create_options.push_str(&format!(" LOCALE_PROVIDER icu ICU_LOCALE {}", lit(&icu)));
+                if let Some(rules) = row.get::<_, Option<String>>(8).filter(|r| !r.is_empty()) {
+                    create_options.push_str(&format!(" ICU_RULES {}", lit(&rules)));
+                }
             }
+            (Some("b"), Some(locale)) => create_options.push_str(&format!(
+                " LOCALE_PROVIDER builtin BUILTIN_LOCALE {}",
+                lit(&locale)
+            )),
+            _ => {}
         }
         let tablespace: String = row.get(6);
         if tablespace != "pg_default" {
@@ -136,18 +159,12 @@ impl TargetShape {
             })?;
         let grants = rows
             .iter()
-            .map(|r| {
-                let (grantee, privilege, grantable): (String, String, bool) =
-                    (r.get(0), r.get(1), r.get(2));
-                format!(
-                    "GRANT {privilege} ON DATABASE {{db}} TO {grantee}{}",
-                    if grantable { " WITH GRANT OPTION" } else { "" }
-                )
-            })
+            .map(|r| (r.get(1), r.get(0), r.get(2)))
             .collect();
         Ok(Some(TargetShape {
             create_options,
             grants,
+            owner: row.get(7),
         }))
     }
 
@@ -168,6 +185,22 @@ impl TargetShape {
         Ok(())
     }
 
+    /// Gives the staging database `name` the target's owner (when the backup gives none,
+    /// or `--no-owner`); where the role may not, a warning says so.
+    pub async fn keep_owner(&self, maintenance: &Connection, name: &str) -> PgResult<()> {
+        let client = maintenance.connect().await?;
+        let sql = format!(
+            "ALTER DATABASE {} OWNER TO {}",
+            quote_ident(name),
+            quote_ident(&self.owner)
+        );
+        if let Err(e) = client.batch_execute(&sql).await {
+            let e = maintenance.query_error("keeping the replaced database's owner", e);
+            tracing::warn!(error = %e, "the restored database is owned by the restoring role, not by {}", self.owner);
+        }
+        Ok(())
+    }
+
     /// Gives the staging database `name` the target's privileges. Returns a summary line.
     pub async fn apply_grants(
         &self,
@@ -176,9 +209,11 @@ impl TargetShape {
     ) -> PgResult<Option<String>> {
         let db = quote_ident(name);
         let mut sql = format!("BEGIN; REVOKE ALL ON DATABASE {db} FROM PUBLIC;");
-        for g in &self.grants {
-            sql.push_str(&g.replace("{db}", &db));
-            sql.push(';');
+        for (privilege, grantee, grantable) in &self.grants {
+            sql.push_str(&format!(
+                "GRANT {privilege} ON DATABASE {db} TO {grantee}{};",
+                if *grantable { " WITH GRANT OPTION" } else { "" }
+            ));
         }
         sql.push_str("COMMIT;");
         let client = maintenance.connect().await?;
@@ -221,11 +256,16 @@ pub async fn swap_in_database(
         client
             .execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = $1 AND pid <> pg_backend_pid()",
+                 WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+                   AND (pg_has_role(usesysid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))",
                 &[&target],
             )
             .await
-            .map_err(|e| maintenance.query_error(&format!("ending the sessions on {target}"), e))?;
+            .map_err(|e| {
+                // Sessions this role may not end make the rename below fail (and retry).
+                tracing::warn!(error = %e, "could not end the sessions on {target}");
+            })
+            .ok();
         match client.batch_execute(&swap).await {
             Ok(()) => break,
             Err(e) => {

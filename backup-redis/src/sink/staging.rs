@@ -533,6 +533,31 @@ impl RedisSink {
         if plan.staging.is_empty() {
             return Ok(());
         }
+        // Each mark is WATCHed (any change to it, a FLUSHDB or SWAPDB by another client
+        // included, aborts the EXEC below) and must still hold this restore's token: a
+        // staging database flushed or taken over during the restore is never published.
+        let mut watch: Vec<Vec<Vec<u8>>> = Vec::new();
+        for w in &plan.staging {
+            watch.push(vec![b"SELECT".to_vec(), w.to_string().into_bytes()]);
+            watch.push(vec![b"WATCH".to_vec(), STAGING_MARK.to_vec()]);
+            watch.push(vec![b"GET".to_vec(), STAGING_MARK.to_vec()]);
+        }
+        let replies = ctl.pipeline(&watch).await?;
+        for (w, r) in plan.staging.iter().zip(replies.chunks(3)) {
+            if let Some(Reply::Error(e)) = r.iter().find(|r| matches!(r, Reply::Error(_))) {
+                let _ = ctl.query(&[&b"UNWATCH"[..]]).await;
+                return Err(crate::client::server_error("WATCH", e));
+            }
+            if !matches!(&r[2], Reply::Bulk(Some(v)) if *v == self.staging_token) {
+                let _ = ctl.query(&[&b"UNWATCH"[..]]).await;
+                return Err(RedisError::Refused {
+                    operation: "publishing the restore".into(),
+                    message: format!(
+                        "staging database {w} lost this restore's mark (flushed or taken over by another client during the restore); nothing was published"
+                    ),
+                });
+            }
+        }
         // Re-checked now, not only when planned: a staging database holding more keys
         // than this restore wrote (and its mark) was written by someone else, and would
         // be published.
@@ -567,12 +592,7 @@ impl RedisSink {
                 }
             }
         }
-        let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
-        for w in &plan.staging {
-            cmds.push(vec![b"SELECT".to_vec(), w.to_string().into_bytes()]);
-            cmds.push(vec![b"WATCH".to_vec(), STAGING_MARK.to_vec()]);
-        }
-        cmds.push(vec![b"MULTI".to_vec()]);
+        let mut cmds: Vec<Vec<Vec<u8>>> = vec![vec![b"MULTI".to_vec()]];
         let functions_at = functions.map(|payload| {
             let policy: &[u8] = if self.options.replace {
                 b"REPLACE"
@@ -598,13 +618,9 @@ impl RedisSink {
             ]);
         }
         cmds.push(vec![b"EXEC".to_vec()]);
+        // A command refused while queueing makes EXEC fail as a whole (EXECABORT):
+        // nothing ran, and the EXEC reply says so.
         let replies = ctl.pipeline(&cmds).await?;
-        for r in &replies[..replies.len() - 1] {
-            if let Reply::Error(e) = r {
-                let _ = ctl.query(&[&b"DISCARD"[..]]).await;
-                return Err(crate::client::server_error("MULTI", e));
-            }
-        }
         let results = match replies.last() {
             Some(Reply::Array(Some(results))) => results,
             Some(Reply::Error(e)) => return Err(crate::client::server_error("EXEC", e)),
@@ -629,9 +645,17 @@ impl RedisSink {
             return Ok(());
         };
         // A command failed inside the transaction (Redis runs the others): undo the
-        // swaps that ran, so the targets hold their old contents again.
+        // swaps that ran (each target's SWAPDB reply is the third of its three), so the
+        // targets hold their old contents again.
+        let first_swap = usize::from(functions_at.is_some()) + 2;
         let mut undo: Vec<Vec<Vec<u8>>> = vec![vec![b"MULTI".to_vec()]];
-        for (s, t) in &plan.targets {
+        for (k, (s, t)) in plan.targets.iter().enumerate() {
+            if matches!(
+                results.get(first_swap + 3 * k),
+                Some(Reply::Error(_)) | None
+            ) {
+                continue;
+            }
             undo.push(vec![
                 b"SWAPDB".to_vec(),
                 plan.writes[s].to_string().into_bytes(),
