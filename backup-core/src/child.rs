@@ -29,8 +29,10 @@ fn setpriv() -> Option<&'static Path> {
                 .map(PathBuf::from)
                 .find(|p| p.is_file())
                 .filter(|p| {
+                    // With an empty environment: dbseal's own holds secrets.
                     std::process::Command::new(p)
                         .args(["--pdeathsig", "KILL", "--", "true"])
+                        .env_clear()
                         .stdin(std::process::Stdio::null())
                         .stdout(std::process::Stdio::null())
                         .stderr(std::process::Stdio::null())
