@@ -474,6 +474,7 @@ fn run_watching_children(mut cmd: Command) -> (Output, Vec<Seen>) {
         .spawn()
         .unwrap();
     let root = child.id();
+    let dbseal_exe = std::fs::read_link(format!("/proc/{root}/exe")).ok();
     let mut seen: BTreeMap<u32, Seen> = BTreeMap::new();
     let split = |b: Vec<u8>| -> Vec<String> {
         b.split(|&c| c == 0)
@@ -487,12 +488,20 @@ fn run_watching_children(mut cmd: Command) -> (Output, Vec<Seen>) {
             stack.extend(children(pid));
             // Read again every time: Debian's pg_dump is a wrapper that execs the real
             // one in the same process, and what ran last is what counts.
+            // Between fork and exec a child is still a copy of dbseal (its argv is
+            // dbseal's own): only what runs another program counts. The program is read
+            // before and after argv and environment, so all three belong to one exec.
+            let exe = |pid: u32| std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            let before = exe(pid);
             let (Ok(cmdline), Ok(environ)) = (
                 std::fs::read(format!("/proc/{pid}/cmdline")),
                 std::fs::read(format!("/proc/{pid}/environ")),
             ) else {
                 continue;
             };
+            if before.is_none() || before != exe(pid) || before == dbseal_exe {
+                continue; // not exec'd yet, exec'ing now, or gone: look again
+            }
             let argv = split(cmdline);
             if argv.is_empty() {
                 continue; // not exec'd yet (or a zombie): look again
