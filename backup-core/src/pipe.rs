@@ -354,6 +354,45 @@ impl AsyncRead for PipeReader {
     }
 }
 
+impl PipeReader {
+    /// A blocking [`std::io::Read`] + [`std::io::BufRead`] view of this reader, for a
+    /// stage that runs on a blocking thread (`spawn_blocking`). A failed writer reads as
+    /// an error, a clean end as end of file. Never use it on an async task.
+    pub fn blocking_reader(&mut self) -> BlockingPipeRead<'_> {
+        BlockingPipeRead(self)
+    }
+}
+
+/// See [`PipeReader::blocking_reader`].
+#[derive(Debug)]
+pub struct BlockingPipeRead<'a>(&'a mut PipeReader);
+
+impl std::io::BufRead for BlockingPipeRead<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.0.current.is_empty() {
+            if let Some(chunk) = self.0.blocking_next_chunk()? {
+                self.0.current = chunk;
+            }
+        }
+        Ok(&self.0.current)
+    }
+
+    fn consume(&mut self, amt: usize) {
+        let _ = self.0.current.split_to(amt.min(self.0.current.len()));
+    }
+}
+
+impl std::io::Read for BlockingPipeRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::io::BufRead;
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
 /// A blocking [`std::io::Read`] over a channel of chunks, for format readers that run
 /// on a blocking thread. Fed by [`ChunkFeed`].
 pub struct BlockingChunkReader {
@@ -395,6 +434,35 @@ impl std::io::Read for BlockingChunkReader {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn blocking_reader_reads_across_chunks_and_sees_a_failed_writer() {
+        let (mut w, mut r) = pipe(2);
+        let reader = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut out = Vec::new();
+            let mut small = [0u8; 3];
+            let n = r.blocking_reader().read(&mut small).unwrap();
+            out.extend_from_slice(&small[..n]);
+            let err = r.blocking_reader().read_to_end(&mut out).unwrap_err();
+            (out, err.to_string())
+        });
+        w.send(Bytes::from_static(b"hello ")).await.unwrap();
+        w.send(Bytes::from_static(b"world")).await.unwrap();
+        w.fail(io::Error::other("the source broke")).await;
+        let (out, err) = reader.await.unwrap();
+        assert_eq!(out, b"hello world");
+        assert!(err.contains("the source broke"), "{err}");
+
+        let (w, mut r) = pipe(2);
+        let reader = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut out = Vec::new();
+            r.blocking_reader().read_to_end(&mut out).map(|_| out)
+        });
+        w.finish().await.unwrap();
+        assert!(reader.await.unwrap().unwrap().is_empty());
+    }
 
     #[tokio::test]
     async fn finished_writer_gives_clean_eof() {

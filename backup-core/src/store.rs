@@ -30,11 +30,12 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
+use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::manifest::Manifest;
+use crate::pipe::CHUNK_SIZE;
 use crate::sign::{signature_key, Role, Trust};
 
 /// The part size of multipart uploads (S3's minimum is 5 MiB).
@@ -365,17 +366,23 @@ impl BackupStore {
         }
     }
 
-    /// Streams the object at `key`.
+    /// Streams the object at `key` in chunks of about [`CHUNK_SIZE`] bytes: a local file
+    /// is read on a thread of its own in large reads (object_store's own stream reads
+    /// 8 KiB per blocking task), a remote body is gathered into chunks of that size, so
+    /// the stages downstream pass a few large chunks instead of many small ones.
     pub async fn download(&self, key: &str) -> Result<BoxStream<'static, Result<Bytes>>> {
         let res = self
             .inner
             .get(&self.path(key))
             .await
             .map_err(self.store_err("read", key))?;
+        let body = match res.payload {
+            GetResultPayload::File(file, _) => read_file_in_chunks(file, res.range),
+            GetResultPayload::Stream(stream) => in_chunks(stream),
+        };
         let store = self.url.clone();
         let k = key.to_string();
-        Ok(res
-            .into_stream()
+        Ok(body
             .map_err(move |source| Error::Store {
                 store: store.clone(),
                 operation: "read",
@@ -851,6 +858,67 @@ impl VerificationRecord {
             reason: format!("not a verification record: {e}"),
         })
     }
+}
+
+/// Reads `range` of a local file on a blocking thread in [`CHUNK_SIZE`] reads, handing
+/// the chunks over a small channel; stops when the stream is dropped.
+fn read_file_in_chunks(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let failed = |e: std::io::Error| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(e),
+        };
+        let mut file = file;
+        if let Err(e) = file.seek(SeekFrom::Start(range.start)) {
+            let _ = tx.blocking_send(Err(failed(e)));
+            return;
+        }
+        let mut rest = file.take(range.end.saturating_sub(range.start));
+        loop {
+            let mut chunk = Vec::with_capacity(CHUNK_SIZE);
+            let item = match (&mut rest).take(CHUNK_SIZE as u64).read_to_end(&mut chunk) {
+                Ok(0) => return,
+                Ok(_) => Ok(Bytes::from(chunk)),
+                Err(e) => Err(failed(e)),
+            };
+            let stop = item.is_err();
+            if tx.blocking_send(item).is_err() || stop {
+                return;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+    .boxed()
+}
+
+/// Gathers a body's pieces into chunks of [`CHUNK_SIZE`] bytes (the last one shorter).
+fn in_chunks(
+    body: BoxStream<'static, object_store::Result<Bytes>>,
+) -> BoxStream<'static, object_store::Result<Bytes>> {
+    futures::stream::unfold(Some(body), |body| async move {
+        let mut body = body?;
+        let mut chunk = bytes::BytesMut::new();
+        while chunk.len() < CHUNK_SIZE {
+            match body.next().await {
+                Some(Ok(piece)) if chunk.is_empty() && piece.len() >= CHUNK_SIZE => {
+                    return Some((Ok(piece), Some(body)));
+                }
+                Some(Ok(piece)) => chunk.extend_from_slice(&piece),
+                Some(Err(e)) => return Some((Err(e), None)),
+                None if chunk.is_empty() => return None,
+                None => return Some((Ok(chunk.freeze()), None)),
+            }
+        }
+        Some((Ok(chunk.freeze()), Some(body)))
+    })
+    .boxed()
 }
 
 #[cfg(test)]

@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{AsyncReadExt as _, AsyncWriteExt as _};
+use futures::AsyncWriteExt as _;
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncWriteExt;
-use tokio_util::compat::{TokioAsyncReadCompatExt, TokioAsyncWriteCompatExt};
+use tokio_util::compat::TokioAsyncWriteCompatExt;
 
 use crate::error::{Error, Result};
 use crate::keys::{Decryption, Encryption};
@@ -159,7 +158,7 @@ impl Transform for Zstd {
 
     async fn apply(
         &self,
-        _ctx: &StageContext,
+        ctx: &StageContext,
         input: &mut PipeReader,
         output: &mut PipeWriter,
     ) -> Result<()> {
@@ -167,20 +166,10 @@ impl Transform for Zstd {
         // and the plaintext digest (the other CPU-bound stage) on different cores. On
         // the runtime's workers the two tasks were often serialised on one of them.
         let (level, workers) = (self.level, self.workers);
-        let (mut inp, mut out) = (input.take(), output.take());
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = compress_blocking(level, workers, &mut inp, &mut out);
-            (result, inp, out)
+        on_thread(ctx, input, output, "the zstd stage", move |_, inp, out| {
+            compress_blocking(level, workers, inp, out)
         })
-        .await;
-        match joined {
-            Ok((result, inp, out)) => {
-                *input = inp;
-                *output = out;
-                result
-            }
-            Err(e) => Err(crate::task::join_error(e, "the zstd stage")),
-        }
+        .await
     }
 
     async fn invert(
@@ -190,23 +179,34 @@ impl Transform for Zstd {
         output: &mut PipeWriter,
     ) -> Result<()> {
         // Decompression is CPU-bound: a thread of its own, as compression has, so the
-        // restore keeps both cores busy (download + decryption on the runtime, digests
-        // and zstd on threads).
-        let (mut inp, mut out) = (input.take(), output.take());
-        let ctx2 = ctx.clone();
-        let joined = tokio::task::spawn_blocking(move || {
-            let result = decompress_blocking(&ctx2, &mut inp, &mut out);
-            (result, inp, out)
-        })
-        .await;
-        match joined {
-            Ok((result, inp, out)) => {
-                *input = inp;
-                *output = out;
-                result
-            }
-            Err(e) => Err(crate::task::join_error(e, "the zstd stage")),
+        // restore keeps both cores busy.
+        on_thread(ctx, input, output, "the zstd stage", decompress_blocking).await
+    }
+}
+
+/// Runs `f` over a stage's pipe ends on a blocking thread (`spawn_blocking`) and puts
+/// them back: CPU-bound stages run there, so the OS spreads them over the cores instead
+/// of the runtime's workers taking turns.
+async fn on_thread(
+    ctx: &StageContext,
+    input: &mut PipeReader,
+    output: &mut PipeWriter,
+    what: &'static str,
+    f: impl FnOnce(&StageContext, &mut PipeReader, &mut PipeWriter) -> Result<()> + Send + 'static,
+) -> Result<()> {
+    let (mut inp, mut out, ctx) = (input.take(), output.take(), ctx.clone());
+    let joined = tokio::task::spawn_blocking(move || {
+        let result = f(&ctx, &mut inp, &mut out);
+        (result, inp, out)
+    })
+    .await;
+    match joined {
+        Ok((result, inp, out)) => {
+            *input = inp;
+            *output = out;
+            result
         }
+        Err(e) => Err(crate::task::join_error(e, what)),
     }
 }
 
@@ -404,87 +404,110 @@ impl Transform for Age {
         input: &mut PipeReader,
         output: &mut PipeWriter,
     ) -> Result<()> {
-        let decryption = self.decryption.as_ref().ok_or_else(|| {
+        let decryption = self.decryption.clone().ok_or_else(|| {
             Error::Key(format!(
                 "backup {} is encrypted: an identity (--identity / DBSEAL_IDENTITY) or passphrase is needed",
                 ctx.backup_id
             ))
         })?;
-        let fail = |reason: String| Error::Decryption {
-            id: ctx.backup_id.clone(),
-            key: ctx.key.clone(),
-            reason,
-        };
-        let decryptor = match age::Decryptor::new_async(input.compat()).await {
-            Ok(d) => d,
-            Err(age::DecryptError::Io(e)) => {
-                return Err(match Error::from_io(e, "age") {
-                    Error::Io { source, .. } => Error::Verification {
-                        id: ctx.backup_id.clone(),
-                        key: ctx.key.clone(),
-                        what: format!("not a readable age file: {source}"),
-                    },
-                    other => other,
-                })
-            }
-            Err(e) => {
-                return Err(Error::Verification {
+        // Decryption (and a passphrase's scrypt) is CPU-bound: a thread of its own, as
+        // zstd has, reading and passing on whole chunks.
+        let (recipients, passphrase) = (self.recipients.clone(), self.passphrase);
+        on_thread(ctx, input, output, "the age stage", move |ctx, inp, out| {
+            decrypt_blocking(ctx, &decryption, &recipients, passphrase, inp, out)
+        })
+        .await
+    }
+}
+
+/// Decrypts the age file in `input` into `output` on a blocking thread, in chunks of
+/// [`CHUNK_SIZE`] bytes. Does not finish `output`.
+fn decrypt_blocking(
+    ctx: &StageContext,
+    decryption: &Decryption,
+    recipients: &[String],
+    passphrase: bool,
+    input: &mut PipeReader,
+    output: &mut PipeWriter,
+) -> Result<()> {
+    use std::io::Read;
+    let fail = |reason: String| Error::Decryption {
+        id: ctx.backup_id.clone(),
+        key: ctx.key.clone(),
+        reason,
+    };
+    let decryptor = match age::Decryptor::new_buffered(input.blocking_reader()) {
+        Ok(d) => d,
+        Err(age::DecryptError::Io(e)) => {
+            return Err(match Error::from_io(e, "age") {
+                Error::Io { source, .. } => Error::Verification {
                     id: ctx.backup_id.clone(),
                     key: ctx.key.clone(),
-                    what: format!("not a valid age file: {e}"),
-                })
-            }
-        };
-        if decryptor.is_scrypt() != self.passphrase {
-            return Err(fail(if self.passphrase {
-                "the manifest says this backup is passphrase-encrypted but the artifact is not"
-                    .into()
-            } else {
-                "the artifact is passphrase-encrypted but the manifest records recipients".into()
-            }));
+                    what: format!("not a readable age file: {source}"),
+                },
+                other => other,
+            })
         }
-        let reader = decryption.with_identities(|ids| decryptor.decrypt_async(ids));
-        let mut reader = reader.map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys
-                if !self.passphrase && holds_identity_of(decryption, &self.recipients) =>
-            {
-                // The right key, yet it does not unwrap the file key: the header changed.
-                Error::Verification {
-                    id: ctx.backup_id.clone(),
-                    key: ctx.key.clone(),
-                    what: "the age header is corrupted or tampered: the given identity \
-                           belongs to a recipient the manifest records but does not unwrap \
-                           the artifact's file key"
-                        .into(),
-                }
-            }
-            age::DecryptError::NoMatchingKeys => fail(if self.passphrase {
-                "wrong passphrase".to_string()
-            } else {
-                format!(
-                    "none of the given identities matches the artifact's recipients ({})",
-                    self.recipients.join(", ")
-                )
-            }),
-            // A scrypt stanza that does not open: a wrong passphrase, or a damaged header
-            // (indistinguishable without the passphrase).
-            age::DecryptError::DecryptionFailed if self.passphrase => fail(
-                "wrong passphrase (or a damaged age header: level-1 verification, which \
-                 needs no key, tells them apart)"
-                    .into(),
-            ),
-            age::DecryptError::DecryptionFailed
-            | age::DecryptError::InvalidHeader
-            | age::DecryptError::InvalidMac => Error::Verification {
+        Err(e) => {
+            return Err(Error::Verification {
                 id: ctx.backup_id.clone(),
                 key: ctx.key.clone(),
-                what: format!("the age header is corrupted or tampered: {e}"),
-            },
-            other => fail(other.to_string()),
-        })?;
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = match reader.read(&mut buf).await {
+                what: format!("not a valid age file: {e}"),
+            })
+        }
+    };
+    if decryptor.is_scrypt() != passphrase {
+        return Err(fail(if passphrase {
+            "the manifest says this backup is passphrase-encrypted but the artifact is not".into()
+        } else {
+            "the artifact is passphrase-encrypted but the manifest records recipients".into()
+        }));
+    }
+    let reader = decryption.with_identities(|ids| decryptor.decrypt(ids));
+    let mut reader = reader.map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys
+            if !passphrase && holds_identity_of(decryption, recipients) =>
+        {
+            // The right key, yet it does not unwrap the file key: the header changed.
+            Error::Verification {
+                id: ctx.backup_id.clone(),
+                key: ctx.key.clone(),
+                what: "the age header is corrupted or tampered: the given identity \
+                       belongs to a recipient the manifest records but does not unwrap \
+                       the artifact's file key"
+                    .into(),
+            }
+        }
+        age::DecryptError::NoMatchingKeys => fail(if passphrase {
+            "wrong passphrase".to_string()
+        } else {
+            format!(
+                "none of the given identities matches the artifact's recipients ({})",
+                recipients.join(", ")
+            )
+        }),
+        // A scrypt stanza that does not open: a wrong passphrase, or a damaged header
+        // (indistinguishable without the passphrase).
+        age::DecryptError::DecryptionFailed if passphrase => fail(
+            "wrong passphrase (or a damaged age header: level-1 verification, which \
+             needs no key, tells them apart)"
+                .into(),
+        ),
+        age::DecryptError::DecryptionFailed
+        | age::DecryptError::InvalidHeader
+        | age::DecryptError::InvalidMac => Error::Verification {
+            id: ctx.backup_id.clone(),
+            key: ctx.key.clone(),
+            what: format!("the age header is corrupted or tampered: {e}"),
+        },
+        other => fail(other.to_string()),
+    })?;
+    let mut at_end = false;
+    while !at_end {
+        let mut chunk = vec![0u8; CHUNK_SIZE];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            let n = match reader.read(&mut chunk[filled..]) {
                 Ok(n) => n,
                 Err(e) => {
                     return Err(match Error::from_io(e, "age") {
@@ -500,15 +523,19 @@ impl Transform for Age {
                 }
             };
             if n == 0 {
+                at_end = true;
                 break;
             }
-            output
-                .write_all(&buf[..n])
-                .await
-                .map_err(|e| Error::from_io(e, "age: writing plaintext"))?;
+            filled += n;
         }
-        Ok(())
+        if filled > 0 {
+            chunk.truncate(filled);
+            output
+                .blocking_send(Bytes::from(chunk))
+                .map_err(|e| Error::from_io(e, "age: passing the plaintext on"))?;
+        }
     }
+    Ok(())
 }
 
 /// Whether one of the identities in `decryption` belongs to one of `recipients`: encrypts
