@@ -246,13 +246,23 @@ pub async fn streaming_upload(store: &BackupStore) {
         "{url}: the uploaded object reads back different"
     );
     let mut streamed = Vec::new();
+    let mut sizes = Vec::new();
     let mut stream = store.download(key).await.unwrap();
     while let Some(chunk) = stream.next().await {
-        streamed.extend_from_slice(&chunk.unwrap());
+        let chunk = chunk.unwrap();
+        sizes.push(chunk.len());
+        streamed.extend_from_slice(&chunk);
     }
     assert!(
         streamed == data,
         "{url}: the uploaded object streams back different"
+    );
+    // Few large chunks, not many small ones: the stages downstream pay per chunk.
+    sizes.pop();
+    assert!(
+        sizes.iter().all(|&n| n >= crate::pipe::CHUNK_SIZE),
+        "{url}: the download streams chunks smaller than {} bytes: {sizes:?}",
+        crate::pipe::CHUNK_SIZE
     );
 
     let aborted = "conf-upload-aborted/partial.bin";
