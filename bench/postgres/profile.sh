@@ -73,7 +73,7 @@ done
 rm -rf "$WORK/store"
 perf record -q -F 1999 -g -o "$WORK/perf.data" \
   "$DBSEAL" -q --store "file://$WORK/store" backup postgres --url "$URL" -d prof -r "$RCPT" >/dev/null 2>"$WORK/perf.err"
-perf report -i "$WORK/perf.data" --comm dbseal,tokio-rt-worker --no-children --sort symbol \
+perf report -i "$WORK/perf.data" --comm dbseal,tokio-rt-worker --percentage relative --no-children --sort symbol \
   --stdio -g none --percent-limit 0.7 2>/dev/null | grep '%' >"$WORK/symbols" || true
 
 BYTES=$(stat -c %s "$WORK/dump")
