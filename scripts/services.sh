@@ -108,7 +108,11 @@ start_s3() {
   cat >"$d/s3.json" <<JSON
 {"identities":[{"name":"admin","credentials":[{"accessKey":"$S3_KEY","secretKey":"$S3_SECRET"}],"actions":["Admin","Read","List","Tagging","Write"]}]}
 JSON
-  (cd "$d" && exec weed mini -dir="$d/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$d/s3.json" \
+  # Its logs and local sockets go into $d; the gRPC servers' sockets are fixed at
+  # /tmp/seaweedfs-*-grpc-PORT.sock (removed by `stop`, by port).
+  echo "$S3_PORT" >"$DIR/s3.port"
+  (cd "$d" && exec weed -logdir="$d" mini -dir="$d/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$d/s3.json" \
+    -filer.localSocket="$d/filer.sock" -s3.localSocket="$d/s3.sock" \
     -bucket=backups -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 1)) \
     -master.port=$((S3_PORT + 2)) -master.port.grpc=$((S3_PORT + 3)) \
     -volume.port=$((S3_PORT + 4)) -volume.port.grpc=$((S3_PORT + 5)) \
@@ -132,7 +136,7 @@ start_bolt() {
   local d=$DIR/arcadedb pkg
   mkdir -p "$d"
   pkg=$(python3 -c 'import arcadedb_embedded, os; print(os.path.dirname(arcadedb_embedded.__file__))')
-  (cd "$d" && exec "$pkg/jre/bin/java" -Xmx1g -cp "$pkg/jars/*" \
+  (cd "$d" && exec "$pkg/jre/bin/java" -Xmx1g -XX:-UsePerfData -cp "$pkg/jars/*" \
     -Darcadedb.server.rootPath="$d" -Darcadedb.server.databaseDirectory="$d/databases" \
     -Darcadedb.server.rootPassword="$BOLT_PASSWORD" \
     -Darcadedb.server.httpIncomingHost=127.0.0.1 -Darcadedb.server.httpIncomingPort="$ARCADE_HTTP_PORT" \
@@ -163,6 +167,16 @@ stop_all() {
     fi
     rm -f "$f"
   done
+  # SeaweedFS's gRPC sockets outside DIR (left behind when it is killed): only this
+  # instance's, by its ports (S3 port + 1, 3, 5, 7, 9).
+  if [ -s "$DIR/s3.port" ]; then
+    local p
+    p=$(cat "$DIR/s3.port")
+    rm -f "/tmp/seaweedfs-s3-grpc-$((p + 1)).sock" "/tmp/seaweedfs-master-grpc-$((p + 3)).sock" \
+      "/tmp/seaweedfs-volume-grpc-$((p + 5)).sock" "/tmp/seaweedfs-filer-grpc-$((p + 7)).sock" \
+      "/tmp/seaweedfs-admin-grpc-$((p + 9)).sock"
+    rm -f "$DIR/s3.port"
+  fi
 }
 
 cmd=${1:-}; DIR=${2:-}

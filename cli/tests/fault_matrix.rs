@@ -1877,8 +1877,15 @@ impl Seaweed {
         let p = self.port;
         let child = Command::new("weed")
             .current_dir(d)
+            // Logs and local sockets in the temporary directory, not /tmp.
+            .arg(format!("-logdir={}", d.display()))
             .arg("mini")
             .arg(format!("-dir={}", d.join("data").display()))
+            .arg(format!(
+                "-filer.localSocket={}",
+                d.join("filer.sock").display()
+            ))
+            .arg(format!("-s3.localSocket={}", d.join("s3.sock").display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
             .arg(format!("-s3.config={}", d.join("s3.json").display()))
             .arg("-bucket=backups")
@@ -1968,6 +1975,18 @@ impl Seaweed {
 impl Drop for Seaweed {
     fn drop(&mut self) {
         self.kill();
+        // Its gRPC servers' sockets are fixed at /tmp/seaweedfs-*-grpc-PORT.sock and
+        // stay behind when it is killed: remove this instance's, by port.
+        for (name, offset) in [
+            ("s3", 1),
+            ("master", 3),
+            ("volume", 5),
+            ("filer", 7),
+            ("admin", 9),
+        ] {
+            let sock = format!("/tmp/seaweedfs-{name}-grpc-{}.sock", self.port + offset);
+            let _ = std::fs::remove_file(sock);
+        }
     }
 }
 

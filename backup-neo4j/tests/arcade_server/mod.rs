@@ -38,6 +38,7 @@ pub fn spawn(dir: &Path, bolt_port: u16, http_port: u16, password: &str) -> Chil
     Command::new(format!("{pkg}/jre/bin/java"))
         .current_dir(dir)
         .arg("-Xmx512m")
+        .arg("-XX:-UsePerfData") // no /tmp/hsperfdata_* left behind
         .arg("-cp")
         .arg(format!("{pkg}/jars/*"))
         .arg(format!("-Darcadedb.server.rootPath={}", dir.display()))
