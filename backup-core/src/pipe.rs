@@ -393,6 +393,16 @@ impl std::io::Read for BlockingPipeRead<'_> {
     }
 }
 
+/// Reads the next chunk of up to [`CHUNK_SIZE`] bytes from a blocking reader (fewer only
+/// at its end); `None` at the end. For stages on blocking threads that pass whole chunks
+/// on without copying them again.
+pub fn read_chunk(reader: &mut impl std::io::Read) -> io::Result<Option<Bytes>> {
+    use std::io::Read;
+    let mut chunk = Vec::with_capacity(CHUNK_SIZE);
+    reader.take(CHUNK_SIZE as u64).read_to_end(&mut chunk)?;
+    Ok((!chunk.is_empty()).then(|| Bytes::from(chunk)))
+}
+
 /// A blocking [`std::io::Read`] over a channel of chunks, for format readers that run
 /// on a blocking thread. Fed by [`ChunkFeed`].
 pub struct BlockingChunkReader {

@@ -880,10 +880,9 @@ fn read_file_in_chunks(
         }
         let mut rest = file.take(range.end.saturating_sub(range.start));
         loop {
-            let mut chunk = Vec::with_capacity(CHUNK_SIZE);
-            let item = match (&mut rest).take(CHUNK_SIZE as u64).read_to_end(&mut chunk) {
-                Ok(0) => return,
-                Ok(_) => Ok(Bytes::from(chunk)),
+            let item = match crate::pipe::read_chunk(&mut rest) {
+                Ok(None) => return,
+                Ok(Some(chunk)) => Ok(chunk),
                 Err(e) => Err(failed(e)),
             };
             let stop = item.is_err();

@@ -430,7 +430,6 @@ fn decrypt_blocking(
     input: &mut PipeReader,
     output: &mut PipeWriter,
 ) -> Result<()> {
-    use std::io::Read;
     let fail = |reason: String| Error::Decryption {
         id: ctx.backup_id.clone(),
         key: ctx.key.clone(),
@@ -502,38 +501,26 @@ fn decrypt_blocking(
         },
         other => fail(other.to_string()),
     })?;
-    let mut at_end = false;
-    while !at_end {
-        let mut chunk = vec![0u8; CHUNK_SIZE];
-        let mut filled = 0;
-        while filled < chunk.len() {
-            let n = match reader.read(&mut chunk[filled..]) {
-                Ok(n) => n,
-                Err(e) => {
-                    return Err(match Error::from_io(e, "age") {
-                        Error::Io { source, .. } => Error::Verification {
-                            id: ctx.backup_id.clone(),
-                            key: ctx.key.clone(),
-                            what: format!(
-                                "the encrypted stream failed authentication (corrupted, truncated or tampered): {source}"
-                            ),
-                        },
-                        other => other,
-                    })
-                }
-            };
-            if n == 0 {
-                at_end = true;
-                break;
+    loop {
+        let chunk = match crate::pipe::read_chunk(&mut reader) {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(match Error::from_io(e, "age") {
+                    Error::Io { source, .. } => Error::Verification {
+                        id: ctx.backup_id.clone(),
+                        key: ctx.key.clone(),
+                        what: format!(
+                            "the encrypted stream failed authentication (corrupted, truncated or tampered): {source}"
+                        ),
+                    },
+                    other => other,
+                })
             }
-            filled += n;
-        }
-        if filled > 0 {
-            chunk.truncate(filled);
-            output
-                .blocking_send(Bytes::from(chunk))
-                .map_err(|e| Error::from_io(e, "age: passing the plaintext on"))?;
-        }
+        };
+        output
+            .blocking_send(chunk)
+            .map_err(|e| Error::from_io(e, "age: passing the plaintext on"))?;
     }
     Ok(())
 }
