@@ -232,11 +232,9 @@ async fn drain_trailing(ctx: &StageContext, input: &mut PipeReader) -> Result<()
         extra += chunk.len() as u64;
     }
     if extra > 0 {
-        return Err(Error::Verification {
-            id: ctx.backup_id.clone(),
-            key: ctx.key.clone(),
-            what: format!("{extra} unexpected bytes after the end of the encoded stream"),
-        });
+        return Err(ctx.verification(format!(
+            "{extra} unexpected bytes after the end of the encoded stream"
+        )));
     }
     Ok(())
 }
@@ -676,14 +674,10 @@ pub async fn restore(
                         p.advance(chunk.len() as u64);
                     }
                     if size > artifact.stored_size {
-                        return Err(Error::Verification {
-                            id: ctx.backup_id.clone(),
-                            key: ctx.key.clone(),
-                            what: format!(
-                                "stored object is larger than the {} bytes the manifest records",
-                                artifact.stored_size
-                            ),
-                        });
+                        return Err(ctx.verification(format!(
+                            "stored object is larger than the {} bytes the manifest records",
+                            artifact.stored_size
+                        )));
                     }
                     out.send(chunk)
                         .await
@@ -691,11 +685,7 @@ pub async fn restore(
                 }
                 let digest = hex(hasher.finalize());
                 if let Some(what) = artifact.stored_mismatch(size, &digest) {
-                    return Err(Error::Verification {
-                        id: ctx.backup_id.clone(),
-                        key: ctx.key.clone(),
-                        what,
-                    });
+                    return Err(ctx.verification(what));
                 }
                 Ok(())
             }
@@ -742,14 +732,10 @@ pub async fn restore(
                 }
                 let digest = hex(hasher.finalize());
                 if size != artifact.plaintext_size || digest != artifact.plaintext_sha256 {
-                    return Err(Error::Verification {
-                        id: ctx.backup_id.clone(),
-                        key: ctx.key.clone(),
-                        what: format!(
-                            "plaintext is {size} bytes with SHA-256 {digest}, the manifest records {} bytes with {}",
-                            artifact.plaintext_size, artifact.plaintext_sha256
-                        ),
-                    });
+                    return Err(ctx.verification(format!(
+                        "plaintext is {size} bytes with SHA-256 {digest}, the manifest records {} bytes with {}",
+                        artifact.plaintext_size, artifact.plaintext_sha256
+                    )));
                 }
                 if let Some(last) = held.take() {
                     out.blocking_send(last)

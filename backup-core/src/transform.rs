@@ -57,6 +57,17 @@ pub struct StageContext {
     pub key: String,
 }
 
+impl StageContext {
+    /// The verification error for this stage's artifact: `what` differed.
+    pub fn verification(&self, what: impl Into<String>) -> Error {
+        Error::Verification {
+            id: self.backup_id.clone(),
+            key: self.key.clone(),
+            what: what.into(),
+        }
+    }
+}
+
 /// A streaming stage with an inverse.
 #[async_trait]
 pub trait Transform: Send + Sync {
@@ -219,11 +230,8 @@ fn decompress_blocking(
     output: &mut PipeWriter,
 ) -> Result<()> {
     use zstd::stream::raw::{Decoder, InBuffer, Operation, OutBuffer};
-    let invalid = |what: String| Error::Verification {
-        id: ctx.backup_id.clone(),
-        key: ctx.key.clone(),
-        what: format!("the zstd stream inside is invalid: {what}"),
-    };
+    let invalid =
+        |what: String| ctx.verification(format!("the zstd stream inside is invalid: {what}"));
     let mut dec = Decoder::new().map_err(|e| Error::io("zstd: starting", e))?;
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK_SIZE);
     let mut ship = |buf: &mut Vec<u8>, force: bool| -> Result<()> {
@@ -439,21 +447,13 @@ fn decrypt_blocking(
         Ok(d) => d,
         Err(age::DecryptError::Io(e)) => {
             return Err(match Error::from_io(e, "age") {
-                Error::Io { source, .. } => Error::Verification {
-                    id: ctx.backup_id.clone(),
-                    key: ctx.key.clone(),
-                    what: format!("not a readable age file: {source}"),
-                },
+                Error::Io { source, .. } => {
+                    ctx.verification(format!("not a readable age file: {source}"))
+                }
                 other => other,
             })
         }
-        Err(e) => {
-            return Err(Error::Verification {
-                id: ctx.backup_id.clone(),
-                key: ctx.key.clone(),
-                what: format!("not a valid age file: {e}"),
-            })
-        }
+        Err(e) => return Err(ctx.verification(format!("not a valid age file: {e}"))),
     };
     if decryptor.is_scrypt() != passphrase {
         return Err(fail(if passphrase {
@@ -468,14 +468,11 @@ fn decrypt_blocking(
             if !passphrase && holds_identity_of(decryption, recipients) =>
         {
             // The right key, yet it does not unwrap the file key: the header changed.
-            Error::Verification {
-                id: ctx.backup_id.clone(),
-                key: ctx.key.clone(),
-                what: "the age header is corrupted or tampered: the given identity \
+            ctx.verification(
+                "the age header is corrupted or tampered: the given identity \
                        belongs to a recipient the manifest records but does not unwrap \
-                       the artifact's file key"
-                    .into(),
-            }
+                       the artifact's file key",
+            )
         }
         age::DecryptError::NoMatchingKeys => fail(if passphrase {
             "wrong passphrase".to_string()
@@ -494,11 +491,9 @@ fn decrypt_blocking(
         ),
         age::DecryptError::DecryptionFailed
         | age::DecryptError::InvalidHeader
-        | age::DecryptError::InvalidMac => Error::Verification {
-            id: ctx.backup_id.clone(),
-            key: ctx.key.clone(),
-            what: format!("the age header is corrupted or tampered: {e}"),
-        },
+        | age::DecryptError::InvalidMac => {
+            ctx.verification(format!("the age header is corrupted or tampered: {e}"))
+        }
         other => fail(other.to_string()),
     })?;
     loop {
@@ -507,13 +502,9 @@ fn decrypt_blocking(
             Ok(None) => break,
             Err(e) => {
                 return Err(match Error::from_io(e, "age") {
-                    Error::Io { source, .. } => Error::Verification {
-                        id: ctx.backup_id.clone(),
-                        key: ctx.key.clone(),
-                        what: format!(
+                    Error::Io { source, .. } => ctx.verification(format!(
                             "the encrypted stream failed authentication (corrupted, truncated or tampered): {source}"
-                        ),
-                    },
+                        )),
                     other => other,
                 })
             }
