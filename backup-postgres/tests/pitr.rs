@@ -64,10 +64,11 @@ async fn restore_on_timeline(
     target: RecoveryTarget,
     timeline: Option<&str>,
 ) -> backup_core::Result<PhysicalRestoreReport> {
-    restore_with(archive, manifest, pgdata, target, timeline, None).await
+    restore_with(archive, manifest, pgdata, target, timeline, None, "").await
 }
 
-/// The restore every helper runs; `archive_command`: `--archive-to` (else archiving off).
+/// The restore every helper runs; `archive_command`: `--archive-to` (else archiving off);
+/// `extra_env`: lines added to restore_command's env file.
 async fn restore_with(
     archive: &Archive,
     manifest: &Manifest,
@@ -75,6 +76,7 @@ async fn restore_with(
     target: RecoveryTarget,
     timeline: Option<&str>,
     archive_command: Option<String>,
+    extra_env: &str,
 ) -> backup_core::Result<PhysicalRestoreReport> {
     let sysid: u64 = manifest.source["system_identifier"]
         .as_str()
@@ -96,7 +98,7 @@ async fn restore_with(
         archive_command,
         cancel: Default::default(),
         env_file: Some(SecretString::new(format!(
-            "DBSEAL_STORE={}\nDBSEAL_IDENTITY={}\nDBSEAL_TRUSTED_SIGNERS={}\n",
+            "DBSEAL_STORE={}\nDBSEAL_IDENTITY={}\nDBSEAL_TRUSTED_SIGNERS={}\n{extra_env}",
             archive.store_dir.display(),
             archive.identity.display(),
             archive.public_key()
@@ -334,6 +336,7 @@ async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() 
         RecoveryTarget::Time(t2.clone()),
         None,
         Some(archive.archive_command()),
+        "",
     )
     .await
     .unwrap();
@@ -947,4 +950,90 @@ async fn wal_push_failures_lose_nothing_and_archiving_catches_up() {
     }
     let restored = start_restored(&tree, &pgdata, "restored").await;
     assert_eq!(fingerprint(&restored).await, expected, "nothing was lost");
+}
+
+/// `--concurrency` against a real server: a backlog of ready segments is archived
+/// ahead by `wal-push --concurrency 4` (PostgreSQL's archiver then gets its answers
+/// from the markers), and a restore whose restore_command prefetches
+/// (`DBSEAL_WAL_CONCURRENCY=4` in its env file) recovers the same rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_wal_push_and_prefetching_recovery_keep_every_row() {
+    let tree = TempTree::new("dbseal-pitr-parallel");
+    let archive = Archive::new(&tree, "par");
+    let command = archive
+        .archive_command()
+        .replace(" wal-push ", " wal-push --concurrency 4 ");
+    let cluster = Cluster::create(
+        &tree,
+        "primary",
+        &ClusterOptions {
+            wal_segsize_mb: 1,
+            archive_command: Some(command.clone()),
+        },
+    );
+    cluster
+        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
+        .await;
+    insert_batch(&cluster, 0, 500).await;
+    let manifest = base_backup(&cluster, &archive).await;
+
+    // A backlog: archiving paused while about twenty segments fill, then resumed.
+    cluster.exec("ALTER SYSTEM SET archive_command = ''").await;
+    cluster.exec("SELECT pg_reload_conf()").await;
+    for batch in 1..=20 {
+        insert_batch(&cluster, batch, 4000).await;
+    }
+    let state = fingerprint(&cluster).await;
+    cluster
+        .exec(&format!(
+            "ALTER SYSTEM SET archive_command = '{}'",
+            command.replace('\'', "''")
+        ))
+        .await;
+    cluster.exec("SELECT pg_reload_conf()").await;
+    let last = cluster.switch_wal().await;
+    cluster.wait_archived(&last).await;
+    let log = cluster.log_text();
+    let ahead = log.matches("archived ahead").count();
+    assert!(
+        ahead >= 10,
+        "most of the backlog is answered from markers ({ahead}):\n{}",
+        cluster.log_tail(40)
+    );
+    let pg_wal = cluster.data.join("pg_wal");
+    let left = std::fs::read_dir(pg_wal.join(".dbseal-pushed"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(left <= 1, "markers are consumed ({left} left)");
+
+    // Every archived segment verifies, and recovery with prefetch restores every row.
+    let (code, out, err) = archive.dbseal(&[
+        "wal-verify",
+        "--datastore",
+        "par",
+        "-i",
+        archive.identity.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let pgdata = tree.path.join("restored");
+    restore_with(
+        &archive,
+        &manifest,
+        &pgdata,
+        RecoveryTarget::Latest,
+        None,
+        None,
+        "DBSEAL_WAL_CONCURRENCY=4\n",
+    )
+    .await
+    .unwrap();
+    let restored = start_restored(&tree, &pgdata, "restored").await;
+    assert_eq!(fingerprint(&restored).await, state);
+    let log = restored.log_text();
+    let prefetched = log.matches("prefetched)").count();
+    assert!(
+        prefetched >= 10,
+        "most segments come from the prefetch ({prefetched}):\n{}",
+        restored.log_tail(40)
+    );
 }

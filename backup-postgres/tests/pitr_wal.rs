@@ -457,3 +457,184 @@ async fn a_forged_start_lsn_does_not_steer_wal_pruning() {
         .unwrap();
     assert_eq!(status.segments, 6);
 }
+
+/// `wal-push --concurrency`: the files PostgreSQL marked ready beside %p are archived
+/// ahead and answered from markers, which a changed file or another datastore ignores;
+/// `wal-fetch --concurrency` prefetches the next segments, verified, and re-checks a
+/// prefetched file before handing it over.
+#[test]
+fn concurrent_push_archives_ready_files_ahead_and_fetch_prefetches() {
+    let tree = TempTree::new("dbseal-pitr-wal-par");
+    let archive = Archive::new(&tree, "par");
+    let pg_wal = tree.dir("pg_wal");
+    let status = pg_wal.join("archive_status");
+    std::fs::create_dir_all(&status).unwrap();
+    let recipient = archive.keys.recipient();
+    let paths: Vec<_> = (10..=16)
+        .map(|segno| {
+            let p = write_segment(&pg_wal, 1, segno, SYSID);
+            let name = p.file_name().unwrap().to_str().unwrap().to_string();
+            std::fs::write(status.join(format!("{name}.ready")), b"").unwrap();
+            p
+        })
+        .collect();
+    let push = |ds: &str, p: &Path| {
+        let (code, out, err) = archive.dbseal(&[
+            "wal-push",
+            "--datastore",
+            ds,
+            "-r",
+            &recipient,
+            "--concurrency",
+            "3",
+            p.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        assert!(!err.contains("WARN"), "{err}");
+        out
+    };
+    let archived = || {
+        std::fs::read_dir(archive.timeline_dir(1))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let markers = pg_wal.join(".dbseal-pushed");
+
+    // The first call into a new archive archives its own file alone (it creates the
+    // archive's record); the next one its own file and the five other ready ones.
+    let out = push("par", &paths[0]);
+    assert!(out.contains("archived ") && !out.contains("ahead"), "{out}");
+    assert_eq!(archived(), 1, "the first file alone");
+    let out = push("par", &paths[0]);
+    assert!(out.contains("already archived"), "{out}");
+    assert_eq!(archived(), 7, "all seven ready files are archived");
+    assert_eq!(std::fs::read_dir(&markers).unwrap().count(), 6);
+    // As PostgreSQL does after a success.
+    let done = |p: &Path| {
+        let name = p.file_name().unwrap().to_str().unwrap();
+        std::fs::rename(
+            status.join(format!("{name}.ready")),
+            status.join(format!("{name}.done")),
+        )
+        .unwrap();
+    };
+    done(&paths[0]);
+
+    // The archiver reaches the next file: answered from its marker, which is consumed.
+    let out = push("par", &paths[1]);
+    assert!(out.contains("archived ahead"), "{out}");
+    assert!(!markers.join(paths[1].file_name().unwrap()).exists());
+    done(&paths[1]);
+
+    // A file changed since it was pushed ahead (here: its time) is archived again and
+    // checked against the archive, not answered from the marker.
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&paths[2])
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let out = push("par", &paths[2]);
+    assert!(out.contains("already archived"), "{out}");
+    done(&paths[2]);
+
+    // Another datastore's archive ignores this one's markers.
+    let out = push("other", &paths[3]);
+    assert!(!out.contains("ahead"), "{out}");
+    let out = push("other", &paths[3]);
+    assert!(out.contains("already archived"), "{out}");
+    let other_tl = archive.store_dir.join("other/wal/00000001");
+    let other_count = std::fs::read_dir(&other_tl)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .count();
+    assert_eq!(other_count, 4, "its own file and the three still ready");
+
+    // Markers of files gone from pg_wal are removed by the next call.
+    std::fs::remove_file(&paths[5]).unwrap();
+    std::fs::remove_file(status.join(format!(
+        "{}.ready",
+        paths[5].file_name().unwrap().to_str().unwrap()
+    )))
+    .unwrap();
+    push("par", &paths[3]);
+    assert!(!markers.join(paths[5].file_name().unwrap()).exists());
+
+    // Prefetch: fetching segment 10 with concurrency 3 brings 11 and 12 along.
+    let restore_dir = tree.dir("restore-pg_wal");
+    let ident = archive.identity.to_str().unwrap().to_string();
+    let fetch = |name: &str| {
+        archive.dbseal(&[
+            "wal-fetch",
+            "--datastore",
+            "par",
+            "-i",
+            &ident,
+            "--concurrency",
+            "3",
+            name,
+            restore_dir.join("RECOVERYXLOG").to_str().unwrap(),
+        ])
+    };
+    let name = |segno: u64| segment_name(1, segno, u64::from(SEG));
+    let original = |segno: u64| fake_segment(1, segno, SEG, SYSID);
+    let (code, out, err) = fetch(&name(10));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("prefetched"), "{out}");
+    assert_eq!(
+        std::fs::read(restore_dir.join("RECOVERYXLOG")).unwrap(),
+        original(10)
+    );
+    let cache = restore_dir.join(".dbseal-prefetch");
+    let mut cached: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    cached.sort();
+    assert_eq!(cached, vec![name(11), name(12)]);
+
+    let (code, out, err) = fetch(&name(11));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("prefetched"), "{out}");
+    assert_eq!(
+        std::fs::read(restore_dir.join("RECOVERYXLOG")).unwrap(),
+        original(11)
+    );
+    // A damaged prefetched file is not handed over: it is fetched again from the store.
+    let mut bytes = std::fs::read(cache.join(name(12))).unwrap();
+    bytes[26] ^= 0xff; // the long page header's system identifier
+    std::fs::write(cache.join(name(12)), &bytes).unwrap();
+    let (code, out, err) = fetch(&name(12));
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(!out.contains("prefetched"), "{out}");
+    assert_eq!(
+        std::fs::read(restore_dir.join("RECOVERYXLOG")).unwrap(),
+        original(12)
+    );
+    // Past the end of the archive: missing (exit 3), and nothing is left in the cache
+    // but the window's files (none here: 17 and 18 do not exist).
+    let (code, _, err) = fetch(&name(17));
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+    // A bad value is refused clearly.
+    let (code, _, err) = archive.dbseal(&[
+        "wal-fetch",
+        "--datastore",
+        "par",
+        "-i",
+        &ident,
+        "--concurrency",
+        "0",
+        &name(10),
+        restore_dir.join("RECOVERYXLOG").to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--concurrency 0"), "{err}");
+}

@@ -43,8 +43,8 @@ use serde::Deserialize;
 
 use crate::physical;
 use crate::wal::{
-    FetchOptions, FetchOutcome, PushOptions, PushOutcome, WalArchive, WalVerifyLevel,
-    WalVerifyReport,
+    check_concurrency, FetchOptions, FetchOutcome, PushOptions, PushOutcome, WalArchive,
+    WalVerifyLevel, WalVerifyReport,
 };
 
 mod archive;
@@ -134,6 +134,11 @@ pub struct WalPushOptions {
         allow_negative_numbers = true
     )]
     pub zstd_level: i32,
+    /// Files at once (1 to 64): %p and the oldest other files PostgreSQL marked
+    /// ready beside it, each answered later from a marker in pg_wal/.dbseal-pushed.
+    /// Default 1; DBSEAL_WAL_CONCURRENCY, also read from --env-file.
+    #[arg(long, env = "DBSEAL_WAL_CONCURRENCY")]
+    pub concurrency: Option<usize>,
     /// A KEY=VALUE file (DBSEAL_STORE, DBSEAL_STORE_OPTION=k=v, DBSEAL_RECIPIENTS,
     /// DBSEAL_IDENTITY, DBSEAL_PASSPHRASE_FILE, DBSEAL_SIGNING_KEY, DBSEAL_TRUSTED_SIGNERS, AWS_*/GOOGLE_*/AZURE_*) filling in what
     /// neither flags nor the environment set. Keep it mode 0600: it may hold secrets.
@@ -149,6 +154,7 @@ impl Default for WalPushOptions {
             datastore: String::new(),
             recipients: Vec::new(),
             zstd_level: 3,
+            concurrency: None,
             env_file: None,
             path: PathBuf::new(),
         }
@@ -181,6 +187,11 @@ pub struct WalFetchOptions {
     /// log-shipping standbys that should keep retrying through store outages.
     #[arg(long)]
     pub errors_as_missing: bool,
+    /// Segments at once (1 to 64): %f and the next ones of its timeline, prefetched
+    /// into pg_wal/.dbseal-prefetch for the next calls. Default 1;
+    /// DBSEAL_WAL_CONCURRENCY, also read from --env-file.
+    #[arg(long, env = "DBSEAL_WAL_CONCURRENCY")]
+    pub concurrency: Option<usize>,
     /// A KEY=VALUE file (DBSEAL_STORE, DBSEAL_STORE_OPTION=k=v, DBSEAL_IDENTITY,
     /// DBSEAL_PASSPHRASE_FILE, DBSEAL_SIGNING_KEY, DBSEAL_TRUSTED_SIGNERS, AWS_*/GOOGLE_*/AZURE_*) filling in what neither flags
     /// nor the environment set. Keep it mode 0600: it may hold secrets.
@@ -252,6 +263,8 @@ pub struct WalSettings {
     pub passphrase_file: Option<PathBuf>,
     /// Signing key and trusted keys.
     pub trust: backup_core::ops::TrustOptions,
+    /// DBSEAL_WAL_CONCURRENCY from the env file.
+    pub wal_concurrency: Option<usize>,
 }
 
 impl fmt::Debug for WalSettings {
@@ -275,6 +288,7 @@ impl fmt::Debug for WalSettings {
             .field("identities", &self.identities)
             .field("passphrase_file", &self.passphrase_file)
             .field("trust", &self.trust)
+            .field("wal_concurrency", &self.wal_concurrency)
             .finish()
     }
 }
@@ -370,6 +384,12 @@ impl WalSettings {
             .passphrase_file
             .clone()
             .or_else(|| get("DBSEAL_PASSPHRASE_FILE").pop().map(PathBuf::from));
+        let wal_concurrency = match get("DBSEAL_WAL_CONCURRENCY").pop() {
+            None => None,
+            Some(v) => Some(v.trim().parse::<usize>().map_err(|_| {
+                Error::Config(format!("DBSEAL_WAL_CONCURRENCY `{v}` is not a number"))
+            })?),
+        };
         let from_file = backup_core::ops::TrustOptions::from_lookup(get);
         Ok(WalSettings {
             store_url,
@@ -378,6 +398,7 @@ impl WalSettings {
             identities,
             passphrase_file,
             trust: store.trust.or(&from_file),
+            wal_concurrency,
         })
     }
 
@@ -429,7 +450,10 @@ pub async fn wal_push(store: &StoreLocation, options: &WalPushOptions) -> Result
     let archive = WalArchive::new(s.open_store()?, &options.datastore)?;
     let mut push = PushOptions::new(encryption);
     push.zstd_level = options.zstd_level;
-    archive.push(&options.path, &push).await
+    let concurrency = check_concurrency(options.concurrency.or(s.wal_concurrency).unwrap_or(1))?;
+    archive
+        .push_concurrently(&options.path, &push, concurrency)
+        .await
 }
 
 /// The line `wal-push` prints for `outcome` (empty lines are not printed).
@@ -438,6 +462,10 @@ pub fn push_message(outcome: &PushOutcome) -> String {
         "archived" => format!(
             "archived {} ({} → {} bytes) in {}",
             outcome.file, outcome.plaintext_size, outcome.stored_size, outcome.key
+        ),
+        "archived_ahead" => format!(
+            "{} was archived ahead by an earlier wal-push (--concurrency)",
+            outcome.file
         ),
         "repaired" => format!(
             "{} was archived but its stored object was missing or damaged: rewrote {}",
@@ -494,7 +522,10 @@ async fn fetch_file(store: &StoreLocation, options: &WalFetchOptions) -> Result<
         decryption,
         system_identifier: options.system_id,
     };
-    archive.fetch(&options.file, &options.path, &fetch).await
+    let concurrency = check_concurrency(options.concurrency.or(s.wal_concurrency).unwrap_or(1))?;
+    archive
+        .fetch_concurrently(&options.file, &options.path, &fetch, concurrency)
+        .await
 }
 
 impl FetchOutcome {
@@ -502,7 +533,14 @@ impl FetchOutcome {
     /// `fetched FILE (N bytes)`, or why the file is missing.
     pub fn message(&self, datastore: &str) -> String {
         match self {
-            FetchOutcome::Fetched { file, bytes } => format!("fetched {file} ({bytes} bytes)"),
+            FetchOutcome::Fetched {
+                file,
+                bytes,
+                prefetched,
+            } => format!(
+                "fetched {file} ({bytes} bytes{})",
+                if *prefetched { ", prefetched" } else { "" }
+            ),
             FetchOutcome::Missing {
                 file,
                 later_segment: Some(later),

@@ -36,6 +36,8 @@ pub enum FetchOutcome {
         file: String,
         /// Bytes written.
         bytes: u64,
+        /// Taken from what an earlier `wal-fetch --concurrency` prefetched.
+        prefetched: bool,
     },
     /// The file is not in the archive (a normal answer: recovery asks for files past
     /// the end of the archive and for history files that do not exist).
@@ -92,6 +94,7 @@ impl WalArchive {
         Ok(FetchOutcome::Fetched {
             file: file.name,
             bytes: report.bytes,
+            prefetched: false,
         })
     }
 

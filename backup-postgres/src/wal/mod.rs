@@ -63,6 +63,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 mod fetch;
+mod parallel;
 mod push;
 mod segment;
 #[cfg(test)]
@@ -71,6 +72,7 @@ mod timeline;
 mod verify;
 
 pub use fetch::{FetchOptions, FetchOutcome};
+pub use parallel::{check_concurrency, AHEAD_PER_CALL, MAX_CONCURRENCY, PREFETCH_DIR, PUSHED_DIR};
 pub use push::{PushOptions, PushOutcome};
 pub use segment::*;
 pub use timeline::*;

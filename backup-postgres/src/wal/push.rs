@@ -52,8 +52,9 @@ impl PushOptions {
 pub struct PushOutcome {
     /// The file name.
     pub file: String,
-    /// `archived`, `already_archived` (same content, nothing written) or `repaired`
-    /// (same content, but the stored object was missing or damaged and was rewritten).
+    /// `archived`, `already_archived` (same content, nothing written), `repaired`
+    /// (same content, but the stored object was missing or damaged and was rewritten)
+    /// or `archived_ahead` (by an earlier call with `--concurrency`).
     pub status: &'static str,
     /// The manifest key.
     pub manifest_key: String,

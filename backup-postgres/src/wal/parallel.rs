@@ -1,0 +1,314 @@
+//! `--concurrency N` for `wal-push` and `wal-fetch`, as WAL-G does it.
+//!
+//! - **Push ahead.** PostgreSQL's archiver calls `archive_command` for one file at a
+//!   time. With `N > 1`, `wal-push` also archives, `N` at a time, the oldest other
+//!   files whose `archive_status/NAME.ready` says they wait for archiving (at most
+//!   [`AHEAD_PER_CALL`]` × N` per call, so one call stays short), and leaves a marker
+//!   for each in `pg_wal/.dbseal-pushed/`. When the archiver reaches such a file, the
+//!   marker answers at once: it names the store and datastore (hashed) and the file's
+//!   size and modification time, and a marker that does not match them is ignored
+//!   (the file is archived again, which is idempotent). A failed push ahead is only
+//!   logged: the archiver will call for that file itself.
+//! - **Prefetch.** `restore_command` asks for one segment at a time. With `N > 1`,
+//!   `wal-fetch` fetches the requested segment and the next `N - 1` of its timeline at
+//!   once into `pg_wal/.dbseal-prefetch/`, each verified as a fetched file is (digests,
+//!   signature, page headers, system identifier) and renamed into place only when
+//!   whole; the next calls take their file from there after checking its page headers
+//!   again. Files outside the window are removed by the next call; a recovered cluster
+//!   keeps at most `N - 1` files there until deleted.
+//!
+//! Memory: each push in flight holds its sealed file (up to a segment) in memory.
+
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+use backup_core::{Error, Result};
+use futures::stream::{self, StreamExt};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+use super::fetch::check_segment;
+use super::{
+    segment_name, FetchOptions, FetchOutcome, PushOptions, PushOutcome, SegmentScanner, WalArchive,
+    WalFile, WalFileKind,
+};
+
+/// Files pushed ahead per call, per unit of concurrency.
+pub const AHEAD_PER_CALL: usize = 8;
+/// Where pushed-ahead markers live, beside the WAL files.
+pub const PUSHED_DIR: &str = ".dbseal-pushed";
+/// Where prefetched files live, beside the WAL files.
+pub const PREFETCH_DIR: &str = ".dbseal-prefetch";
+/// The largest concurrency accepted.
+pub const MAX_CONCURRENCY: usize = 64;
+
+/// A file pushed ahead: enough to recognise it and to answer for it.
+#[derive(Debug, Serialize, Deserialize)]
+struct Marker {
+    archive: String,
+    size: u64,
+    modified_ns: u128,
+    manifest_key: String,
+    key: String,
+    plaintext_size: u64,
+    stored_size: u64,
+}
+
+/// Checks a `--concurrency` value.
+pub fn check_concurrency(n: usize) -> Result<usize> {
+    if n == 0 || n > MAX_CONCURRENCY {
+        return Err(Error::Config(format!(
+            "--concurrency {n}: give 1 (one file at a time) to {MAX_CONCURRENCY}"
+        )));
+    }
+    Ok(n)
+}
+
+fn file_stamp(path: &Path) -> Option<(u64, u128)> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+    Some((meta.len(), modified.as_nanos()))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+impl WalArchive {
+    /// Who this archive is, for markers: a hash of the store URL and the datastore
+    /// (never the URL itself, which may hold credentials).
+    fn marker_identity(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(self.store().url().as_bytes());
+        h.update([0]);
+        h.update(self.datastore().as_bytes());
+        hex::encode(&h.finalize()[..16])
+    }
+
+    /// The marker of `path` if it was pushed ahead into this archive and is unchanged.
+    fn pushed_marker(&self, path: &Path, marker: &Path) -> Option<Marker> {
+        let m: Marker = serde_json::from_slice(&std::fs::read(marker).ok()?).ok()?;
+        let (size, modified_ns) = file_stamp(path)?;
+        (m.archive == self.marker_identity() && m.size == size && m.modified_ns == modified_ns)
+            .then_some(m)
+    }
+
+    /// [`WalArchive::push`] with up to `concurrency` files at once: `path`, and the
+    /// oldest other files PostgreSQL marked ready beside it (see the module docs).
+    /// Returns `path`'s outcome; a push ahead that fails is logged, not returned.
+    pub async fn push_concurrently(
+        &self,
+        path: &Path,
+        options: &PushOptions,
+        concurrency: usize,
+    ) -> Result<PushOutcome> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let markers = dir.join(PUSHED_DIR);
+        self.remove_stale_markers(dir, &markers);
+        if let Some(m) = self.pushed_marker(path, &markers.join(name)) {
+            let _ = std::fs::remove_file(markers.join(name));
+            tracing::info!(file = %name, "WAL file was archived ahead by an earlier wal-push");
+            return Ok(PushOutcome {
+                file: name.to_string(),
+                status: "archived_ahead",
+                manifest_key: m.manifest_key,
+                key: m.key,
+                plaintext_size: m.plaintext_size,
+                stored_size: m.stored_size,
+            });
+        }
+        let mut ahead = if concurrency > 1 {
+            self.ready_files(dir, name, &markers, concurrency * AHEAD_PER_CALL)
+        } else {
+            Vec::new()
+        };
+        // The first segment pushed into an archive creates its record: until it
+        // exists, one file at a time, so that parallel pushes do not race to create
+        // (and sign) it.
+        if !ahead.is_empty() && self.record().await?.is_none() {
+            ahead.clear();
+        }
+        if !ahead.is_empty() {
+            std::fs::create_dir_all(&markers)
+                .map_err(|e| Error::io(format!("cannot create {}", markers.display()), e))?;
+        }
+        let jobs = std::iter::once(path.to_path_buf()).chain(ahead.iter().map(|n| dir.join(n)));
+        let mut results: Vec<(PathBuf, Result<PushOutcome>)> = stream::iter(jobs)
+            .map(|p| async move {
+                let r = self.push(&p, options).await;
+                (p, r)
+            })
+            .buffered(concurrency)
+            .collect()
+            .await;
+        let (_, own) = results.remove(0);
+        for (p, r) in results {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            match r {
+                Ok(outcome) => {
+                    let Some((size, modified_ns)) = file_stamp(&p) else {
+                        continue;
+                    };
+                    let m = Marker {
+                        archive: self.marker_identity(),
+                        size,
+                        modified_ns,
+                        manifest_key: outcome.manifest_key,
+                        key: outcome.key,
+                        plaintext_size: outcome.plaintext_size,
+                        stored_size: outcome.stored_size,
+                    };
+                    let bytes = serde_json::to_vec(&m).expect("serializable");
+                    if let Err(e) = write_atomically(&markers.join(n), &bytes) {
+                        tracing::warn!(file = %n, error = %e, "cannot write the pushed-ahead marker");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(file = %n, error = %e, "pushing ahead failed; the archiver will retry this file")
+                }
+            }
+        }
+        own
+    }
+
+    /// The oldest files in `dir/archive_status` marked `.ready`, other than `name` and
+    /// those already pushed ahead: history files first, as PostgreSQL's archiver orders
+    /// them.
+    fn ready_files(&self, dir: &Path, name: &str, markers: &Path, limit: usize) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir.join("archive_status")) else {
+            return Vec::new();
+        };
+        let mut ready: Vec<(bool, String)> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_suffix(".ready").map(str::to_string))
+            .filter(|n| n != name && WalFile::parse(n).is_some())
+            .filter(|n| self.pushed_marker(&dir.join(n), &markers.join(n)).is_none())
+            .map(|n| (!n.ends_with(".history"), n))
+            .collect();
+        ready.sort();
+        ready.into_iter().take(limit).map(|(_, n)| n).collect()
+    }
+
+    /// Removes markers whose WAL file is gone (archived and recycled).
+    fn remove_stale_markers(&self, dir: &Path, markers: &Path) {
+        let Ok(entries) = std::fs::read_dir(markers) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let n = e.file_name();
+            if !dir.join(&n).exists() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// [`WalArchive::fetch`] with prefetch: the segment `name` and the next
+    /// `concurrency - 1` segments of its timeline, at once (see the module docs).
+    pub async fn fetch_concurrently(
+        &self,
+        name: &str,
+        dest: &Path,
+        options: &FetchOptions,
+        concurrency: usize,
+    ) -> Result<FetchOutcome> {
+        let file = match WalFile::parse(name) {
+            Some(f) if f.kind == WalFileKind::Segment && concurrency > 1 => f,
+            _ => return self.fetch(name, dest, options).await,
+        };
+        let Some(record) = self.record().await? else {
+            return self.fetch(name, dest, options).await;
+        };
+        let size = record.wal_segment_size;
+        let expected = match options.system_identifier {
+            Some(id) => id,
+            None => record.system_id()?,
+        };
+        let cache = dest.parent().unwrap_or(Path::new(".")).join(PREFETCH_DIR);
+        let window: Vec<String> = (0..concurrency as u64)
+            .map(|i| segment_name(file.timeline, file.segno(size) + i, size))
+            .collect();
+        // Files outside the window: a past one, or another timeline's.
+        if let Ok(entries) = std::fs::read_dir(&cache) {
+            for e in entries.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if !window.contains(&n) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        if let Some(outcome) = take_prefetched(&file, &cache, dest, expected).await {
+            return Ok(outcome);
+        }
+        std::fs::create_dir_all(&cache)
+            .map_err(|e| Error::io(format!("cannot create {}", cache.display()), e))?;
+        let wanted: Vec<String> = window[1..]
+            .iter()
+            .filter(|n| !cache.join(n).exists())
+            .cloned()
+            .collect();
+        let mut options = options.clone();
+        options.system_identifier = Some(expected);
+        let options = &options;
+        let jobs = std::iter::once((name.to_string(), dest.to_path_buf()))
+            .chain(wanted.into_iter().map(|n| (n.clone(), cache.join(n))));
+        let mut results: Vec<(String, Result<FetchOutcome>)> = stream::iter(jobs)
+            .map(|(n, to)| async move {
+                let r = self.fetch(&n, &to, options).await;
+                (n, r)
+            })
+            .buffered(concurrency)
+            .collect()
+            .await;
+        let (_, own) = results.remove(0);
+        for (n, r) in results {
+            if let Err(e) = r {
+                tracing::warn!(file = %n, error = %e, "prefetching failed; it will be fetched when recovery asks for it");
+                let _ = std::fs::remove_file(cache.join(&n));
+            }
+        }
+        own
+    }
+}
+
+/// Moves a prefetched `file` from `cache` to `dest` after checking its page headers
+/// again; `None` when it is not there or fails the check (then it is removed).
+async fn take_prefetched(
+    file: &WalFile,
+    cache: &Path,
+    dest: &Path,
+    system_identifier: u64,
+) -> Option<FetchOutcome> {
+    let cached = cache.join(&file.name);
+    let mut f = tokio::fs::File::open(&cached).await.ok()?;
+    let mut scanner = SegmentScanner::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut bytes = 0u64;
+    loop {
+        match f.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                scanner.feed(&buf[..n]);
+                bytes += n as u64;
+            }
+            Err(_) => return None,
+        }
+    }
+    if let Err(e) = check_segment(file, scanner, Some(system_identifier)) {
+        tracing::warn!(file = %file.name, error = %e, "a prefetched file failed its check: fetching it again");
+        let _ = std::fs::remove_file(&cached);
+        return None;
+    }
+    std::fs::rename(&cached, dest).ok()?;
+    Some(FetchOutcome::Fetched {
+        file: file.name.clone(),
+        bytes,
+        prefetched: true,
+    })
+}
