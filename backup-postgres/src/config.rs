@@ -525,11 +525,15 @@ impl Connection {
         if let Some(opts) = self.params.get("options") {
             cfg.options(opts);
         }
-        let mode = self
-            .params
-            .get("sslmode")
-            .map(String::as_str)
-            .unwrap_or("prefer");
+        // TLS is never used on a Unix socket, as libpq does (sslmode applies to TCP).
+        let mode = if self.host.starts_with('/') {
+            "disable"
+        } else {
+            self.params
+                .get("sslmode")
+                .map(String::as_str)
+                .unwrap_or("prefer")
+        };
         cfg.ssl_mode(match mode {
             "disable" => tokio_postgres::config::SslMode::Disable,
             "allow" | "prefer" => tokio_postgres::config::SslMode::Prefer,

@@ -184,7 +184,8 @@ where
     type Error = io::Error;
 
     fn make_tls_connect(&mut self, domain: &str) -> io::Result<RustlsConnect> {
-        let name = ServerName::try_from(domain.to_string()).map_err(io::Error::other)?;
+        // A Unix socket has no host name (`""`); TLS is never tried there.
+        let name = ServerName::try_from(domain.to_string()).map_err(io::Error::other);
         Ok(RustlsConnect {
             name,
             config: self.0.clone(),
@@ -194,7 +195,7 @@ where
 
 /// One TLS handshake.
 pub(crate) struct RustlsConnect {
-    name: ServerName<'static>,
+    name: io::Result<ServerName<'static>>,
     config: Arc<ClientConfig>,
 }
 
@@ -209,7 +210,7 @@ where
     fn connect(self, stream: S) -> Self::Future {
         Box::pin(async move {
             let s = tokio_rustls::TlsConnector::from(self.config)
-                .connect(self.name, stream)
+                .connect(self.name?, stream)
                 .await?;
             Ok(RustlsStream(s))
         })

@@ -278,3 +278,38 @@ async fn tls_only_server_with_require_and_verify_full() {
         "only the three good backups exist"
     );
 }
+
+/// A Unix-socket host (the Debian default, /var/run/postgresql) never uses TLS, as
+/// libpq: dbseal's own session connected with the default sslmode (prefer) and with
+/// require failed with "invalid dns name" before this was handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_connects_without_tls_whatever_the_sslmode() {
+    let dir = std::env::var("DBSEAL_TEST_PG_SOCKET_DIR")
+        .expect("DBSEAL_TEST_PG_SOCKET_DIR is set by scripts/services.sh");
+    let (_, port) = common::host_port();
+    for sslmode in [None, Some("prefer"), Some("require")] {
+        let c = PostgresConfig {
+            host: Some(dir.clone()),
+            port: Some(port),
+            user: Some("postgres".into()),
+            database: Some("postgres".into()),
+            sslmode: sslmode.map(str::to_string),
+            ..Default::default()
+        };
+        let client = c
+            .resolve()
+            .unwrap()
+            .connect()
+            .await
+            .unwrap_or_else(|e| panic!("sslmode {sslmode:?} over {dir}: {e}"));
+        let ssl: bool = client
+            .query_one(
+                "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!ssl);
+    }
+}
