@@ -105,6 +105,21 @@ pub struct StoreListing {
     pub untrusted: Vec<(String, String)>,
 }
 
+/// Whether `key` (`aws_endpoint`, `AWS_ENDPOINT`…) is an option of the store at `url`'s
+/// scheme: what its builder takes from the environment. Other variables with the same
+/// prefix (AWS_CA_BUNDLE, AWS_PROFILE…) are not, and are ignored as `from_env` ignores them.
+pub fn is_store_option(url: &str, key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    match url.split_once("://").map(|(s, _)| s) {
+        Some("s3") | Some("s3a") => key.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok(),
+        Some("gs") => key.parse::<object_store::gcp::GoogleConfigKey>().is_ok(),
+        Some("az") | Some("azure") | Some("abfs") | Some("abfss") => {
+            key.parse::<object_store::azure::AzureConfigKey>().is_ok()
+        }
+        _ => false,
+    }
+}
+
 impl BackupStore {
     /// Opens a store from a URL or local path, with builder options (e.g.
     /// `aws_endpoint`, `aws_allow_http`, `aws_region`); cloud stores also read their

@@ -347,7 +347,9 @@ impl WalSettings {
         let mut store_options = BTreeMap::new();
         let prefix = credential_prefix(&store_url);
         for (k, v) in &file {
-            if prefix.is_some_and(|p| k.starts_with(p)) {
+            if prefix.is_some_and(|p| k.starts_with(p))
+                && backup_core::store::is_store_option(&store_url, k)
+            {
                 store_options.insert(k.to_ascii_lowercase(), v.clone());
             }
         }
@@ -626,5 +628,33 @@ impl WalVerifyReport {
         }
         s.push_str(if self.is_ok() { "ok" } else { "PROBLEMS FOUND" });
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An env file written by `restore --pgdata` carries every AWS_* variable of the
+    /// restoring shell; one the S3 builder does not know (AWS_CA_BUNDLE, set on many
+    /// hosts) made every wal-fetch fail with "not valid for store 'S3'".
+    #[test]
+    fn env_file_credentials_keep_only_the_store_s_options() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = dir.path().join("wal.env");
+        std::fs::write(
+            &env,
+            "DBSEAL_STORE=s3://bucket/prefix\nAWS_ENDPOINT=http://127.0.0.1:9\nAWS_ALLOW_HTTP=true\nAWS_REGION=us-east-1\nAWS_CA_BUNDLE=/etc/ssl/certs/ca.pem\nAWS_PROFILE=x\nDBSEAL_WAL_CONCURRENCY=3\n",
+        )
+        .unwrap();
+        let location = StoreLocation {
+            url: DEFAULT_STORE.into(),
+            ..Default::default()
+        };
+        let s = WalSettings::resolve(&location, Some(&env), &[], &KeyFiles::default()).unwrap();
+        let keys: Vec<&str> = s.store_options.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["aws_allow_http", "aws_endpoint", "aws_region"]);
+        assert_eq!(s.wal_concurrency, Some(3));
+        s.open_store().expect("the store opens");
     }
 }
