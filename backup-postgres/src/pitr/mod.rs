@@ -43,8 +43,8 @@ use serde::Deserialize;
 
 use crate::physical;
 use crate::wal::{
-    check_concurrency, FetchOptions, FetchOutcome, PushOptions, PushOutcome, WalArchive,
-    WalVerifyLevel, WalVerifyReport,
+    archived_ahead, check_concurrency, prefetched, FetchOptions, FetchOutcome, PushOptions,
+    PushOutcome, WalArchive, WalVerifyLevel, WalVerifyReport,
 };
 
 mod archive;
@@ -443,6 +443,10 @@ pub async fn wal_push(store: &StoreLocation, options: &WalPushOptions) -> Result
         &options.recipients,
         &KeyFiles::default(),
     )?;
+    let shown = backup_core::redact_url(&s.store_url);
+    if let Some(outcome) = archived_ahead(&shown, &options.datastore, &options.path) {
+        return Ok(outcome);
+    }
     if s.recipients.is_empty() {
         return Err(Error::Config(
             "wal-push needs recipients: --recipient age1…, DBSEAL_RECIPIENTS in the server's environment, or DBSEAL_RECIPIENTS in --env-file".into(),
@@ -514,6 +518,12 @@ async fn fetch_file(store: &StoreLocation, options: &WalFetchOptions) -> Result<
         &[],
         &options.key_files(),
     )?;
+    let concurrency = check_concurrency(options.concurrency.or(s.wal_concurrency).unwrap_or(1))?;
+    if let (true, Some(sysid)) = (concurrency > 1, options.system_id) {
+        if let Some(outcome) = prefetched(&options.file, &options.path, sysid).await {
+            return Ok(outcome);
+        }
+    }
     let decryption = s.key_files().decryption()?.ok_or_else(|| {
         Error::Config(
             "wal-fetch needs an identity: --identity FILE, DBSEAL_IDENTITY in the server's environment, or DBSEAL_IDENTITY in --env-file".into(),
@@ -524,7 +534,6 @@ async fn fetch_file(store: &StoreLocation, options: &WalFetchOptions) -> Result<
         decryption,
         system_identifier: options.system_id,
     };
-    let concurrency = check_concurrency(options.concurrency.or(s.wal_concurrency).unwrap_or(1))?;
     archive
         .fetch_concurrently(&options.file, &options.path, &fetch, concurrency)
         .await

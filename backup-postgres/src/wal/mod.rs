@@ -72,7 +72,10 @@ mod timeline;
 mod verify;
 
 pub use fetch::{FetchOptions, FetchOutcome};
-pub use parallel::{check_concurrency, AHEAD_PER_CALL, MAX_CONCURRENCY, PREFETCH_DIR, PUSHED_DIR};
+pub use parallel::{
+    archived_ahead, check_concurrency, prefetched, AHEAD_PER_CALL, MAX_CONCURRENCY, PREFETCH_DIR,
+    PUSHED_DIR,
+};
 pub use push::{PushOptions, PushOutcome};
 pub use segment::*;
 pub use timeline::*;
@@ -202,6 +205,9 @@ pub struct BaseBackupWal {
 pub struct WalArchive {
     store: BackupStore,
     datastore: String,
+    /// The archive record once read: it is written once and never changes, and the
+    /// pushes and fetches of one `--concurrency` call all need it.
+    known_record: Arc<std::sync::OnceLock<ArchiveRecord>>,
 }
 
 impl WalArchive {
@@ -211,6 +217,7 @@ impl WalArchive {
         Ok(WalArchive {
             store,
             datastore: datastore.to_string(),
+            known_record: Default::default(),
         })
     }
 
@@ -261,6 +268,9 @@ impl WalArchive {
     /// Reads the archive record, `None` if the archive has none yet. A record no trusted
     /// key signed is [`Error::Untrusted`].
     pub async fn record(&self) -> Result<Option<ArchiveRecord>> {
+        if let Some(known) = self.known_record.get() {
+            return Ok(Some(known.clone()));
+        }
         let key = self.record_key();
         match self.store.get_signed(&key, Role::Backup).await {
             Ok(bytes) => {
@@ -279,6 +289,7 @@ impl WalArchive {
                         ),
                     });
                 }
+                let _ = self.known_record.set(record.clone());
                 Ok(Some(record))
             }
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),

@@ -55,6 +55,67 @@ struct Marker {
     stored_size: u64,
 }
 
+/// Who an archive is, for markers: a hash of the store URL (as [`BackupStore::url`]
+/// shows it) and the datastore — never the URL itself, which may hold credentials.
+///
+/// [`BackupStore::url`]: backup_core::BackupStore::url
+fn marker_identity(store_url: &str, datastore: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(store_url.as_bytes());
+    h.update([0]);
+    h.update(datastore.as_bytes());
+    hex::encode(&h.finalize()[..16])
+}
+
+/// The marker of `path` if it was pushed ahead into the archive `identity` and is
+/// unchanged.
+fn pushed_marker(identity: &str, path: &Path, marker: &Path) -> Option<Marker> {
+    let m: Marker = serde_json::from_slice(&std::fs::read(marker).ok()?).ok()?;
+    let (size, modified_ns) = file_stamp(path)?;
+    (m.archive == identity && m.size == size && m.modified_ns == modified_ns).then_some(m)
+}
+
+/// `wal-push`'s answer for `path` when an earlier call archived it ahead into the
+/// datastore `datastore` of the store `store_url` (as [`BackupStore::url`] shows it):
+/// checked before keys are read or the store is opened, so that it costs little more
+/// than the process start. The marker is consumed; stale markers are removed.
+///
+/// [`BackupStore::url`]: backup_core::BackupStore::url
+pub fn archived_ahead(store_url: &str, datastore: &str, path: &Path) -> Option<PushOutcome> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name()?.to_str()?;
+    let markers = dir.join(PUSHED_DIR);
+    remove_stale_markers(dir, &markers);
+    let m = pushed_marker(
+        &marker_identity(store_url, datastore),
+        path,
+        &markers.join(name),
+    )?;
+    let _ = std::fs::remove_file(markers.join(name));
+    tracing::info!(file = %name, "WAL file was archived ahead by an earlier wal-push");
+    Some(PushOutcome {
+        file: name.to_string(),
+        status: "archived_ahead",
+        manifest_key: m.manifest_key,
+        key: m.key,
+        plaintext_size: m.plaintext_size,
+        stored_size: m.stored_size,
+    })
+}
+
+/// Removes markers whose WAL file is gone (archived and recycled).
+fn remove_stale_markers(dir: &Path, markers: &Path) {
+    let Ok(entries) = std::fs::read_dir(markers) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let n = e.file_name();
+        if !dir.join(&n).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Checks a `--concurrency` value.
 pub fn check_concurrency(n: usize) -> Result<usize> {
     if n == 0 || n > MAX_CONCURRENCY {
@@ -81,22 +142,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 impl WalArchive {
-    /// Who this archive is, for markers: a hash of the store URL and the datastore
-    /// (never the URL itself, which may hold credentials).
     fn marker_identity(&self) -> String {
-        let mut h = Sha256::new();
-        h.update(self.store().url().as_bytes());
-        h.update([0]);
-        h.update(self.datastore().as_bytes());
-        hex::encode(&h.finalize()[..16])
+        marker_identity(self.store().url(), self.datastore())
     }
 
-    /// The marker of `path` if it was pushed ahead into this archive and is unchanged.
     fn pushed_marker(&self, path: &Path, marker: &Path) -> Option<Marker> {
-        let m: Marker = serde_json::from_slice(&std::fs::read(marker).ok()?).ok()?;
-        let (size, modified_ns) = file_stamp(path)?;
-        (m.archive == self.marker_identity() && m.size == size && m.modified_ns == modified_ns)
-            .then_some(m)
+        pushed_marker(&self.marker_identity(), path, marker)
     }
 
     /// [`WalArchive::push`] with up to `concurrency` files at once: `path`, and the
@@ -111,18 +162,8 @@ impl WalArchive {
         let dir = path.parent().unwrap_or(Path::new("."));
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let markers = dir.join(PUSHED_DIR);
-        self.remove_stale_markers(dir, &markers);
-        if let Some(m) = self.pushed_marker(path, &markers.join(name)) {
-            let _ = std::fs::remove_file(markers.join(name));
-            tracing::info!(file = %name, "WAL file was archived ahead by an earlier wal-push");
-            return Ok(PushOutcome {
-                file: name.to_string(),
-                status: "archived_ahead",
-                manifest_key: m.manifest_key,
-                key: m.key,
-                plaintext_size: m.plaintext_size,
-                stored_size: m.stored_size,
-            });
+        if let Some(outcome) = archived_ahead(self.store().url(), self.datastore(), path) {
+            return Ok(outcome);
         }
         let mut ahead = if concurrency > 1 {
             self.ready_files(dir, name, &markers, concurrency * AHEAD_PER_CALL)
@@ -196,19 +237,6 @@ impl WalArchive {
         ready.into_iter().take(limit).map(|(_, n)| n).collect()
     }
 
-    /// Removes markers whose WAL file is gone (archived and recycled).
-    fn remove_stale_markers(&self, dir: &Path, markers: &Path) {
-        let Ok(entries) = std::fs::read_dir(markers) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let n = e.file_name();
-            if !dir.join(&n).exists() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-
     /// [`WalArchive::fetch`] with prefetch: the segment `name` and the next
     /// `concurrency - 1` segments of its timeline, at once (see the module docs).
     pub async fn fetch_concurrently(
@@ -275,6 +303,15 @@ impl WalArchive {
         }
         own
     }
+}
+
+/// `wal-fetch`'s answer for the segment `name` when an earlier call prefetched it
+/// beside `dest`: checked before keys are read or the store is opened. `None` when it
+/// is not there (or fails its check, and was removed).
+pub async fn prefetched(name: &str, dest: &Path, system_identifier: u64) -> Option<FetchOutcome> {
+    let file = WalFile::parse(name).filter(|f| f.kind == WalFileKind::Segment)?;
+    let cache = dest.parent().unwrap_or(Path::new(".")).join(PREFETCH_DIR);
+    take_prefetched(&file, &cache, dest, system_identifier).await
 }
 
 /// Moves a prefetched `file` from `cache` to `dest` after checking its page headers
