@@ -59,13 +59,25 @@ impl WalArchive {
         dest: &Path,
         options: &FetchOptions,
     ) -> Result<FetchOutcome> {
+        self.fetch_file(name, dest, options, true).await
+    }
+
+    /// [`WalArchive::fetch`]; `find_gap`: for a missing segment, look for a later one
+    /// (a listing of the timeline's folder — not for prefetching).
+    pub(super) async fn fetch_file(
+        &self,
+        name: &str,
+        dest: &Path,
+        options: &FetchOptions,
+        find_gap: bool,
+    ) -> Result<FetchOutcome> {
         let file = WalFile::parse(name).ok_or_else(|| {
             Error::Config(format!(
                 "`{name}` is not a WAL file name (segment, .partial, .history or .backup): pass %f in restore_command"
             ))
         })?;
         let Some(manifest) = self.file_manifest(&file).await? else {
-            let later_segment = if file.kind == WalFileKind::Segment {
+            let later_segment = if find_gap && file.kind == WalFileKind::Segment {
                 self.later_segment(&file).await?
             } else {
                 None

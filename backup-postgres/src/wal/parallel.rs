@@ -10,12 +10,14 @@
 //!   (the file is archived again, which is idempotent). A failed push ahead is only
 //!   logged: the archiver will call for that file itself.
 //! - **Prefetch.** `restore_command` asks for one segment at a time. With `N > 1`,
-//!   `wal-fetch` fetches the requested segment and the next `N - 1` of its timeline at
-//!   once into `pg_wal/.dbseal-prefetch/`, each verified as a fetched file is (digests,
+//!   `wal-fetch` fetches the requested segment and the following ones of its timeline,
+//!   `N` at a time, into `pg_wal/.dbseal-prefetch/` — [`AHEAD_PER_CALL`]` × N` segments
+//!   in all, at most [`PREFETCH_BYTES`] — each verified as a fetched file is (digests,
 //!   signature, page headers, system identifier) and renamed into place only when
 //!   whole; the next calls take their file from there after checking its page headers
-//!   again. Files outside the window are removed by the next call; a recovered cluster
-//!   keeps at most `N - 1` files there until deleted.
+//!   again, without opening the store. Files outside the window are removed by the
+//!   next call; a recovered cluster keeps what was fetched past its end until the
+//!   folder is deleted.
 //!
 //! Memory: each push in flight holds its sealed file (up to a segment) in memory.
 
@@ -40,6 +42,8 @@ pub const AHEAD_PER_CALL: usize = 8;
 pub const PUSHED_DIR: &str = ".dbseal-pushed";
 /// Where prefetched files live, beside the WAL files.
 pub const PREFETCH_DIR: &str = ".dbseal-prefetch";
+/// The most a prefetch window holds: 256 MiB of segments.
+pub const PREFETCH_BYTES: u64 = 256 << 20;
 /// The largest concurrency accepted.
 pub const MAX_CONCURRENCY: usize = 64;
 
@@ -114,6 +118,17 @@ fn remove_stale_markers(dir: &Path, markers: &Path) {
             let _ = std::fs::remove_file(e.path());
         }
     }
+}
+
+/// How many segments one `wal-fetch --concurrency N` call brings in (the requested one
+/// included): [`AHEAD_PER_CALL`] × N, so that the cost of a call (process start, keys,
+/// store) is shared by many files, but no more than [`PREFETCH_BYTES`] of segments
+/// (and at least N).
+fn prefetch_window(concurrency: usize, segment_size: u64) -> u64 {
+    let by_bytes = PREFETCH_BYTES / segment_size.max(1);
+    ((concurrency * AHEAD_PER_CALL) as u64)
+        .min(by_bytes)
+        .max(concurrency as u64)
 }
 
 /// Checks a `--concurrency` value.
@@ -259,7 +274,7 @@ impl WalArchive {
             None => record.system_id()?,
         };
         let cache = dest.parent().unwrap_or(Path::new(".")).join(PREFETCH_DIR);
-        let window: Vec<String> = (0..concurrency as u64)
+        let window: Vec<String> = (0..prefetch_window(concurrency, size))
             .map(|i| segment_name(file.timeline, file.segno(size) + i, size))
             .collect();
         // Files outside the window: a past one, or another timeline's.
@@ -288,7 +303,8 @@ impl WalArchive {
             .chain(wanted.into_iter().map(|n| (n.clone(), cache.join(n))));
         let mut results: Vec<(String, Result<FetchOutcome>)> = stream::iter(jobs)
             .map(|(n, to)| async move {
-                let r = self.fetch(&n, &to, options).await;
+                let own = to == dest;
+                let r = self.fetch_file(&n, &to, options, own).await;
                 (n, r)
             })
             .buffered(concurrency)
