@@ -442,6 +442,15 @@ def test_wal_push_fetch_verify(both: tuple[Cli, dbseal.Store, dbseal.Identity, P
     p = dbseal.wal_fetch(names[0], tmp_path / "p", store, datastore="w-py", identity=key)
     assert c == p
     assert (tmp_path / "c").read_bytes() == (tmp_path / "p").read_bytes() == (pg_wal / names[0]).read_bytes()
+    # concurrency: segment 2 comes along with segment 1, and is served from the prefetch.
+    rec_c, rec_p = tmp_path / "rec-c", tmp_path / "rec-p"
+    rec_c.mkdir()
+    rec_p.mkdir()
+    c = cli.run("wal-fetch", "-d", "w-cli", "-i", str(key), "--concurrency", "2", names[0], str(rec_c / "x"))
+    p = dbseal.wal_fetch(names[0], rec_p / "x", store, datastore="w-py", identity=key, concurrency=2)
+    assert c == p and p["prefetched"] is False
+    p = dbseal.wal_fetch(names[1], rec_p / "x", store, datastore="w-py", identity=key, concurrency=2)
+    assert p["prefetched"] is True and (rec_p / "x").read_bytes() == (pg_wal / names[1]).read_bytes()
     with pytest.raises(dbseal.NotFoundError) as err:
         dbseal.wal_fetch("000000010000000000000009", tmp_path / "x", store, datastore="w-py", identity=key)
     cli.run("wal-fetch", "-d", "w-cli", "-i", str(key), "000000010000000000000009", str(tmp_path / "x"), code=err.value.exit_code)

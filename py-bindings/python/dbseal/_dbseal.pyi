@@ -305,6 +305,7 @@ def wal_push(
     datastore: str,
     recipients: Optional[_Recipients] = None,
     zstd_level: int = 3,
+    concurrency: Optional[int] = None,
     env_file: Optional[_Path] = ...,
 ) -> dict[str, Any]: ...
 def wal_fetch(
@@ -318,6 +319,7 @@ def wal_fetch(
     fail_on_gap: bool = False,
     passphrase_file: Optional[_Path] = ...,
     errors_as_missing: bool = ...,
+    concurrency: Optional[int] = None,
     env_file: Optional[_Path] = ...,
 ) -> dict[str, Any]: ...
 def wal_verify(
