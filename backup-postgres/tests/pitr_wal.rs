@@ -591,7 +591,14 @@ fn concurrent_push_archives_ready_files_ahead_and_fetch_prefetches() {
         std::fs::read(restore_dir.join("RECOVERYXLOG")).unwrap(),
         original(10)
     );
-    let cache = restore_dir.join(".dbseal-prefetch");
+    // One folder per archive (a hash of store, options and datastore).
+    let folders: Vec<_> = std::fs::read_dir(restore_dir.join(".dbseal-prefetch"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(folders.len(), 1, "{folders:?}");
+    let cache = folders[0].clone();
     let mut cached: Vec<String> = std::fs::read_dir(&cache)
         .unwrap()
         .flatten()

@@ -43,8 +43,8 @@ use serde::Deserialize;
 
 use crate::physical;
 use crate::wal::{
-    archived_ahead, check_concurrency, prefetched, FetchOptions, FetchOutcome, PushOptions,
-    PushOutcome, WalArchive, WalVerifyLevel, WalVerifyReport,
+    archive_identity, archived_ahead, check_concurrency, prefetched, FetchOptions, FetchOutcome,
+    PushOptions, PushOutcome, WalArchive, WalVerifyLevel, WalVerifyReport,
 };
 
 mod archive;
@@ -426,6 +426,38 @@ impl WalSettings {
         )
     }
 
+    /// Which archive `datastore` of this store is, for `--concurrency`'s markers and
+    /// prefetch folder ([`archive_identity`]): the store URL as shown, the store options
+    /// and the scheme's environment variables that choose the store (endpoint, region,
+    /// account…; secret ones by name only), and the datastore — hashed.
+    pub fn archive_identity(&self, datastore: &str) -> String {
+        let mut options = BTreeMap::new();
+        if let Some(prefix) = credential_prefix(&self.store_url) {
+            for (k, v) in std::env::vars() {
+                if k.starts_with(prefix) && backup_core::store::is_store_option(&self.store_url, &k)
+                {
+                    options.insert(k.to_ascii_lowercase(), v);
+                }
+            }
+        }
+        for (k, v) in &self.store_options {
+            options.insert(k.to_ascii_lowercase(), v.clone());
+        }
+        let mut parts = vec![
+            backup_core::redact_url(&self.store_url),
+            datastore.to_string(),
+        ];
+        for (k, v) in options {
+            let shown = if backup_core::secret::is_secret_name(&k) {
+                ""
+            } else {
+                v.as_str()
+            };
+            parts.push(format!("{k}={shown}"));
+        }
+        archive_identity(&parts)
+    }
+
     /// The key files gathered.
     pub fn key_files(&self) -> KeyFiles {
         KeyFiles {
@@ -443,8 +475,9 @@ pub async fn wal_push(store: &StoreLocation, options: &WalPushOptions) -> Result
         &options.recipients,
         &KeyFiles::default(),
     )?;
-    let shown = backup_core::redact_url(&s.store_url);
-    if let Some(outcome) = archived_ahead(&shown, &options.datastore, &options.path) {
+    BackupStore::validate_datastore_name(&options.datastore)?;
+    let identity = s.archive_identity(&options.datastore);
+    if let Some(outcome) = archived_ahead(&identity, &options.path) {
         return Ok(outcome);
     }
     if s.recipients.is_empty() {
@@ -458,7 +491,7 @@ pub async fn wal_push(store: &StoreLocation, options: &WalPushOptions) -> Result
     push.zstd_level = options.zstd_level;
     let concurrency = check_concurrency(options.concurrency.or(s.wal_concurrency).unwrap_or(1))?;
     archive
-        .push_concurrently(&options.path, &push, concurrency)
+        .push_concurrently(&options.path, &push, concurrency, &identity)
         .await
 }
 
@@ -519,8 +552,10 @@ async fn fetch_file(store: &StoreLocation, options: &WalFetchOptions) -> Result<
         &options.key_files(),
     )?;
     let concurrency = check_concurrency(options.concurrency.or(s.wal_concurrency).unwrap_or(1))?;
+    BackupStore::validate_datastore_name(&options.datastore)?;
+    let identity = s.archive_identity(&options.datastore);
     if let (true, Some(sysid)) = (concurrency > 1, options.system_id) {
-        if let Some(outcome) = prefetched(&options.file, &options.path, sysid).await {
+        if let Some(outcome) = prefetched(&options.file, &options.path, sysid, &identity).await {
             return Ok(outcome);
         }
     }
@@ -535,7 +570,7 @@ async fn fetch_file(store: &StoreLocation, options: &WalFetchOptions) -> Result<
         system_identifier: options.system_id,
     };
     archive
-        .fetch_concurrently(&options.file, &options.path, &fetch, concurrency)
+        .fetch_concurrently(&options.file, &options.path, &fetch, concurrency, &identity)
         .await
 }
 
@@ -665,5 +700,39 @@ mod tests {
         assert_eq!(keys, ["aws_allow_http", "aws_endpoint", "aws_region"]);
         assert_eq!(s.wal_concurrency, Some(3));
         s.open_store().expect("the store opens");
+    }
+
+    /// Markers and prefetched files belong to one archive: another endpoint, region or
+    /// datastore is another archive; a credential changes nothing and is not hashed.
+    #[test]
+    fn archive_identity_names_what_chooses_the_store() {
+        let settings = |options: &[(&str, &str)]| WalSettings {
+            store_url: "s3://bucket/prefix".into(),
+            store_options: options
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            recipients: Vec::new(),
+            identities: Vec::new(),
+            passphrase_file: None,
+            trust: Default::default(),
+            wal_concurrency: None,
+        };
+        let a = settings(&[
+            ("aws_endpoint", "http://a:9000"),
+            ("aws_secret_access_key", "s1"),
+        ]);
+        let a2 = settings(&[
+            ("aws_endpoint", "http://a:9000"),
+            ("aws_secret_access_key", "s2"),
+        ]);
+        let b = settings(&[
+            ("aws_endpoint", "http://b:9000"),
+            ("aws_secret_access_key", "s1"),
+        ]);
+        assert_eq!(a.archive_identity("app"), a2.archive_identity("app"));
+        assert_ne!(a.archive_identity("app"), b.archive_identity("app"));
+        assert_ne!(a.archive_identity("app"), a.archive_identity("other"));
+        assert_eq!(a.archive_identity("app").len(), 32);
     }
 }

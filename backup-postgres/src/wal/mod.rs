@@ -73,8 +73,8 @@ mod verify;
 
 pub use fetch::{FetchOptions, FetchOutcome};
 pub use parallel::{
-    archived_ahead, check_concurrency, prefetched, AHEAD_PER_CALL, MAX_CONCURRENCY, PREFETCH_DIR,
-    PUSHED_DIR,
+    archive_identity, archived_ahead, check_concurrency, prefetched, AHEAD_PER_CALL,
+    MAX_CONCURRENCY, PREFETCH_BYTES, PREFETCH_DIR, PUSHED_DIR,
 };
 pub use push::{PushOptions, PushOutcome};
 pub use segment::*;
