@@ -148,7 +148,10 @@ fn file_stamp(path: &Path) -> Option<Stamp> {
     Some((meta.len(), modified.as_nanos()))
 }
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
+/// Writes `bytes` to `path` through a temporary file and a rename. Not
+/// `backup_core::fsutil::write_atomically`, which syncs: a marker need not survive a
+/// crash (a lost one costs a re-push, which is idempotent), and a sync per marker would
+/// cost more than the push ahead saves.
 fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
