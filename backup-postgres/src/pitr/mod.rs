@@ -458,6 +458,12 @@ impl WalSettings {
         archive_identity(&parts)
     }
 
+    /// `--concurrency` of a WAL command: the flag (or the environment), else the env
+    /// file's DBSEAL_WAL_CONCURRENCY, else 1; checked.
+    pub fn concurrency(&self, flag: Option<usize>) -> Result<usize> {
+        check_concurrency(flag.or(self.wal_concurrency).unwrap_or(1))
+    }
+
     /// The key files gathered.
     pub fn key_files(&self) -> KeyFiles {
         KeyFiles {
@@ -489,7 +495,7 @@ pub async fn wal_push(store: &StoreLocation, options: &WalPushOptions) -> Result
     let archive = WalArchive::new(s.open_store()?, &options.datastore)?;
     let mut push = PushOptions::new(encryption);
     push.zstd_level = options.zstd_level;
-    let concurrency = check_concurrency(options.concurrency.or(s.wal_concurrency).unwrap_or(1))?;
+    let concurrency = s.concurrency(options.concurrency)?;
     archive
         .push_concurrently(&options.path, &push, concurrency, &identity)
         .await
@@ -551,11 +557,11 @@ async fn fetch_file(store: &StoreLocation, options: &WalFetchOptions) -> Result<
         &[],
         &options.key_files(),
     )?;
-    let concurrency = check_concurrency(options.concurrency.or(s.wal_concurrency).unwrap_or(1))?;
+    let concurrency = s.concurrency(options.concurrency)?;
     BackupStore::validate_datastore_name(&options.datastore)?;
     let identity = s.archive_identity(&options.datastore);
     if let (true, Some(sysid)) = (concurrency > 1, options.system_id) {
-        if let Some(outcome) = prefetched(&options.file, &options.path, sysid, &identity).await {
+        if let Some(outcome) = prefetched(&options.file, &options.path, sysid, &identity) {
             return Ok(outcome);
         }
     }

@@ -30,7 +30,6 @@ use backup_core::{Error, Result};
 use futures::stream::{self, StreamExt};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 
 use super::fetch::check_segment;
 use super::{
@@ -304,7 +303,7 @@ impl WalArchive {
             .map(|i| segment_name(file.timeline, file.segno(size) + i, size))
             .collect();
         sweep_prefetch(&cache, &window);
-        if let Some(outcome) = take_prefetched(&file, &cache, dest, expected).await {
+        if let Some(outcome) = take_prefetched(&file, &cache, dest, expected) {
             return Ok(outcome);
         }
         let mut options = options.clone();
@@ -379,7 +378,7 @@ fn sweep_prefetch(cache: &Path, window: &[String]) {
 /// the archive `identity` ([`archive_identity`]) beside `dest`: checked before keys are
 /// read or the store is opened. `None` when it is not there (or fails its check, and
 /// was removed).
-pub async fn prefetched(
+pub fn prefetched(
     name: &str,
     dest: &Path,
     system_identifier: u64,
@@ -392,32 +391,19 @@ pub async fn prefetched(
         dest,
         system_identifier,
     )
-    .await
 }
 
 /// Moves a prefetched `file` from `cache` to `dest` after checking its page headers
 /// again; `None` when it is not there or fails the check (then it is removed).
-async fn take_prefetched(
+fn take_prefetched(
     file: &WalFile,
     cache: &Path,
     dest: &Path,
     system_identifier: u64,
 ) -> Option<FetchOutcome> {
     let cached = cache.join(&file.name);
-    let mut f = tokio::fs::File::open(&cached).await.ok()?;
-    let mut scanner = SegmentScanner::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut bytes = 0u64;
-    loop {
-        match f.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => {
-                scanner.feed(&buf[..n]);
-                bytes += n as u64;
-            }
-            Err(_) => return None,
-        }
-    }
+    let mut f = std::fs::File::open(&cached).ok()?;
+    let (scanner, bytes) = SegmentScanner::scan(&mut f).ok()?;
     if let Err(e) = check_segment(file, scanner, Some(system_identifier)) {
         tracing::warn!(file = %file.name, error = %e, "a prefetched file failed its check: fetching it again");
         let _ = std::fs::remove_file(&cached);

@@ -297,6 +297,24 @@ impl SegmentScanner {
         Self::default()
     }
 
+    /// A scanner fed everything `input` holds, and the number of bytes read.
+    pub fn scan(input: &mut dyn std::io::Read) -> std::io::Result<(Self, u64)> {
+        let mut scanner = SegmentScanner::new();
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut bytes = 0u64;
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            scanner.feed(buf.get(..n).unwrap_or_default());
+            bytes = bytes.saturating_add(n as u64);
+        }
+        Ok((scanner, bytes))
+    }
+
     /// Feeds the next bytes.
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
@@ -552,17 +570,8 @@ impl FormatReader for WalSegmentFormat {
     }
 
     fn read_contents(&self, input: &mut dyn std::io::Read) -> Result<Contents> {
-        let mut scanner = SegmentScanner::new();
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::from_io(e, "reading a WAL segment")),
-            };
-            scanner.feed(buf.get(..n).unwrap_or_default());
-        }
+        let (scanner, _) =
+            SegmentScanner::scan(input).map_err(|e| Error::from_io(e, "reading a WAL segment"))?;
         let facts = scanner.finish().map_err(|reason| Error::Format {
             format: SEGMENT_FORMAT.into(),
             reason,
