@@ -47,6 +47,7 @@ pub mod sink;
 pub mod source;
 pub mod store;
 pub mod task;
+pub mod throttle;
 pub mod transform;
 pub mod verify;
 

@@ -37,6 +37,7 @@ use crate::id::BackupId;
 use crate::manifest::Manifest;
 use crate::pipe::CHUNK_SIZE;
 use crate::sign::{signature_key, Role, Trust};
+use crate::throttle::RateLimit;
 
 /// The part size of multipart uploads (S3's minimum is 5 MiB).
 pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
@@ -64,6 +65,8 @@ pub struct BackupStore {
     prefix: Path,
     url: String,
     trust: Trust,
+    /// `max_rate`: shared by every clone, so parallel transfers share the budget.
+    rate: Option<Arc<RateLimit>>,
 }
 
 impl std::fmt::Debug for BackupStore {
@@ -71,6 +74,7 @@ impl std::fmt::Debug for BackupStore {
         f.debug_struct("BackupStore")
             .field("url", &self.url)
             .field("trust", &self.trust)
+            .field("max_rate", &self.max_rate())
             .finish()
     }
 }
@@ -120,11 +124,37 @@ pub fn is_store_option(url: &str, key: &str) -> bool {
     }
 }
 
+/// Takes dbseal's own store option out of `options`: `max_rate` (bytes per second,
+/// [`crate::throttle::parse_rate`]), which no store builder knows.
+pub fn split_max_rate(
+    options: &BTreeMap<String, String>,
+) -> Result<(BTreeMap<String, String>, Option<u64>)> {
+    let mut rest = options.clone();
+    let mut rate = None;
+    for key in options
+        .keys()
+        .filter(|k| k.eq_ignore_ascii_case(MAX_RATE_OPTION))
+    {
+        let text = rest.remove(key).unwrap_or_default();
+        rate = Some(crate::throttle::parse_rate(&text)?);
+    }
+    Ok((rest, rate))
+}
+
+/// The store option that limits transfers (`--max-rate`).
+pub const MAX_RATE_OPTION: &str = "max_rate";
+
 impl BackupStore {
     /// Opens a store from a URL or local path, with builder options (e.g.
-    /// `aws_endpoint`, `aws_allow_http`, `aws_region`); cloud stores also read their
-    /// usual environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
+    /// `aws_endpoint`, `aws_allow_http`, `aws_region`) and dbseal's `max_rate`
+    /// (a limit on the bytes transferred per second, e.g. `50MiB`); cloud stores also
+    /// read their usual environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`).
     pub fn open(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
+        let (options, rate) = split_max_rate(options)?;
+        Self::open_unlimited(url, &options)?.with_max_rate(rate)
+    }
+
+    fn open_unlimited(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
         install_crypto_provider();
         let shown = crate::secret::redact_url(url);
         let bad = |reason: String| Error::StoreConfig {
@@ -137,6 +167,7 @@ impl BackupStore {
                 prefix: Path::from(url.trim_start_matches("memory://").trim_matches('/')),
                 url: shown,
                 trust: Trust::default(),
+                rate: None,
             });
         }
         let local = if let Some(rest) = url.strip_prefix("file://") {
@@ -161,6 +192,7 @@ impl BackupStore {
                 prefix: Path::default(),
                 url: shown,
                 trust: Trust::default(),
+                rate: None,
             });
         }
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -202,6 +234,7 @@ impl BackupStore {
             prefix,
             url: shown,
             trust: Trust::default(),
+            rate: None,
         })
     }
 
@@ -212,6 +245,29 @@ impl BackupStore {
             prefix: Path::from(prefix.trim_matches('/')),
             url: crate::secret::redact_url(url),
             trust: Trust::default(),
+            rate: None,
+        }
+    }
+
+    /// This store with transfers (artifacts, WAL, records) limited to `bytes_per_second`
+    /// in total, or unlimited with `None`.
+    pub fn with_max_rate(mut self, bytes_per_second: Option<u64>) -> Result<Self> {
+        self.rate = bytes_per_second
+            .map(RateLimit::new)
+            .transpose()?
+            .map(Arc::new);
+        Ok(self)
+    }
+
+    /// The transfer limit in bytes per second, if any.
+    pub fn max_rate(&self) -> Option<u64> {
+        self.rate.as_ref().map(|r| r.bytes_per_second())
+    }
+
+    /// Waits until `bytes` more may be transferred ([`BackupStore::with_max_rate`]).
+    async fn throttle(&self, bytes: usize) {
+        if let Some(rate) = &self.rate {
+            rate.take(bytes).await;
         }
     }
 
@@ -357,6 +413,7 @@ impl BackupStore {
                 .with_max_concurrency(UPLOAD_CONCURRENCY),
             key: key.to_string(),
             store: self.url.clone(),
+            rate: self.rate.clone(),
         }
     }
 
@@ -397,14 +454,26 @@ impl BackupStore {
         };
         let store = self.url.clone();
         let k = key.to_string();
-        Ok(body
-            .map_err(move |source| Error::Store {
-                store: store.clone(),
-                operation: "read",
-                key: k.clone(),
-                source,
-            })
-            .boxed())
+        let body = body.map_err(move |source| Error::Store {
+            store: store.clone(),
+            operation: "read",
+            key: k.clone(),
+            source,
+        });
+        Ok(match self.rate.clone() {
+            None => body.boxed(),
+            Some(rate) => body
+                .then(move |item| {
+                    let rate = rate.clone();
+                    async move {
+                        if let Ok(chunk) = &item {
+                            rate.take(chunk.len()).await;
+                        }
+                        item
+                    }
+                })
+                .boxed(),
+        })
     }
 
     /// Reads a small object whole: a manifest, a set manifest, a verification record,
@@ -427,7 +496,9 @@ impl BackupStore {
                 ),
             });
         }
-        res.bytes().await.map_err(self.store_err("read", key))
+        let data = res.bytes().await.map_err(self.store_err("read", key))?;
+        self.throttle(data.len()).await;
+        Ok(data)
     }
 
     /// Reads an object whole without the size limit of [`BackupStore::get_bytes`]: for
@@ -438,11 +509,14 @@ impl BackupStore {
             .get(&self.path(key))
             .await
             .map_err(self.store_err("read", key))?;
-        res.bytes().await.map_err(self.store_err("read", key))
+        let data = res.bytes().await.map_err(self.store_err("read", key))?;
+        self.throttle(data.len()).await;
+        Ok(data)
     }
 
     /// Writes a small object whole, replacing any previous version.
     pub async fn put_bytes(&self, key: &str, data: Vec<u8>) -> Result<()> {
+        self.throttle(data.len()).await;
         self.inner
             .put(&self.path(key), PutPayload::from(data))
             .await
@@ -452,6 +526,7 @@ impl BackupStore {
 
     /// Writes a small object only if it does not exist yet. Returns `false` if it did.
     pub async fn put_bytes_create(&self, key: &str, data: Vec<u8>) -> Result<bool> {
+        self.throttle(data.len()).await;
         match self
             .inner
             .put_opts(
@@ -765,11 +840,15 @@ pub struct ArtifactUpload {
     writer: BufWriter,
     key: String,
     store: String,
+    rate: Option<Arc<RateLimit>>,
 }
 
 impl ArtifactUpload {
     /// Writes one chunk.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
+        if let Some(rate) = &self.rate {
+            rate.take(chunk.len()).await;
+        }
         self.writer.put(chunk).await.map_err(|source| Error::Store {
             store: self.store.clone(),
             operation: "write",

@@ -13,10 +13,12 @@ pub struct StoreArgs {
     /// gs://bucket/prefix, az://container/prefix, memory:// (tests only).
     #[arg(long, env = "DBSEAL_STORE", global = true)]
     pub store: Option<String>,
-    /// Store option KEY=VALUE, repeatable (e.g. aws_endpoint=http://127.0.0.1:8333,
-    /// aws_allow_http=true, aws_region=us-east-1). AWS_* variables are read too.
+    /// Store option KEY=VALUE, repeatable: aws_endpoint=URL, aws_region=…; AWS_* are read too.
     #[arg(long = "store-option", value_name = "KEY=VALUE", global = true)]
     pub store_options: Vec<String>,
+    /// Limit on the bytes moved to and from the store per second, e.g. 50MiB, 100MB.
+    #[arg(long = "max-rate", env = "DBSEAL_MAX_RATE", global = true)]
+    pub max_rate: Option<String>,
     /// This host's signing key and the keys it trusts.
     #[command(flatten)]
     pub trust: backup_core::ops::TrustOptions,

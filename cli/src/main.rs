@@ -117,11 +117,12 @@ async fn run(mut cli: Cli, registry: Registry, cancel: CancellationToken) -> Res
     };
     let config = Config::load(cli.config.as_deref(), &registry)?.map(Arc::new);
     let store = &mut cli.store;
-    let (url, options) = store_location(
+    let (url, mut options) = store_location(
         store.store.as_deref(),
         &store.store_options,
         config.as_deref(),
     );
+    options.extend(store.max_rate.take().map(|r| format!("max_rate={r}")));
     (store.store, store.store_options) = (Some(url), options);
     store.trust = store.trust.or_config(config.as_deref());
     let result = dispatch(cli, config.clone(), registry, cancel, out).await;
@@ -164,8 +165,7 @@ async fn dispatch(
     }
 }
 
-/// What an interrupted command may leave behind when a second signal cuts its undoing
-/// short.
+/// What an interrupted command may leave when a second signal cuts its undoing short.
 fn leftover(command: &Command) -> &'static str {
     match command {
         Command::Backup(_) => {

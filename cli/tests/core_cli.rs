@@ -649,3 +649,92 @@ fn killed_backup_commits_no_manifest() {
     // What the killed process left (a multipart staging file) is no backup.
     eprintln!("left behind by the killed backup: {:?}", new_files());
 }
+
+/// `--max-rate` (and DBSEAL_MAX_RATE) hold a backup's upload and a restore's download to
+/// the real S3 test store at the rate given: each takes at least the time its bytes need
+/// at that rate (a lower bound only: how much faster an unlimited run is depends on the
+/// machine, and is not a test's business). A rate that is not one is refused up front.
+#[test]
+fn max_rate_holds_uploads_and_downloads_to_the_limit() {
+    let w = Work::new();
+    let url = format!(
+        "{}/cli-max-rate-{}",
+        need("DBSEAL_TEST_S3_URL"),
+        std::process::id()
+    );
+    let env = [
+        ("AWS_ENDPOINT", need("DBSEAL_TEST_S3_ENDPOINT")),
+        ("AWS_ALLOW_HTTP", "true".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", need("DBSEAL_TEST_S3_ACCESS_KEY")),
+        ("AWS_SECRET_ACCESS_KEY", need("DBSEAL_TEST_S3_SECRET_KEY")),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let input = data(21, 3 << 20);
+    let rate = 1u64 << 20;
+
+    let t = Instant::now();
+    let args = [
+        "--json",
+        "--store",
+        &url,
+        "--max-rate",
+        "1MiB",
+        "backup",
+        "stdin",
+        "-d",
+        "app",
+        "-r",
+        &w.recipient,
+    ];
+    let out = w.run_stdin_env(&args, &input, &env);
+    let took = t.elapsed().as_secs_f64();
+    assert_ok(&out);
+    let manifest = json(&out);
+    let stored = manifest["artifact"]["stored_size"].as_u64().unwrap();
+    assert!(stored > 1 << 20, "{stored}");
+    let floor = stored as f64 / rate as f64;
+    eprintln!("backup at 1MiB/s: {stored} bytes stored in {took:.2}s (floor {floor:.2}s)");
+    assert!(
+        took >= floor,
+        "backup took {took:.2}s, the limit allows no less than {floor:.2}s"
+    );
+
+    let id = manifest["backup_id"].as_str().unwrap().to_string();
+    let mut env_limited = env.clone();
+    env_limited.push(("DBSEAL_MAX_RATE", "1MiB"));
+    let t = Instant::now();
+    let out = w.run_env(
+        &[
+            "--store",
+            &url,
+            "restore",
+            &id,
+            "--to-stdout",
+            "-i",
+            w.identity().to_str().unwrap(),
+        ],
+        &env_limited,
+    );
+    let took = t.elapsed().as_secs_f64();
+    assert_ok(&out);
+    assert!(
+        out.stdout == input,
+        "the restored bytes differ from the input"
+    );
+    eprintln!("restore at 1MiB/s: {took:.2}s (floor {floor:.2}s)");
+    assert!(
+        took >= floor,
+        "restore took {took:.2}s, the limit allows no less than {floor:.2}s"
+    );
+
+    for bad in ["fast", "10X", "1000"] {
+        let out = w.run_env(&["--store", &url, "--max-rate", bad, "list"], &env);
+        assert_code(&out, 2);
+        let err = stderr(&out);
+        assert!(
+            err.contains("max_rate") && err.contains(bad),
+            "{bad}: {err}"
+        );
+    }
+}

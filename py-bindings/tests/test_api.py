@@ -7,6 +7,7 @@ import os
 import pickle
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -165,6 +166,25 @@ def test_store_accepts_paths_urls_and_store_objects(tmp_path: Path) -> None:
     m2 = dbseal.backup_bytes(b"mem", mem, datastore="x", recipients=identity)
     assert mem.list() == [m2]
     assert repr(mem) == "Store('memory://')"
+
+
+def test_store_max_rate_limits_transfers(tmp_path: Path) -> None:
+    """`max_rate` is dbseal's own store option: a bad rate is a ConfigError naming it;
+    a good one holds a round trip to at least its bytes / rate (a lower bound only)."""
+    with pytest.raises(dbseal.ConfigError, match="max_rate `fast` is not a rate"):
+        dbseal.Store(tmp_path, max_rate="fast")
+    identity = dbseal.generate_identity()
+    store = dbseal.Store(tmp_path, max_rate="256KiB")
+    payload = os.urandom(200 * 1024)
+    start = time.monotonic()
+    m = dbseal.backup_bytes(payload, store, datastore="x", recipients=identity)
+    took = time.monotonic() - start
+    assert took >= m.artifact.stored_size / (256 * 1024), took
+    out = tmp_path / "out.bin"
+    start = time.monotonic()
+    dbseal.restore_to_file(store, m.backup_id, out, identity=identity)
+    assert time.monotonic() - start >= m.artifact.stored_size / (256 * 1024)
+    assert out.read_bytes() == payload
 
 
 def test_verify_levels_and_report(tmp_path: Path) -> None:

@@ -166,6 +166,7 @@ pub fn open_store(url: &str, options: &BTreeMap<String, String>) -> Result<Backu
     let Some(path) = local else {
         return BackupStore::open(url, options);
     };
+    let (_, rate) = backup_core::store::split_max_rate(options)?;
     backup_core::store::install_crypto_provider();
     let path = PathBuf::from(if path.is_empty() { ".".into() } else { path });
     let bad = |reason: String| Error::StoreConfig {
@@ -178,7 +179,7 @@ pub fn open_store(url: &str, options: &BTreeMap<String, String>) -> Result<Backu
         .map_err(|e| bad(e.to_string()))?
         .with_automatic_cleanup(true)
         .with_fsync(true);
-    Ok(BackupStore::from_object_store(Arc::new(fs), "", url))
+    BackupStore::from_object_store(Arc::new(fs), "", url).with_max_rate(rate)
 }
 
 /// A base backup as the WAL archive sees it: where its WAL starts and stops.

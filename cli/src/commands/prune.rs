@@ -1,5 +1,4 @@
-//! `dbseal prune`: delete backups outside the retention policy, debris of failed
-//! backups, WAL no kept backup needs and dead set manifests (`backup_core::ops::prune`).
+//! `dbseal prune`: delete what retention no longer keeps (`backup_core::ops::prune`).
 
 use backup_core::ops::prune::{self, PruneOptions};
 use backup_core::ops::OpContext;

@@ -1,5 +1,4 @@
-//! `dbseal status`: the newest backup, age, size and last verification of every
-//! datastore; exit 9 when any is unhealthy (`backup_core::ops::status`).
+//! `dbseal status`: health of every datastore, exit 9 if any is unhealthy (ops::status).
 
 use backup_core::ops::status::{self, StatusOptions};
 use backup_core::ops::OpContext;
