@@ -5,7 +5,7 @@
 //! verification server needs none of the source's roles), compares the live
 //! `count(*)` of every table and the number of large objects with the manifest's
 //! contents summary, reads every table back with `COPY … TO STDOUT` in pg_dump's
-//! session settings and compares the SHA-256 of its rows with the one the archive
+//! session settings and compares the digest (BLAKE3) of its rows with the one the archive
 //! reader recorded at backup time (so one changed bit fails, naming the table), and
 //! drops the scratch database at the end, whatever happened.
 
@@ -209,11 +209,11 @@ const DUMP_SESSION_SQL: &str = "SET DateStyle = ISO; SET IntervalStyle = postgre
     SET extra_float_digits = 3; SET synchronize_seqscans = off; SET row_security = off; \
     SELECT pg_catalog.set_config('search_path', '', false)";
 
-/// Reads every table the manifest has a content digest for (`copy_sha256.<table>`,
-/// recorded by the archive reader) back from the database `conn` names with
-/// `COPY table (columns) TO STDOUT`, in the session settings pg_dump used (its own,
-/// plus the manifest's `dump_session` source facts and the archive's encoding), and
-/// compares SHA-256 digests. A difference is [`PostgresError::Mismatch`] naming every
+/// Reads every table the manifest has a content digest for (`copy_blake3.<table>`, or
+/// `copy_sha256.<table>` in backups made before 2026-12-07, recorded by the archive
+/// reader) back from the database `conn` names with `COPY table (columns) TO STDOUT`, in
+/// the session settings pg_dump used (its own, plus the manifest's `dump_session` source
+/// facts and the archive's encoding), and compares the digests. A difference is [`PostgresError::Mismatch`] naming every
 /// table that differs. Backups made before digests were recorded are compared by
 /// counts only, and the returned check line says so.
 pub async fn compare_live_content(conn: &Connection, manifest: &Manifest) -> PgResult<String> {
@@ -228,15 +228,19 @@ pub async fn compare_live_content_of(
     include: impl Fn(&str) -> bool,
 ) -> PgResult<String> {
     use futures::StreamExt;
-    use sha2::{Digest, Sha256};
+    use sha2::Digest;
 
     let facts = &manifest.contents.facts;
     let empty = Default::default();
     let tables = manifest.contents.counts.get("tables").unwrap_or(&empty);
-    let digested: Vec<(&String, &String)> = tables
+    // (table, whether the digest is BLAKE3 rather than SHA-256, the digest)
+    let digested: Vec<(&String, bool, &String)> = tables
         .keys()
         .filter(|t| include(t))
-        .filter_map(|t| Some((t, facts.get(&crate::format::copy_sha256_fact(t))?)))
+        .filter_map(|t| match facts.get(&crate::format::copy_blake3_fact(t)) {
+            Some(d) => Some((t, true, d)),
+            None => Some((t, false, facts.get(&crate::format::copy_sha256_fact(t))?)),
+        })
         .collect();
     if digested.is_empty() && !tables.is_empty() {
         return Ok(
@@ -283,7 +287,7 @@ pub async fn compare_live_content_of(
     }
     let mut diffs = Vec::new();
     let mut bytes = 0u64;
-    for (name, expected) in &digested {
+    for (name, blake3, expected) in &digested {
         let Some((ns, rel)) = live.get(*name) else {
             continue; // compare_live_counts names missing tables
         };
@@ -312,16 +316,24 @@ pub async fn compare_live_content_of(
             .await
             .map_err(|e| conn.query_error(&what, e))?;
         let mut stream = std::pin::pin!(stream);
-        let mut h = Sha256::new();
+        let (mut b3, mut sha) = (blake3::Hasher::new(), sha2::Sha256::new());
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| conn.query_error(&what, e))?;
             bytes += chunk.len() as u64;
-            h.update(&chunk);
+            if *blake3 {
+                b3.update(&chunk);
+            } else {
+                sha.update(&chunk);
+            }
         }
-        let found = hex::encode(h.finalize());
+        let (algorithm, found) = if *blake3 {
+            ("BLAKE3", b3.finalize().to_hex().to_string())
+        } else {
+            ("SHA-256", hex::encode(sha.finalize()))
+        };
         if found != **expected {
             diffs.push(format!(
-                "table {name}: its rows differ from the backup's (SHA-256 of COPY text {found}, the manifest records {expected})"
+                "table {name}: its rows differ from the backup's ({algorithm} of COPY text {found}, the manifest records {expected})"
             ));
         }
     }

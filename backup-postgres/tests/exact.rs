@@ -131,3 +131,65 @@ async fn every_builtin_type_survives_backup_and_restore_bit_for_bit() {
     );
     assert!(!err.contains("public.text"), "{err}");
 }
+
+/// Table digests are BLAKE3 (`copy_blake3.<table>`) since 2026-12-07; a manifest written
+/// before records SHA-256 (`copy_sha256.<table>`), and level 3 still compares those —
+/// here a manifest rewritten into that older form, its SHA-256s computed from psql's
+/// `COPY … TO STDOUT` (an independent reader) of the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn table_digests_are_blake3_and_older_sha256_ones_still_compare() {
+    use sha2::{Digest, Sha256};
+    let src = TempDb::create("digest_src").await;
+    pg_fixture::psql(
+        &src.name,
+        "CREATE TABLE t (id integer PRIMARY KEY, v text);\n\
+         INSERT INTO t SELECT g, repeat('row ' || g, g % 50) FROM generate_series(1, 20000) g;",
+    );
+    let (_dir, store, keys) = store();
+    let mut source = PostgresSource::new(&config(&src.name), DumpOptions::default()).unwrap();
+    let manifest = backup_postgres::backup(
+        &store,
+        &mut source,
+        BackupOptions::new("digest", keys.encryption()),
+    )
+    .await
+    .unwrap();
+    let rows = pg_fixture::psql_raw(&src.name, "COPY public.t (id, v) TO STDOUT");
+    let facts = &manifest.contents.facts;
+    assert_eq!(
+        facts.get("copy_blake3.public.t"),
+        Some(&blake3::hash(&rows).to_hex().to_string()),
+        "{facts:?}"
+    );
+    assert!(!facts.contains_key("copy_sha256.public.t"), "{facts:?}");
+    let opts = RestoreOptions {
+        decryption: Some(keys.decryption().into()),
+        ..Default::default()
+    };
+    let (dst, _) = restore_into_new_db(&store, &manifest, &opts, "digest_dst").await;
+    let conn = config(&dst.name).resolve().unwrap();
+    backup_postgres::compare_live_content(&conn, &manifest)
+        .await
+        .unwrap();
+
+    let mut legacy = manifest.clone();
+    legacy.contents.facts.remove("copy_blake3.public.t");
+    legacy.contents.facts.insert(
+        "copy_sha256.public.t".into(),
+        hex::encode(Sha256::digest(&rows)),
+    );
+    backup_postgres::compare_live_content(&conn, &legacy)
+        .await
+        .unwrap();
+    pg_fixture::psql(&dst.name, "UPDATE t SET v = v || ' ' WHERE id = 777");
+    for (m, algorithm) in [(&legacy, "SHA-256"), (&manifest, "BLAKE3")] {
+        let err = backup_postgres::compare_live_content(&conn, m)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("table public.t: its rows differ") && err.contains(algorithm),
+            "{err}"
+        );
+    }
+}

@@ -20,6 +20,8 @@ TEXT_ROWS=${BENCH_TEXT_ROWS:-800000}
 PORT=${BENCH_PG_PORT:-55498}
 ROUNDS=${BENCH_ROUNDS:-3}
 DBSEAL=${BENCH_BIN:-$ROOT/target/release/dbseal}
+# BENCH_BIN_BEFORE: another build (e.g. the previous commit's), run in the same rounds.
+BEFORE=${BENCH_BIN_BEFORE:-}
 OUT=${BENCH_OUT:-$ROOT/bench/postgres/PROFILE.md}
 
 for tool in perf pgbench pg_dump zstd age openssl /usr/bin/time; do
@@ -64,6 +66,10 @@ for _ in $(seq 1 "$ROUNDS"); do
   rm -rf "$WORK/store"
   # dbseal's figures include its children: pg_dump (subtracted below).
   cpu dbseal "$DBSEAL" -q --store "file://$WORK/store" backup postgres --url "$URL" -d prof -r "$RCPT"
+  if [ -n "$BEFORE" ]; then
+    rm -rf "$WORK/store"
+    cpu before "$BEFORE" -q --store "file://$WORK/store" backup postgres --url "$URL" -d prof -r "$RCPT"
+  fi
   cpu pg_dump pg_dump "${PGC[@]}" -d prof -Fc -Z0 --no-sync -f /dev/null
   cpu zstd zstd -3 -T1 -q -c "$WORK/dump"
   cpu age age -r "$RCPT" -o /dev/null "$WORK/dump.zst"
@@ -100,6 +106,11 @@ SHELLSHA=$(awk -v a="$SHELL" -v b="$SH" 'BEGIN { printf "%.2f", a + 2 * b }')
   echo "| \`dbseal backup postgres\` with its \`pg_dump\` | $(med dbseal 1) | $DB | $(per_gb "$DB") |"
   echo "| \`pg_dump -Fc -Z0 > /dev/null\` alone | $(med pg_dump 1) | $PD | $(per_gb "$PD") |"
   echo "| **dbseal's own** (the difference) | — | **$OWN** | **$(per_gb "$OWN")** |"
+  if [ -n "$BEFORE" ]; then
+    BD=$(cpu_of before); BOWN=$(awk -v a="$BD" -v b="$PD" 'BEGIN { printf "%.2f", a - b }')
+    echo "| \`$BEFORE\` (before) with its \`pg_dump\` | $(med before 1) | $BD | $(per_gb "$BD") |"
+    echo "| its own (before) | — | $BOWN | $(per_gb "$BOWN") |"
+  fi
   echo "| \`zstd -3 -T1\` of the dump | $(med zstd 1) | $ZS | $(per_gb "$ZS") |"
   echo "| \`age -r\` of the compressed dump | $(med age 1) | $AG | $(per_gb "$AG") |"
   echo "| \`openssl dgst -sha256\` of the dump | $(med sha256 1) | $SH | $(per_gb "$SH") |"
