@@ -35,6 +35,7 @@ NOT_KEYWORDS = {
     "--verbose": "the `dbseal` logger's level",
     "--store": "the `store` argument of every function",
     "--store-option": "dbseal.Store(url, **options)",
+    "--max-rate": "dbseal.Store(url, max_rate=...)",
     "--signing-key": "dbseal.Store(url, signing_key=...)",
     "--trusted-signer": "dbseal.Store(url, trusted_signers=[...])",
     "--trusted-verifier": "dbseal.Store(url, trusted_verifiers=[...])",
