@@ -187,6 +187,42 @@ def test_store_max_rate_limits_transfers(tmp_path: Path) -> None:
     assert out.read_bytes() == payload
 
 
+def test_notify_webhooks_hear_of_python_backups(tmp_path: Path) -> None:
+    """`[[notify]]` of the config file: Python runs the same operations as the CLI, so a
+    backup made from Python is announced to the webhook (a local HTTP server here)."""
+    import http.server
+    import threading
+
+    got: list[dict[str, object]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            length = int(self.headers["content-length"])
+            got.append({"path": self.path, "doc": json.loads(self.rfile.read(length))})
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        config = tmp_path / "dbseal.toml"
+        config.write_text(
+            f'[[notify]]\nurl = "http://127.0.0.1:{server.server_port}/hook/tok3n"\non = ["success"]\n'
+        )
+        identity = dbseal.generate_identity()
+        m = dbseal.backup_bytes(b"rows", tmp_path / "s", datastore="py", recipients=identity, config=config)
+    finally:
+        server.shutdown()
+    assert len(got) == 1, got
+    doc = got[0]["doc"]
+    assert isinstance(doc, dict)
+    assert (doc["event"], doc["result"], doc["datastore"], doc["backup_id"]) == ("backup", "success", "py", m.backup_id)
+
+
 def test_verify_levels_and_report(tmp_path: Path) -> None:
     identity = dbseal.generate_identity()
     store = dbseal.Store(tmp_path)

@@ -136,7 +136,32 @@ pub async fn backup_source(
     let options = seal
         .backup_options(config, &BTreeMap::new(), ctx.frontend.progress("backup"))?
         .with_cancel(ctx.cancel.clone());
-    crate::pipeline::backup(&ctx.store, source, options).await
+    let result = crate::pipeline::backup(&ctx.store, source, options).await;
+    super::notify::send(ctx, backup_event(&seal.datastore, &result)).await;
+    result
+}
+
+/// The notification of a backup of `datastore` that ended with `result`.
+fn backup_event(datastore: &str, result: &Result<Manifest>) -> super::notify::Event {
+    super::notify::Event::of_result("backup", result, |m| {
+        let seconds = (m.finished_at - m.started_at).num_milliseconds() as f64 / 1000.0;
+        (
+            format!(
+                "backup {} completed: {} stored in {seconds:.1} s",
+                m.backup_id,
+                human_bytes(m.artifact.stored_size)
+            ),
+            serde_json::json!({
+                "stored_bytes": m.artifact.stored_size,
+                "plaintext_bytes": m.artifact.plaintext_size,
+                "duration_seconds": seconds,
+            }),
+        )
+    })
+    .of(
+        Some(datastore),
+        result.as_ref().ok().map(|m| m.backup_id.as_str()),
+    )
 }
 
 /// Backs up a database of `kind` with the driver's `options` (`url` among them, else
@@ -171,10 +196,12 @@ async fn backup_labelled(
             )?
             .with_cancel(ctx.cancel.clone()),
     };
-    driver
+    let result = driver
         .backup(options, &bctx)
         .await
-        .map_err(|e| ctx.scrub_error(e))
+        .map_err(|e| ctx.scrub_error(e));
+    super::notify::send(ctx, backup_event(&seal.datastore, &result)).await;
+    result
 }
 
 /// Backups of datastores named in the config file (`dbseal backup --datastore NAME`,

@@ -32,6 +32,7 @@
 
 pub mod backup;
 pub mod config;
+pub mod notify;
 pub mod prune;
 pub mod restore;
 pub mod set;

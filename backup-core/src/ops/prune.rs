@@ -133,6 +133,20 @@ pub struct PruneReport {
 
 /// `dbseal prune`.
 pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneReport> {
+    let result = prune_store(ctx, options).await;
+    if !options.dry_run {
+        let event = super::notify::Event::of_result("prune", &result, |report| {
+            (
+                "prune completed".to_string(),
+                serde_json::to_value(report).unwrap_or_default(),
+            )
+        });
+        super::notify::send(ctx, event).await;
+    }
+    result
+}
+
+async fn prune_store(ctx: &OpContext, options: &PruneOptions) -> Result<PruneReport> {
     let store = &ctx.store;
     let listing = store.scan(None).await?;
     let verifications = store.verifications(None).await?;

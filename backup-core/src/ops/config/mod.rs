@@ -100,6 +100,9 @@ struct ConfigFile {
     /// Named datastores.
     #[serde(default)]
     datastores: BTreeMap<String, DatastoreConfig>,
+    /// `[[notify]]`: webhooks told about backups, verifications, prunes and alerts.
+    #[serde(default)]
+    notify: Vec<super::notify::NotifyTarget>,
 }
 
 /// `[store]`: where backups live.
@@ -237,6 +240,8 @@ pub struct Config {
     pub retention: RetentionPolicy,
     /// Datastores by name.
     pub datastores: BTreeMap<String, DatastoreConfig>,
+    /// `[[notify]]` targets ([`super::notify`]).
+    pub notify: Vec<super::notify::NotifyTarget>,
     /// Every URL scheme of every driver, mapped to its driver's first scheme (so that
     /// `postgresql://` and `postgres://` name the same server).
     schemes: BTreeMap<String, String>,
@@ -278,6 +283,7 @@ impl std::fmt::Debug for Config {
             .field("path", &self.path)
             .field("store", &self.store)
             .field("datastores", &self.datastores)
+            .field("notify", &self.notify)
             .field(
                 "secrets",
                 &*self
@@ -353,6 +359,12 @@ impl Config {
                 }
             }
         }
+        // Webhook URLs are secrets (Slack's holds its token in the path).
+        let mut secrets = ex.secrets;
+        for (i, t) in file.notify.iter().enumerate() {
+            t.validate(&origin, i)?;
+            secrets.extend(t.secrets().map(|s| SecretString::new(s.clone())));
+        }
         let mut config = Config {
             path: path.to_path_buf(),
             zstd_level: file.zstd_level,
@@ -361,8 +373,9 @@ impl Config {
             signing: file.signing,
             retention: file.retention,
             datastores: file.datastores,
+            notify: file.notify,
             schemes,
-            secrets: std::sync::Mutex::new(ex.secrets),
+            secrets: std::sync::Mutex::new(secrets),
         };
         config.validate(registry)?;
         Ok(config)

@@ -76,6 +76,12 @@ pub(super) fn config(c: &Config) -> serde_json::Value {
         "signing": c.signing,
         "retention": c.retention,
         "datastores": datastores,
+        "notify": c.notify.iter().map(|t| serde_json::json!({
+            "url": t.url.as_ref().map(|_| super::REDACTED),
+            "slack_webhook": t.slack_webhook.as_ref().map(|_| super::REDACTED),
+            "on": t.on,
+            "timeout_seconds": t.timeout_seconds,
+        })).collect::<Vec<_>>(),
     });
     // Belt and braces: no known secret survives anywhere in the document.
     let text = c.scrub(&value.to_string());
