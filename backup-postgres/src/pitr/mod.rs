@@ -404,7 +404,8 @@ impl WalSettings {
         })
     }
 
-    /// Opens the store for WAL (local directories with fsync). Refuses a relative local
+    /// Opens the store for WAL ([`BackupStore::open`]: local directories are written
+    /// with fsync, so archive_command reports success only for a durable file). Refuses a relative local
     /// store inside a PostgreSQL data directory: archive_command runs there, and the
     /// default `./backups` would put the archive inside the cluster it protects.
     pub fn open_store(&self) -> Result<BackupStore> {
@@ -421,7 +422,7 @@ impl WalSettings {
             )));
         }
         Ok(
-            crate::wal::open_store(&self.store_url, &self.store_options)?
+            BackupStore::open(&self.store_url, &self.store_options)?
                 .with_trust(self.trust.trust()?),
         )
     }

@@ -53,8 +53,6 @@
 //! The commands built on this (settings from an env file, exit codes) are in
 //! [`crate::pitr`].
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_core::sign::Role;
@@ -145,41 +143,6 @@ impl ArchiveRecord {
                 ),
             })
     }
-}
-
-// ---------------------------------------------------------------------------------
-// Opening a store for WAL
-// ---------------------------------------------------------------------------------
-
-/// Opens a store for WAL archiving. Like [`BackupStore::open`], except that local
-/// directories are written with `fsync` (file and directory): `archive_command` must
-/// not report success before the file is durable, since PostgreSQL then recycles the
-/// segment.
-pub fn open_store(url: &str, options: &BTreeMap<String, String>) -> Result<BackupStore> {
-    let local = if let Some(rest) = url.strip_prefix("file://") {
-        Some(rest.to_string())
-    } else if !url.contains("://") {
-        Some(url.to_string())
-    } else {
-        None
-    };
-    let Some(path) = local else {
-        return BackupStore::open(url, options);
-    };
-    let (_, rate) = backup_core::store::split_max_rate(options)?;
-    backup_core::store::install_crypto_provider();
-    let path = PathBuf::from(if path.is_empty() { ".".into() } else { path });
-    let bad = |reason: String| Error::StoreConfig {
-        url: backup_core::redact_url(url),
-        reason,
-    };
-    std::fs::create_dir_all(&path)
-        .map_err(|e| bad(format!("cannot create directory {}: {e}", path.display())))?;
-    let fs = object_store::local::LocalFileSystem::new_with_prefix(&path)
-        .map_err(|e| bad(e.to_string()))?
-        .with_automatic_cleanup(true)
-        .with_fsync(true);
-    BackupStore::from_object_store(Arc::new(fs), "", url).with_max_rate(rate)
 }
 
 /// A base backup as the WAL archive sees it: where its WAL starts and stops.
