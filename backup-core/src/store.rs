@@ -266,9 +266,7 @@ impl BackupStore {
 
     /// Waits until `bytes` more may be transferred ([`BackupStore::with_max_rate`]).
     async fn throttle(&self, bytes: usize) {
-        if let Some(rate) = &self.rate {
-            rate.take(bytes).await;
-        }
+        crate::throttle::charge(self.rate.as_deref(), bytes).await;
     }
 
     /// This store with a signing key and the keys it trusts ([`crate::sign`]): manifests,
@@ -846,9 +844,7 @@ pub struct ArtifactUpload {
 impl ArtifactUpload {
     /// Writes one chunk.
     pub async fn write(&mut self, chunk: Bytes) -> Result<()> {
-        if let Some(rate) = &self.rate {
-            rate.take(chunk.len()).await;
-        }
+        crate::throttle::charge(self.rate.as_deref(), chunk.len()).await;
         self.writer.put(chunk).await.map_err(|source| Error::Store {
             store: self.store.clone(),
             operation: "write",

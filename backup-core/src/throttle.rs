@@ -63,6 +63,13 @@ impl RateLimit {
     }
 }
 
+/// [`RateLimit::take`] when there is a limit.
+pub(crate) async fn charge(limit: Option<&RateLimit>, bytes: usize) {
+    if let Some(limit) = limit {
+        limit.take(bytes).await;
+    }
+}
+
 /// Parses a rate: bytes per second as a number with an optional unit, `B`, `K`/`KiB`,
 /// `M`/`MiB`, `G`/`GiB` (powers of 1024, as rclone's `--bwlimit`), `KB`, `MB`, `GB`
 /// (powers of 1000), and an optional `/s`: `50MiB`, `20M`, `100MB/s`, `1.5G`.
