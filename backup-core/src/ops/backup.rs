@@ -137,7 +137,7 @@ pub async fn backup_source(
         .backup_options(config, &BTreeMap::new(), ctx.frontend.progress("backup"))?
         .with_cancel(ctx.cancel.clone());
     let result = crate::pipeline::backup(&ctx.store, source, options).await;
-    super::notify::send(ctx, backup_event(&seal.datastore, &result)).await;
+    super::notify::send(ctx, || backup_event(&seal.datastore, &result)).await;
     result
 }
 
@@ -200,7 +200,7 @@ async fn backup_labelled(
         .backup(options, &bctx)
         .await
         .map_err(|e| ctx.scrub_error(e));
-    super::notify::send(ctx, backup_event(&seal.datastore, &result)).await;
+    super::notify::send(ctx, || backup_event(&seal.datastore, &result)).await;
     result
 }
 

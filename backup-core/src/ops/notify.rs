@@ -139,7 +139,7 @@ pub struct Event {
     /// `backup`, `verify`, `prune` or `status`.
     pub event: &'static str,
     /// `success`, `failure` or `alert`.
-    pub result: &'static str,
+    pub result: On,
     /// The datastore, if one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub datastore: Option<String>,
@@ -154,8 +154,6 @@ pub struct Event {
     pub time: String,
     /// Figures of the operation (bytes, seconds, counts…).
     pub figures: serde_json::Value,
-    #[serde(skip)]
-    on: Option<On>,
 }
 
 impl Event {
@@ -164,14 +162,13 @@ impl Event {
         Event {
             source: "dbseal",
             event,
-            result: on.as_str(),
+            result: on,
             datastore: None,
             backup_id: None,
             message: message.into(),
             host: hostname(),
             time: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             figures: serde_json::Value::Object(Default::default()),
-            on: Some(on),
         }
     }
 
@@ -210,14 +207,17 @@ impl Event {
             (Some(d), None) => format!(" of {d}"),
             _ => String::new(),
         };
-        let mark = match self.on {
-            Some(On::Success) => ":white_check_mark:",
-            Some(On::Alert) => ":warning:",
-            _ => ":x:",
+        let mark = match self.result {
+            On::Success => ":white_check_mark:",
+            On::Alert => ":warning:",
+            On::Failure => ":x:",
         };
         format!(
             "{mark} dbseal {}{what} on {}: {} — {}",
-            self.event, self.host, self.result, self.message
+            self.event,
+            self.host,
+            self.result.as_str(),
+            self.message
         )
     }
 }
@@ -229,24 +229,22 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Tells every configured target that wants it about `event`; waits for them (each
-/// bounded by its timeout), never fails. Without a configuration, or when the
-/// operation was interrupted, does nothing.
-pub async fn send(ctx: &OpContext, mut event: Event) {
+/// Tells every configured target that wants it about the event `make` builds; waits
+/// for them (each bounded by its timeout), never fails. Without a configured target,
+/// or when the operation was interrupted, does nothing (and builds no event).
+pub async fn send(ctx: &OpContext, make: impl FnOnce() -> Event) {
     let Some(config) = ctx.config.as_deref() else {
-        return;
-    };
-    let Some(on) = event.on else {
         return;
     };
     if config.notify.is_empty() || ctx.cancel.is_cancelled() {
         return;
     }
+    let mut event = make();
     event.message = ctx.scrub(&event.message);
     let sends = config
         .notify
         .iter()
-        .filter(|t| t.on.contains(&on))
+        .filter(|t| t.on.contains(&event.result))
         .map(|t| send_one(ctx, t, &event));
     futures::future::join_all(sends).await;
 }
@@ -308,7 +306,7 @@ async fn send_one(ctx: &OpContext, target: &NotifyTarget, event: &Event) {
     ctx.warn(format!(
         "notification of the {} {} to {} failed after {attempts} attempt(s) within {}s: {failure} (the {} itself is unaffected)",
         event.event,
-        event.result,
+        event.result.as_str(),
         shown(url),
         bound.as_secs(),
         event.event

@@ -135,13 +135,15 @@ pub struct PruneReport {
 pub async fn prune(ctx: &OpContext, options: &PruneOptions) -> Result<PruneReport> {
     let result = prune_store(ctx, options).await;
     if !options.dry_run {
-        let event = super::notify::Event::of_result("prune", &result, |report| {
-            (
-                "prune completed".to_string(),
-                serde_json::to_value(report).unwrap_or_default(),
-            )
-        });
-        super::notify::send(ctx, event).await;
+        super::notify::send(ctx, || {
+            super::notify::Event::of_result("prune", &result, |report| {
+                (
+                    "prune completed".to_string(),
+                    serde_json::to_value(report).unwrap_or_default(),
+                )
+            })
+        })
+        .await;
     }
     result
 }

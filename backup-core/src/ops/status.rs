@@ -429,10 +429,11 @@ pub async fn status(ctx: &OpContext, options: &StatusOptions) -> Result<StatusRe
         write_metrics(path, &report.metrics())?;
     }
     if let Some(failure) = report.failure() {
-        let event =
+        super::notify::send(ctx, || {
             super::notify::Event::new("status", super::notify::On::Alert, failure.to_string())
-                .with_figures(serde_json::to_value(&report).unwrap_or_default());
-        super::notify::send(ctx, event).await;
+                .with_figures(serde_json::to_value(&report).unwrap_or_default())
+        })
+        .await;
     }
     Ok(report)
 }

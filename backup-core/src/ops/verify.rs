@@ -196,21 +196,23 @@ pub async fn verify_and_record(
     let result = verify_levels(ctx, manifest, level, restore_to, keys)
         .await
         .map_err(|e| ctx.scrub_error(e));
-    let event = super::notify::Event::of_result("verify", &result, |reports| {
-        let checks: Vec<&String> = reports.iter().flat_map(|r| r.checks.iter()).collect();
-        (
-            format!(
-                "backup {} verified at level {}",
-                manifest.backup_id,
-                level.name()
-            ),
-            serde_json::json!({ "level": level.name(), "checks": checks }),
+    let event = || {
+        super::notify::Event::of_result("verify", &result, |reports| {
+            let checks: Vec<&String> = reports.iter().flat_map(|r| r.checks.iter()).collect();
+            (
+                format!(
+                    "backup {} verified at level {}",
+                    manifest.backup_id,
+                    level.name()
+                ),
+                serde_json::json!({ "level": level.name(), "checks": checks }),
+            )
+        })
+        .of(
+            Some(&manifest.datastore.name),
+            Some(manifest.backup_id.as_str()),
         )
-    })
-    .of(
-        Some(&manifest.datastore.name),
-        Some(manifest.backup_id.as_str()),
-    );
+    };
     super::notify::send(ctx, event).await;
     if no_record {
         return result;
