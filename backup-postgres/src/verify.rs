@@ -213,9 +213,10 @@ const DUMP_SESSION_SQL: &str = "SET DateStyle = ISO; SET IntervalStyle = postgre
 /// `copy_sha256.<table>` in backups made before 2026-12-07, recorded by the archive
 /// reader) back from the database `conn` names with `COPY table (columns) TO STDOUT`, in
 /// the session settings pg_dump used (its own, plus the manifest's `dump_session` source
-/// facts and the archive's encoding), and compares the digests. A difference is [`PostgresError::Mismatch`] naming every
-/// table that differs. Backups made before digests were recorded are compared by
-/// counts only, and the returned check line says so.
+/// facts and the archive's encoding), and compares the digests. A difference is
+/// [`PostgresError::Mismatch`] naming every table that differs. Backups made before
+/// digests were recorded are compared by counts only, and the returned check line says
+/// so.
 pub async fn compare_live_content(conn: &Connection, manifest: &Manifest) -> PgResult<String> {
     compare_live_content_of(conn, manifest, |_| true).await
 }
