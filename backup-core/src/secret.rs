@@ -95,6 +95,7 @@ pub fn is_secret_name(name: &str) -> bool {
         "key_match",
         "skip_signature",
         "passive",
+        "key_expir",
     ];
     if PUBLIC.iter().any(|p| n.replace('-', "_").contains(p)) {
         return false;

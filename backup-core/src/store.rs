@@ -67,6 +67,8 @@ pub struct BackupStore {
     trust: Trust,
     /// `max_rate`: shared by every clone, so parallel transfers share the budget.
     rate: Option<Arc<RateLimit>>,
+    /// The directory of a local store.
+    local: Option<Arc<std::path::PathBuf>>,
 }
 
 impl std::fmt::Debug for BackupStore {
@@ -168,6 +170,7 @@ impl BackupStore {
                 url: shown,
                 trust: Trust::default(),
                 rate: None,
+                local: None,
             });
         }
         let local = if let Some(rest) = url.strip_prefix("file://") {
@@ -193,6 +196,7 @@ impl BackupStore {
                 url: shown,
                 trust: Trust::default(),
                 rate: None,
+                local: Some(Arc::new(path)),
             });
         }
         let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
@@ -235,7 +239,13 @@ impl BackupStore {
             url: shown,
             trust: Trust::default(),
             rate: None,
+            local: None,
         })
+    }
+
+    /// The directory of a local (`file://` or path) store.
+    pub fn local_root(&self) -> Option<&std::path::Path> {
+        self.local.as_deref().map(|p| p.as_path())
     }
 
     /// A store over any `object_store` implementation.
@@ -246,6 +256,7 @@ impl BackupStore {
             url: crate::secret::redact_url(url),
             trust: Trust::default(),
             rate: None,
+            local: None,
         }
     }
 

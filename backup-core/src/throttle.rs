@@ -74,33 +74,38 @@ pub(crate) async fn charge(limit: Option<&RateLimit>, bytes: usize) {
 /// `M`/`MiB`, `G`/`GiB` (powers of 1024, as rclone's `--bwlimit`), `KB`, `MB`, `GB`
 /// (powers of 1000), and an optional `/s`: `50MiB`, `20M`, `100MB/s`, `1.5G`.
 pub fn parse_rate(text: &str) -> Result<u64> {
-    let bad = || {
+    let t = text.trim();
+    parse_size(t.strip_suffix("/s").unwrap_or(t)).ok_or_else(|| {
         Error::Config(format!(
             "max_rate `{text}` is not a rate: give bytes per second with an optional unit, e.g. 50MiB, 20M, 100MB/s"
         ))
-    };
+    })
+}
+
+/// Parses a size: bytes as a number with an optional unit, `B`, `K`/`KiB`, `M`/`MiB`,
+/// `G`/`GiB`, `T`/`TiB` (powers of 1024), `KB`, `MB`, `GB`, `TB` (powers of 1000):
+/// `2TiB`, `500GB`, `1.5G`. At least one byte.
+pub fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
-    let t = t.strip_suffix("/s").unwrap_or(t).trim_end();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (number, unit) = t.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
+    let number: f64 = number.parse().ok()?;
     let unit: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
         "m" | "mib" => 1024.0 * 1024.0,
         "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         "kb" => 1e3,
         "mb" => 1e6,
         "gb" => 1e9,
-        _ => return Err(bad()),
+        "tb" => 1e12,
+        _ => return None,
     };
-    let rate = number * unit;
-    if !rate.is_finite() || rate < 1.0 || rate > u64::MAX as f64 / 2.0 {
-        return Err(bad());
-    }
-    Ok(rate as u64)
+    let bytes = number * unit;
+    (bytes.is_finite() && bytes >= 1.0 && bytes <= u64::MAX as f64 / 2.0).then_some(bytes as u64)
 }
 
 #[cfg(test)]
@@ -115,6 +120,11 @@ mod tests {
         assert_eq!(parse_rate(" 1.5G ").unwrap(), 3 << 29);
         assert_eq!(parse_rate("65536").unwrap(), 65536);
         assert_eq!(parse_rate("64 KiB/s").unwrap(), 65536);
+        assert_eq!(parse_size("2TiB"), Some(2 << 40));
+        assert_eq!(parse_size("500GB"), Some(500_000_000_000));
+        assert_eq!(parse_size("3 T"), Some(3 << 40));
+        assert_eq!(parse_size("2TiB/s"), None);
+        assert_eq!(parse_size("lots"), None);
         for bad in ["", "fast", "10X", "-5M", "1e9", "M", "0.1"] {
             let e = parse_rate(bad).unwrap_err().to_string();
             assert!(e.contains("is not a rate"), "{bad}: {e}");

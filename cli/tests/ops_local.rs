@@ -40,9 +40,9 @@ fn verify_latest_records_verdicts_and_status_reports_them() {
 
     // Before any verification: healthy (recent), verification "never".
     let st = json(&run(&w, &["--json", "status"]));
-    assert_eq!(st.as_array().unwrap().len(), 2);
-    assert!(st[0]["last_verification"].is_null());
-    assert_eq!(st[0]["healthy"], true);
+    assert_eq!(st["datastores"].as_array().unwrap().len(), 2);
+    assert!(st["datastores"][0]["last_verification"].is_null());
+    assert_eq!(st["datastores"][0]["healthy"], true);
 
     // verify --latest: content level with the identity; one record per newest backup.
     let out = run(&w, &["--json", "verify", "--latest", "-i", "identity.txt"]);
@@ -102,7 +102,7 @@ fn verify_latest_records_verdicts_and_status_reports_them() {
         ],
     );
     let st = json(&out);
-    let app = &st[0];
+    let app = &st["datastores"][0];
     assert_eq!(app["datastore"], "app");
     assert_eq!(app["backups"], 2);
     assert_eq!(app["newest"]["backup_id"], newest.as_str());
@@ -205,8 +205,8 @@ fn status_exits_9_when_stale_or_when_the_last_verification_failed() {
     let out = run(&w, &["--json", "status", "-d", "fresh"]);
     fails_with(&out, 9);
     let st = json(&out);
-    assert_eq!(st[0]["problems"][0], "no complete backup");
-    assert_eq!(st[0]["max_age"], "8d");
+    assert_eq!(st["datastores"][0]["problems"][0], "no complete backup");
+    assert_eq!(st["datastores"][0]["max_age"], "8d");
 }
 
 #[test]
@@ -401,7 +401,7 @@ fn backups_within_one_second_agree_on_the_newest() {
         "the last one made is the newest"
     );
     let st = json(&run(&w, &["--json", "status"]));
-    assert_eq!(st[0]["newest"]["backup_id"], ids[7].as_str());
+    assert_eq!(st["datastores"][0]["newest"]["backup_id"], ids[7].as_str());
     // Seven of eight is more than half: refused, nothing deleted, unless --force.
     let err = fails_with(&run(&w, &["prune", "--keep-last", "1"]), 8);
     assert!(
@@ -505,4 +505,157 @@ fn prune_debris_removes_failed_uploads_even_while_the_newest_backup_is_incomplet
         .map(|m| m["backup_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(left, vec![a1], "no backup is touched");
+}
+
+/// The store-wide alerts: a quota, the filesystem of a local store (compared with
+/// `df`, an independent reader), and keys near or past their `key_expires` date.
+#[test]
+fn status_alerts_on_store_usage_and_expiring_keys() {
+    let w = Work::new();
+    stdin_backup(&w, "app", &"x".repeat(4000));
+    let store = w.store().to_str().unwrap().to_string();
+    let metrics = w.path("dbseal.prom");
+    let status = |toml: &str| {
+        w.write("dbseal.toml", toml);
+        run(
+            &w,
+            &[
+                "--json",
+                "status",
+                "--metrics-file",
+                metrics.to_str().unwrap(),
+            ],
+        )
+    };
+    // No quota: the local store's filesystem, as df counts it.
+    let out = status(&format!("[store]\nurl = \"{store}\"\n"));
+    let st = json(&out);
+    let storage = &st["store"]["storage"];
+    assert_eq!(storage["measured_against"], "filesystem", "{st}");
+    let df = std::process::Command::new("df")
+        .args(["--output=pcent", &store])
+        .output()
+        .unwrap();
+    let df: f64 = String::from_utf8_lossy(&df.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .unwrap();
+    let ours = storage["used_percent"].as_f64().unwrap();
+    // df rounds up to a whole percent; others may write to the disk in between.
+    assert!((ours - df).abs() <= 2.0, "dbseal {ours} %, df {df} %");
+    assert_eq!(
+        st["store"]["problems"].as_array().unwrap().len(),
+        usize::from(ours > 80.0)
+    );
+
+    // A quota the backup already fills past the threshold (two thirds of it, alert
+    // above half): exit 9, the store named.
+    let on_disk: u64 = walk(&w.store())
+        .iter()
+        .map(|p| p.metadata().unwrap().len())
+        .sum();
+    let quota = on_disk * 3 / 2;
+    let out = status(&format!(
+        "[store]\nurl = \"{store}\"\nstore_quota = \"{quota}\"\nstorage_alert_percent = 50\n"
+    ));
+    let err = fails_with(&out, 9);
+    assert!(
+        err.contains("66.7 % full") && err.contains("quota; alert above 50 %"),
+        "{err}"
+    );
+    let st = json(&out);
+    assert_eq!(st["store"]["storage"]["measured_against"], "quota");
+    assert_eq!(st["store"]["storage"]["capacity_bytes"], quota);
+    // Every object counts: the artifact, the manifest and its signature.
+    assert_eq!(st["store"]["storage"]["used_bytes"], on_disk, "{st}");
+    assert!(st["datastores"][0]["healthy"].as_bool().unwrap(), "{st}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains(&format!(
+            "dbseal_store_used_bytes{{store=\"{store}\",measured_against=\"quota\"}} {on_disk}"
+        )),
+        "{prom}"
+    );
+    assert!(
+        prom.contains(&format!("dbseal_store_alerts{{store=\"{store}\"}} 1")),
+        "{prom}"
+    );
+    // The same quota for another store (`--store` names a different one) is not applied.
+    let other = w.path("other-store");
+    let out = w.run(&[
+        "--json",
+        "--store",
+        other.to_str().unwrap(),
+        "status",
+        "-d",
+        "app",
+    ]);
+    assert_eq!(
+        json(&out)["store"]["storage"]["measured_against"],
+        "filesystem"
+    );
+
+    // Keys: one within the warning window, one far off.
+    let today = chrono::Utc::now().date_naive();
+    let soon = today + chrono::Days::new(20);
+    let later = today + chrono::Days::new(400);
+    // This host's own public key (keygen's), as trusted_signers would name it.
+    let signer = std::fs::read_to_string(w.path("identity.txt.minisign.pub")).unwrap();
+    let signer = signer.lines().find(|l| l.starts_with("RW")).unwrap();
+    let short: String = signer.chars().take(16).collect();
+    let keys = format!(
+        "[encryption]\nrecipients = [{{ recipient = \"age1soon\", key_expires = \"{soon}\" }}, {{ recipient = \"age1later\", key_expires = \"{later}\" }}]\n\
+         [signing]\ntrusted_signers = [{{ signer = \"{signer}\", key_expires = \"{today}\" }}]\n"
+    );
+    let out = status(&format!(
+        "[store]\nurl = \"{store}\"\nstore_quota = \"1GiB\"\n{keys}"
+    ));
+    let err = fails_with(&out, 9);
+    assert!(
+        err.contains(&format!("recipient age1soon expires on {soon} (in 20 days"))
+            && err.contains(&format!("trusted signer {short}… expired on {today}"))
+            && !err.contains("age1later"),
+        "{err}"
+    );
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    let at = later.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
+    assert!(
+        prom.contains(&format!(
+            "dbseal_key_expiry_timestamp_seconds{{role=\"recipient\",key=\"age1later\"}} {at}"
+        )),
+        "{prom}"
+    );
+    // A shorter warning window lets the 20-day key pass; the expired one still alerts.
+    let out = status(&format!(
+        "[store]\nurl = \"{store}\"\nstore_quota = \"1GiB\"\n{}",
+        keys.replace("[signing]", "key_expiry_warning = \"14d\"\n[signing]")
+    ));
+    let err = fails_with(&out, 9);
+    assert!(
+        !err.contains("age1soon") && err.contains(&format!("{short}… expired")),
+        "{err}"
+    );
+    let text = String::from_utf8_lossy(&run(&w, &["status"]).stdout).to_string();
+    assert!(
+        text.contains("key recipient age1later: expires")
+            && text.contains(&format!("ALERT: trusted signer {short}…")),
+        "{text}"
+    );
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

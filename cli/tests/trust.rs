@@ -213,8 +213,13 @@ fn a_plaintext_archive_behind_a_rewritten_manifest_is_refused_everywhere() {
     );
     let out = run(&b.w, &["--json", "status", "-d", "app"], &[]);
     fails_with(&out, 9);
-    assert_eq!(json(&out)[0]["untrusted_manifests"], 1, "{}", stdout(&out));
-    assert_eq!(json(&out)[0]["backups"], 0);
+    assert_eq!(
+        json(&out)["datastores"][0]["untrusted_manifests"],
+        1,
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(json(&out)["datastores"][0]["backups"], 0);
     ok(&run(&b.w, &["prune", "--keep-last", "1"], &[]));
     assert!(snapshot(&b.w) == before, "the store changed");
 }
@@ -318,8 +323,12 @@ fn a_future_dated_manifest_steers_neither_prune_nor_status() {
     let out = run(&w, &["--json", "status", "--max-age", "1s"], &[]);
     fails_with(&out, 9);
     let st = json(&out);
-    assert_eq!(st[0]["newest"]["backup_id"], newest.as_str(), "{st}");
-    assert_eq!(st[0]["untrusted_manifests"], 1, "{st}");
+    assert_eq!(
+        st["datastores"][0]["newest"]["backup_id"],
+        newest.as_str(),
+        "{st}"
+    );
+    assert_eq!(st["datastores"][0]["untrusted_manifests"], 1, "{st}");
     refused(
         &run(
             &w,
@@ -362,7 +371,7 @@ fn a_forged_verification_record_is_not_believed() {
     .unwrap();
     let out = run(&w, &["--json", "status", "--max-age", "1h"], &[]);
     assert!(
-        json(&out)[0]["newest"]["verification"].is_null(),
+        json(&out)["datastores"][0]["newest"]["verification"].is_null(),
         "{}",
         stdout(&out)
     );

@@ -829,9 +829,9 @@ pub fn prune<'py>(
     convert::to_py(py, &report)
 }
 
-/// The newest backup, its age and size, and the last verification of every datastore,
-/// as `dbseal status` (a list of dicts). Any unhealthy datastore (no backup, older than
-/// `max_age`, last verification failed) raises `UnhealthyError` with the list as
+/// Every datastore's newest backup, age, size and last verification, and the store's
+/// usage and key expiry, as `dbseal status` (`{"datastores": [...], "store": {...}}`).
+/// An unhealthy datastore or a store alert raises `UnhealthyError` with the report as
 /// `.result`. `metrics_file` also writes Prometheus metrics.
 #[pyfunction]
 #[pyo3(signature = (store=None, *, config=None, **options))]

@@ -187,6 +187,41 @@ def test_store_max_rate_limits_transfers(tmp_path: Path) -> None:
     assert out.read_bytes() == payload
 
 
+def test_status_alerts_on_a_full_quota_and_an_expiring_key(tmp_path: Path) -> None:
+    """`status` checks the store itself: usage against `[store] store_quota` and keys
+    written with `key_expires`; an alert raises UnhealthyError carrying the report."""
+    import datetime
+
+    identity = dbseal.generate_identity()
+    root = tmp_path / "store"
+    dbseal.backup_bytes(os.urandom(4096), dbseal.Store(root), datastore="x", recipients=identity)
+    used = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    soon = datetime.date.today() + datetime.timedelta(days=10)
+    config = tmp_path / "dbseal.toml"
+    config.write_text(
+        f'[store]\nurl = "{root}"\nstore_quota = "{used * 4}"\n'
+        f'[encryption]\nrecipients = [{{ recipient = "{identity.recipient}", key_expires = "{soon}" }}]\n'
+    )
+    with pytest.raises(dbseal.UnhealthyError) as err:
+        dbseal.status(config=config)
+    report = err.value.result
+    assert report["store"]["storage"] == {
+        "used_bytes": used,
+        "capacity_bytes": used * 4,
+        "measured_against": "quota",
+        "used_percent": 25.0,
+        "alert_percent": 80.0,
+    }
+    assert report["store"]["keys"][0]["days_left"] == 10
+    assert report["store"]["problems"] == [
+        f"recipient {identity.recipient[:16]}… expires on {soon} (in 10 days; warning from 90d before)"
+    ]
+    assert report["datastores"][0]["healthy"] is True
+    # A quarter full and the key beyond a shorter warning window: healthy.
+    config.write_text(config.read_text() + 'key_expiry_warning = "7d"\n')
+    assert dbseal.status(config=config)["store"]["problems"] == []
+
+
 def test_notify_webhooks_hear_of_python_backups(tmp_path: Path) -> None:
     """`[[notify]]` of the config file: Python runs the same operations as the CLI, so a
     backup made from Python is announced to the webhook (a local HTTP server here)."""

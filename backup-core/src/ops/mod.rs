@@ -30,6 +30,7 @@
 //! return the result and offer a `failure()` method giving the error to exit with, so a
 //! front-end can print the result and still exit with the documented code.
 
+pub mod alerts;
 pub mod backup;
 pub mod config;
 pub mod notify;

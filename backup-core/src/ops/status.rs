@@ -6,7 +6,9 @@
 //! backup is older than its max age (the option, else its `max_age` in the config file,
 //! else 25h), or its most recent verification failed; then the result's
 //! [`StatusReport::failure`] is [`crate::ErrorKind::Unhealthy`] (exit 9, for cron and
-//! Kubernetes alerting). `metrics_file` writes the same as Prometheus text for
+//! Kubernetes alerting). The store itself is checked too ([`super::alerts`]): its usage
+//! against a quota or its filesystem, and keys near their expiry date; an alert there
+//! fails the same way. `metrics_file` writes the same as Prometheus text for
 //! node_exporter's textfile collector, atomically.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::alerts::StoreHealth;
 use super::prune::parse_span;
 use super::{ArchiveStatus, OpContext};
 use crate::error::{Error, ErrorKind, Result};
@@ -95,19 +98,21 @@ pub struct NewestBackup {
     pub verification: Option<VerificationRecord>,
 }
 
-/// Every datastore's status.
+/// Every datastore's status, and the store's.
 #[derive(Debug, Clone, Serialize)]
-#[serde(transparent)]
 pub struct StatusReport {
     /// The statuses, by datastore.
     pub datastores: Vec<DatastoreStatus>,
+    /// The store's usage and the configured keys' expiry.
+    pub store: StoreHealth,
     /// When it was computed.
     #[serde(skip)]
     pub now: DateTime<Utc>,
 }
 
 impl StatusReport {
-    /// The error to end with when any datastore is unhealthy (exit 9).
+    /// The error to end with when any datastore is unhealthy or the store has an
+    /// alert (exit 9).
     pub fn failure(&self) -> Option<Error> {
         let bad: Vec<&str> = self
             .datastores
@@ -115,22 +120,24 @@ impl StatusReport {
             .filter(|s| !s.healthy)
             .map(|s| s.datastore.as_str())
             .collect();
-        (!bad.is_empty()).then(|| {
-            Error::operation(
-                ErrorKind::Unhealthy,
-                format!(
-                    "{} of {} datastores unhealthy: {}",
-                    bad.len(),
-                    self.datastores.len(),
-                    bad.join(", ")
-                ),
-            )
-        })
+        let mut parts = Vec::new();
+        if !bad.is_empty() {
+            parts.push(format!(
+                "{} of {} datastores unhealthy: {}",
+                bad.len(),
+                self.datastores.len(),
+                bad.join(", ")
+            ));
+        }
+        parts.extend(self.store.problems.iter().cloned());
+        (!parts.is_empty()).then(|| Error::operation(ErrorKind::Unhealthy, parts.join("; ")))
     }
 
     /// The statuses as Prometheus text.
     pub fn metrics(&self) -> String {
-        metrics(&self.datastores, self.now)
+        let mut text = metrics(&self.datastores, self.now);
+        text.push_str(&store_metrics(&self.store));
+        text
     }
 }
 
@@ -338,6 +345,68 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
     text
 }
 
+/// The store's usage and keys as Prometheus text.
+fn store_metrics(h: &StoreHealth) -> String {
+    let mut text = String::new();
+    let mut family = |name: &str, help: &str, samples: Vec<String>| {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for s in samples {
+            text.push_str(&format!("{name}{s}\n"));
+        }
+    };
+    let store = format!("store=\"{}\"", label(&h.url));
+    let usage = |f: &dyn Fn(&super::alerts::StorageUsage) -> String| {
+        h.storage
+            .as_ref()
+            .map(|u| {
+                format!(
+                    "{{{store},measured_against=\"{}\"}} {}",
+                    u.measured_against,
+                    f(u)
+                )
+            })
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    family(
+        "dbseal_store_used_bytes",
+        "Bytes the store uses (its objects against a quota, else its filesystem's).",
+        usage(&|u| u.used_bytes.to_string()),
+    );
+    family(
+        "dbseal_store_capacity_bytes",
+        "The store's quota, or its filesystem's size.",
+        usage(&|u| u.capacity_bytes.to_string()),
+    );
+    family(
+        "dbseal_store_alert_ratio",
+        "The usage ratio above which status alerts.",
+        usage(&|u| format!("{:.4}", u.alert_percent / 100.0)),
+    );
+    family(
+        "dbseal_key_expiry_timestamp_seconds",
+        "Unix time a configured key expires (its key_expires date, 00:00 UTC).",
+        h.keys
+            .iter()
+            .map(|k| {
+                let at = k.key.expires.and_time(chrono::NaiveTime::MIN).and_utc();
+                format!(
+                    "{{role=\"{}\",key=\"{}\"}} {}",
+                    label(k.key.role),
+                    label(&k.key.short_key()),
+                    at.timestamp()
+                )
+            })
+            .collect(),
+    );
+    family(
+        "dbseal_store_alerts",
+        "Store-wide alerts of the last status run (storage usage, key expiry).",
+        vec![format!("{{{store}}} {}", h.problems.len())],
+    );
+    text
+}
+
 /// Writes the metrics file atomically (node_exporter never reads half a file),
 /// readable by the collector (mode 0644: metrics hold no secret).
 fn write_metrics(path: &std::path::Path, text: &str) -> Result<()> {
@@ -387,7 +456,9 @@ pub async fn status(ctx: &OpContext, options: &StatusOptions) -> Result<StatusRe
             .collect();
         found.into_iter().map(|n| (n, false)).collect()
     };
-    if names.is_empty() {
+    let now = Utc::now();
+    let health = super::alerts::store_health(ctx, now).await?;
+    if names.is_empty() && health.problems.is_empty() {
         return Err(Error::operation(
             ErrorKind::Unhealthy,
             format!(
@@ -406,7 +477,6 @@ pub async fn status(ctx: &OpContext, options: &StatusOptions) -> Result<StatusRe
             })
             .unwrap_or(DEFAULT_MAX_AGE)
     };
-    let now = Utc::now();
     let mut statuses = compute(&names, &listing.backups, &records, &max_age_for, now);
     for st in statuses.iter_mut() {
         let folder = format!("{}/", st.datastore);
@@ -423,6 +493,7 @@ pub async fn status(ctx: &OpContext, options: &StatusOptions) -> Result<StatusRe
     }
     let report = StatusReport {
         datastores: statuses,
+        store: health,
         now,
     };
     if let Some(path) = &options.metrics_file {

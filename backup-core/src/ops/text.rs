@@ -347,6 +347,32 @@ impl StatusReport {
                 );
             }
         }
+        let h = &self.store;
+        if let Some(u) = &h.storage {
+            push_line!(
+                s,
+                "store {}: {} used of {} ({}), {:.1} % (alert above {} %)",
+                h.url,
+                human_bytes(u.used_bytes),
+                human_bytes(u.capacity_bytes),
+                u.measured_against,
+                u.used_percent,
+                u.alert_percent
+            );
+        }
+        for k in &h.keys {
+            push_line!(
+                s,
+                "key {} {}: expires {} ({} days)",
+                k.key.role,
+                k.key.short_key(),
+                k.key.expires,
+                k.days_left
+            );
+        }
+        for p in &h.problems {
+            push_line!(s, "ALERT: {p}");
+        }
         s
     }
 }

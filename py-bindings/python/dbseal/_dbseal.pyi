@@ -297,7 +297,7 @@ def status(
     max_age: Optional[str] = ...,
     datastore: Optional[_Names] = ...,
     metrics_file: Optional[_Path] = ...,
-) -> list[dict[str, Any]]: ...
+) -> dict[str, Any]: ...
 def wal_push(
     path: _Path,
     store: Optional[_StoreArg] = None,

@@ -52,6 +52,7 @@
 //! `[options]` are the driver's ([`crate::Driver::check_backup_options`]).
 
 mod expand;
+mod keys;
 mod redact;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,7 @@ use crate::secret::{percent_encode_userinfo, redact_url, SecretString};
 use crate::store::BackupStore;
 
 pub use crate::secret::REDACTED;
+pub use keys::{KeyExpiry, DEFAULT_KEY_EXPIRY_WARNING};
 
 /// The environment variable naming the config file.
 pub const CONFIG_ENV: &str = "DBSEAL_CONFIG";
@@ -90,10 +92,10 @@ struct ConfigFile {
     store: Option<StoreSection>,
     /// Recipients and keys.
     #[serde(default)]
-    encryption: EncryptionSection,
+    encryption: keys::EncryptionFile,
     /// This host's signing key and the keys it trusts.
     #[serde(default)]
-    signing: super::TrustOptions,
+    signing: keys::SigningFile,
     /// Retention defaults of every datastore.
     #[serde(default)]
     retention: RetentionPolicy,
@@ -114,11 +116,45 @@ pub struct StoreSection {
     /// Store options (as `--store-option KEY=VALUE`).
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// The space the store may use (`2TiB`, `500GB`): `status` alerts when the objects
+    /// under the store's URL use more than `storage_alert_percent` of it. Without it, a
+    /// local store is measured against its filesystem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_quota: Option<String>,
+    /// The usage, in percent of the quota (or filesystem), above which `status` alerts
+    /// (default 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_alert_percent: Option<f64>,
 }
 
-/// `[encryption]`: what new backups are encrypted to, and how to decrypt.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+/// The default `storage_alert_percent`.
+pub const DEFAULT_STORAGE_ALERT_PERCENT: f64 = 80.0;
+
+impl StoreSection {
+    /// The quota in bytes, if one is set.
+    pub fn quota_bytes(&self) -> Result<Option<u64>> {
+        self.store_quota
+            .as_deref()
+            .map(|q| {
+                crate::throttle::parse_size(q).ok_or_else(|| {
+                    Error::Config(format!(
+                        "[store] store_quota `{q}` is not a size: give bytes with an optional unit, e.g. 2TiB, 500GB"
+                    ))
+                })
+            })
+            .transpose()
+    }
+
+    /// The alert threshold in percent.
+    pub fn alert_percent(&self) -> f64 {
+        self.storage_alert_percent
+            .unwrap_or(DEFAULT_STORAGE_ALERT_PERCENT)
+    }
+}
+
+/// `[encryption]`: what new backups are encrypted to, and how to decrypt. Recipients
+/// may carry an expiry date ([`KeyExpiry`], kept in [`Config::key_expiries`]).
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct EncryptionSection {
     /// age recipients (public keys) of new backups.
     #[serde(default)]
@@ -127,6 +163,8 @@ pub struct EncryptionSection {
     pub identity: Option<PathBuf>,
     /// Passphrase file: encrypt to / decrypt with a passphrase instead of keys.
     pub passphrase_file: Option<PathBuf>,
+    /// How long before a dated key expires `status` alerts (default 90d).
+    pub key_expiry_warning: Option<Span>,
 }
 
 /// A datastore's environment; `production` ones need a confirmation to be restored into.
@@ -242,6 +280,9 @@ pub struct Config {
     pub datastores: BTreeMap<String, DatastoreConfig>,
     /// `[[notify]]` targets ([`super::notify`]).
     pub notify: Vec<super::notify::NotifyTarget>,
+    /// The keys written with a `key_expires` date (recipients, signers, verifiers, this
+    /// host's signing key).
+    pub key_expiries: Vec<KeyExpiry>,
     /// Every URL scheme of every driver, mapped to its driver's first scheme (so that
     /// `postgresql://` and `postgres://` name the same server).
     schemes: BTreeMap<String, String>,
@@ -256,6 +297,8 @@ impl std::fmt::Debug for StoreSection {
         f.debug_struct("StoreSection")
             .field("url", &r.url)
             .field("options", &r.options)
+            .field("store_quota", &r.store_quota)
+            .field("storage_alert_percent", &r.storage_alert_percent)
             .finish()
     }
 }
@@ -365,15 +408,19 @@ impl Config {
             t.validate(&origin, i)?;
             secrets.extend(t.secrets().map(|s| SecretString::new(s.clone())));
         }
+        let mut key_expiries = Vec::new();
+        let encryption = file.encryption.resolve(&origin, &mut key_expiries)?;
+        let signing = file.signing.resolve(&origin, &mut key_expiries)?;
         let mut config = Config {
             path: path.to_path_buf(),
             zstd_level: file.zstd_level,
             store: file.store,
-            encryption: file.encryption,
-            signing: file.signing,
+            encryption,
+            signing,
             retention: file.retention,
             datastores: file.datastores,
             notify: file.notify,
+            key_expiries,
             schemes,
             secrets: std::sync::Mutex::new(secrets),
         };
@@ -421,6 +468,17 @@ impl Config {
                 options.insert(flag, value);
             }
             ds.options = DriverOptions(options);
+        }
+        if let Some(store) = &self.store {
+            store
+                .quota_bytes()
+                .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+            let p = store.alert_percent();
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(Error::Config(format!(
+                    "{origin}: [store] storage_alert_percent {p} is out of range (above 0, at most 100)"
+                )));
+            }
         }
         if let Some(level) = self.zstd_level {
             if !(-7..=22).contains(&level) || level == 0 {

@@ -74,6 +74,7 @@ pub(super) fn config(c: &Config) -> serde_json::Value {
         "store": store,
         "encryption": c.encryption,
         "signing": c.signing,
+        "key_expiries": c.key_expiries,
         "retention": c.retention,
         "datastores": datastores,
         "notify": c.notify.iter().map(|t| serde_json::json!({

@@ -295,3 +295,78 @@ fn labels_and_missing_config() {
     let m = missing_config_message("--all reads the config file");
     assert!(m.contains("--config") && m.contains(CONFIG_ENV), "{m}");
 }
+
+#[test]
+fn keys_may_carry_expiry_dates_and_the_store_a_quota() {
+    let c = parse(
+        r#"
+[store]
+url = "s3://b/p"
+store_quota = "2TiB"
+storage_alert_percent = 75
+[encryption]
+recipients = ["age1plain", { recipient = "age1dated", key_expires = "2027-06-01" }]
+key_expiry_warning = "30d"
+[signing]
+key_file = "/etc/dbseal/id.minisign.key"
+key_expires = "2028-01-31"
+trusted_signers = [{ signer = "RWQsigner", key_expires = "2027-12-31" }, "RWQplain"]
+trusted_verifiers = [{ verifier = "RWQverifier", key_expires = "2029-02-28" }]
+"#,
+        &[],
+    )
+    .unwrap();
+    // The keys themselves are plain lists, as every user of them expects.
+    assert_eq!(c.encryption.recipients, ["age1plain", "age1dated"]);
+    assert_eq!(c.signing.trusted_signers, ["RWQsigner", "RWQplain"]);
+    assert_eq!(c.signing.trusted_verifiers, ["RWQverifier"]);
+    assert_eq!(c.encryption.key_expiry_warning, Some(Span::days(30)));
+    let dated: Vec<(&str, &str, String)> = c
+        .key_expiries
+        .iter()
+        .map(|k| (k.role, k.key.as_str(), k.expires.to_string()))
+        .collect();
+    assert_eq!(
+        dated,
+        [
+            ("recipient", "age1dated", "2027-06-01".to_string()),
+            (
+                "signing key",
+                "/etc/dbseal/id.minisign.key",
+                "2028-01-31".to_string()
+            ),
+            ("trusted signer", "RWQsigner", "2027-12-31".to_string()),
+            ("trusted verifier", "RWQverifier", "2029-02-28".to_string()),
+        ]
+    );
+    let store = c.store.as_ref().unwrap();
+    assert_eq!(store.quota_bytes().unwrap(), Some(2 << 40));
+    assert_eq!(store.alert_percent(), 75.0);
+    let shown = c.redacted().to_string();
+    assert!(
+        shown.contains("\"key_expiries\"") && shown.contains("2TiB"),
+        "{shown}"
+    );
+
+    // Each mistake is named.
+    let bad = |text: &str| message(parse(text, &[]));
+    let e = bad(
+        "[encryption]\nrecipients = [{ recipient = \"age1x\", key_expires = \"next june\" }]\n",
+    );
+    assert!(
+        e.contains("[encryption] recipients: key_expires `next june` is not a date"),
+        "{e}"
+    );
+    let e =
+        bad("[encryption]\nrecipients = [{ recipient = \"age1x\", expires = \"2027-01-01\" }]\n");
+    assert!(e.contains("key_expires"), "{e}");
+    let e = bad("[signing]\nkey_expires = \"2027-01-01\"\n");
+    assert!(e.contains("key_file, which is not set"), "{e}");
+    let e = bad("[store]\nurl = \"/tmp/x\"\nstore_quota = \"lots\"\n");
+    assert!(e.contains("store_quota `lots` is not a size"), "{e}");
+    let e = bad("[store]\nurl = \"/tmp/x\"\nstorage_alert_percent = 120\n");
+    assert!(
+        e.contains("storage_alert_percent 120 is out of range"),
+        "{e}"
+    );
+}
