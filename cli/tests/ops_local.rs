@@ -659,3 +659,145 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Every backup and recorded verification leaves a signed outcome record under
+/// `_records/` (a failed backup too, outside any backup folder); `status --window`
+/// turns them into success rates; prune drops records older than 13 months.
+#[test]
+fn outcome_records_give_success_rates_over_a_window() {
+    let w = Work::new();
+    stdin_backup(&w, "app", "one");
+    stdin_backup(&w, "app", "two");
+    let out = run(
+        &w,
+        &[
+            "backup",
+            "command",
+            "-d",
+            "app",
+            "-r",
+            &w.recipient.clone(),
+            "--",
+            "sh",
+            "-c",
+            "echo 'pg_dump: error: boom' >&2; exit 1",
+        ],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    ok(&run(&w, &["verify", "--latest", "-i", "identity.txt"]));
+    // The failure is a record, not a backup folder: list and prune's debris sweep
+    // never see it.
+    let records = files(&w.store().join("_records/app/backups"));
+    assert_eq!(
+        records.iter().filter(|f| f.ends_with(".json")).count(),
+        3,
+        "{records:?}"
+    );
+    assert_eq!(
+        records.iter().filter(|f| f.ends_with(".minisig")).count(),
+        3,
+        "{records:?}"
+    );
+    let failed: Vec<serde_json::Value> = records
+        .iter()
+        .filter(|f| f.ends_with(".json"))
+        .map(|f| {
+            serde_json::from_slice(
+                &std::fs::read(w.store().join("_records/app/backups").join(f)).unwrap(),
+            )
+            .unwrap()
+        })
+        .filter(|r: &serde_json::Value| r["ok"] == false)
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exited with status 1"),
+        "{failed:?}"
+    );
+    assert!(failed[0]["backup_id"].is_null());
+    let listed = json(&run(&w, &["--json", "list"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed}");
+
+    let metrics = w.path("dbseal.prom");
+    let st = json(&run(
+        &w,
+        &[
+            "--json",
+            "status",
+            "--window",
+            "7d",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+    ));
+    let k = &st["datastores"][0]["kpis"];
+    assert_eq!(k["window"], "7d");
+    assert_eq!(
+        (
+            k["backups_succeeded"].as_u64(),
+            k["backups_failed"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{k}"
+    );
+    assert!(
+        (k["backup_success_rate"].as_f64().unwrap() - 2.0 / 3.0).abs() < 1e-9,
+        "{k}"
+    );
+    assert_eq!(
+        (
+            k["verifications_passed"].as_u64(),
+            k["verifications_failed"].as_u64()
+        ),
+        (Some(1), Some(0))
+    );
+    assert_eq!(k["verification_success_rate"], 1.0);
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("dbseal_backup_success_ratio{datastore=\"app\",kind=\"stdin\"} 0.666667"),
+        "{prom}"
+    );
+    let text = ok(&run(&w, &["status"]));
+    assert!(
+        text.contains(
+            "last 30d: backups 2 ok / 1 failed (66.7 %), verifications 1 ok / 0 failed (100.0 %)"
+        ),
+        "{text}"
+    );
+
+    // A record copied under another name (as one older than 13 months) is not believed
+    // — its signature names where it was written — and prune removes it.
+    let dir = w.store().join("_records/app/backups");
+    let first = records.iter().find(|f| f.ends_with(".json")).unwrap();
+    let old = "20240101T000000.000Z-00000000.json";
+    std::fs::copy(dir.join(first), dir.join(old)).unwrap();
+    std::fs::copy(
+        dir.join(format!("{first}.minisig")),
+        dir.join(format!("{old}.minisig")),
+    )
+    .unwrap();
+    let st = json(&run(&w, &["--json", "status", "--window", "100000d"]));
+    assert_eq!(
+        st["datastores"][0]["kpis"]["backups_succeeded"]
+            .as_u64()
+            .unwrap()
+            + st["datastores"][0]["kpis"]["backups_failed"]
+                .as_u64()
+                .unwrap(),
+        3,
+        "{st}"
+    );
+    let dry = json(&run(
+        &w,
+        &["--json", "prune", "--keep-last", "5", "--dry-run"],
+    ));
+    assert_eq!(dry["records_deleted"], 1, "{dry}");
+    assert!(dir.join(old).exists());
+    let done = json(&run(&w, &["--json", "prune", "--keep-last", "5"]));
+    assert_eq!(done["records_deleted"], 1, "{done}");
+    assert!(!dir.join(old).exists() && !dir.join(format!("{old}.minisig")).exists());
+    assert_eq!(files(&dir).len(), 6, "the recent records stay");
+}

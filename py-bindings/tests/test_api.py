@@ -217,6 +217,9 @@ def test_status_alerts_on_a_full_quota_and_an_expiring_key(tmp_path: Path) -> No
         f"recipient {identity.recipient[:16]}… expires on {soon} (in 10 days; warning from 90d before)"
     ]
     assert report["datastores"][0]["healthy"] is True
+    # The backup made from Python left its outcome record, as the CLI's do.
+    kpis = report["datastores"][0]["kpis"]
+    assert (kpis["window"], kpis["backups_succeeded"], kpis["backup_success_rate"]) == ("30d", 1, 1.0)
     # A quarter full and the key beyond a shorter warning window: healthy.
     config.write_text(config.read_text() + 'key_expiry_warning = "7d"\n')
     assert dbseal.status(config=config)["store"]["problems"] == []

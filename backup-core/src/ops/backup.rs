@@ -137,8 +137,31 @@ pub async fn backup_source(
         .backup_options(config, &BTreeMap::new(), ctx.frontend.progress("backup"))?
         .with_cancel(ctx.cancel.clone());
     let result = crate::pipeline::backup(&ctx.store, source, options).await;
-    super::notify::send(ctx, || backup_event(&seal.datastore, &result)).await;
+    after_backup(ctx, &seal.datastore, &result).await;
     result
+}
+
+/// What follows every backup: its outcome record ([`super::history`]) and its
+/// notification.
+async fn after_backup(ctx: &OpContext, datastore: &str, result: &Result<Manifest>) {
+    let outcome = match result {
+        Ok(m) => super::history::Outcome::new(
+            datastore,
+            super::history::Event::Backup,
+            true,
+            Some(&m.backup_id),
+            "completed",
+        ),
+        Err(e) => super::history::Outcome::new(
+            datastore,
+            super::history::Event::Backup,
+            false,
+            None,
+            e.to_string(),
+        ),
+    };
+    super::history::record(ctx, outcome).await;
+    super::notify::send(ctx, || backup_event(datastore, result)).await;
 }
 
 /// The notification of a backup of `datastore` that ended with `result`.
@@ -200,7 +223,7 @@ async fn backup_labelled(
         .backup(options, &bctx)
         .await
         .map_err(|e| ctx.scrub_error(e));
-    super::notify::send(ctx, || backup_event(&seal.datastore, &result)).await;
+    after_backup(ctx, &seal.datastore, &result).await;
     result
 }
 

@@ -33,6 +33,7 @@
 pub mod alerts;
 pub mod backup;
 pub mod config;
+pub mod history;
 pub mod notify;
 pub mod prune;
 pub mod restore;

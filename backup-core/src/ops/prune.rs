@@ -123,6 +123,8 @@ pub struct PruneReport {
     pub datastores: Vec<DatastorePrune>,
     /// Set manifests deleted because none of their members is left.
     pub set_manifests_deleted: Vec<String>,
+    /// Outcome records older than 13 months deleted ([`super::history`]).
+    pub records_deleted: usize,
     /// Stored bytes of every backup seen, by id (for reports).
     #[serde(skip)]
     pub sizes: BTreeMap<BackupId, u64>,
@@ -352,9 +354,16 @@ async fn prune_store(ctx: &OpContext, options: &PruneOptions) -> Result<PruneRep
     if results.is_empty() {
         ctx.info("no backups in the store");
     }
+    let records_deleted = if options.debris {
+        0
+    } else {
+        let cut = super::history::RECORD_RETENTION.before(now);
+        super::history::prune_records(store, &options.datastores, cut, options.dry_run).await?
+    };
     Ok(PruneReport {
         datastores: results,
         set_manifests_deleted: sets_deleted,
+        records_deleted,
         sizes: listing
             .backups
             .iter()

@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::alerts::StoreHealth;
+use super::history::Kpis;
 use super::prune::parse_span;
 use super::{ArchiveStatus, OpContext};
 use crate::error::{Error, ErrorKind, Result};
@@ -48,7 +49,17 @@ pub struct StatusOptions {
     /// name it *.prom in the collector's directory).
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+    /// The window of the success rates (backups, verifications), e.g. 7d, 30d; default
+    /// 30d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_span)]
+    pub window: Option<Span>,
 }
+
+/// The default window of the success rates.
+pub const DEFAULT_WINDOW: Span = Span {
+    months: 0,
+    seconds: 30 * 86_400,
+};
 
 /// One datastore's status.
 #[derive(Debug, Clone, Serialize)]
@@ -73,6 +84,8 @@ pub struct DatastoreStatus {
     /// Its continuous archive (PostgreSQL's WAL), if it has one: the newest archived
     /// segment's age is the real recovery point objective.
     pub wal: Option<ArchiveStatus>,
+    /// Success rates over the window, from the outcome records.
+    pub kpis: Kpis,
     /// Whether everything is fine.
     pub healthy: bool,
     /// Why not.
@@ -206,6 +219,7 @@ pub fn compute(
             last_verification,
             max_age: max_age.to_string(),
             wal: None,
+            kpis: Kpis::default(),
             healthy: problems.is_empty(),
             problems,
         });
@@ -287,6 +301,30 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
             "dbseal_untrusted_manifests",
             "Manifests in the datastore's folder that no trusted key signed (skipped; someone wrote to the store).",
         ),
+        (
+            "dbseal_window_backups_succeeded",
+            "Backups that succeeded within status's --window (default 30d), from the outcome records.",
+        ),
+        (
+            "dbseal_window_backups_failed",
+            "Backups that failed within the window.",
+        ),
+        (
+            "dbseal_backup_success_ratio",
+            "Succeeded / all backups within the window (absent without any).",
+        ),
+        (
+            "dbseal_window_verifications_passed",
+            "Recorded verifications that passed within the window.",
+        ),
+        (
+            "dbseal_window_verifications_failed",
+            "Recorded verifications that failed within the window.",
+        ),
+        (
+            "dbseal_verification_success_ratio",
+            "Passed / all recorded verifications within the window (absent without any).",
+        ),
     ]
     .into_iter()
     .map(|(n, h)| (n, h, Vec::new()))
@@ -333,6 +371,17 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
             push(11, &l, age.max(0).to_string());
         }
         push(12, &l, s.untrusted_manifests.to_string());
+        let k = &s.kpis;
+        push(13, &l, k.backups_succeeded.to_string());
+        push(14, &l, k.backups_failed.to_string());
+        if let Some(r) = k.backup_success_rate {
+            push(15, &l, format!("{r:.6}"));
+        }
+        push(16, &l, k.verifications_passed.to_string());
+        push(17, &l, k.verifications_failed.to_string());
+        if let Some(r) = k.verification_success_rate {
+            push(18, &l, format!("{r:.6}"));
+        }
     }
     let mut text = String::new();
     for (name, help, samples) in families {
@@ -490,6 +539,8 @@ pub async fn status(ctx: &OpContext, options: &StatusOptions) -> Result<StatusRe
                 st.wal = Some(wal);
             }
         }
+        let window = options.window.unwrap_or(DEFAULT_WINDOW);
+        st.kpis = super::history::kpis(store, &st.datastore, window, now).await?;
     }
     let report = StatusReport {
         datastores: statuses,
@@ -543,6 +594,12 @@ mod tests {
                 timelines: vec![1],
                 system_identifier: None,
             }),
+            kpis: Kpis {
+                backups_succeeded: 29,
+                backups_failed: 1,
+                backup_success_rate: Some(29.0 / 30.0),
+                ..Default::default()
+            },
             healthy: false,
             problems: vec![],
         };
@@ -551,6 +608,14 @@ mod tests {
             text.contains(
                 "dbseal_wal_newest_segment_age_seconds{datastore=\"app\",kind=\"postgres\"} 42"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "dbseal_backup_success_ratio{datastore=\"app\",kind=\"postgres\"} 0.966667"
+            ) && text
+                .contains("dbseal_window_backups_failed{datastore=\"app\",kind=\"postgres\"} 1")
+                && !text.contains("dbseal_verification_success_ratio{"),
             "{text}"
         );
     }

@@ -336,6 +336,28 @@ impl StatusReport {
                 &mut s,
                 [&st.datastore, kind, &id, &age, &size, &verification, &state],
             );
+            let k = &st.kpis;
+            if k.backups_succeeded
+                + k.backups_failed
+                + k.verifications_passed
+                + k.verifications_failed
+                > 0
+            {
+                let pct =
+                    |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{:.1} %", r * 100.0));
+                push_line!(
+                    s,
+                    "{:<20} last {}: backups {} ok / {} failed ({}), verifications {} ok / {} failed ({})",
+                    "",
+                    k.window,
+                    k.backups_succeeded,
+                    k.backups_failed,
+                    pct(k.backup_success_rate),
+                    k.verifications_passed,
+                    k.verifications_failed,
+                    pct(k.verification_success_rate)
+                );
+            }
             if let Some(w) = &st.wal {
                 push_line!(
                     s,
@@ -425,6 +447,13 @@ impl PruneReport {
         }
         for k in &r.set_manifests_deleted {
             push_line!(s, "{verb} set manifest {k} (none of its members is left)");
+        }
+        if r.records_deleted > 0 {
+            push_line!(
+                s,
+                "{verb} {} outcome records older than 13 months",
+                r.records_deleted
+            );
         }
         s
     }

@@ -239,6 +239,17 @@ pub async fn verify_and_record(
         Err(_) => None,
     };
     if let Some(record) = record {
+        super::history::record(
+            ctx,
+            super::history::Outcome::new(
+                &record.datastore,
+                super::history::Event::Verification,
+                record.ok,
+                Some(&record.backup_id),
+                format!("{}: {}", record.level, record.message),
+            ),
+        )
+        .await;
         if let Err(e) = ctx.store.put_verification(&record).await {
             // The verdict matters more than its record: report both.
             return match result {

@@ -297,6 +297,7 @@ def status(
     max_age: Optional[str] = ...,
     datastore: Optional[_Names] = ...,
     metrics_file: Optional[_Path] = ...,
+    window: Optional[str] = ...,
 ) -> dict[str, Any]: ...
 def wal_push(
     path: _Path,
