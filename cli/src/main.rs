@@ -50,9 +50,9 @@ struct Cli {
 const EXIT_CODES: &str =
     "Exit codes: 0 ok, 1 failure, 2 invalid arguments/config/keys, 3 not found, \
 4 verification failed, 5 decryption failed, 6 connection failed, 7 version mismatch, \
-8 refused (target not empty, production, exists), 9 status: a datastore is unhealthy, \
-10 backup set: a member failed, 101 internal error (please report), 130 interrupted \
-by SIGINT, 143 by SIGTERM (after the unfinished work was undone).";
+8 refused (target not empty, production, exists), 9 status/drill: unhealthy, alert or \
+objective missed, 10 backup set: a member failed, 101 internal error (please report), \
+130 interrupted by SIGINT, 143 by SIGTERM (after the unfinished work was undone).";
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -82,6 +82,9 @@ enum Command {
     /// Newest backup, age, size and last verification of every datastore; exit 9 when
     /// any is too old or failed its last verification.
     Status(backup_core::ops::status::StatusOptions),
+    /// Disaster-recovery drill: restore the newest backups into scratch targets, verify
+    /// them, measure RTO and RPO against the objectives (exit 9 when one is missed).
+    Drill(backup_core::ops::drill::DrillOptions),
 }
 
 fn init_logging(verbose: u8) {
@@ -162,22 +165,7 @@ async fn dispatch(
         Command::WalVerify(a) => commands::wal::run_verify(&a, store, out).await,
         Command::Prune(a) => commands::prune::run(&a, &context()?, out).await,
         Command::Status(a) => commands::status::run(&a, &context()?, out).await,
-    }
-}
-
-/// What an interrupted command may leave when a second signal cuts its undoing short.
-fn leftover(command: &Command) -> &'static str {
-    match command {
-        Command::Backup(_) => {
-            "parts of the unfinished backup may be left in the store (never a manifest): \
-             `dbseal prune --debris` removes them"
-        }
-        Command::Restore(_) | Command::Verify(_) => {
-            "the target (or a staging/scratch database, or a partial output file) may be \
-             left partly restored or partly rolled back: check it before use"
-        }
-        Command::Prune(_) => "some of the backups prune chose may be left partly deleted",
-        _ => "nothing should be left: this command does not write into a database",
+        Command::Drill(a) => commands::status::drill(&a, &context()?, out).await,
     }
 }
 
@@ -242,7 +230,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let leftover = leftover(&cli.command);
+    let leftover = backup_core::ops::leftover_after(matches.subcommand_name().unwrap_or(""));
     let cancel = CancellationToken::new();
     let result = runtime.block_on(interruptible(
         run(cli, registry, cancel.clone()),

@@ -5,8 +5,10 @@
 use std::io::IsTerminal;
 use std::sync::Arc;
 
-use backup_core::{Frontend, Notice, Progress};
+use backup_core::{Error, Frontend, Notice, Progress};
 use serde::Serialize;
+
+use crate::exit::CliResult;
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +33,19 @@ impl Output {
                 println!("{}", text.trim_end());
             }
         }
+    }
+
+    /// Prints a report whose failure is itself a result (status, a drill, verify
+    /// --latest, a backup set), then ends with that failure's exit code.
+    pub fn report<T: Serialize>(
+        &self,
+        value: &T,
+        text: String,
+        failure: Option<Error>,
+    ) -> CliResult<()> {
+        crate::result_emitted();
+        self.emit(value, || text);
+        failure.map_or(Ok(()), |e| Err(e.into()))
     }
 
     /// An informational line on stderr (not in JSON or quiet mode).

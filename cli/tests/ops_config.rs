@@ -154,8 +154,8 @@ fn config_is_found_and_flags_override_it() {
     // ./dbseal.toml: its store, its recipients, its zstd level.
     let m = json(&w.run_stdin(&["--json", "backup", "stdin", "-d", "a"], b"one"));
     assert_eq!(manifest_zstd_level(&m), 9);
-    // Artifact, manifest and its signature.
-    assert_eq!(files(&file_store).len(), 3, "{:?}", files(&file_store));
+    // Artifact, manifest and its signature (and the backup's outcome record, signed).
+    assert_eq!(files(&file_store).len(), 5, "{:?}", files(&file_store));
     // A flag overrides the file.
     let m = json(&w.run_stdin(
         &["--json", "backup", "stdin", "-d", "a", "--zstd-level", "2"],
@@ -174,7 +174,7 @@ fn config_is_found_and_flags_override_it() {
         b"three",
     );
     ok(&out);
-    assert_eq!(files(&flag_store).len(), 3);
+    assert_eq!(files(&flag_store).len(), 5, "{:?}", files(&flag_store));
     // DBSEAL_CONFIG picks another file; --config wins over it.
     let mut c = w.cmd();
     c.env("DBSEAL_CONFIG", "other.toml");

@@ -647,3 +647,146 @@ fn backup_set_with_neo4j_postgres_and_redis_round_trips() {
     assert_eq!(graph.fingerprint(), before.2);
     redis.cli(&["FLUSHDB"]);
 }
+
+/// `dbseal drill`: the newest backup restored into the scratch server and verified at
+/// level 3 (scratch database dropped after), RTO and RPO measured and compared with
+/// the datastore's objectives; a signed drill record, metrics and an HTML report; a
+/// missed objective is exit 9, a datastore without a scratch target exit 2.
+#[test]
+fn drill_restores_verifies_and_measures_rto_and_rpo() {
+    let pg = Pg::from_env();
+    let db = pg.database("ops_drill");
+    let w = Work::new();
+    fill_pg(&pg, &db.name, "drill", 2000);
+    let config = |rto: &str, rpo: &str| {
+        format!(
+            "[store]\nurl = \"{store}\"\n[encryption]\nrecipients = [\"{r}\"]\nidentity = \"identity.txt\"\n\
+             [datastores.pg]\nkind = \"postgres\"\nurl = \"{url}\"\nscratch_url = \"{scratch}\"\n\
+             rto = \"{rto}\"\nrpo = \"{rpo}\"\n",
+            store = w.store().display(),
+            r = w.recipient,
+            url = pg.config_url(&db.name),
+            scratch = pg.config_url("postgres"),
+        )
+    };
+    w.write("dbseal.toml", &config("1h", "1h"));
+    let env = [("PG_PASSWORD", pg.password.as_str())];
+    let backup = json(&w.run_env(&["--json", "backup", "--datastore", "pg"], &env));
+    let id = backup["backup_id"].as_str().unwrap().to_string();
+    let scratch_dbs = || {
+        pg.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'dbseal_verify_%'",
+        )
+    };
+    let before = scratch_dbs();
+
+    let (metrics, report) = (w.path("drill.prom"), w.path("drill.html"));
+    let out = w.run_env(
+        &[
+            "--json",
+            "drill",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let doc = json(&out);
+    assert!(out.status.success(), "{doc}\n{}", stderr(&out));
+    let d = &doc[0];
+    assert_eq!(
+        (d["datastore"].as_str(), d["backup_id"].as_str()),
+        (Some("pg"), Some(id.as_str()))
+    );
+    assert_eq!(
+        (d["verified"].as_bool(), d["passed"].as_bool()),
+        (Some(true), Some(true)),
+        "{d}"
+    );
+    let phases: Vec<&str> = d["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["stored", "content", "restore"]);
+    let phase_sum: f64 = d["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[1].as_f64().unwrap())
+        .sum();
+    let rto = d["rto_seconds"].as_f64().unwrap();
+    assert!(
+        rto > 0.0 && rto >= phase_sum,
+        "RTO {rto} covers its levels {phase_sum}"
+    );
+    let rpo = d["rpo_seconds"].as_f64().unwrap();
+    assert!((0.0..600.0).contains(&rpo), "RPO {rpo}");
+    assert_eq!(d["rto_objective_seconds"], 3600.0);
+    // The scratch database is gone again; the level-3 verification was recorded.
+    assert_eq!(scratch_dbs(), before);
+    let st = json(&w.run_env(&["--json", "status"], &env));
+    assert_eq!(
+        st["datastores"][0]["last_verification"]["level"], "restore",
+        "{st}"
+    );
+    assert_eq!(
+        st["datastores"][0]["last_verification"]["backup_id"],
+        id.as_str()
+    );
+    let records = files(&w.store().join("_records/pg/drills"));
+    assert_eq!(records.len(), 2, "a record and its signature: {records:?}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("dbseal_drill_passed{datastore=\"pg\"} 1.000"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("dbseal_drill_rto_objective_seconds{datastore=\"pg\"} 3600.000"),
+        "{prom}"
+    );
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.starts_with("<!DOCTYPE html>") && html.contains(&id) && html.contains("<svg"),
+        "{html}"
+    );
+    assert!(html.contains("pg: 1 drills over the past year"), "{html}");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("<script"),
+        "self-contained"
+    );
+
+    // A missed RPO objective: exit 9 naming it; the drill record says so.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.write("dbseal.toml", &config("1h", "1s"));
+    let out = w.run_env(
+        &["--json", "drill", "--report", report.to_str().unwrap()],
+        &env,
+    );
+    let err = fails_with(&out, 9);
+    assert!(
+        err.contains("`pg`: RPO") && err.contains("over its objective 1s"),
+        "{err}"
+    );
+    assert_eq!(json(&out)[0]["verified"], true);
+    let html = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        html.contains("pg: 2 drills over the past year") && html.contains("FAILED: RPO"),
+        "{html}"
+    );
+    assert_eq!(files(&w.store().join("_records/pg/drills")).len(), 4);
+
+    // Without a scratch target there is nothing to restore into: a config error.
+    w.write(
+        "dbseal.toml",
+        &config("1h", "1h").replace("scratch_url", "# scratch_url"),
+    );
+    let err = fails_with(&w.run_env(&["drill"], &env), 2);
+    assert!(
+        err.contains("no scratch target") && err.contains("[datastores.pg]"),
+        "{err}"
+    );
+}

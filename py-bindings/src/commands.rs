@@ -35,7 +35,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     add! { keywords, keygen, backup, backup_command, backup_bytes, backup_file }
     add! { backup_datastores, restore, restore_set, restore_to_file, restore_bytes }
-    add! { verify, verify_latest, list_backups, show, config_check, prune, status }
+    add! { verify, verify_latest, list_backups, show, config_check, prune, status, drill }
     crate::wal::register(m)
 }
 
@@ -67,6 +67,7 @@ pub fn keywords(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
         ("verify", keywords_of::<ops::verify::VerifyBackupOptions>()),
         ("prune", keywords_of::<ops::prune::PruneOptions>()),
         ("status", keywords_of::<ops::status::StatusOptions>()),
+        ("drill", keywords_of::<ops::drill::DrillOptions>()),
         ("wal_push", keywords_of::<pitr::WalPushOptions>()),
         ("wal_fetch", keywords_of::<pitr::WalFetchOptions>()),
         ("wal_verify", keywords_of::<pitr::WalVerifyOptions>()),
@@ -164,10 +165,11 @@ impl Call {
 /// an unhealthy status), with the result (the CLI's `--json` document) as `.result`.
 pub fn check_failure<'py>(
     py: Python<'py>,
+    result: &impl serde::Serialize,
     failure: Option<backup_core::Error>,
-    result: Bound<'py, PyAny>,
     secrets: &Secrets,
 ) -> PyResult<Bound<'py, PyAny>> {
+    let result = convert::to_py(py, result)?;
     match failure {
         None => Ok(result),
         Some(e) => {
@@ -326,8 +328,8 @@ pub fn backup<'py>(
     }
     let options = DriverOptions(map);
     let kind = driver.kind();
-    let manifest = call.run_undoable(py, |ctx| async move {
-        ops::backup::backup_with_driver(ctx, kind, &options, &seal).await
+    let manifest = call.run_undoable(py, |ctx| {
+        ops::backup::backup_with_driver(ctx, kind, &options, &seal)
     })?;
     results::manifest(py, &manifest)
 }
@@ -352,8 +354,8 @@ fn backup_source<'py>(
         return Err(config_error(py, format!("backup: unknown keyword `{k}`")));
     }
     let mut source = source(&mut call.secrets)?;
-    let manifest = call.run_undoable(py, |ctx| async move {
-        ops::backup::backup_source(ctx, source.as_mut(), &seal).await
+    let manifest = call.run_undoable(py, |ctx| {
+        ops::backup::backup_source(ctx, source.as_mut(), &seal)
     })?;
     results::manifest(py, &manifest)
 }
@@ -447,13 +449,11 @@ pub fn backup_datastores<'py>(
     if let Some(r) = recipients {
         opts.recipients = recipient_texts(py, r, &mut call.secrets)?;
     }
-    let result = call.run_undoable(py, |ctx| async move {
-        ops::backup::backup_datastores(ctx, &opts).await
-    })?;
+    let result = call.run_undoable(py, |ctx| ops::backup::backup_datastores(ctx, &opts))?;
     match result {
         ops::backup::DatastoresBackup::Single(m) => results::manifest(py, &m),
         ops::backup::DatastoresBackup::Set(set) => {
-            check_failure(py, set.failure(), convert::to_py(py, &set)?, &call.secrets)
+            check_failure(py, &set, set.failure(), &call.secrets)
         }
     }
 }
@@ -553,9 +553,7 @@ pub fn restore<'py>(
         return crate::wal::restore_pgdata(py, call, &id, pitr);
     }
     let opts = restore_options(py, options, target_url, (user, password), &mut call.secrets)?;
-    let result = call.run_undoable(py, |ctx| async move {
-        ops::restore::restore_backup(ctx, &id, &opts).await
-    })?;
+    let result = call.run_undoable(py, |ctx| ops::restore::restore_backup(ctx, &id, &opts))?;
     results::document(py, "RestoreReport", &result)
 }
 
@@ -573,9 +571,7 @@ pub fn restore_set<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
     let opts = restore_options(py, options, None, (None, None), &mut call.secrets)?;
-    let result = call.run_undoable(py, |ctx| async move {
-        ops::restore::restore_set(ctx, &set_id, &opts).await
-    })?;
+    let result = call.run_undoable(py, |ctx| ops::restore::restore_set(ctx, &set_id, &opts))?;
     convert::to_py(py, &result)
 }
 
@@ -609,7 +605,7 @@ fn decrypting(
         return Err(config_error(py, message));
     }
     let id = backup_id(id)?;
-    let manifest = call.run(py, |ctx| async move { ops::show(ctx, &id).await })?;
+    let manifest = call.run(py, |ctx| ops::show(ctx, &id))?;
     Ok((manifest, options))
 }
 
@@ -642,8 +638,8 @@ pub fn restore_to_file<'py>(
     let (manifest, options) = decrypting(py, &mut call, id, identity, passphrase)?;
     let (artifact, target) = (artifact.to_string(), path.clone());
     let backup_id = manifest.backup_id.to_string();
-    let report = call.run_undoable(py, |ctx| async move {
-        ops::restore::restore_to_file(ctx, &manifest, &artifact, &target, overwrite, &options).await
+    let report = call.run_undoable(py, |ctx| {
+        ops::restore::restore_to_file(ctx, &manifest, &artifact, &target, overwrite, &options)
     })?;
     let doc = serde_json::json!({
         "backup_id": backup_id,
@@ -730,9 +726,7 @@ pub fn verify<'py>(
     let id = backup_id(id)?;
     let mut call = Call::new(py, store.as_ref(), config)?;
     let opts = verify_options(py, &mut call, (user, password, database), options)?;
-    let result = call.run_undoable(py, |ctx| async move {
-        ops::verify::verify_backup(ctx, &id, &opts).await
-    })?;
+    let result = call.run_undoable(py, |ctx| ops::verify::verify_backup(ctx, &id, &opts))?;
     results::document(py, "VerifyReport", &result)
 }
 
@@ -752,15 +746,8 @@ pub fn verify_latest<'py>(
     let mut names = datastores.unwrap_or_default();
     names.extend(take_as::<String>(options, "datastore")?);
     let opts = verify_options(py, &mut call, (None, None, None), options)?;
-    let result = call.run_undoable(py, |ctx| async move {
-        ops::verify::verify_latest(ctx, &names, &opts).await
-    })?;
-    check_failure(
-        py,
-        result.failure(),
-        convert::to_py(py, &result)?,
-        &call.secrets,
-    )
+    let result = call.run_undoable(py, |ctx| ops::verify::verify_latest(ctx, &names, &opts))?;
+    check_failure(py, &result, result.failure(), &call.secrets)
 }
 
 /// The complete backups of the store (of one datastore), oldest first, as `dbseal
@@ -774,9 +761,7 @@ pub fn list_backups<'py>(
     config: Option<PathBuf>,
 ) -> PyResult<Vec<Bound<'py, PyAny>>> {
     let call = Call::new(py, store.as_ref(), config)?;
-    let list = call.run(py, |ctx| async move {
-        ops::list(ctx, datastore.as_deref()).await
-    })?;
+    let list = call.run(py, |ctx| ops::list(ctx, datastore.as_deref()))?;
     list.iter().map(|m| results::manifest(py, m)).collect()
 }
 
@@ -791,7 +776,7 @@ pub fn show<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let id = backup_id(id)?;
     let call = Call::new(py, store.as_ref(), config)?;
-    let manifest = call.run(py, |ctx| async move { ops::show(ctx, &id).await })?;
+    let manifest = call.run(py, |ctx| ops::show(ctx, &id))?;
     results::manifest(py, &manifest)
 }
 
@@ -825,7 +810,7 @@ pub fn prune<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
     let opts: ops::prune::PruneOptions = parse_options(py, "prune", options, &mut call.secrets)?;
-    let report = call.run(py, |ctx| async move { ops::prune::prune(ctx, &opts).await })?;
+    let report = call.run(py, |ctx| ops::prune::prune(ctx, &opts))?;
     convert::to_py(py, &report)
 }
 
@@ -843,14 +828,29 @@ pub fn status<'py>(
 ) -> PyResult<Bound<'py, PyAny>> {
     let mut call = Call::new(py, store.as_ref(), config)?;
     let opts: ops::status::StatusOptions = parse_options(py, "status", options, &mut call.secrets)?;
-    let report = call.run(
-        py,
-        |ctx| async move { ops::status::status(ctx, &opts).await },
-    )?;
-    check_failure(
-        py,
-        report.failure(),
-        convert::to_py(py, &report)?,
-        &call.secrets,
-    )
+    let report = call.run(py, |ctx| ops::status::status(ctx, &opts))?;
+    check_failure(py, &report, report.failure(), &call.secrets)
+}
+
+/// A disaster-recovery drill, as `dbseal drill`: restores the newest backup of each
+/// datastore into its scratch target (`scratch_url`, or `restore_to`), verifies it at
+/// level 3 and measures RTO and RPO against the datastore's `rto` / `rpo`. Returns one
+/// dict per datastore; a failed restore or a missed objective raises (the failed
+/// verification's class, else `UnhealthyError`) with the list as `.result`.
+#[pyfunction]
+#[pyo3(signature = (store=None, *, config=None, **options))]
+pub fn drill<'py>(
+    py: Python<'py>,
+    store: Option<StoreArg<'_>>,
+    config: Option<PathBuf>,
+    options: Option<&Bound<'_, PyDict>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut call = Call::new(py, store.as_ref(), config)?;
+    let keys = keys(py, options, &mut call.secrets)?;
+    let mut opts: ops::drill::DrillOptions =
+        parse_options(py, "drill", options, &mut call.secrets)?;
+    opts.keys = keys;
+    opts.restore_to.iter().for_each(|u| call.secrets.add_url(u));
+    let report = call.run_undoable(py, |ctx| ops::drill::drill(ctx, &opts))?;
+    check_failure(py, &report, report.failure(), &call.secrets)
 }

@@ -80,10 +80,7 @@ pub fn wal_push<'py>(
     let explicit = serde_json::json!({"path": path, "recipients": recipients});
     let opts: pitr::WalPushOptions = wal_options(py, &mut call, "wal_push", explicit, options)?;
     let location = location(&call);
-    let outcome = call.run(
-        py,
-        |_| async move { pitr::wal_push(&location, &opts).await },
-    )?;
+    let outcome = call.run(py, |_| pitr::wal_push(&location, &opts))?;
     convert::to_py(py, &outcome)
 }
 
@@ -106,10 +103,7 @@ pub fn wal_fetch<'py>(
     let opts: pitr::WalFetchOptions = wal_options(py, &mut call, "wal_fetch", explicit, options)?;
     let (location, code) = (location(&call), opts.failure_exit_code());
     let datastore = opts.datastore.clone();
-    let outcome = call.run(
-        py,
-        |_| async move { pitr::wal_fetch(&location, &opts).await },
-    );
+    let outcome = call.run(py, |_| pitr::wal_fetch(&location, &opts));
     match outcome {
         Ok(missing @ FetchOutcome::Missing { .. }) => {
             let message = missing.message(&datastore);
@@ -139,13 +133,10 @@ pub fn wal_verify<'py>(
     let explicit = serde_json::json!({"identities": identity_files(py, identity)?});
     let opts: pitr::WalVerifyOptions = wal_options(py, &mut call, "wal_verify", explicit, options)?;
     let location = location(&call);
-    let report = call.run(
-        py,
-        |_| async move { pitr::wal_verify(&location, &opts).await },
-    )?;
+    let report = call.run(py, |_| pitr::wal_verify(&location, &opts))?;
     let failure =
         pitr::wal_verify_failure(&report).map(|(k, m)| backup_core::Error::operation(k, m));
-    check_failure(py, failure, convert::to_py(py, &report)?, &call.secrets)
+    check_failure(py, &report, failure, &call.secrets)
 }
 
 /// What `restore(pgdata=…)` takes: the point-in-time keywords, the keys (as files:
@@ -205,8 +196,8 @@ pub fn restore_pgdata<'py>(
         })
     };
     let (pitr, keys, dry_run) = (&args.pitr, &args.keys, args.dry_run);
-    let outcome = call.run_undoable(py, |ctx| async move {
-        pitr::restore_backup_into_pgdata(ctx, id, pitr, (keys, &location), dry_run, dbseal).await
+    let outcome = call.run_undoable(py, |ctx| {
+        pitr::restore_backup_into_pgdata(ctx, id, pitr, (keys, &location), dry_run, dbseal)
     })?;
     crate::results::document(py, "RestoreReport", &outcome)
 }

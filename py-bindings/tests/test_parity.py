@@ -373,6 +373,13 @@ def test_database_backup_restore_sets_and_safety(
         vc = cli.run("verify", c["backup_id"], "-i", str(key), "--restore-to", pg.url_with_password("postgres"))
         vp = dbseal.verify(store, p.backup_id, identity=identity, restore_to=pg.url_with_password("postgres")).to_dict()
         assert normalize(vc, ds="pg-cli") == normalize(vp, ds="pg-py")
+        # a drill of each: the newest backup restored into the scratch server, measured
+        scratch = pg.url_with_password("postgres")
+        drill_py = dbseal.drill(store, datastore="pg-py", identity=identity, restore_to=scratch)
+        drill_cli = cli.run("drill", "-d", "pg-cli", "-i", str(key), "--restore-to", scratch)
+        for d in (drill_py[0], drill_cli[0]):
+            assert d["verified"] and d["passed"] and d["rto_seconds"] > 0, d
+            assert [level for level, _ in d["phases"]] == ["stored", "content", "restore"]
     finally:
         for t in targets:
             pg.drop_database(t)

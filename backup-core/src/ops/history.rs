@@ -1,7 +1,8 @@
 //! Outcome records: the history `status` computes its KPIs from.
 //!
-//! Every backup (success or failure) and every recorded verification leaves a small
-//! signed record under `_records/<datastore>/<backups|verifications>/<time>-<n>.json`:
+//! Every backup (success or failure), every recorded verification and every drill
+//! leaves a small signed record under
+//! `_records/<datastore>/<backups|verifications|drills>/<time>-<n>.json`:
 //! outside any backup folder, so `list`, `restore` and prune's debris sweep never see it,
 //! and kept when the backup it tells of is pruned (a success rate must not forget the
 //! successes retention removed). `status --window 30d` counts those of the window:
@@ -43,6 +44,8 @@ pub enum Event {
     Backup,
     /// A recorded verification.
     Verification,
+    /// A disaster-recovery drill ([`super::drill`]).
+    Drill,
 }
 
 impl Event {
@@ -50,6 +53,7 @@ impl Event {
         match self {
             Event::Backup => "backups",
             Event::Verification => "verifications",
+            Event::Drill => "drills",
         }
     }
 }
@@ -71,6 +75,9 @@ pub struct Outcome {
     pub message: String,
     /// The tool that wrote it.
     pub tool: crate::manifest::ToolInfo,
+    /// Figures (a drill's RTO and RPO).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub figures: Option<serde_json::Value>,
 }
 
 impl Outcome {
@@ -90,6 +97,7 @@ impl Outcome {
             backup_id: backup_id.cloned(),
             message: message.into(),
             tool: Default::default(),
+            figures: None,
         }
     }
 }

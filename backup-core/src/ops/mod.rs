@@ -21,6 +21,7 @@
 //! | [`verify::verify_latest`] (`verify --latest`) | datastore names, [`verify::VerifyBackupOptions`] | [`verify::LatestVerifications`] |
 //! | [`prune::prune`] (`prune`) | [`prune::PruneOptions`] | [`prune::PruneReport`] |
 //! | [`status::status`] (`status`) | [`status::StatusOptions`] | [`status::StatusReport`] |
+//! | [`drill::drill`] (`drill`) | [`drill::DrillOptions`] | [`drill::DrillReport`] |
 //! | [`list`] (`list`), [`show`] (`show ID`) | a datastore name, a backup id | manifests |
 //!
 //! What every store-reading operation shares travels in an [`OpContext`]: the registry,
@@ -33,6 +34,8 @@
 pub mod alerts;
 pub mod backup;
 pub mod config;
+pub mod drill;
+mod drill_html;
 pub mod history;
 pub mod notify;
 pub mod prune;
@@ -50,6 +53,23 @@ pub(crate) mod test_driver;
 /// it uploaded, a restore rolling its target back) before a front-end stops waiting
 /// and exits, saying what may be left. A second signal stops waiting at once.
 pub const UNDO_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What an interrupted command (`backup`, `restore`, …, as the CLI names it) may leave
+/// when a second signal cuts its undoing short: the front-ends' last words.
+pub fn leftover_after(command: &str) -> &'static str {
+    match command {
+        "backup" => {
+            "parts of the unfinished backup may be left in the store (never a manifest): \
+             `dbseal prune --debris` removes them"
+        }
+        "restore" | "verify" | "drill" => {
+            "the target (or a staging/scratch database, or a partial output file) may be \
+             left partly restored or partly rolled back: check it before use"
+        }
+        "prune" => "some of the backups prune chose may be left partly deleted",
+        _ => "nothing should be left: this command does not write into a database",
+    }
+}
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

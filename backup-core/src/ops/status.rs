@@ -458,7 +458,7 @@ fn store_metrics(h: &StoreHealth) -> String {
 
 /// Writes the metrics file atomically (node_exporter never reads half a file),
 /// readable by the collector (mode 0644: metrics hold no secret).
-fn write_metrics(path: &std::path::Path, text: &str) -> Result<()> {
+pub(super) fn write_metrics(path: &std::path::Path, text: &str) -> Result<()> {
     if path.file_name().is_none() {
         return Err(Error::Config(format!(
             "--metrics-file {} is not a file path",

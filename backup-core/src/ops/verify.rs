@@ -139,13 +139,22 @@ fn is_verdict(e: &Error) -> bool {
 }
 
 /// Verifies one backup at `level`; `restore_to` is the scratch server for level 3.
+/// A level's report and how long the level took.
+#[derive(Debug, Clone)]
+pub struct TimedReport {
+    /// The report.
+    pub report: VerifyReport,
+    /// Wall time of the level, in seconds.
+    pub seconds: f64,
+}
+
 async fn verify_levels(
     ctx: &OpContext,
     manifest: &Manifest,
     level: Level,
     restore_to: Option<&str>,
     keys: &KeyOptions,
-) -> Result<Vec<VerifyReport>> {
+) -> Result<Vec<TimedReport>> {
     let options = keys.restore_options(ctx.frontend.progress("verify"))?;
     if level >= Level::Content && options.decryption.is_none() {
         return Err(Error::Config("content verification decrypts the artifact: pass --identity FILE or --passphrase-file FILE (or set [encryption] identity in the config file)".into()));
@@ -160,11 +169,21 @@ async fn verify_levels(
     } else {
         None
     };
-    let mut reports = vec![crate::verify::verify_stored(&ctx.store, manifest).await?];
+    let clock = std::time::Instant::now();
+    let timed = |report: VerifyReport, since: std::time::Instant| TimedReport {
+        report,
+        seconds: since.elapsed().as_secs_f64(),
+    };
+    let mut reports = vec![timed(
+        crate::verify::verify_stored(&ctx.store, manifest).await?,
+        clock,
+    )];
     if level >= Level::Content {
         let formats = ctx.registry.formats();
-        reports
-            .push(crate::verify::verify_content(&ctx.store, manifest, &formats, &options).await?);
+        let clock = std::time::Instant::now();
+        let report =
+            crate::verify::verify_content(&ctx.store, manifest, &formats, &options).await?;
+        reports.push(timed(report, clock));
     }
     if let Some(url) = restore_to {
         let driver = ctx.registry.driver_for(manifest).map_err(|_| {
@@ -179,7 +198,11 @@ async fn verify_levels(
             cancel: ctx.cancel.clone(),
             altered: Default::default(),
         };
-        reports.push(driver.verify_restore(manifest, url, &rctx).await?);
+        let clock = std::time::Instant::now();
+        reports.push(timed(
+            driver.verify_restore(manifest, url, &rctx).await?,
+            clock,
+        ));
     }
     Ok(reports)
 }
@@ -193,12 +216,29 @@ pub async fn verify_and_record(
     keys: &KeyOptions,
     no_record: bool,
 ) -> Result<Vec<VerifyReport>> {
+    verify_and_record_timed(ctx, manifest, level, restore_to, keys, no_record)
+        .await
+        .map(|levels| levels.into_iter().map(|t| t.report).collect())
+}
+
+/// [`verify_and_record`], with each level's wall time (for drills).
+pub async fn verify_and_record_timed(
+    ctx: &OpContext,
+    manifest: &Manifest,
+    level: Level,
+    restore_to: Option<&str>,
+    keys: &KeyOptions,
+    no_record: bool,
+) -> Result<Vec<TimedReport>> {
     let result = verify_levels(ctx, manifest, level, restore_to, keys)
         .await
         .map_err(|e| ctx.scrub_error(e));
     let event = || {
         super::notify::Event::of_result("verify", &result, |reports| {
-            let checks: Vec<&String> = reports.iter().flat_map(|r| r.checks.iter()).collect();
+            let checks: Vec<&String> = reports
+                .iter()
+                .flat_map(|r| r.report.checks.iter())
+                .collect();
             (
                 format!(
                     "backup {} verified at level {}",
@@ -225,7 +265,7 @@ pub async fn verify_and_record(
             true,
             reports
                 .iter()
-                .flat_map(|r| r.checks.iter().cloned())
+                .flat_map(|r| r.report.checks.iter().cloned())
                 .collect::<Vec<_>>()
                 .join("; "),
         )),

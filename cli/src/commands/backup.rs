@@ -122,14 +122,7 @@ async fn run_configured(
     out: Output,
 ) -> CliResult<()> {
     match backup::backup_datastores(ctx, args).await? {
-        DatastoresBackup::Single(m) => out.emit(&m, || m.committed_text()),
-        DatastoresBackup::Set(set) => {
-            crate::result_emitted();
-            out.emit(&set, || set.to_text());
-            if let Some(e) = set.failure() {
-                return Err(e.into());
-            }
-        }
+        DatastoresBackup::Single(m) => out.report(&m, m.committed_text(), None),
+        DatastoresBackup::Set(set) => out.report(&set, set.to_text(), set.failure()),
     }
-    Ok(())
 }

@@ -34,12 +34,7 @@ pub struct VerifyArgs {
 pub async fn run(args: &VerifyArgs, ctx: &OpContext, out: Output) -> CliResult<()> {
     if args.latest {
         let results = verify::verify_latest(ctx, &args.datastores, &args.options).await?;
-        crate::result_emitted();
-        out.emit(&results, || results.to_text());
-        return match results.failure() {
-            None => Ok(()),
-            Some(e) => Err(e.into()),
-        };
+        return out.report(&results, results.to_text(), results.failure());
     }
     let id = args.id.as_deref().unwrap_or_default();
     let result = verify::verify_backup(ctx, id, &args.options).await?;

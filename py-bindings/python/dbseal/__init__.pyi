@@ -137,6 +137,7 @@ __all__ = [
     "backup_redis",
     "backup_timescale",
     "config_check",
+    "drill",
     "drivers",
     "generate_identity",
     "keygen",

@@ -18,6 +18,7 @@ __all__ = [
     "backup_datastores",
     "backup_file",
     "config_check",
+    "drill",
     "drivers",
     "generate_identity",
     "keygen",
@@ -290,6 +291,18 @@ def prune(
     debris: bool = ...,
     force: bool = ...,
 ) -> dict[str, Any]: ...
+def drill(
+    store: Optional[_StoreArg] = None,
+    *,
+    config: Optional[_Path] = None,
+    datastore: Optional[_Names] = ...,
+    restore_to: Optional[str] = ...,
+    identity: Optional[_Identities] = None,
+    passphrase: Optional[str] = None,
+    passphrase_file: Optional[_Path] = ...,
+    metrics_file: Optional[_Path] = ...,
+    report: Optional[_Path] = ...,
+) -> list[dict[str, Any]]: ...
 def status(
     store: Optional[_StoreArg] = None,
     *,

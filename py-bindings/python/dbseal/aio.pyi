@@ -31,6 +31,8 @@ async def backup_timescale(url: Optional[str]=None, store: Optional[_StoreArg]=N
     ...
 async def config_check(config: Optional[_Path]=None) -> dict[str, Any]:
     ...
+async def drill(store: Optional[_StoreArg]=None, *, config: Optional[_Path]=None, datastore: Optional[_Names]=..., restore_to: Optional[str]=..., identity: Optional[_Identities]=None, passphrase: Optional[str]=None, passphrase_file: Optional[_Path]=..., metrics_file: Optional[_Path]=..., report: Optional[_Path]=...) -> list[dict[str, Any]]:
+    ...
 async def keygen(output: _Path) -> dict[str, Any]:
     ...
 async def list_backups(store: Optional[_StoreArg]=None, datastore: Optional[str]=None, *, config: Optional[_Path]=None) -> list[Manifest]:
@@ -72,6 +74,7 @@ __all__ = [
     "backup_redis",
     "backup_timescale",
     "config_check",
+    "drill",
     "keygen",
     "list_backups",
     "manifest",

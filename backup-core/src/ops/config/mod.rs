@@ -228,6 +228,13 @@ pub struct DatastoreConfig {
     /// A server for level-3 verification (`dbseal verify --latest --level restore`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scratch_url: Option<String>,
+    /// `dbseal drill`: the recovery time objective (restore to a verified target).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<Span>,
+    /// `dbseal drill`: the recovery point objective (drill start minus the newest
+    /// restorable backup's end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<Span>,
     /// Labels recorded in every manifest of this datastore.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,

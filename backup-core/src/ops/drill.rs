@@ -1,0 +1,370 @@
+//! `dbseal drill`: a disaster-recovery drill with measured RTO and RPO.
+//!
+//! For each datastore (those named, else every configured one, else every one in the
+//! store) the newest complete backup is verified at level 3: downloaded and checked
+//! (level 1), decrypted, decompressed and compared with its manifest (level 2), then
+//! restored into the scratch target (the datastore's `scratch_url`, or `--restore-to`)
+//! and its live contents compared (level 3); the driver drops the scratch database
+//! afterwards, as `verify --level restore` does. Measured:
+//!
+//! - **RTO actual**: wall time from the drill's start to the verified target, split by
+//!   level (download and checksum; decrypt, decompress and compare; load and compare);
+//! - **RPO actual**: the drill's start minus the end of the newest backup it restored
+//!   (a continuous archive's newer segments are reported beside it as `wal_rpo_seconds`:
+//!   recoverable by a PITR restore, which this drill does not replay).
+//!
+//! Each is compared with the datastore's `rto` / `rpo` in the config file. Every drill
+//! leaves a signed record ([`super::history`], `_records/<datastore>/drills/`) and the
+//! verification record a level-3 verification writes; `metrics_file` writes Prometheus
+//! metrics; `report` writes a self-contained HTML report of this drill and the past
+//! year's, read from the records. [`DrillReport::failure`] is exit 9 when an objective
+//! is missed, or the failed verification's own code.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::history::{self, Event, Outcome};
+use super::verify::{verify_and_record_timed, Level};
+use super::{KeyOptions, OpContext};
+use crate::error::{Error, ErrorKind, Result};
+use crate::manifest::Manifest;
+use crate::retention::Span;
+
+/// What to drill.
+#[derive(Debug, Clone, Default, clap::Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DrillOptions {
+    /// Drill this datastore (repeatable); default: every configured datastore, else
+    /// every datastore in the store.
+    #[arg(long = "datastore", short = 'd', value_name = "NAME")]
+    #[serde(alias = "datastore")]
+    pub datastores: Vec<String>,
+    /// Restore into a scratch database on this server instead of the datastore's
+    /// `scratch_url` (one datastore only).
+    #[arg(long, value_name = "URL")]
+    pub restore_to: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub keys: KeyOptions,
+    /// Also write Prometheus metrics to this file (node_exporter textfile collector).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+    /// Also write a self-contained HTML report (this drill and the past year's).
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+}
+
+/// One datastore's drill.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Drill {
+    /// The datastore.
+    pub datastore: String,
+    /// The backup restored.
+    pub backup_id: Option<String>,
+    /// When the drill started.
+    pub started_at: DateTime<Utc>,
+    /// Whether the restore verified.
+    pub verified: bool,
+    /// Seconds from the start to the verified target.
+    pub rto_seconds: f64,
+    /// The seconds of each level: `stored`, `content`, `restore`.
+    pub phases: Vec<(String, f64)>,
+    /// The drill's start minus the restored backup's end.
+    pub rpo_seconds: Option<f64>,
+    /// The drill's start minus the newest archived WAL segment (PITR), if any.
+    pub wal_rpo_seconds: Option<f64>,
+    /// The objectives in force.
+    pub rto_objective_seconds: Option<f64>,
+    /// The objectives in force.
+    pub rpo_objective_seconds: Option<f64>,
+    /// Verified and within every objective.
+    pub passed: bool,
+    /// What went wrong, or what was checked.
+    pub message: String,
+    /// The failed verification's exit code (0 when it verified).
+    #[serde(default)]
+    pub code: i32,
+}
+
+/// Every datastore's drill.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct DrillReport {
+    /// The drills.
+    pub drills: Vec<Drill>,
+}
+
+impl DrillReport {
+    /// The error to end with: the first failed verification's, else exit 9 when an
+    /// objective was missed.
+    pub fn failure(&self) -> Option<Error> {
+        if let Some(d) = self.drills.iter().find(|d| !d.verified) {
+            let kind = ErrorKind::from_exit_code(d.code);
+            return Some(Error::operation(
+                kind,
+                format!("drill of `{}` failed: {}", d.datastore, d.message),
+            ));
+        }
+        let missed: Vec<String> = self
+            .drills
+            .iter()
+            .filter(|d| !d.passed)
+            .map(|d| format!("`{}`: {}", d.datastore, d.message))
+            .collect();
+        (!missed.is_empty()).then(|| {
+            Error::operation(
+                ErrorKind::Unhealthy,
+                format!("drill missed its objectives: {}", missed.join("; ")),
+            )
+        })
+    }
+
+    /// The drills as Prometheus text.
+    pub fn metrics(&self) -> String {
+        let mut text = String::new();
+        type Family = (&'static str, &'static str, fn(&Drill) -> Option<f64>);
+        let families: [Family; 5] = [
+            ("dbseal_drill_rto_seconds", "Measured recovery time of the last drill.", |d| {
+                Some(d.rto_seconds)
+            }),
+            ("dbseal_drill_rpo_seconds", "Measured recovery point of the last drill (its start minus the restored backup's end).", |d| d.rpo_seconds),
+            ("dbseal_drill_rto_objective_seconds", "The datastore's rto.", |d| d.rto_objective_seconds),
+            ("dbseal_drill_rpo_objective_seconds", "The datastore's rpo.", |d| d.rpo_objective_seconds),
+            ("dbseal_drill_passed", "1 if the last drill verified within its objectives.", |d| {
+                Some(f64::from(u8::from(d.passed)))
+            }),
+        ];
+        for (name, help, value) in families {
+            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for d in &self.drills {
+                if let Some(v) = value(d) {
+                    text.push_str(&format!(
+                        "{name}{{datastore=\"{}\"}} {v:.3}\n",
+                        d.datastore.replace('\\', "\\\\").replace('"', "\\\"")
+                    ));
+                }
+            }
+        }
+        text
+    }
+
+    /// The table (`dbseal drill`).
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "{:<20} {:<27} {:>10} {:>10} {:>10} {:>10}  {}\n",
+            "DATASTORE", "BACKUP", "RTO", "(target)", "RPO", "(target)", "RESULT"
+        );
+        let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}s"));
+        for d in &self.drills {
+            let result = match (d.verified, d.passed) {
+                (true, true) => "passed".to_string(),
+                _ => format!("FAILED: {}", d.message),
+            };
+            s.push_str(&format!(
+                "{:<20} {:<27} {:>10} {:>10} {:>10} {:>10}  {}\n",
+                d.datastore,
+                d.backup_id.as_deref().unwrap_or("-"),
+                secs(Some(d.rto_seconds)),
+                secs(d.rto_objective_seconds),
+                secs(d.rpo_seconds),
+                secs(d.rpo_objective_seconds),
+                result
+            ));
+            let phases: Vec<String> = d
+                .phases
+                .iter()
+                .map(|(level, t)| format!("{level} {t:.1}s"))
+                .collect();
+            if !phases.is_empty() {
+                s.push_str(&format!("{:<20} levels: {}\n", "", phases.join(", ")));
+            }
+        }
+        s
+    }
+}
+
+fn seconds(span: Span, now: DateTime<Utc>) -> f64 {
+    (now - span.before(now)).num_milliseconds() as f64 / 1000.0
+}
+
+/// `dbseal drill`.
+pub async fn drill(ctx: &OpContext, options: &DrillOptions) -> Result<DrillReport> {
+    let listing = ctx.store.scan(None).await?;
+    super::warn_skipped(ctx, &listing);
+    let config = ctx.config.as_deref();
+    let names: Vec<String> = if !options.datastores.is_empty() {
+        options.datastores.clone()
+    } else if let Some(c) = config.filter(|c| !c.datastores.is_empty()) {
+        c.datastores.keys().cloned().collect()
+    } else {
+        let mut n: Vec<String> = listing
+            .backups
+            .iter()
+            .map(|m| m.datastore.name.clone())
+            .collect();
+        n.sort();
+        n.dedup();
+        n
+    };
+    if names.is_empty() {
+        return Err(Error::operation(
+            ErrorKind::NotFound,
+            format!("no backups in {} to drill", ctx.store.url()),
+        ));
+    }
+    if options.restore_to.is_some() && names.len() > 1 {
+        return Err(Error::Config(
+            "--restore-to names one scratch server: use it with one --datastore, or set scratch_url per datastore in the config file".into(),
+        ));
+    }
+    let keys = options.keys.or_config(config);
+    let mut drills = Vec::new();
+    for name in &names {
+        let ds = config.and_then(|c| c.datastores.get(name));
+        let scratch = options
+            .restore_to
+            .clone()
+            .or_else(|| ds.and_then(|d| d.scratch_url.clone()));
+        let newest: Option<&Manifest> = listing
+            .backups
+            .iter()
+            .filter(|m| &m.datastore.name == name)
+            .max_by_key(|m| (m.started_at, m.backup_id.clone()));
+        let started_at = Utc::now();
+        let clock = std::time::Instant::now();
+        let mut d = Drill {
+            datastore: name.clone(),
+            backup_id: newest.map(|m| m.backup_id.to_string()),
+            started_at,
+            verified: false,
+            rto_seconds: 0.0,
+            phases: Vec::new(),
+            rpo_seconds: newest
+                .map(|m| (started_at - m.finished_at).num_milliseconds() as f64 / 1000.0),
+            wal_rpo_seconds: None,
+            rto_objective_seconds: ds.and_then(|d| d.rto).map(|s| seconds(s, started_at)),
+            rpo_objective_seconds: ds.and_then(|d| d.rpo).map(|s| seconds(s, started_at)),
+            passed: false,
+            message: String::new(),
+            code: 0,
+        };
+        for archive in &ctx.archives {
+            if let Some(at) = archive
+                .status(&ctx.store, name)
+                .await?
+                .and_then(|w| w.newest_archived_at)
+            {
+                d.wal_rpo_seconds = Some((started_at - at).num_milliseconds() as f64 / 1000.0);
+            }
+        }
+        match (newest, scratch) {
+            (None, _) => {
+                d.message = "no complete backup to restore".into();
+                d.code = ErrorKind::NotFound.exit_code();
+            }
+            (Some(_), None) => {
+                d.message = format!(
+                    "no scratch target: set scratch_url in [datastores.{name}] or pass --restore-to"
+                );
+                d.code = ErrorKind::Config.exit_code();
+            }
+            (Some(m), Some(url)) => {
+                ctx.info(format!(
+                    "drill: restoring {} (newest of `{name}`)",
+                    m.backup_id
+                ));
+                match verify_and_record_timed(ctx, m, Level::Restore, Some(&url), &keys, false)
+                    .await
+                {
+                    Ok(levels) => {
+                        d.verified = true;
+                        d.phases = ["stored", "content", "restore"]
+                            .iter()
+                            .zip(&levels)
+                            .map(|(level, t)| (level.to_string(), t.seconds))
+                            .collect();
+                        d.message = format!(
+                            "{} checks passed",
+                            levels.iter().map(|t| t.report.checks.len()).sum::<usize>()
+                        );
+                    }
+                    Err(e) => {
+                        d.message = e.to_string();
+                        d.code = e.kind().exit_code();
+                    }
+                }
+            }
+        }
+        d.rto_seconds = clock.elapsed().as_secs_f64();
+        let mut missed = Vec::new();
+        if let Some(target) = d.rto_objective_seconds.filter(|t| d.rto_seconds > *t) {
+            missed.push(format!(
+                "RTO {:.1}s over its objective {target:.0}s",
+                d.rto_seconds
+            ));
+        }
+        if let (Some(rpo), Some(target)) = (d.rpo_seconds, d.rpo_objective_seconds) {
+            if rpo > target {
+                missed.push(format!("RPO {rpo:.1}s over its objective {target:.0}s"));
+            }
+        }
+        d.passed = d.verified && missed.is_empty();
+        if d.verified && !missed.is_empty() {
+            d.message = missed.join(", ");
+        }
+        let mut outcome = Outcome::new(
+            name,
+            Event::Drill,
+            d.passed,
+            newest.map(|m| &m.backup_id),
+            d.message.clone(),
+        );
+        outcome.figures = serde_json::to_value(&d).ok();
+        history::record(ctx, outcome).await;
+        drills.push(d);
+    }
+    let report = DrillReport { drills };
+    if let Some(path) = &options.metrics_file {
+        super::status::write_metrics(path, &report.metrics())?;
+    }
+    if let Some(path) = &options.report {
+        let mut past = Vec::new();
+        for name in &names {
+            let since = Span {
+                months: 12,
+                seconds: 0,
+            }
+            .before(Utc::now());
+            let (records, _) = history::outcomes(&ctx.store, name, Event::Drill, since).await?;
+            past.extend(
+                records
+                    .into_iter()
+                    .filter_map(|o| o.figures)
+                    .filter_map(|f| serde_json::from_value::<Drill>(f).ok()),
+            );
+        }
+        let html = super::drill_html::render(&report, &past, ctx.store.url());
+        crate::fsutil::write_atomically(path, html.as_bytes(), false).map_err(|e| {
+            Error::operation(
+                ErrorKind::Other,
+                format!("cannot write drill report {}: {e}", path.display()),
+            )
+        })?;
+    }
+    super::notify::send(ctx, || {
+        let result: Result<&DrillReport> = match report.failure() {
+            Some(e) => Err(e),
+            None => Ok(&report),
+        };
+        super::notify::Event::of_result("drill", &result, |r| {
+            (
+                format!("drill of {} datastore(s) passed", r.drills.len()),
+                serde_json::to_value(r).unwrap_or_default(),
+            )
+        })
+    })
+    .await;
+    Ok(report)
+}
