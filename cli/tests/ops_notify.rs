@@ -270,3 +270,71 @@ fn an_unreachable_webhook_is_a_warning_within_its_bound() {
         "{err}"
     );
 }
+
+/// `on = ["drill"]` hears every drill (a failed one here: a backup of standard input
+/// cannot be restored into a database) and nothing else; a `success` target does not
+/// hear a failed drill.
+#[test]
+fn a_drill_target_hears_drills_only() {
+    let w = Work::new();
+    let rx = Receiver::start(&[]);
+    w.write(
+        "dbseal.toml",
+        &format!(
+            "[store]\nurl = \"{}\"\n\n[[notify]]\nurl = \"${{DRILL_URL}}\"\non = [\"drill\"]\n\n\
+             [[notify]]\nurl = \"${{OK_URL}}\"\non = [\"success\"]\n",
+            w.store().display()
+        ),
+    );
+    let (drill, success) = (rx.url("drill"), rx.url("ok"));
+    let env = [("DRILL_URL", drill.as_str()), ("OK_URL", success.as_str())];
+    let backup = w.run_env(
+        &[
+            "backup",
+            "command",
+            "-d",
+            "app",
+            "-r",
+            &w.recipient,
+            "--",
+            "echo",
+            "rows",
+        ],
+        &env,
+    );
+    ok(&backup);
+    assert!(rx.hits("drill").is_empty(), "a backup is not a drill");
+    assert_eq!(rx.hits("ok").len(), 1);
+    let out = w.run_env(
+        &[
+            "drill",
+            "-d",
+            "app",
+            "-i",
+            "identity.txt",
+            "--restore-to",
+            "postgres://127.0.0.1:1/x",
+        ],
+        &env,
+    );
+    let err = fails_with(&out, 2);
+    assert!(
+        err.contains("drill of `app` failed") && err.contains("database kind"),
+        "{err}"
+    );
+    no_token(&out);
+    let hits = rx.hits("drill");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(
+        (
+            hits[0].body["event"].as_str(),
+            hits[0].body["result"].as_str()
+        ),
+        (Some("drill"), Some("failure"))
+    );
+    assert_eq!(
+        rx.hits("ok").len(),
+        1,
+        "the success target heard no failed drill"
+    );
+}

@@ -41,6 +41,9 @@ pub enum On {
     Success,
     /// `status` found a datastore unhealthy (stale, failed verification).
     Alert,
+    /// In `on` only: every drill, passed or failed (a failed one also matches
+    /// `failure`).
+    Drill,
 }
 
 impl On {
@@ -49,6 +52,7 @@ impl On {
             On::Failure => "failure",
             On::Success => "success",
             On::Alert => "alert",
+            On::Drill => "drill",
         }
     }
 }
@@ -104,7 +108,7 @@ impl NotifyTarget {
         }
         if self.on.is_empty() {
             return Err(bad(
-                "`on` is empty: list failure, success and/or alert".into()
+                "`on` is empty: list failure, success, alert and/or drill".into(),
             ));
         }
         if self
@@ -136,7 +140,7 @@ fn shown(url: &str) -> String {
 pub struct Event {
     /// Always `dbseal`.
     pub source: &'static str,
-    /// `backup`, `verify`, `prune` or `status`.
+    /// `backup`, `verify`, `prune`, `status` or `drill`.
     pub event: &'static str,
     /// `success`, `failure` or `alert`.
     pub result: On,
@@ -210,7 +214,7 @@ impl Event {
         let mark = match self.result {
             On::Success => ":white_check_mark:",
             On::Alert => ":warning:",
-            On::Failure => ":x:",
+            On::Failure | On::Drill => ":x:",
         };
         format!(
             "{mark} dbseal {}{what} on {}: {} — {}",
@@ -244,7 +248,9 @@ pub async fn send(ctx: &OpContext, make: impl FnOnce() -> Event) {
     let sends = config
         .notify
         .iter()
-        .filter(|t| t.on.contains(&event.result))
+        .filter(|t| {
+            t.on.contains(&event.result) || (event.event == "drill" && t.on.contains(&On::Drill))
+        })
         .map(|t| send_one(ctx, t, &event));
     futures::future::join_all(sends).await;
 }
