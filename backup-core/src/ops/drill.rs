@@ -1,7 +1,7 @@
 //! `dbseal drill`: a disaster-recovery drill with measured RTO and RPO.
 //!
-//! For each datastore (those named, else every configured one, else every one in the
-//! store) the newest complete backup is verified at level 3: downloaded and checked
+//! For each datastore (those named, else every one with a backup in the store or in the
+//! config file) the newest complete backup is verified at level 3: downloaded and checked
 //! (level 1), decrypted, decompressed and compared with its manifest (level 2), then
 //! restored into the scratch target (the datastore's `scratch_url`, or `--restore-to`)
 //! and its live contents compared (level 3); the driver drops the scratch database
@@ -36,8 +36,8 @@ use crate::retention::Span;
 #[derive(Debug, Clone, Default, clap::Args, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DrillOptions {
-    /// Drill this datastore (repeatable); default: every configured datastore, else
-    /// every datastore in the store.
+    /// Drill this datastore (repeatable); default: every datastore with a backup in the
+    /// store or in the config file.
     #[arg(long = "datastore", short = 'd', value_name = "NAME")]
     #[serde(alias = "datastore")]
     pub datastores: Vec<String>,
@@ -194,31 +194,13 @@ pub async fn drill(ctx: &OpContext, options: &DrillOptions) -> Result<DrillRepor
     let listing = ctx.store.scan(None).await?;
     super::warn_skipped(ctx, &listing);
     let config = ctx.config.as_deref();
-    let names: Vec<String> = if !options.datastores.is_empty() {
-        options.datastores.clone()
-    } else if let Some(c) = config.filter(|c| !c.datastores.is_empty()) {
-        c.datastores.keys().cloned().collect()
-    } else {
-        let mut n: Vec<String> = listing
-            .backups
-            .iter()
-            .map(|m| m.datastore.name.clone())
-            .collect();
-        n.sort();
-        n.dedup();
-        n
-    };
-    if names.is_empty() {
-        return Err(Error::operation(
-            ErrorKind::NotFound,
-            format!("no backups in {} to drill", ctx.store.url()),
-        ));
-    }
-    if options.restore_to.is_some() && names.len() > 1 {
-        return Err(Error::Config(
-            "--restore-to names one scratch server: use it with one --datastore, or set scratch_url per datastore in the config file".into(),
-        ));
-    }
+    let names = super::verify::latest_names(
+        ctx,
+        &listing,
+        &options.datastores,
+        options.restore_to.is_some(),
+        "drill",
+    )?;
     let keys = options.keys.or_config(config);
     let mut drills = Vec::new();
     for name in &names {

@@ -375,6 +375,44 @@ impl LatestVerifications {
     }
 }
 
+/// The datastores `verify --latest` and `drill` take: those `named`, else every one
+/// with a complete backup in `listing` or in the config file; `--restore-to` (one
+/// scratch server) only with one of them. `what` names the command in the error.
+pub(super) fn latest_names(
+    ctx: &OpContext,
+    listing: &crate::store::StoreListing,
+    named: &[String],
+    restore_to: bool,
+    what: &str,
+) -> Result<Vec<String>> {
+    let mut names: Vec<String> = if named.is_empty() {
+        let mut n: BTreeSet<String> = listing
+            .backups
+            .iter()
+            .map(|m| m.datastore.name.clone())
+            .collect();
+        if let Some(c) = ctx.config.as_deref() {
+            n.extend(c.datastores.keys().cloned());
+        }
+        n.into_iter().collect()
+    } else {
+        named.to_vec()
+    };
+    names.dedup();
+    if names.is_empty() {
+        return Err(Error::operation(
+            ErrorKind::NotFound,
+            format!("no backups in {} to {what}", ctx.store.url()),
+        ));
+    }
+    if restore_to && names.len() > 1 {
+        return Err(Error::Config(
+            "--restore-to names one scratch server: use it with one --datastore, or set scratch_url per datastore in the config file".into(),
+        ));
+    }
+    Ok(names)
+}
+
 /// `dbseal verify --latest [--datastore N…]`: the newest backup of each datastore (in
 /// the store, and in the config file), each recorded.
 pub async fn verify_latest(
@@ -394,27 +432,13 @@ pub async fn verify_latest(
             *e = m;
         }
     }
-    let mut names: Vec<String> = if datastores.is_empty() {
-        let mut n: BTreeSet<String> = newest.keys().cloned().collect();
-        if let Some(c) = config {
-            n.extend(c.datastores.keys().cloned());
-        }
-        n.into_iter().collect()
-    } else {
-        datastores.to_vec()
-    };
-    names.dedup();
-    if names.is_empty() {
-        return Err(Error::operation(
-            ErrorKind::NotFound,
-            format!("no backups in {} to verify", ctx.store.url()),
-        ));
-    }
-    if options.restore_to.is_some() && names.len() > 1 {
-        return Err(Error::Config(
-            "--restore-to names one scratch server: use it with one --datastore, or set scratch_url per datastore in the config file".into(),
-        ));
-    }
+    let names = latest_names(
+        ctx,
+        &listing,
+        datastores,
+        options.restore_to.is_some(),
+        "verify",
+    )?;
     let keys = options.keys.or_config(config);
     let level = options.level(&keys);
     let mut results = Vec::new();
