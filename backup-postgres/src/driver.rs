@@ -328,7 +328,15 @@ impl Driver for PostgresDriver {
         url: &str,
         ctx: &RestoreContext,
     ) -> Result<VerifyReport> {
-        let config = target_config(Some(url), None, None, None);
-        crate::verify_restore(&ctx.store, manifest, &config, &ctx.options).await
+        let server = target_config(Some(url), None, None, None).resolve()?;
+        crate::verify_restore_as(
+            &ctx.store,
+            manifest,
+            &server,
+            &ctx.options,
+            &[],
+            &ctx.cancel,
+        )
+        .await
     }
 }

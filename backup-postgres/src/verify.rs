@@ -31,17 +31,20 @@ pub async fn verify_restore(
     server: &PostgresConfig,
     options: &RestoreOptions,
 ) -> Result<VerifyReport> {
-    verify_restore_as(store, manifest, &server.resolve()?, options, &[]).await
+    let never = tokio_util::sync::CancellationToken::new();
+    verify_restore_as(store, manifest, &server.resolve()?, options, &[], &never).await
 }
 
 /// [`verify_restore`] over a resolved connection, accepting backups of the extra
-/// datastore kinds `kinds` (their data artifact must be a pg_dump archive).
+/// datastore kinds `kinds` (their data artifact must be a pg_dump archive), and
+/// interrupted by `cancel` (the restore fails, the scratch database is dropped).
 pub async fn verify_restore_as(
     store: &BackupStore,
     manifest: &Manifest,
     server: &Connection,
     options: &RestoreOptions,
     kinds: &[&str],
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<VerifyReport> {
     let scratch = scratch_name(&manifest.backup_id.to_string());
     create_database(server, &scratch).await?;
@@ -57,6 +60,7 @@ pub async fn verify_restore_as(
         )?
         .accept_kinds(kinds)
         .assume_empty();
+        let mut sink = backup_core::CancellableSink::new(&mut sink, cancel.clone());
         backup_core::restore(store, manifest, "data", &mut sink, options).await?;
         let scratch_conn = server.with_database(&scratch);
         let checks = async {

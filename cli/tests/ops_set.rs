@@ -790,3 +790,74 @@ fn drill_restores_verifies_and_measures_rto_and_rpo() {
         "{err}"
     );
 }
+
+/// SIGINT in the middle of a drill's restore: the scratch database is rolled back
+/// (dropped), no drill record is written, exit 130.
+#[test]
+fn an_interrupted_drill_leaves_no_scratch_database_and_no_record() {
+    let pg = Pg::from_env();
+    let db = pg.database("ops_drill_int");
+    let w = Work::new();
+    fill_pg(&pg, &db.name, "interrupted", 1_500_000);
+    w.write(
+        "dbseal.toml",
+        &format!(
+            "[store]\nurl = \"{store}\"\n[encryption]\nrecipients = [\"{r}\"]\nidentity = \"identity.txt\"\n\
+             [datastores.pg]\nkind = \"postgres\"\nurl = \"{url}\"\nscratch_url = \"{scratch}\"\n",
+            store = w.store().display(),
+            r = w.recipient,
+            url = pg.config_url(&db.name),
+            scratch = pg.config_url("postgres"),
+        ),
+    );
+    let env = [("PG_PASSWORD", pg.password.as_str())];
+    ok(&w.run_env(&["backup", "--datastore", "pg"], &env));
+    let scratch = || {
+        pg.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'dbseal_verify_%'",
+        )
+        .parse::<u32>()
+        .unwrap()
+    };
+    let before = scratch();
+    let mut c = w.cmd();
+    c.env("PG_PASSWORD", &pg.password).args(["drill"]);
+    let child = c
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the scratch database exists: the restore is under way.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while scratch() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scratch database appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}\n{}",
+        stderr(&out),
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("interrupted by SIGINT"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(scratch(), before, "the scratch database is gone");
+    assert!(
+        files(&w.store().join("_records/pg/drills")).is_empty(),
+        "an interrupted drill is no drill"
+    );
+}

@@ -272,6 +272,11 @@ pub async fn drill(ctx: &OpContext, options: &DrillOptions) -> Result<DrillRepor
                             levels.iter().map(|t| t.report.checks.len()).sum::<usize>()
                         );
                     }
+                    // Interrupted: the scratch database was rolled back; no verdict,
+                    // no record, no next datastore.
+                    Err(e) if ctx.cancel.is_cancelled() || e.kind() == ErrorKind::Interrupted => {
+                        return Err(e)
+                    }
                     Err(e) => {
                         d.message = e.to_string();
                         d.code = e.kind().exit_code();
