@@ -275,13 +275,15 @@ fn cron_file_schedules_are_valid() {
         assert_eq!(fields[5], "dbseal", "runs as the dbseal user");
         jobs.push(fields[6..].join(" "));
     }
-    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    assert_eq!(jobs.len(), 3, "{jobs:?}");
     assert!(
         jobs[0].contains("backup --all")
             && jobs[0].contains("verify --latest")
             && jobs[0].contains("prune")
     );
     assert!(jobs[1].contains("status"));
+    // `%` ends a command in crontab unless escaped.
+    assert!(jobs[2].contains("drill --report") && !jobs[2].contains("$(date +%F)"));
     assert!(text.contains("DBSEAL_CONFIG=/etc/dbseal/dbseal.toml"));
 }
 
