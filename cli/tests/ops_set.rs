@@ -778,6 +778,26 @@ fn drill_restores_verifies_and_measures_rto_and_rpo() {
         "{html}"
     );
     assert_eq!(files(&w.store().join("_records/pg/drills")).len(), 4);
+    // status's KPIs count both drills and show the last one against its objectives.
+    let out = w.run_env(&["--json", "status"], &env);
+    let k = &json(&out)["datastores"][0]["kpis"];
+    assert_eq!(
+        (k["drills_passed"].as_u64(), k["drills_failed"].as_u64()),
+        (Some(1), Some(1)),
+        "{k}"
+    );
+    assert_eq!(
+        (
+            &k["last_drill"]["passed"],
+            &k["last_drill"]["rpo_objective_seconds"]
+        ),
+        (&serde_json::json!(false), &serde_json::json!(1.0))
+    );
+    let text = stdout(&w.run_env(&["status"], &env));
+    assert!(
+        text.contains("drills: 1 passed / 1 failed; last FAILED"),
+        "{text}"
+    );
 
     // Without a scratch target there is nothing to restore into: a config error.
     w.write(

@@ -230,8 +230,32 @@ pub struct Kpis {
     pub verifications_failed: usize,
     /// Passed / all, when there was any.
     pub verification_success_rate: Option<f64>,
+    /// Drills within their objectives in the window.
+    pub drills_passed: usize,
+    /// Drills that failed or missed an objective in the window.
+    pub drills_failed: usize,
+    /// The newest drill of the window: its RTO and RPO against the objectives.
+    pub last_drill: Option<LastDrill>,
     /// More records than [`MAX_RECORDS_READ`]: the counts are of the newest.
     pub truncated: bool,
+}
+
+/// The figures of a drill record (see [`super::drill::Drill`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LastDrill {
+    /// When it ended.
+    #[serde(default)]
+    pub at: Option<DateTime<Utc>>,
+    /// Within every objective.
+    pub passed: bool,
+    /// Measured RTO.
+    pub rto_seconds: f64,
+    /// The RTO objective then.
+    pub rto_objective_seconds: Option<f64>,
+    /// Measured RPO.
+    pub rpo_seconds: Option<f64>,
+    /// The RPO objective then.
+    pub rpo_objective_seconds: Option<f64>,
 }
 
 /// `datastore`'s KPIs over `window` ending at `now`.
@@ -244,6 +268,12 @@ pub async fn kpis(
     let since = window.before(now);
     let (backups, t1) = outcomes(store, datastore, Event::Backup, since).await?;
     let (verifications, t2) = outcomes(store, datastore, Event::Verification, since).await?;
+    let (drills, t3) = outcomes(store, datastore, Event::Drill, since).await?;
+    let last_drill = drills.last().and_then(|o| {
+        let mut d: LastDrill = serde_json::from_value(o.figures.clone()?).ok()?;
+        d.at = Some(o.at);
+        Some(d)
+    });
     let count = |v: &[Outcome], ok: bool| v.iter().filter(|o| o.ok == ok).count();
     let rate = |good: usize, bad: usize| {
         let all = good.saturating_add(bad);
@@ -259,7 +289,10 @@ pub async fn kpis(
         verifications_passed: vs,
         verifications_failed: vf,
         verification_success_rate: rate(vs, vf),
-        truncated: t1 || t2,
+        drills_passed: count(&drills, true),
+        drills_failed: count(&drills, false),
+        last_drill,
+        truncated: t1 || t2 || t3,
     })
 }
 
@@ -291,6 +324,12 @@ mod tests {
         )
         .await;
         record(&ctx, Outcome::new("other", Event::Backup, false, None, "x")).await;
+        let mut drill = Outcome::new("app", Event::Drill, false, Some(&id), "RPO over");
+        drill.figures = Some(serde_json::json!({
+            "passed": false, "rto_seconds": 12.5, "rto_objective_seconds": 3600.0,
+            "rpo_seconds": 1000.0, "rpo_objective_seconds": 900.0, "datastore": "app"
+        }));
+        record(&ctx, drill).await;
         // An old record (outside a 1-day window) and a forged one (no signature).
         let mut old = Outcome::new("app", Event::Backup, false, None, "old");
         old.at = Utc::now() - chrono::Duration::days(3);
@@ -318,6 +357,13 @@ mod tests {
         assert_eq!(k.backup_success_rate, Some(0.5));
         assert_eq!((k.verifications_passed, k.verifications_failed), (1, 0));
         assert_eq!(k.verification_success_rate, Some(1.0));
+        assert_eq!((k.drills_passed, k.drills_failed), (0, 1));
+        let last = k.last_drill.as_ref().unwrap();
+        assert_eq!(
+            (last.passed, last.rto_seconds, last.rpo_seconds),
+            (false, 12.5, Some(1000.0))
+        );
+        assert_eq!(last.rpo_objective_seconds, Some(900.0));
         let k = kpis(&store, "app", Span::days(7), Utc::now())
             .await
             .unwrap();

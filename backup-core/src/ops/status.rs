@@ -325,6 +325,14 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
             "dbseal_verification_success_ratio",
             "Passed / all recorded verifications within the window (absent without any).",
         ),
+        (
+            "dbseal_window_drills_passed",
+            "Drills within their objectives within the window.",
+        ),
+        (
+            "dbseal_window_drills_failed",
+            "Drills that failed or missed an objective within the window.",
+        ),
     ]
     .into_iter()
     .map(|(n, h)| (n, h, Vec::new()))
@@ -382,6 +390,8 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
         if let Some(r) = k.verification_success_rate {
             push(18, &l, format!("{r:.6}"));
         }
+        push(19, &l, k.drills_passed.to_string());
+        push(20, &l, k.drills_failed.to_string());
     }
     let mut text = String::new();
     for (name, help, samples) in families {

@@ -358,6 +358,21 @@ impl StatusReport {
                     pct(k.verification_success_rate)
                 );
             }
+            if let Some(d) = &k.last_drill {
+                let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}s"));
+                push_line!(
+                    s,
+                    "{:<20} drills: {} passed / {} failed; last {}: RTO {} (objective {}), RPO {} (objective {})",
+                    "",
+                    k.drills_passed,
+                    k.drills_failed,
+                    if d.passed { "passed" } else { "FAILED" },
+                    secs(Some(d.rto_seconds)),
+                    secs(d.rto_objective_seconds),
+                    secs(d.rpo_seconds),
+                    secs(d.rpo_objective_seconds)
+                );
+            }
             if let Some(w) = &st.wal {
                 push_line!(
                     s,
