@@ -220,7 +220,7 @@ impl Driver for RedisDriver {
         ctx: &RestoreContext,
     ) -> Result<VerifyReport> {
         let cfg = connection_config(Some(url))?;
-        crate::verify::verify_restore(&ctx.store, manifest, &ctx.options, &cfg).await
+        crate::verify::verify_restore(&ctx.store, manifest, &ctx.options, &cfg, &ctx.cancel).await
     }
 }
 

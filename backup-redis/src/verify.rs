@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use backup_core::{
-    BackupStore, Contents, Manifest, RestoreOptions, Result, Sink, SinkReport, VerifyLevel,
-    VerifyReport,
+    BackupStore, Contents, ErrorKind, Manifest, RestoreOptions, Result, Sink, SinkReport,
+    VerifyLevel, VerifyReport,
 };
 
 use crate::client::{RedisConnection, Reply};
@@ -29,6 +29,7 @@ pub async fn verify_restore(
     manifest: &Manifest,
     options: &RestoreOptions,
     target: &RedisConfig,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<VerifyReport> {
     let addr = target.addr();
     let fail = |what: String| manifest.verification_error(what);
@@ -66,9 +67,15 @@ pub async fn verify_restore(
         },
     )?;
     let result = async {
-        backup_core::restore(store, manifest, "data", &mut sink, options)
+        // Interrupted (SIGINT, Ctrl-C): the restore stops and the scratch databases are
+        // flushed below, as after any failure.
+        let mut cancellable = backup_core::CancellableSink::new(&mut sink, cancel.clone());
+        backup_core::restore(store, manifest, "data", &mut cancellable, options)
             .await
-            .map_err(|e| fail(format!("level-3 restore into {addr} failed: {e}")))?;
+            .map_err(|e| match e.kind() {
+                ErrorKind::Interrupted => e,
+                _ => fail(format!("level-3 restore into {addr} failed: {e}")),
+            })?;
         let outcome = sink.outcome().cloned().unwrap_or_default();
         let mut expected = Contents::default();
         if let Some(keys) = manifest.contents.counts.get("keys") {

@@ -175,7 +175,8 @@ async fn round_trip(cfg: RedisConfig, url: &str) {
     }
     flush(&mut c, &[3, 4]).await;
     // verify --restore-to end to end, into scratch databases it picks.
-    let report = backup_redis::verify_restore(&vault.store, &manifest, &options, &cfg)
+    let never = Default::default();
+    let report = backup_redis::verify_restore(&vault.store, &manifest, &options, &cfg, &never)
         .await
         .unwrap();
     assert!(

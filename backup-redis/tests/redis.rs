@@ -280,9 +280,15 @@ async fn redis7_every_type_round_trips_with_functions_ttls_and_level3() {
 
     // Level 3: restore into scratch databases, compare counts, clean up.
     q(&mut c, &[b"FUNCTION", b"FLUSH"]).await;
-    let report = verify_restore(&vault.store, &m, &vault.restore_options(), &cfg)
-        .await
-        .unwrap();
+    let report = verify_restore(
+        &vault.store,
+        &m,
+        &vault.restore_options(),
+        &cfg,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     assert!(
         report.checks[0].contains("match the manifest"),
         "{:?}",
@@ -302,9 +308,15 @@ async fn redis7_every_type_round_trips_with_functions_ttls_and_level3() {
         .get_mut("keys")
         .unwrap()
         .insert("db1.hash".into(), 3);
-    let e = verify_restore(&vault.store, &wrong, &vault.restore_options(), &cfg)
-        .await
-        .unwrap_err();
+    let e = verify_restore(
+        &vault.store,
+        &wrong,
+        &vault.restore_options(),
+        &cfg,
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Verification);
     assert!(
         e.to_string().contains("keys db1.hash: expected 3, found 2"),
@@ -454,9 +466,15 @@ async fn redis8_new_encodings_vector_sets_and_falkordb_graph_round_trip() {
     }
     // Level 3 on 8.2 too (module types counted by TYPE).
     flush(&mut c, &[5, 7]).await;
-    verify_restore(&vault.store, &m, &vault.restore_options(), &cfg)
-        .await
-        .unwrap();
+    verify_restore(
+        &vault.store,
+        &m,
+        &vault.restore_options(),
+        &cfg,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
 
     // The same graph into an 8.2 server without the FalkorDB module: a clear error, and
     // the target left as it was.

@@ -881,3 +881,83 @@ fn an_interrupted_drill_leaves_no_scratch_database_and_no_record() {
         "an interrupted drill is no drill"
     );
 }
+
+/// SIGINT in the middle of a Redis drill's scratch restore: exit 130, the scratch
+/// database flushed again, no drill record.
+#[test]
+fn an_interrupted_redis_drill_flushes_its_scratch_database() {
+    let redis = Redis::from_env(12);
+    redis.cli(&["FLUSHDB"]);
+    redis.cli(&[
+        "EVAL",
+        "for i=1,400000 do redis.call('SET','drill:'..i,'value-'..i) end return 1",
+        "0",
+    ]);
+    let w = Work::new();
+    let server = format!("redis://{}:{}/0", redis.host, redis.port);
+    w.write(
+        "dbseal.toml",
+        &format!(
+            "[store]\nurl = \"{store}\"\n[encryption]\nrecipients = [\"{r}\"]\nidentity = \"identity.txt\"\n\
+             [datastores.cache]\nkind = \"redis\"\nurl = \"{url}\"\nscratch_url = \"{server}\"\n",
+            store = w.store().display(),
+            r = w.recipient,
+            url = redis.url(),
+        ),
+    );
+    ok(&w.run(&["backup", "--datastore", "cache"]));
+    // The scratch database the drill will take: the highest empty one.
+    let databases: u32 = redis
+        .cli(&["CONFIG", "GET", "databases"])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let size = |db: u32| -> u64 {
+        Redis {
+            host: redis.host.clone(),
+            port: redis.port,
+            db,
+        }
+        .cli(&["DBSIZE"])
+        .parse()
+        .unwrap()
+    };
+    let scratch = (0..databases).rev().find(|db| size(*db) == 0).unwrap();
+    let mut c = w.cmd();
+    let child = c
+        .args(["drill"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while size(scratch) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scratch restore never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}\n{}",
+        stderr(&out),
+        stdout(&out)
+    );
+    assert_eq!(
+        size(scratch),
+        0,
+        "the scratch database db{scratch} is flushed again"
+    );
+    assert!(files(&w.store().join("_records/cache/drills")).is_empty());
+    redis.cli(&["FLUSHDB"]);
+}
