@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::history::{self, Event, Outcome};
+use super::status::{label, push_family};
 use super::verify::{verify_and_record_timed, Level};
 use super::{KeyOptions, OpContext};
 use crate::error::{Error, ErrorKind, Result};
@@ -137,15 +138,11 @@ impl DrillReport {
             }),
         ];
         for (name, help, value) in families {
-            text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-            for d in &self.drills {
-                if let Some(v) = value(d) {
-                    text.push_str(&format!(
-                        "{name}{{datastore=\"{}\"}} {v:.3}\n",
-                        d.datastore.replace('\\', "\\\\").replace('"', "\\\"")
-                    ));
-                }
-            }
+            let samples = self.drills.iter().filter_map(|d| {
+                let v = value(d)?;
+                Some(format!("{{datastore=\"{}\"}} {v:.3}", label(&d.datastore)))
+            });
+            push_family(&mut text, name, help, samples);
         }
         text
     }
@@ -185,8 +182,9 @@ impl DrillReport {
     }
 }
 
-fn seconds(span: Span, now: DateTime<Utc>) -> f64 {
-    (now - span.before(now)).num_milliseconds() as f64 / 1000.0
+/// Seconds from `earlier` to `later`.
+fn seconds(earlier: DateTime<Utc>, later: DateTime<Utc>) -> f64 {
+    (later - earlier).num_milliseconds() as f64 / 1000.0
 }
 
 /// `dbseal drill`.
@@ -223,11 +221,14 @@ pub async fn drill(ctx: &OpContext, options: &DrillOptions) -> Result<DrillRepor
             verified: false,
             rto_seconds: 0.0,
             phases: Vec::new(),
-            rpo_seconds: newest
-                .map(|m| (started_at - m.finished_at).num_milliseconds() as f64 / 1000.0),
+            rpo_seconds: newest.map(|m| seconds(m.finished_at, started_at)),
             wal_rpo_seconds: None,
-            rto_objective_seconds: ds.and_then(|d| d.rto).map(|s| seconds(s, started_at)),
-            rpo_objective_seconds: ds.and_then(|d| d.rpo).map(|s| seconds(s, started_at)),
+            rto_objective_seconds: ds
+                .and_then(|d| d.rto)
+                .map(|s| seconds(s.before(started_at), started_at)),
+            rpo_objective_seconds: ds
+                .and_then(|d| d.rpo)
+                .map(|s| seconds(s.before(started_at), started_at)),
             passed: false,
             message: String::new(),
             code: 0,
@@ -238,7 +239,7 @@ pub async fn drill(ctx: &OpContext, options: &DrillOptions) -> Result<DrillRepor
                 .await?
                 .and_then(|w| w.newest_archived_at)
             {
-                d.wal_rpo_seconds = Some((started_at - at).num_milliseconds() as f64 / 1000.0);
+                d.wal_rpo_seconds = Some(seconds(at, started_at));
             }
         }
         match (newest, scratch) {
@@ -318,12 +319,12 @@ pub async fn drill(ctx: &OpContext, options: &DrillOptions) -> Result<DrillRepor
     }
     if let Some(path) = &options.report {
         let mut past = Vec::new();
+        let since = Span {
+            months: 12,
+            seconds: 0,
+        }
+        .before(Utc::now());
         for name in &names {
-            let since = Span {
-                months: 12,
-                seconds: 0,
-            }
-            .before(Utc::now());
             let (records, _) = history::outcomes(&ctx.store, name, Event::Drill, since).await?;
             past.extend(
                 records

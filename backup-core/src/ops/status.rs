@@ -240,7 +240,7 @@ pub fn age_text(secs: i64) -> String {
 }
 
 /// Escapes a Prometheus label value.
-fn label(v: &str) -> String {
+pub(super) fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -338,8 +338,7 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
     .map(|(n, h)| (n, h, Vec::new()))
     .collect();
     let mut push = |i: usize, labels: &str, v: String| {
-        let name = families[i].0;
-        families[i].2.push(format!("{name}{{{labels}}} {v}"));
+        families[i].2.push(format!("{{{labels}}} {v}"));
     };
     for s in statuses {
         let l = format!(
@@ -395,24 +394,30 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
     }
     let mut text = String::new();
     for (name, help, samples) in families {
-        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-        for line in samples {
-            text.push_str(&line);
-            text.push('\n');
-        }
+        push_family(&mut text, name, help, samples);
     }
     text
+}
+
+/// Appends one gauge family in Prometheus text format: its HELP and TYPE lines, then
+/// one line per sample (`{labels} value`, written after the name).
+pub(super) fn push_family(
+    text: &mut String,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = String>,
+) {
+    text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+    for sample in samples {
+        text.push_str(&format!("{name}{sample}\n"));
+    }
 }
 
 /// The store's usage and keys as Prometheus text.
 fn store_metrics(h: &StoreHealth) -> String {
     let mut text = String::new();
-    let mut family = |name: &str, help: &str, samples: Vec<String>| {
-        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-        for s in samples {
-            text.push_str(&format!("{name}{s}\n"));
-        }
-    };
+    let mut family =
+        |name: &str, help: &str, samples: Vec<String>| push_family(&mut text, name, help, samples);
     let store = format!("store=\"{}\"", label(&h.url));
     let usage = |f: &dyn Fn(&super::alerts::StorageUsage) -> String| {
         h.storage
