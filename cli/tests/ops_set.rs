@@ -841,35 +841,8 @@ fn an_interrupted_drill_leaves_no_scratch_database_and_no_record() {
         .unwrap()
     };
     let before = scratch();
-    let mut c = w.cmd();
-    c.env("PG_PASSWORD", &pg.password).args(["drill"]);
-    let child = c
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the scratch database exists: the restore is under way.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while scratch() == before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no scratch database appeared"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}\n{}",
-        stderr(&out),
-        stdout(&out)
-    );
+    // Interrupted once the scratch database exists: the restore is under way.
+    let out = drill_interrupted_when(&w, &env, || scratch() != before);
     assert!(
         stderr(&out).contains("interrupted by SIGINT"),
         "{}",
@@ -925,15 +898,32 @@ fn an_interrupted_redis_drill_flushes_its_scratch_database() {
         .unwrap()
     };
     let scratch = (0..databases).rev().find(|db| size(*db) == 0).unwrap();
+    drill_interrupted_when(&w, &[], || size(scratch) > 0);
+    assert_eq!(
+        size(scratch),
+        0,
+        "the scratch database db{scratch} is flushed again"
+    );
+    assert!(files(&w.store().join("_records/cache/drills")).is_empty());
+    redis.cli(&["FLUSHDB"]);
+}
+
+/// Runs `dbseal drill` (with `env`), sends it SIGINT as soon as `started()` says its
+/// scratch restore is under way (within 60 s), and checks it ends with exit 130.
+fn drill_interrupted_when(
+    w: &Work,
+    env: &[(&str, &str)],
+    started: impl Fn() -> bool,
+) -> std::process::Output {
     let mut c = w.cmd();
+    c.envs(env.iter().copied()).args(["drill"]);
     let child = c
-        .args(["drill"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while size(scratch) == 0 {
+    while !started() {
         assert!(
             std::time::Instant::now() < deadline,
             "the scratch restore never started"
@@ -953,11 +943,5 @@ fn an_interrupted_redis_drill_flushes_its_scratch_database() {
         stderr(&out),
         stdout(&out)
     );
-    assert_eq!(
-        size(scratch),
-        0,
-        "the scratch database db{scratch} is flushed again"
-    );
-    assert!(files(&w.store().join("_records/cache/drills")).is_empty());
-    redis.cli(&["FLUSHDB"]);
+    out
 }
