@@ -689,6 +689,11 @@ pub struct Tool {
 }
 
 impl Binaries {
+    /// The binaries of `dir`, else those on `PATH`.
+    pub fn in_dir(dir: Option<PathBuf>) -> Self {
+        Binaries { dir }
+    }
+
     /// The configured directory, if any.
     pub fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()

@@ -319,7 +319,7 @@ impl Driver for PostgresDriver {
     }
 
     fn continuous_archive(&self) -> Option<Arc<dyn backup_core::ops::ContinuousArchive>> {
-        Some(Arc::new(crate::pitr::PostgresWalArchive))
+        Some(Arc::new(crate::pitr::PostgresWalArchive::default()))
     }
 
     async fn verify_restore(

@@ -1037,3 +1037,163 @@ async fn concurrent_wal_push_and_prefetching_recovery_keep_every_row() {
         restored.log_tail(40)
     );
 }
+
+/// Runs `dbseal drill --datastore app --json` with `config`, its temporary files under
+/// `tmp` (TMPDIR); returns (exit code, the JSON drills, stderr).
+fn drill(archive: &Archive, config: &Path, tmp: &Path) -> (i32, serde_json::Value, String) {
+    let out = std::process::Command::new(dbseal_bin())
+        .args(["--store", archive.store_dir.to_str().unwrap(), "--config"])
+        .arg(config)
+        .args(["drill", "--datastore", "app", "--json", "-i"])
+        .arg(&archive.identity)
+        .env_remove("DBSEAL_STORE")
+        .env("DBSEAL_SIGNING_KEY", &archive.signing_key)
+        .env("TMPDIR", tmp)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("drill printed no JSON ({e}): {stdout}\n{stderr}"));
+    (out.status.code().unwrap_or(-1), json, stderr)
+}
+
+fn left_in(dir: &Path) -> Vec<std::ffi::OsString> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect()
+}
+
+/// `dbseal drill` of a datastore with WAL archiving: the newest base backup restored
+/// into a temporary data directory, PostgreSQL started on it, every archived segment
+/// replayed (rows written after the base backup included), checked (pg_amcheck) and
+/// removed; RTO by phase, RPO from the archive's newest segment; exit 9 with
+/// `rto = "1s"`; a gap in the archive fails the drill; nothing is left behind either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drill_replays_the_archive_onto_the_newest_base_backup_and_leaves_nothing() {
+    let tree = TempTree::new("dbseal-pitr-drill");
+    let archive = Archive::new(&tree, "app");
+    let cluster = Cluster::create(
+        &tree,
+        "primary",
+        &ClusterOptions {
+            wal_segsize_mb: 16,
+            archive_command: Some(archive.archive_command()),
+        },
+    );
+    cluster
+        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
+        .await;
+    insert_batch(&cluster, 0, 500).await;
+    let manifest = base_backup(&cluster, &archive).await;
+    // Rows only the WAL archive holds.
+    insert_batch(&cluster, 1, 700).await;
+    let middle = cluster.switch_wal().await;
+    insert_batch(&cluster, 2, 300).await;
+    let newest = cluster.switch_wal().await;
+    cluster.wait_archived(&newest).await;
+
+    let tmp = tree.dir("tmp");
+    let config = |rto: &str| {
+        let path = tree.path.join(format!("dbseal-{rto}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[datastores.app]\nkind = \"postgres\"\nurl = \"postgresql://postgres@127.0.0.1:{}/postgres\"\nrto = \"{rto}\"\nrpo = \"1h\"\n",
+                cluster.port
+            ),
+        )
+        .unwrap();
+        path
+    };
+
+    let (code, json, err) = drill(&archive, &config("1h"), &tmp);
+    assert_eq!(code, 0, "{json}\n{err}");
+    let d = &json[0];
+    assert_eq!(d["backup_id"], manifest.backup_id.to_string(), "{d}");
+    assert_eq!(d["verified"], true, "{d}");
+    assert_eq!(d["passed"], true, "{d}");
+    let phases: Vec<&str> = d["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["restore", "recovery", "verify"], "{d}");
+    let message = d["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "the newest archived segment {newest} was replayed"
+        )),
+        "{message}"
+    );
+    assert!(message.contains("pg_amcheck --all passed"), "{message}");
+    assert!(message.contains("database(s) answer"), "{message}");
+    // RPO: the archive's newest segment, seconds ago (not the base backup's end).
+    let rpo = d["rpo_seconds"].as_f64().unwrap();
+    assert_eq!(Some(rpo), d["wal_rpo_seconds"].as_f64(), "{d}");
+    assert!((0.0..300.0).contains(&rpo), "{d}");
+    assert!(d["rto_seconds"].as_f64().unwrap() > 0.0, "{d}");
+    assert!(left_in(&tmp).is_empty(), "{:?}", left_in(&tmp));
+
+    // An objective no drill can meet (this one takes under a second here): exit 9,
+    // verified but not passed.
+    let (code, json, err) = drill(&archive, &config("0s"), &tmp);
+    assert_eq!(code, 9, "{json}\n{err}");
+    assert_eq!(json[0]["verified"], true, "{json}");
+    assert_eq!(json[0]["passed"], false, "{json}");
+    assert!(
+        json[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("over its objective 0s"),
+        "{json}"
+    );
+    assert!(left_in(&tmp).is_empty(), "{:?}", left_in(&tmp));
+
+    // A segment missing between the base backup and the newest: found before the
+    // server starts; the drill fails (not as a missed objective), nothing is left.
+    let moved = hide(&archive, &middle, &tree.path.join("hidden"));
+    let (code, json, err) = drill(&archive, &config("1h"), &tmp);
+    put_back(&moved);
+    assert!(code != 0 && code != 9, "exit {code}: {json}\n{err}");
+    assert_eq!(json[0]["verified"], false, "{json}");
+    let message = json[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("gap in the WAL archive") && message.contains(&middle),
+        "{message}"
+    );
+    assert!(left_in(&tmp).is_empty(), "{:?}", left_in(&tmp));
+
+    // The same segment present but corrupted: wal-fetch refuses it during replay, the
+    // server stops, the drill fails with the server's log and removes the directory.
+    let object = object_of(&archive, &middle);
+    let original = std::fs::read(&object).unwrap();
+    let mut corrupted = original.clone();
+    let at = corrupted.len() / 2;
+    corrupted[at] ^= 0x55;
+    std::fs::write(&object, &corrupted).unwrap();
+    let (code, json, err) = drill(&archive, &config("1h"), &tmp);
+    std::fs::write(&object, &original).unwrap();
+    assert!(code != 0 && code != 9, "exit {code}: {json}\n{err}");
+    assert_eq!(json[0]["verified"], false, "{json}");
+    let message = json[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!(
+            "stopped before recovery ended: dbseal: error: wal-fetch {middle}"
+        )) && message.contains("corrupted or tampered")
+            && message.contains("--- server log ---"),
+        "{message}"
+    );
+    assert!(left_in(&tmp).is_empty(), "{:?}", left_in(&tmp));
+
+    // Every drill left a signed record, the failed ones too.
+    let records = archive.store_dir.join("_records/app/drills");
+    let written = left_in(&records)
+        .iter()
+        .filter(|n| n.to_string_lossy().ends_with(".json"))
+        .count();
+    assert_eq!(written, 4);
+}

@@ -433,7 +433,7 @@ async fn a_forged_start_lsn_does_not_steer_wal_pruning() {
     }
     let key = backup_core::BackupStore::manifest_key("l", &m.backup_id);
     store.put_signed(&key, m.to_json(), false).await.unwrap();
-    let wal = backup_postgres::pitr::PostgresWalArchive;
+    let wal = backup_postgres::pitr::PostgresWalArchive::default();
     let none = std::collections::BTreeSet::new();
     let would = wal.prune(&store, "l", &none, true).await.unwrap();
     assert_eq!(

@@ -147,7 +147,10 @@ async fn dispatch(
 ) -> Result<(), CliError> {
     let store = &cli.store;
     let context = || -> Result<OpContext, CliError> {
+        let dbseal = backup_postgres::pitr::current_dbseal().ok();
+        let wal = backup_postgres::pitr::PostgresWalArchive::replaying(store.location(), dbseal);
         Ok(OpContext::new(registry.clone(), store.open()?)
+            .with_archives(vec![wal])
             .with_config(config.clone())
             .with_frontend(Arc::new(out))
             .with_cancel(cancel.clone()))

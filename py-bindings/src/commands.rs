@@ -122,6 +122,7 @@ impl Call {
         let store = resolve(py, store, config.as_ref())?;
         let secrets = store.secrets.clone();
         let ctx = OpContext::new(registry, store.inner.clone())
+            .with_archives(vec![crate::wal::replaying_archive(&store)])
             .with_config(config.map(Arc::new))
             .with_frontend(Arc::new(LogFrontend))
             .with_cancel(CancellationToken::new());

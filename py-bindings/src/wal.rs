@@ -2,7 +2,9 @@
 //! as the CLI's `wal-push`, `wal-fetch`, `wal-verify` and `restore --pgdata`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use backup_core::ops::ContinuousArchive;
 use backup_core::ErrorKind;
 use backup_postgres::pitr::{self, PitrOptions, StoreLocation};
 use backup_postgres::wal::FetchOutcome;
@@ -23,12 +25,19 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// Where the call's store is, as `pitr` wants it (URL and `KEY=VALUE` options).
-fn location(call: &Call) -> StoreLocation {
+fn location(store: &crate::store::Store) -> StoreLocation {
     StoreLocation {
-        url: call.store.url.clone(),
-        options: call.store.options.clone(),
-        trust: call.store.trust.clone(),
+        url: store.url.clone(),
+        options: store.options.clone(),
+        trust: store.trust.clone(),
     }
+}
+
+/// The WAL archive of a call: its drills run `dbseal wal-fetch` ($DBSEAL_BIN, else on
+/// the `PATH`).
+pub fn replaying_archive(store: &crate::store::Store) -> Arc<dyn ContinuousArchive> {
+    let dbseal = std::env::var_os("DBSEAL_BIN").map(PathBuf::from);
+    pitr::PostgresWalArchive::replaying(location(store), dbseal.or_else(on_path))
 }
 
 /// `identity=` as identity files (the WAL commands and `restore_command` read files):
@@ -79,7 +88,7 @@ pub fn wal_push<'py>(
         .transpose()?;
     let explicit = serde_json::json!({"path": path, "recipients": recipients});
     let opts: pitr::WalPushOptions = wal_options(py, &mut call, "wal_push", explicit, options)?;
-    let location = location(&call);
+    let location = location(&call.store);
     let outcome = call.run(py, |_| pitr::wal_push(&location, &opts))?;
     convert::to_py(py, &outcome)
 }
@@ -101,7 +110,7 @@ pub fn wal_fetch<'py>(
     let mut call = Call::new(py, store.as_ref(), None)?;
     let explicit = serde_json::json!({"file": file, "path": path, "identities": identity_files(py, identity)?});
     let opts: pitr::WalFetchOptions = wal_options(py, &mut call, "wal_fetch", explicit, options)?;
-    let (location, code) = (location(&call), opts.failure_exit_code());
+    let (location, code) = (location(&call.store), opts.failure_exit_code());
     let datastore = opts.datastore.clone();
     let outcome = call.run(py, |_| pitr::wal_fetch(&location, &opts));
     match outcome {
@@ -132,7 +141,7 @@ pub fn wal_verify<'py>(
     let mut call = Call::new(py, store.as_ref(), None)?;
     let explicit = serde_json::json!({"identities": identity_files(py, identity)?});
     let opts: pitr::WalVerifyOptions = wal_options(py, &mut call, "wal_verify", explicit, options)?;
-    let location = location(&call);
+    let location = location(&call.store);
     let report = call.run(py, |_| pitr::wal_verify(&location, &opts))?;
     let failure =
         pitr::wal_verify_failure(&report).map(|(k, m)| backup_core::Error::operation(k, m));
@@ -188,7 +197,7 @@ pub fn restore_pgdata<'py>(
     id: &str,
     args: PgdataRestore,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let location = location(&call);
+    let location = location(&call.store);
     let dbseal = || {
         let env = std::env::var_os("DBSEAL_BIN").map(PathBuf::from);
         args.dbseal_bin.or(env).or_else(on_path).ok_or_else(|| {

@@ -10,8 +10,12 @@
 //! - **RTO actual**: wall time from the drill's start to the verified target, split by
 //!   level (download and checksum; decrypt, decompress and compare; load and compare);
 //! - **RPO actual**: the drill's start minus the end of the newest backup it restored
-//!   (a continuous archive's newer segments are reported beside it as `wal_rpo_seconds`:
-//!   recoverable by a PITR restore, which this drill does not replay).
+//!   (a continuous archive's newer segments are reported beside it as `wal_rpo_seconds`).
+//!
+//! A backup a [`super::ContinuousArchive`] replays onto (a PostgreSQL physical base
+//! backup with its WAL archive) is drilled by the archive instead: restored into a
+//! temporary data directory, started, replayed to the newest archived WAL, checked,
+//! stopped and removed ([`ReplayDrill`]); its RPO is then the archive's newest point.
 //!
 //! Each is compared with the datastore's `rto` / `rpo` in the config file. Every drill
 //! leaves a signed record ([`super::history`], `_records/<datastore>/drills/`) and the
@@ -87,6 +91,16 @@ pub struct Drill {
     /// The failed verification's exit code (0 when it verified).
     #[serde(default)]
     pub code: i32,
+}
+
+/// What a [`super::ContinuousArchive`] measured and checked in a drill that replayed
+/// its archive onto a backup (a PostgreSQL point-in-time drill).
+#[derive(Debug, Clone, Default)]
+pub struct ReplayDrill {
+    /// The seconds of each phase (`restore`, `recovery`, `verify`).
+    pub phases: Vec<(String, f64)>,
+    /// What was checked.
+    pub message: String,
 }
 
 /// Every datastore's drill.
@@ -242,18 +256,42 @@ pub async fn drill(ctx: &OpContext, options: &DrillOptions) -> Result<DrillRepor
                 d.wal_rpo_seconds = Some(seconds(at, started_at));
             }
         }
-        match (newest, scratch) {
-            (None, _) => {
+        // A backup a continuous archive replays onto is drilled by it (point in time).
+        let mut replay = None;
+        if let Some(m) = newest {
+            for archive in &ctx.archives {
+                replay = archive.drill(ctx, m, &keys).await;
+                if replay.is_some() {
+                    break;
+                }
+            }
+        }
+        match (newest, scratch, replay) {
+            // A point-in-time drill: the newest point recoverable is the archive's.
+            (Some(_), _, Some(Ok(r))) => {
+                d.verified = true;
+                d.phases = r.phases;
+                d.message = r.message;
+                d.rpo_seconds = d.wal_rpo_seconds.or(d.rpo_seconds);
+            }
+            (Some(_), _, Some(Err(e))) => {
+                if ctx.cancel.is_cancelled() || e.kind() == ErrorKind::Interrupted {
+                    return Err(e);
+                }
+                d.message = e.to_string();
+                d.code = e.kind().exit_code();
+            }
+            (None, _, _) => {
                 d.message = "no complete backup to restore".into();
                 d.code = ErrorKind::NotFound.exit_code();
             }
-            (Some(_), None) => {
+            (Some(_), None, None) => {
                 d.message = format!(
                     "no scratch target: set scratch_url in [datastores.{name}] or pass --restore-to"
                 );
                 d.code = ErrorKind::Config.exit_code();
             }
-            (Some(m), Some(url)) => {
+            (Some(m), Some(url), None) => {
                 ctx.info(format!(
                     "drill: restoring {} (newest of `{name}`)",
                     m.backup_id

@@ -150,6 +150,21 @@ pub trait ContinuousArchive: Send + Sync {
         deleting: &BTreeSet<BackupId>,
         dry_run: bool,
     ) -> Result<Vec<String>>;
+
+    /// `dbseal drill` of `manifest` when this archive replays onto it (PostgreSQL: a
+    /// physical base backup): restores it into a temporary place, replays the archive
+    /// to its newest point, checks the result and removes it, also on failure or
+    /// cancellation. `None` when `manifest` is not such a backup (the drill restores it
+    /// into a scratch target instead).
+    async fn drill(
+        &self,
+        ctx: &OpContext,
+        manifest: &Manifest,
+        keys: &KeyOptions,
+    ) -> Option<Result<drill::ReplayDrill>> {
+        let _ = (ctx, manifest, keys);
+        None
+    }
 }
 
 /// The state of a datastore's continuous archive, for `status` (field names are those
@@ -235,6 +250,13 @@ impl OpContext {
         self
     }
 
+    /// With these continuous archives instead of the registry's (a front-end that can
+    /// tell an archive how child processes reach the store).
+    pub fn with_archives(mut self, archives: Vec<Arc<dyn ContinuousArchive>>) -> Self {
+        self.archives = archives;
+        self
+    }
+
     /// With a cancellation token.
     pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
         self.cancel = cancel;
@@ -272,7 +294,8 @@ impl OpContext {
         }
     }
 
-    pub(crate) fn info(&self, line: impl Into<String>) {
+    /// Tells the user a line (progress of a long step).
+    pub fn info(&self, line: impl Into<String>) {
         self.frontend.notice(Notice::Info(line.into()));
     }
 

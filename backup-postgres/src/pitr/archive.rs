@@ -12,14 +12,37 @@
 
 use std::collections::BTreeSet;
 
-use backup_core::ops::{ArchiveStatus, ContinuousArchive};
-use backup_core::{BackupId, BackupStore, Result};
+use std::path::PathBuf;
+
+use backup_core::ops::drill::ReplayDrill;
+use backup_core::ops::{ArchiveStatus, ContinuousArchive, KeyOptions, OpContext};
+use backup_core::{BackupId, BackupStore, Error, Manifest, Result};
+
+use super::ReplayAccess;
 
 use crate::wal::{BaseBackupWal, WalArchive};
 
-/// The WAL archive `dbseal wal-push` fills.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct PostgresWalArchive;
+/// The WAL archive `dbseal wal-push` fills. With [`ReplayAccess`] (how a child
+/// `dbseal wal-fetch` reaches the store) it also drills physical base backups by
+/// point-in-time recovery ([`super::replay_drill`]).
+#[derive(Debug, Clone, Default)]
+pub struct PostgresWalArchive {
+    /// How `restore_command` reaches the store in a drill.
+    pub replay: Option<ReplayAccess>,
+}
+
+impl PostgresWalArchive {
+    /// The archive, drilled with `dbseal` (the binary) reaching the store at `location`:
+    /// what a front-end gives its [`OpContext::with_archives`].
+    pub fn replaying(
+        location: super::StoreLocation,
+        dbseal: Option<PathBuf>,
+    ) -> std::sync::Arc<dyn ContinuousArchive> {
+        std::sync::Arc::new(PostgresWalArchive {
+            replay: Some(ReplayAccess { location, dbseal }),
+        })
+    }
+}
 
 #[async_trait::async_trait]
 impl ContinuousArchive for PostgresWalArchive {
@@ -59,5 +82,24 @@ impl ContinuousArchive for PostgresWalArchive {
         WalArchive::new(store.clone(), datastore)?
             .prune(&kept, dry_run)
             .await
+    }
+
+    /// A physical base backup is drilled by point-in-time recovery; a logical backup is
+    /// not this archive's.
+    async fn drill(
+        &self,
+        ctx: &OpContext,
+        manifest: &Manifest,
+        keys: &KeyOptions,
+    ) -> Option<Result<ReplayDrill>> {
+        if !crate::physical::is_physical(manifest) {
+            return None;
+        }
+        Some(match &self.replay {
+            Some(access) => super::replay_drill(ctx, manifest, keys, access).await,
+            None => Err(Error::Config(
+                "a point-in-time drill needs to know how restore_command reaches the store: build the context's archive with PostgresWalArchive::replaying".into(),
+            )),
+        })
     }
 }

@@ -48,9 +48,11 @@ use crate::wal::{
 };
 
 mod archive;
+mod drill;
 mod pgdata;
 
 pub use archive::PostgresWalArchive;
+pub use drill::{replay_drill, ReplayAccess};
 
 pub use pgdata::{
     current_dbseal, plan_pgdata_restore, restore_backup_into_pgdata, restore_pgdata, PgdataOutcome,
