@@ -9,7 +9,7 @@
 //! Edition; the database must be stopped).
 //!
 //! Level-3 verification restores into a scratch database: the one the URL's path names
-//! (it must exist and be empty, and keeps the restored graph), else a new
+//! (it must exist and be empty, and is emptied again afterwards), else a new
 //! `dbseal-verify-<random>` made with `CREATE DATABASE` and dropped afterwards (Neo4j
 //! Enterprise only; Community Edition and ArcadeDB need the scratch database named).
 
@@ -264,8 +264,8 @@ impl Driver for Neo4jDriver {
         ctx.restore_into(manifest, &mut sink, shown).await
     }
 
-    /// Restores into the scratch database the URL's path names (existing and empty; it
-    /// keeps the restored graph), or, without one, into a new `dbseal-verify-<random>`
+    /// Restores into the scratch database the URL's path names (existing and empty;
+    /// emptied again afterwards), or, without one, into a new `dbseal-verify-<random>`
     /// database made with `CREATE DATABASE` and dropped afterwards (Neo4j Enterprise).
     /// `NEO4J_DATABASE` is not used: it names the production database.
     async fn verify_restore(
@@ -279,7 +279,7 @@ impl Driver for Neo4jDriver {
         server.database = None;
         if let Some(db) = scratch_db {
             let scratch = server.database(db);
-            return verify_restore(&ctx.store, manifest, &ctx.options, &scratch).await;
+            return verify_restore(&ctx.store, manifest, &ctx.options, &scratch, &ctx.cancel).await;
         }
         let name = format!("dbseal-verify-{:08x}", random_u32());
         create_database(&server, &name).await.map_err(|e| {
@@ -292,7 +292,8 @@ impl Driver for Neo4jDriver {
             )
         })?;
         let scratch = server.clone().database(name.clone());
-        let result = verify_restore(&ctx.store, manifest, &ctx.options, &scratch).await;
+        let result =
+            verify_restore(&ctx.store, manifest, &ctx.options, &scratch, &ctx.cancel).await;
         let dropped = drop_database(&server, &name).await;
         let report = result?;
         dropped?;

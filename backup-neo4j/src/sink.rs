@@ -236,6 +236,26 @@ impl Neo4jSink {
         drop_import_indexes(&db, &state).await?;
         Ok(deleted)
     }
+
+    /// Empties the scratch database a level-3 verification restored into (one named in
+    /// the URL, on a server that cannot make and drop one): its indexes and
+    /// constraints, nodes and relationships. Returns the number of nodes deleted.
+    pub async fn empty_scratch(config: &Neo4jConfig) -> Result<u64> {
+        let db = connect(config)?;
+        let schema = read_schema(&db, None).await?;
+        let ordered: Vec<&SchemaItem> = schema
+            .iter()
+            .filter(|s| s.kind == SchemaKind::Constraint)
+            .chain(schema.iter().filter(|s| s.kind == SchemaKind::Index))
+            .collect();
+        undo::drop_schema_items(&db, ordered).await?;
+        let op = "emptying the scratch database";
+        let nodes = db
+            .count(op, query("MATCH (n) RETURN count(n) AS c"))
+            .await?;
+        let stmt = "MATCH (n) WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS c";
+        drain(&db, op, stmt, nodes.max(0) as u64, 10_000).await
+    }
 }
 
 fn rows_param(rows: Vec<BoltType>) -> BoltType {

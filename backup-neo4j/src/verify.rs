@@ -31,14 +31,16 @@ pub const COMPARED_GROUPS: [&str; 6] = [
     "relationship_property_keys",
 ];
 
-/// Restores `manifest`'s backup into the scratch database `scratch` and compares the
-/// live graph with the manifest. The scratch database keeps the restored graph (drop
-/// it afterwards with [`drop_database`] or your own tooling).
+/// Restores `manifest`'s backup into the scratch database `scratch` (which must be
+/// empty: a non-empty one is refused and left as it is) and compares the live graph
+/// with the manifest; then empties the scratch database again, whatever the comparison
+/// found. `cancel` stops the restore, which then removes what it imported.
 pub async fn verify_restore(
     store: &BackupStore,
     manifest: &Manifest,
     options: &RestoreOptions,
     scratch: &Neo4jConfig,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<VerifyReport> {
     let fail = |what: String| manifest.verification_error(what);
     if manifest.artifact.format != FORMAT_NAME {
@@ -48,12 +50,19 @@ pub async fn verify_restore(
         )));
     }
     let mut sink = Neo4jSink::new(scratch.clone(), Neo4jSinkOptions::default());
-    backup_core::restore(store, manifest, "data", &mut sink, options).await?;
+    let mut cancellable = backup_core::CancellableSink::new(&mut sink, cancel.clone());
+    backup_core::restore(store, manifest, "data", &mut cancellable, options).await?;
     let mut checks = vec![format!(
         "restored into scratch database {}",
         scratch.database.as_deref().unwrap_or("(default)")
     )];
-    checks.extend(compare_live_content(store, manifest, options, scratch).await?);
+    let compared = compare_live_content(store, manifest, options, scratch).await;
+    let emptied = Neo4jSink::empty_scratch(scratch).await;
+    checks.extend(compared?);
+    checks.push(format!(
+        "scratch database emptied again ({} nodes deleted)",
+        emptied?
+    ));
     Ok(VerifyReport {
         backup_id: manifest.backup_id.to_string(),
         level: VerifyLevel::Restore,

@@ -191,7 +191,7 @@ async fn every_value_type_label_set_and_edge_shape_round_trips() {
 /// ArcadeDB work-around: the graph has no fixed-offset datetime (ArcadeDB turns one
 /// sent as a parameter into a UTC localdatetime, which level 3 rightly reports).
 #[tokio::test]
-async fn verify_restore_level_3_passes_and_refuses_a_non_empty_scratch() {
+async fn verify_restore_level_3_passes_empties_its_scratch_and_refuses_a_non_empty_one() {
     let src = ScratchDb::new("v3_src").await;
     let g = src.graph().await;
     run(
@@ -209,19 +209,37 @@ async fn verify_restore_level_3_passes_and_refuses_a_non_empty_scratch() {
     .await
     .unwrap();
     let scratch = ScratchDb::new("v3_scratch").await;
-    let report =
-        backup_neo4j::verify_restore(&store, &m, &restore_options(&keys), &scratch.config())
-            .await
-            .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let (options, target) = (restore_options(&keys), scratch.config());
+    let verify = || backup_neo4j::verify_restore(&store, &m, &options, &target, &cancel);
+    let report = verify().await.unwrap();
     assert_eq!(report.level, backup_core::VerifyLevel::Restore);
     let text = report.checks.join("\n");
     assert!(text.contains("1000 nodes, 500 relationships"), "{text}");
     assert!(text.contains("content hash"), "{text}");
-    // Again into the now non-empty scratch database: refused, nothing changed.
-    let err = backup_neo4j::verify_restore(&store, &m, &restore_options(&keys), &scratch.config())
+    assert!(
+        text.contains("scratch database emptied again (1000 nodes deleted)"),
+        "{text}"
+    );
+    // Emptied, read with the server's own client: no node, no index or constraint.
+    let g = scratch.graph().await;
+    assert_eq!(count(&g, "MATCH (n) RETURN count(n) AS c").await, 0);
+    let mut indexes = g
+        .execute(neo4rs::query("SHOW INDEXES YIELD *"))
         .await
-        .expect_err("non-empty scratch");
+        .unwrap();
+    assert!(indexes.next().await.unwrap().is_none(), "an index is left");
+    // So it verifies again; a scratch database holding something is refused and kept.
+    verify()
+        .await
+        .expect("the emptied scratch database takes the next verification");
+    run(&g, neo4rs::query("CREATE (:Precious {x: 1})")).await;
+    let err = verify().await.expect_err("non-empty scratch");
     assert_eq!(err.kind(), backup_core::ErrorKind::Refused, "{err}");
+    assert_eq!(
+        count(&g, "MATCH (n:Precious) RETURN count(n) AS c").await,
+        1
+    );
 }
 
 /// The "Must hold" graph: 200,000 nodes over five label sets (multi-label and
