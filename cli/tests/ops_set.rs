@@ -758,6 +758,16 @@ fn drill_restores_verifies_and_measures_rto_and_rpo() {
         !html.contains("src=\"http") && !html.contains("<script"),
         "self-contained"
     );
+    // Opened in a real browser: the drill table as Chromium parsed it (its DOM has the
+    // <tbody> the parser inserts), with this drill's row and the charts.
+    let dom = browser_dom(&report);
+    assert!(dom.contains("<tbody><tr><th>Datastore</th>"), "{dom}");
+    assert!(
+        dom.contains(&format!("<tr><td>pg</td><td><code>{id}</code></td>"))
+            && dom.contains("<td class=\"passed\">passed</td></tr>"),
+        "{dom}"
+    );
+    assert!(dom.contains("<svg"), "{dom}");
 
     // A missed RPO objective: exit 9 naming it; the drill record says so.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -1090,6 +1100,30 @@ fn an_interrupted_neo4j_drill_empties_its_scratch_database() {
     drill_interrupted_when(&w, &env, || nodes() > 0);
     assert_eq!(nodes(), 0, "the scratch database is empty again");
     assert!(files(&w.store().join("_records/graph/drills")).is_empty());
+}
+
+/// The DOM of the HTML file `page` as headless Chromium (Debian's `chromium`, installed
+/// by scripts/install-deps.sh) loads and serializes it.
+fn browser_dom(page: &std::path::Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .expect("run chromium (apt-get install chromium; scripts/install-deps.sh does)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// Runs `dbseal drill` (with `env`), sends it SIGINT as soon as `started()` says its
