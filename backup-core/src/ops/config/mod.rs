@@ -41,6 +41,10 @@
 //! keep_daily = 30
 //! [datastores.app.options]
 //! exclude-table = ["audit_log"]
+//!
+//! [objectives.production]                    # dbseal drill, status: unless a datastore
+//! rto = "1h"                                 # sets its own rto / rpo
+//! rpo = "5min"
 //! ```
 //!
 //! Secrets never have to be written in the file: any string may use `${VAR}` (an
@@ -105,6 +109,19 @@ struct ConfigFile {
     /// `[[notify]]`: webhooks told about backups, verifications, prunes and alerts.
     #[serde(default)]
     notify: Vec<super::notify::NotifyTarget>,
+    /// `[objectives.ENVIRONMENT]`: the `rto` / `rpo` of every datastore of that
+    /// environment that sets none of its own.
+    #[serde(default)]
+    objectives: BTreeMap<Environment, Objectives>,
+}
+
+/// `[objectives.production]` (or `staging`, `development`): recovery objectives of an
+/// environment's datastores, which a datastore's own `rto` / `rpo` override.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Objectives {
+    rto: Option<Span>,
+    rpo: Option<Span>,
 }
 
 /// `[store]`: where backups live.
@@ -168,7 +185,7 @@ pub struct EncryptionSection {
 }
 
 /// A datastore's environment; `production` ones need a confirmation to be restored into.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     /// Development.
@@ -418,6 +435,13 @@ impl Config {
         let mut key_expiries = Vec::new();
         let encryption = file.encryption.resolve(&origin, &mut key_expiries)?;
         let signing = file.signing.resolve(&origin, &mut key_expiries)?;
+        let mut datastores = file.datastores;
+        for ds in datastores.values_mut() {
+            if let Some(o) = ds.environment.and_then(|e| file.objectives.get(&e)) {
+                ds.rto = ds.rto.or(o.rto);
+                ds.rpo = ds.rpo.or(o.rpo);
+            }
+        }
         let mut config = Config {
             path: path.to_path_buf(),
             zstd_level: file.zstd_level,
@@ -425,7 +449,7 @@ impl Config {
             encryption,
             signing,
             retention: file.retention,
-            datastores: file.datastores,
+            datastores,
             notify: file.notify,
             key_expiries,
             schemes,

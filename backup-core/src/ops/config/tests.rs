@@ -370,3 +370,63 @@ trusted_verifiers = [{ verifier = "RWQverifier", key_expires = "2029-02-28" }]
         "{e}"
     );
 }
+
+/// `[objectives.ENVIRONMENT]` gives its datastores their rto / rpo unless they set
+/// their own; a datastore without that environment gets none; a misspelt environment
+/// or key is an error naming it.
+#[test]
+fn environment_objectives_fill_in_what_a_datastore_does_not_set() {
+    let c = parse(
+        r#"
+[objectives.production]
+rto = "1h"
+rpo = "5min"
+[objectives.staging]
+rto = "4h"
+[datastores.app]
+kind = "postgres"
+url = "postgres://db/app"
+environment = "production"
+[datastores.graph]
+kind = "postgres"
+url = "postgres://db/graph"
+environment = "production"
+rto = "2h"
+[datastores.stage]
+kind = "redis"
+url = "redis://cache"
+environment = "staging"
+[datastores.plain]
+kind = "redis"
+url = "redis://other"
+"#,
+        &[],
+    )
+    .unwrap();
+    let seconds = |s: Option<Span>| {
+        let now = chrono::Utc::now();
+        s.map(|s| (now - s.before(now)).num_seconds())
+    };
+    let ds = |n: &str| &c.datastores[n];
+    assert_eq!(
+        (seconds(ds("app").rto), seconds(ds("app").rpo)),
+        (Some(3600), Some(300))
+    );
+    assert_eq!(
+        (seconds(ds("graph").rto), seconds(ds("graph").rpo)),
+        (Some(7200), Some(300))
+    );
+    assert_eq!(
+        (seconds(ds("stage").rto), seconds(ds("stage").rpo)),
+        (Some(14400), None)
+    );
+    assert_eq!(
+        (seconds(ds("plain").rto), seconds(ds("plain").rpo)),
+        (None, None)
+    );
+
+    let e = message(parse("[objectives.prod]\nrto = \"1h\"\n", &[]));
+    assert!(e.contains("objectives") && e.contains("prod"), "{e}");
+    let e = message(parse("[objectives.production]\nrtoo = \"1h\"\n", &[]));
+    assert!(e.contains("rtoo"), "{e}");
+}
