@@ -255,6 +255,35 @@ fn an_unreachable_webhook_is_a_warning_within_its_bound() {
     // Retried until the bound, not beyond (2 s, plus the process's own time).
     assert!(took >= std::time::Duration::from_millis(500), "{took:?}");
     assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    // Counted: status's KPIs, table and metrics carry the failed notification.
+    let metrics = w.path("status.prom");
+    let out = w.run(&[
+        "--json",
+        "status",
+        "--metrics-file",
+        metrics.to_str().unwrap(),
+    ]);
+    let st = json(&out);
+    assert_eq!(
+        st["datastores"][0]["kpis"]["notifications_failed"], 1,
+        "{st}"
+    );
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.contains("dbseal_window_notifications_failed{datastore=\"app\""),
+        "{prom}"
+    );
+    assert!(
+        prom.lines()
+            .any(|l| l.starts_with("dbseal_window_notifications_failed{") && l.ends_with(" 1")),
+        "{prom}"
+    );
+    let text = stdout(&w.run(&["status"]));
+    assert!(
+        text.contains("1 notification(s) could not be delivered"),
+        "{text}"
+    );
+    assert!(!text.contains(TOKEN) && !prom.contains(TOKEN));
 
     // A bad entry is refused when the file is read.
     w.write("dbseal.toml", "[[notify]]\nurl = \"ftp://x/y\"\n");

@@ -197,7 +197,9 @@ pub async fn backup_with_driver(
     options: &DriverOptions,
     seal: &SealOptions,
 ) -> Result<Manifest> {
-    backup_labelled(ctx, kind, options, seal, &BTreeMap::new(), Some("backup")).await
+    let result = backup_labelled(ctx, kind, options, seal, &BTreeMap::new(), Some("backup")).await;
+    after_backup(ctx, &seal.datastore, &result).await;
+    result
 }
 
 async fn backup_labelled(
@@ -219,12 +221,10 @@ async fn backup_labelled(
             )?
             .with_cancel(ctx.cancel.clone()),
     };
-    let result = driver
+    driver
         .backup(options, &bctx)
         .await
-        .map_err(|e| ctx.scrub_error(e));
-    after_backup(ctx, &seal.datastore, &result).await;
-    result
+        .map_err(|e| ctx.scrub_error(e))
 }
 
 /// Backups of datastores named in the config file (`dbseal backup --datastore NAME`,
@@ -296,7 +296,9 @@ pub enum DatastoresBackup {
 
 /// Backs up one configured datastore: its options are checked against its driver
 /// first, its URL (with the password from `password_file`) goes to the driver in
-/// memory only. `progress` labels a progress display, if any.
+/// memory only. `progress` labels a progress display, if any. A failure at any step
+/// (a bad option, an unreadable password file, no recipient) is recorded and
+/// announced like a failure of the backup itself.
 pub async fn backup_datastore(
     ctx: &OpContext,
     name: &str,
@@ -319,8 +321,10 @@ pub async fn backup_datastore(
         )
         .await
     }
-    .await;
-    result.map_err(|e| ctx.scrub_error(e))
+    .await
+    .map_err(|e| ctx.scrub_error(e));
+    after_backup(ctx, name, &result).await;
+    result
 }
 
 /// `dbseal backup --datastore NAME…` / `--all`.
@@ -532,6 +536,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("[datastores.c]") && e.contains("nope"), "{e}");
+        // A failure before the driver ran is recorded like any other.
+        let since = chrono::Utc::now() - chrono::Duration::hours(1);
+        let (records, _) = super::super::history::outcomes(
+            &ctx.store,
+            "c",
+            super::super::history::Event::Backup,
+            since,
+        )
+        .await
+        .unwrap();
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert!(
+            !records[0].ok && records[0].message.contains("nope"),
+            "{records:?}"
+        );
         // --all: a set with a failed member; its error has no secret.
         let opts = DatastoreBackupOptions {
             all: true,

@@ -46,6 +46,9 @@ pub enum Event {
     Verification,
     /// A disaster-recovery drill ([`super::drill`]).
     Drill,
+    /// A notification that could not be delivered ([`super::notify`]; only failures
+    /// are recorded).
+    Notification,
 }
 
 impl Event {
@@ -54,6 +57,7 @@ impl Event {
             Event::Backup => "backups",
             Event::Verification => "verifications",
             Event::Drill => "drills",
+            Event::Notification => "notifications",
         }
     }
 }
@@ -236,6 +240,8 @@ pub struct Kpis {
     pub drills_failed: usize,
     /// The newest drill of the window: its RTO and RPO against the objectives.
     pub last_drill: Option<LastDrill>,
+    /// Notifications about this datastore that could not be delivered in the window.
+    pub notifications_failed: usize,
     /// More records than [`MAX_RECORDS_READ`]: the counts are of the newest.
     pub truncated: bool,
 }
@@ -269,6 +275,7 @@ pub async fn kpis(
     let (backups, t1) = outcomes(store, datastore, Event::Backup, since).await?;
     let (verifications, t2) = outcomes(store, datastore, Event::Verification, since).await?;
     let (drills, t3) = outcomes(store, datastore, Event::Drill, since).await?;
+    let (notifications, t4) = outcomes(store, datastore, Event::Notification, since).await?;
     let last_drill = drills.last().and_then(|o| {
         let mut d: LastDrill = serde_json::from_value(o.figures.clone()?).ok()?;
         d.at = Some(o.at);
@@ -292,7 +299,8 @@ pub async fn kpis(
         drills_passed: count(&drills, true),
         drills_failed: count(&drills, false),
         last_drill,
-        truncated: t1 || t2 || t3,
+        notifications_failed: count(&notifications, false),
+        truncated: t1 || t2 || t3 || t4,
     })
 }
 

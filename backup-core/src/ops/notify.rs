@@ -309,14 +309,28 @@ async fn send_one(ctx: &OpContext, target: &NotifyTarget, event: &Event) {
         tokio::time::sleep(backoff).await;
         backoff = backoff.saturating_mul(2);
     };
-    ctx.warn(format!(
-        "notification of the {} {} to {} failed after {attempts} attempt(s) within {}s: {failure} (the {} itself is unaffected)",
+    let message = format!(
+        "notification of the {} {} to {} failed after {attempts} attempt(s) within {}s: {failure}",
         event.event,
         event.result.as_str(),
         shown(url),
         bound.as_secs(),
+    );
+    ctx.warn(format!(
+        "{message} (the {} itself is unaffected)",
         event.event
     ));
+    // Counted: status's KPIs and metrics carry the failures of the window.
+    if let Some(ds) = &event.datastore {
+        let outcome = super::history::Outcome::new(
+            ds,
+            super::history::Event::Notification,
+            false,
+            None,
+            message,
+        );
+        super::history::record(ctx, outcome).await;
+    }
 }
 
 fn http_client() -> Result<reqwest::Client> {

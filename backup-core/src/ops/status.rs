@@ -333,6 +333,10 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
             "dbseal_window_drills_failed",
             "Drills that failed or missed an objective within the window.",
         ),
+        (
+            "dbseal_window_notifications_failed",
+            "Notifications about the datastore that could not be delivered within the window (the operations themselves were unaffected).",
+        ),
     ]
     .into_iter()
     .map(|(n, h)| (n, h, Vec::new()))
@@ -391,6 +395,7 @@ pub fn metrics(statuses: &[DatastoreStatus], now: DateTime<Utc>) -> String {
         }
         push(19, &l, k.drills_passed.to_string());
         push(20, &l, k.drills_failed.to_string());
+        push(21, &l, k.notifications_failed.to_string());
     }
     let mut text = String::new();
     for (name, help, samples) in families {

@@ -358,6 +358,15 @@ impl StatusReport {
                     pct(k.verification_success_rate)
                 );
             }
+            if k.notifications_failed > 0 {
+                push_line!(
+                    s,
+                    "{:<20} last {}: {} notification(s) could not be delivered",
+                    "",
+                    k.window,
+                    k.notifications_failed
+                );
+            }
             if let Some(d) = &k.last_drill {
                 let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}s"));
                 push_line!(
