@@ -72,9 +72,11 @@ pub struct KeyExpiry {
 }
 
 impl KeyExpiry {
-    /// The key shortened for messages and metric labels: `age1qyqszqgp…`.
+    /// The key shortened for messages and metric labels: `age1qyqszqgp…`; the signing
+    /// key's file is shown whole. (A public key's base64 may hold `/`: that is not a
+    /// path.)
     pub fn short_key(&self) -> String {
-        if self.key.contains('/') || self.key.chars().count() <= 16 {
+        if self.role == "signing key" || self.key.chars().count() <= 16 {
             self.key.clone()
         } else {
             format!("{}…", self.key.chars().take(16).collect::<String>())

@@ -430,3 +430,25 @@ url = "redis://other"
     let e = message(parse("[objectives.production]\nrtoo = \"1h\"\n", &[]));
     assert!(e.contains("rtoo"), "{e}");
 }
+
+/// A public key is shortened even when its base64 holds `/` (it is not a path); the
+/// signing key's file is shown whole.
+#[test]
+fn dated_keys_are_shortened_unless_they_are_the_signing_key_file() {
+    let expires = chrono::NaiveDate::from_ymd_opt(2027, 1, 1).unwrap();
+    let signer = KeyExpiry {
+        role: "trusted signer",
+        key: "RWTNlBL++emBJDz26D6qwKbEqHa/5x0YuPRvOVg86JtQnT0BBjSBkcl4".into(),
+        expires,
+    };
+    assert_eq!(signer.short_key(), "RWTNlBL++emBJDz2…");
+    let file = KeyExpiry {
+        role: "signing key",
+        key: "/etc/dbseal/secrets/identity.txt.minisign.key".into(),
+        expires,
+    };
+    assert_eq!(
+        file.short_key(),
+        "/etc/dbseal/secrets/identity.txt.minisign.key"
+    );
+}
