@@ -10,6 +10,7 @@ mod ops_common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use ops_common::*;
@@ -366,4 +367,72 @@ fn a_drill_target_hears_drills_only() {
         1,
         "the success target heard no failed drill"
     );
+}
+
+/// A drill that restores and verifies but misses its RTO objective is announced as a
+/// failure naming the objective, with the drill's figures (Redis, the real server).
+#[test]
+fn a_missed_drill_objective_is_announced_as_a_failure_with_its_figures() {
+    let url = url::Url::parse(&need("DBSEAL_TEST_REDIS_URL")).unwrap();
+    let (host, port) = (
+        url.host_str().unwrap().to_string(),
+        url.port().unwrap_or(6379),
+    );
+    let redis = |db: u32, args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-h", &host, "-p", &port.to_string(), "-n", &db.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(out.status.success());
+    };
+    redis(10, &["FLUSHDB"]);
+    redis(10, &["SET", "notify:k", "v"]);
+    let w = Work::new();
+    let rx = Receiver::start(&[]);
+    w.write(
+        "dbseal.toml",
+        &format!(
+            "[store]\nurl = \"{store}\"\n[encryption]\nrecipients = [\"{r}\"]\nidentity = \"identity.txt\"\n\
+             [datastores.cache]\nkind = \"redis\"\nurl = \"redis://{host}:{port}/10\"\n\
+             scratch_url = \"redis://{host}:{port}/0\"\nrto = \"0s\"\n\n\
+             [[notify]]\nurl = \"${{HOOK_URL}}\"\non = [\"failure\"]\n",
+            store = w.store().display(),
+            r = w.recipient,
+        ),
+    );
+    let hook = rx.url("hook");
+    let env = [("HOOK_URL", hook.as_str())];
+    ok(&w.run_env(&["backup", "--datastore", "cache"], &env));
+    assert!(rx.hits("hook").is_empty(), "a success is not a failure");
+    let out = w.run_env(&["drill"], &env);
+    let err = fails_with(&out, 9);
+    assert!(err.contains("over its objective 0s"), "{err}");
+    no_token(&out);
+    let hits = rx.hits("hook");
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let body = &hits[0].body;
+    assert_eq!(
+        (body["event"].as_str(), body["result"].as_str()),
+        (Some("drill"), Some("failure")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("`cache`: RTO") && message.contains("over its objective 0s"),
+        "{message}"
+    );
+    let d = &body["figures"][0];
+    assert_eq!(
+        (
+            d["datastore"].as_str(),
+            d["verified"].as_bool(),
+            d["passed"].as_bool()
+        ),
+        (Some("cache"), Some(true), Some(false)),
+        "{body}"
+    );
+    assert_eq!(d["rto_objective_seconds"], 0.0, "{body}");
+    assert!(d["rto_seconds"].as_f64().unwrap() > 0.0, "{body}");
+    redis(10, &["FLUSHDB"]);
 }
