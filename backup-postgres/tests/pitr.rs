@@ -161,6 +161,28 @@ async fn restore_cancelled_midway(
         .unwrap_err()
 }
 
+/// A cluster `name` archiving with `archive_command` (WAL segments of `wal_segsize_mb`),
+/// holding the empty table `t (id, batch, payload)`.
+async fn archiving_with_table(
+    tree: &TempTree,
+    name: &str,
+    wal_segsize_mb: u32,
+    archive_command: String,
+) -> Cluster {
+    let cluster = Cluster::create(
+        tree,
+        name,
+        &ClusterOptions {
+            wal_segsize_mb,
+            archive_command: Some(archive_command),
+        },
+    );
+    cluster
+        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
+        .await;
+    cluster
+}
+
 /// Count and digest of table `t` (id, batch, payload), or `absent`.
 async fn fingerprint(cluster: &Cluster) -> String {
     let c = cluster.client().await;
@@ -206,17 +228,7 @@ async fn start_restored(tree: &TempTree, pgdata: &Path, name: &str) -> Cluster {
 async fn pitr_restores_the_state_before_a_drop_and_latest_recovers_everything() {
     let tree = TempTree::new("dbseal-pitr-e2e");
     let archive = Archive::new(&tree, "app");
-    let cluster = Cluster::create(
-        &tree,
-        "primary",
-        &ClusterOptions {
-            wal_segsize_mb: 16,
-            archive_command: Some(archive.archive_command()),
-        },
-    );
-    cluster
-        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
-        .await;
+    let cluster = archiving_with_table(&tree, "primary", 16, archive.archive_command()).await;
     insert_batch(&cluster, 0, 500).await;
 
     let manifest = base_backup(&cluster, &archive).await;
@@ -526,17 +538,7 @@ async fn gaps_corrupted_and_foreign_segments_are_detected_by_wal_verify_and_rest
     let tree = TempTree::new("dbseal-pitr-bad");
     let archive = Archive::new(&tree, "b");
     let seg: u64 = 1 << 20;
-    let cluster = Cluster::create(
-        &tree,
-        "b",
-        &ClusterOptions {
-            wal_segsize_mb: 1,
-            archive_command: Some(archive.archive_command()),
-        },
-    );
-    cluster
-        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
-        .await;
+    let cluster = archiving_with_table(&tree, "b", 1, archive.archive_command()).await;
     let manifest = base_backup(&cluster, &archive).await;
     let stop: Lsn = manifest.source["stop_lsn"]
         .as_str()
@@ -806,17 +808,7 @@ async fn wal_push_failures_lose_nothing_and_archiving_catches_up() {
     use std::os::unix::fs::PermissionsExt;
     let tree = TempTree::new("dbseal-pitr-outage");
     let archive = Archive::new(&tree, "d");
-    let cluster = Cluster::create(
-        &tree,
-        "d",
-        &ClusterOptions {
-            wal_segsize_mb: 1,
-            archive_command: Some(archive.archive_command()),
-        },
-    );
-    cluster
-        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
-        .await;
+    let cluster = archiving_with_table(&tree, "d", 1, archive.archive_command()).await;
     // This test drives the CLI: `dbseal backup postgres --physical`.
     let port = cluster.port.to_string();
     let (code, out, err) = archive.dbseal(&[
@@ -963,17 +955,7 @@ async fn concurrent_wal_push_and_prefetching_recovery_keep_every_row() {
     let command = archive
         .archive_command()
         .replace(" wal-push ", " wal-push --concurrency 4 ");
-    let cluster = Cluster::create(
-        &tree,
-        "primary",
-        &ClusterOptions {
-            wal_segsize_mb: 1,
-            archive_command: Some(command.clone()),
-        },
-    );
-    cluster
-        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
-        .await;
+    let cluster = archiving_with_table(&tree, "primary", 1, command.clone()).await;
     insert_batch(&cluster, 0, 500).await;
     let manifest = base_backup(&cluster, &archive).await;
 
@@ -1075,17 +1057,7 @@ fn left_in(dir: &Path) -> Vec<std::ffi::OsString> {
 async fn drill_replays_the_archive_onto_the_newest_base_backup_and_leaves_nothing() {
     let tree = TempTree::new("dbseal-pitr-drill");
     let archive = Archive::new(&tree, "app");
-    let cluster = Cluster::create(
-        &tree,
-        "primary",
-        &ClusterOptions {
-            wal_segsize_mb: 16,
-            archive_command: Some(archive.archive_command()),
-        },
-    );
-    cluster
-        .exec("CREATE TABLE t (id int PRIMARY KEY, batch int NOT NULL, payload text NOT NULL)")
-        .await;
+    let cluster = archiving_with_table(&tree, "primary", 16, archive.archive_command()).await;
     insert_batch(&cluster, 0, 500).await;
     let manifest = base_backup(&cluster, &archive).await;
     // Rows only the WAL archive holds.
@@ -1196,4 +1168,86 @@ async fn drill_replays_the_archive_onto_the_newest_base_backup_and_leaves_nothin
         .filter(|n| n.to_string_lossy().ends_with(".json"))
         .count();
     assert_eq!(written, 4);
+}
+
+/// SIGINT while a point-in-time drill's temporary cluster replays the archive: exit
+/// 130, the server stopped, its directory removed, no drill record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_point_in_time_drill_stops_and_removes_its_cluster() {
+    let tree = TempTree::new("dbseal-pitr-drill-int");
+    let archive = Archive::new(&tree, "app");
+    let cluster = archiving_with_table(&tree, "primary", 1, archive.archive_command()).await;
+    insert_batch(&cluster, 0, 500).await;
+    base_backup(&cluster, &archive).await;
+    // Many small segments after the base backup: replaying them (a wal-fetch each)
+    // takes seconds, the window for the signal.
+    let mut last = String::new();
+    for batch in 1..=120 {
+        insert_batch(&cluster, batch, 20).await;
+        last = cluster.switch_wal().await;
+    }
+    cluster.wait_archived(&last).await;
+    let tmp = tree.dir("tmp");
+    let config = tree.path.join("dbseal.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[datastores.app]\nkind = \"postgres\"\nurl = \"postgresql://postgres@127.0.0.1:{}/postgres\"\n",
+            cluster.port
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(dbseal_bin())
+        .args(["--store", archive.store_dir.to_str().unwrap(), "--config"])
+        .arg(&config)
+        .args(["drill", "--datastore", "app", "-i"])
+        .arg(&archive.identity)
+        .env_remove("DBSEAL_STORE")
+        .env("DBSEAL_SIGNING_KEY", &archive.signing_key)
+        .env("TMPDIR", &tmp)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The temporary cluster is up once its postmaster.pid holds a pid.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let postmaster: u32 = loop {
+        let pid = std::fs::read_dir(&tmp).unwrap().flatten().find_map(|e| {
+            let text = std::fs::read_to_string(e.path().join("data/postmaster.pid")).ok()?;
+            text.lines().next()?.trim().parse().ok()
+        });
+        if let Some(pid) = pid {
+            break pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drill's cluster never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(left_in(&tmp).is_empty(), "{:?}", left_in(&tmp));
+    // Gone, or a zombie nobody reaped yet (a container's init may not).
+    let state = std::fs::read_to_string(format!("/proc/{postmaster}/stat")).unwrap_or_default();
+    let running = state
+        .rsplit_once(") ")
+        .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+    assert!(
+        !running,
+        "the drill's server (pid {postmaster}) is stopped: {state}"
+    );
+    let records = archive.store_dir.join("_records/app/drills");
+    assert!(!records.exists() || left_in(&records).is_empty());
 }

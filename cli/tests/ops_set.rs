@@ -705,13 +705,7 @@ fn drill_restores_verifies_and_measures_rto_and_rpo() {
         (Some(true), Some(true)),
         "{d}"
     );
-    let phases: Vec<&str> = d["phases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p[0].as_str().unwrap())
-        .collect();
-    assert_eq!(phases, ["stored", "content", "restore"]);
+    assert_eq!(phase_names(d), ["stored", "content", "restore"]);
     let phase_sum: f64 = d["phases"]
         .as_array()
         .unwrap()
@@ -928,13 +922,7 @@ fn drills_of_redis_neo4j_and_timescale_measure_record_and_leave_no_scratch_data(
             (Some(true), Some(true)),
             "{d}"
         );
-        let phases: Vec<&str> = d["phases"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p[0].as_str().unwrap())
-            .collect();
-        assert_eq!(phases, ["stored", "content", "restore"], "{d}");
+        assert_eq!(phase_names(d), ["stored", "content", "restore"], "{d}");
         assert!(d["rto_seconds"].as_f64().unwrap() > 0.0, "{d}");
         let rpo = d["rpo_seconds"].as_f64().unwrap();
         assert!((0.0..600.0).contains(&rpo), "{d}");
@@ -1100,6 +1088,16 @@ fn an_interrupted_neo4j_drill_empties_its_scratch_database() {
     drill_interrupted_when(&w, &env, || nodes() > 0);
     assert_eq!(nodes(), 0, "the scratch database is empty again");
     assert!(files(&w.store().join("_records/graph/drills")).is_empty());
+}
+
+/// The names of a drill's `phases` (`[["stored", 0.1], …]`).
+fn phase_names(drill: &serde_json::Value) -> Vec<&str> {
+    drill["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p[0].as_str().unwrap())
+        .collect()
 }
 
 /// The DOM of the HTML file `page` as headless Chromium (Debian's `chromium`, installed
