@@ -49,6 +49,85 @@ fn cron_schedule_checker_rejects_bad_schedules() {
     assert!(!valid_cron_schedule(&["x", "2", "*", "*", "*"]));
 }
 
+/// Checks a CronJob (schedule, Forbid, Never, secrets from the Secret, mounted
+/// volumes) and returns its command and args joined by spaces; the args also parse
+/// with the real binary.
+fn check_cronjob(job: &Yaml) -> String {
+    let mut commands = String::new();
+    assert_eq!(job["apiVersion"].as_str(), Some("batch/v1"));
+    let spec = &job["spec"];
+    let schedule: Vec<&str> = spec["schedule"]
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert!(valid_cron_schedule(&schedule), "{schedule:?}");
+    assert_eq!(spec["concurrencyPolicy"].as_str(), Some("Forbid"));
+    let pod = &spec["jobTemplate"]["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"].as_str(), Some("Never"));
+    let c = &pod["containers"][0];
+    assert!(c["image"].as_str().is_some());
+    let env: Vec<&str> = c["env"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert!(env.contains(&"DBSEAL_CONFIG"), "{env:?}");
+    for e in c["env"].as_vec().unwrap() {
+        if e["name"].as_str() == Some("AWS_SECRET_ACCESS_KEY") {
+            assert!(
+                e["value"].is_badvalue(),
+                "secrets come from a secretKeyRef, not a literal"
+            );
+            assert_eq!(
+                e["valueFrom"]["secretKeyRef"]["name"].as_str(),
+                Some("dbseal-secrets")
+            );
+        }
+    }
+    // Every mount has a volume.
+    let volumes: Vec<&str> = pod["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    for m in c["volumeMounts"].as_vec().unwrap() {
+        assert!(volumes.contains(&m["name"].as_str().unwrap()), "{m:?}");
+    }
+    for part in [&c["command"], &c["args"]] {
+        if let Yaml::Array(items) = part {
+            for i in items {
+                commands.push_str(i.as_str().unwrap_or(""));
+                commands.push(' ');
+            }
+        }
+    }
+    // Args the image's entrypoint (dbseal) takes, not a shell script's.
+    if let (Yaml::Array(args), Yaml::BadValue) = (&c["args"], &c["command"]) {
+        let args: Vec<&str> = args.iter().filter_map(|a| a.as_str()).collect();
+        parses_with_the_binary(&args);
+    }
+    commands
+}
+
+/// `dbseal ARGS --help` succeeds: every flag and value up to there is one the binary
+/// knows (clap stops at the first unknown one).
+fn parses_with_the_binary(args: &[&str]) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "`dbseal {}` does not parse: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn kubernetes_cronjobs_parse_and_run_backup_verify_prune() {
     let text = read("kubernetes/cronjob.yaml");
@@ -91,56 +170,7 @@ fn kubernetes_cronjobs_parse_and_run_backup_verify_prune() {
 
     let mut commands = String::new();
     for job in &docs[1..] {
-        assert_eq!(job["apiVersion"].as_str(), Some("batch/v1"));
-        let spec = &job["spec"];
-        let schedule: Vec<&str> = spec["schedule"]
-            .as_str()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        assert!(valid_cron_schedule(&schedule), "{schedule:?}");
-        assert_eq!(spec["concurrencyPolicy"].as_str(), Some("Forbid"));
-        let pod = &spec["jobTemplate"]["spec"]["template"]["spec"];
-        assert_eq!(pod["restartPolicy"].as_str(), Some("Never"));
-        let c = &pod["containers"][0];
-        assert!(c["image"].as_str().is_some());
-        let env: Vec<&str> = c["env"]
-            .as_vec()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e["name"].as_str())
-            .collect();
-        assert!(env.contains(&"DBSEAL_CONFIG"), "{env:?}");
-        for e in c["env"].as_vec().unwrap() {
-            if e["name"].as_str() == Some("AWS_SECRET_ACCESS_KEY") {
-                assert!(
-                    e["value"].is_badvalue(),
-                    "secrets come from a secretKeyRef, not a literal"
-                );
-                assert_eq!(
-                    e["valueFrom"]["secretKeyRef"]["name"].as_str(),
-                    Some("dbseal-secrets")
-                );
-            }
-        }
-        // Every mount has a volume.
-        let volumes: Vec<&str> = pod["volumes"]
-            .as_vec()
-            .unwrap()
-            .iter()
-            .filter_map(|v| v["name"].as_str())
-            .collect();
-        for m in c["volumeMounts"].as_vec().unwrap() {
-            assert!(volumes.contains(&m["name"].as_str().unwrap()), "{m:?}");
-        }
-        for part in [&c["command"], &c["args"]] {
-            if let Yaml::Array(items) = part {
-                for i in items {
-                    commands.push_str(i.as_str().unwrap_or(""));
-                    commands.push(' ');
-                }
-            }
-        }
+        commands.push_str(&check_cronjob(job));
     }
     for needed in [
         "dbseal --quiet backup --all",
@@ -162,6 +192,48 @@ fn kubernetes_cronjobs_parse_and_run_backup_verify_prune() {
     assert!(b < v && v < p);
 }
 
+/// The runbooks' drill schedule on Kubernetes: weekly restore verification, monthly
+/// single-database drill, quarterly full drill; each a well-formed CronJob whose args
+/// the binary accepts.
+#[test]
+fn kubernetes_drill_cronjobs_follow_the_runbooks_schedule() {
+    let text = read("kubernetes/drill-cronjobs.yaml");
+    let docs = YamlLoader::load_from_str(&text).expect("drill-cronjobs.yaml is valid YAML");
+    let jobs: Vec<(&str, &str, String)> = docs
+        .iter()
+        .map(|d| {
+            assert_eq!(d["kind"].as_str(), Some("CronJob"));
+            (
+                d["metadata"]["name"].as_str().unwrap(),
+                d["spec"]["schedule"].as_str().unwrap(),
+                check_cronjob(d),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = jobs.iter().map(|j| j.0).collect();
+    assert_eq!(
+        names,
+        ["dbseal-verify-restore", "dbseal-drill-app", "dbseal-drill"]
+    );
+    assert!(
+        jobs[0].2.contains("verify --latest --level restore"),
+        "{jobs:?}"
+    );
+    assert!(jobs[0].1.ends_with(" 0"), "weekly: {}", jobs[0].1);
+    assert!(jobs[1].2.contains("drill --datastore app"), "{jobs:?}");
+    assert!(
+        jobs[1].1.ends_with(" * *") && !jobs[1].1.contains("* * *"),
+        "monthly: {}",
+        jobs[1].1
+    );
+    assert_eq!(jobs[2].2.trim(), "drill");
+    assert!(jobs[2].1.contains("1,4,7,10"), "quarterly: {}", jobs[2].1);
+    // The ConfigMap they share gives each datastore a scratch target and objectives.
+    let config = read("kubernetes/cronjob.yaml");
+    assert!(config.matches("scratch_url = ").count() >= 2, "{config}");
+    assert!(config.contains("[objectives.production]"), "{config}");
+}
+
 #[test]
 fn systemd_units_pass_systemd_analyze_verify() {
     let units = [
@@ -169,6 +241,10 @@ fn systemd_units_pass_systemd_analyze_verify() {
         "dbseal-backup.timer",
         "dbseal-status.service",
         "dbseal-status.timer",
+        "dbseal-verify-restore.service",
+        "dbseal-verify-restore.timer",
+        "dbseal-drill.service",
+        "dbseal-drill.timer",
     ];
     let w = Work::new();
     let dir = w.path("units");
@@ -194,6 +270,20 @@ fn systemd_units_pass_systemd_analyze_verify() {
         )
         .unwrap();
     }
+    // Every ExecStart= parses with the binary; the drill schedule is the runbooks'.
+    for u in units.iter().filter(|u| u.ends_with(".service")) {
+        for line in read(&format!("systemd/{u}")).lines() {
+            if let Some(cmd) = line.strip_prefix("ExecStart=/usr/local/bin/dbseal ") {
+                parses_with_the_binary(&cmd.split_whitespace().collect::<Vec<_>>());
+            }
+        }
+    }
+    assert!(
+        read("systemd/dbseal-verify-restore.service").contains("verify --latest --level restore")
+    );
+    assert!(read("systemd/dbseal-verify-restore.timer").contains("OnCalendar=Sun "));
+    assert!(read("systemd/dbseal-drill.service").contains("drill --report"));
+    assert!(read("systemd/dbseal-drill.timer").contains("OnCalendar=*-01,04,07,10-01 "));
     let backup = read("systemd/dbseal-backup.service");
     let steps: Vec<&str> = backup
         .lines()
@@ -275,15 +365,31 @@ fn cron_file_schedules_are_valid() {
         assert_eq!(fields[5], "dbseal", "runs as the dbseal user");
         jobs.push(fields[6..].join(" "));
     }
-    assert_eq!(jobs.len(), 3, "{jobs:?}");
+    assert_eq!(jobs.len(), 5, "{jobs:?}");
     assert!(
         jobs[0].contains("backup --all")
             && jobs[0].contains("verify --latest")
             && jobs[0].contains("prune")
     );
     assert!(jobs[1].contains("status"));
+    assert!(jobs[2].contains("verify --latest --level restore"));
+    assert!(jobs[3].contains("drill --datastore app"));
     // `%` ends a command in crontab unless escaped.
-    assert!(jobs[2].contains("drill --report") && !jobs[2].contains("$(date +%F)"));
+    assert!(jobs[4].contains("drill --report") && !jobs[4].contains("$(date +%F)"));
+    // Each dbseal command parses with the binary.
+    for job in &jobs {
+        for cmd in job.split(';').chain(job.split("&&")) {
+            if let Some(args) = cmd.trim().strip_prefix("dbseal ") {
+                let args = args
+                    .split("&&")
+                    .next()
+                    .unwrap()
+                    .replace("$(date +\\%F)", "DAY");
+                let args: Vec<&str> = args.split_whitespace().collect();
+                parses_with_the_binary(&args);
+            }
+        }
+    }
     assert!(text.contains("DBSEAL_CONFIG=/etc/dbseal/dbseal.toml"));
 }
 
