@@ -46,6 +46,10 @@ pub struct DrillOptions {
     #[arg(long = "datastore", short = 'd', value_name = "NAME")]
     #[serde(alias = "datastore")]
     pub datastores: Vec<String>,
+    /// Drill every datastore with a backup in the store or in the config file (what
+    /// naming none does; for schedules that want to say so).
+    #[arg(long, conflicts_with = "datastores")]
+    pub all: bool,
     /// Restore into a scratch database on this server instead of the datastore's
     /// `scratch_url` (one datastore only).
     #[arg(long, value_name = "URL")]
@@ -203,6 +207,11 @@ fn seconds(earlier: DateTime<Utc>, later: DateTime<Utc>) -> f64 {
 
 /// `dbseal drill`.
 pub async fn drill(ctx: &OpContext, options: &DrillOptions) -> Result<DrillReport> {
+    if options.all && !options.datastores.is_empty() {
+        return Err(Error::Config(
+            "drill: give either datastore names or all, not both".into(),
+        ));
+    }
     let listing = ctx.store.scan(None).await?;
     super::warn_skipped(ctx, &listing);
     let config = ctx.config.as_deref();

@@ -296,6 +296,7 @@ def drill(
     *,
     config: Optional[_Path] = None,
     datastore: Optional[_Names] = ...,
+    all: bool = ...,
     restore_to: Optional[str] = ...,
     identity: Optional[_Identities] = None,
     passphrase: Optional[str] = None,
