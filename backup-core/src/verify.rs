@@ -48,6 +48,10 @@ pub struct VerifyReport {
     pub level: VerifyLevel,
     /// One line per check that passed.
     pub checks: Vec<String>,
+    /// Level 3: the seconds the restore into the scratch target took (the rest of the
+    /// level is the comparison). For the drill's RTO split; not part of the report.
+    #[serde(skip)]
+    pub load_seconds: Option<f64>,
 }
 
 /// Level 1: every artifact's stored size and SHA-256.
@@ -79,6 +83,7 @@ pub async fn verify_stored(store: &BackupStore, manifest: &Manifest) -> Result<V
         backup_id: manifest.backup_id.to_string(),
         level: VerifyLevel::Stored,
         checks,
+        load_seconds: None,
     })
 }
 
@@ -131,5 +136,6 @@ pub async fn verify_content(
         backup_id: manifest.backup_id.to_string(),
         level: VerifyLevel::Content,
         checks,
+        load_seconds: None,
     })
 }

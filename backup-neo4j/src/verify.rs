@@ -51,7 +51,9 @@ pub async fn verify_restore(
     }
     let mut sink = Neo4jSink::new(scratch.clone(), Neo4jSinkOptions::default());
     let mut cancellable = backup_core::CancellableSink::new(&mut sink, cancel.clone());
+    let clock = std::time::Instant::now();
     backup_core::restore(store, manifest, "data", &mut cancellable, options).await?;
+    let load_seconds = Some(clock.elapsed().as_secs_f64());
     let mut checks = vec![format!(
         "restored into scratch database {}",
         scratch.database.as_deref().unwrap_or("(default)")
@@ -67,6 +69,7 @@ pub async fn verify_restore(
         backup_id: manifest.backup_id.to_string(),
         level: VerifyLevel::Restore,
         checks,
+        load_seconds,
     })
 }
 

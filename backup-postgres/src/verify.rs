@@ -47,7 +47,9 @@ pub async fn verify_restore_as(
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<VerifyReport> {
     let scratch = scratch_name(&manifest.backup_id.to_string());
+    let clock = std::time::Instant::now();
     create_database(server, &scratch).await?;
+    let mut load_seconds = None;
     let outcome = async {
         let mut sink = PostgresSink::with_connection(
             server.with_database(&scratch),
@@ -62,6 +64,7 @@ pub async fn verify_restore_as(
         .assume_empty();
         let mut sink = backup_core::CancellableSink::new(&mut sink, cancel.clone());
         backup_core::restore(store, manifest, "data", &mut sink, options).await?;
+        load_seconds = Some(clock.elapsed().as_secs_f64());
         let scratch_conn = server.with_database(&scratch);
         let checks = async {
             let mut checks = compare_live_counts(&scratch_conn, manifest).await?;
@@ -101,6 +104,7 @@ pub async fn verify_restore_as(
         backup_id: manifest.backup_id.to_string(),
         level: VerifyLevel::Restore,
         checks,
+        load_seconds,
     })
 }
 

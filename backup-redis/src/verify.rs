@@ -66,6 +66,8 @@ pub async fn verify_restore(
             ..Default::default()
         },
     )?;
+    let clock = std::time::Instant::now();
+    let mut load_seconds = None;
     let result = async {
         // Interrupted (SIGINT, Ctrl-C): the restore stops and the scratch databases are
         // flushed below, as after any failure.
@@ -76,6 +78,7 @@ pub async fn verify_restore(
                 ErrorKind::Interrupted => e,
                 _ => fail(format!("level-3 restore into {addr} failed: {e}")),
             })?;
+        load_seconds = Some(clock.elapsed().as_secs_f64());
         let outcome = sink.outcome().cloned().unwrap_or_default();
         let mut expected = Contents::default();
         if let Some(keys) = manifest.contents.counts.get("keys") {
@@ -130,6 +133,7 @@ pub async fn verify_restore(
         backup_id: manifest.backup_id.to_string(),
         level: VerifyLevel::Restore,
         checks,
+        load_seconds,
     })
 }
 

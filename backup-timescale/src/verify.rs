@@ -33,6 +33,8 @@ pub async fn verify_restore(
             .replace('-', "_")
     );
     let scratch_conn = server.with_database(&scratch);
+    let clock = std::time::Instant::now();
+    let mut load_seconds = None;
     let outcome = async {
         let mut sink = TimescaleSink::with_connection(
             scratch_conn.clone(),
@@ -44,6 +46,7 @@ pub async fn verify_restore(
             },
         );
         backup_core::restore(store, manifest, "data", &mut sink, options).await?;
+        load_seconds = Some(clock.elapsed().as_secs_f64());
         compare(&scratch_conn, manifest).await
     }
     .await;
@@ -69,6 +72,7 @@ pub async fn verify_restore(
         backup_id: manifest.backup_id.to_string(),
         level: VerifyLevel::Restore,
         checks,
+        load_seconds,
     })
 }
 

@@ -379,7 +379,7 @@ def test_database_backup_restore_sets_and_safety(
         drill_cli = cli.run("drill", "-d", "pg-cli", "-i", str(key), "--restore-to", scratch)
         for d in (drill_py[0], drill_cli[0]):
             assert d["verified"] and d["passed"] and d["rto_seconds"] > 0, d
-            assert [level for level, _ in d["phases"]] == ["stored", "content", "restore"]
+            assert [phase for phase, _ in d["phases"]] == ["stored", "content", "load", "verify"]
     finally:
         for t in targets:
             pg.drop_database(t)

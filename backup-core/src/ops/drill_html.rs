@@ -98,7 +98,7 @@ pub(super) fn render(report: &DrillReport, past: &[Drill], store_url: &str) -> S
         esc(store_url),
         env!("CARGO_PKG_VERSION")
     );
-    h.push_str("<table><tr><th>Datastore</th><th>Backup restored</th><th>RTO</th><th>RTO objective</th><th>RPO</th><th>RPO objective</th><th>Levels</th><th>Result</th></tr>");
+    h.push_str("<table><tr><th>Datastore</th><th>Backup restored</th><th>RTO</th><th>RTO objective</th><th>RPO</th><th>RPO objective</th><th>Phases</th><th>Result</th></tr>");
     for d in &report.drills {
         let levels: Vec<String> = d
             .phases

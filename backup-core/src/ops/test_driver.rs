@@ -140,6 +140,7 @@ impl Driver for TestDriver {
             backup_id: manifest.backup_id.to_string(),
             level: VerifyLevel::Restore,
             checks: vec![format!("restored into {url}")],
+            load_seconds: None,
         })
     }
 }
