@@ -660,13 +660,14 @@ fn drill_restores_verifies_and_measures_rto_and_rpo() {
     fill_pg(&pg, &db.name, "drill", 2000);
     let config = |rto: &str, rpo: &str| {
         format!(
-            "[store]\nurl = \"{store}\"\n[encryption]\nrecipients = [\"{r}\"]\nidentity = \"identity.txt\"\n\
-             [datastores.pg]\nkind = \"postgres\"\nurl = \"{url}\"\nscratch_url = \"{scratch}\"\n\
-             rto = \"{rto}\"\nrpo = \"{rpo}\"\n",
-            store = w.store().display(),
-            r = w.recipient,
-            url = pg.config_url(&db.name),
-            scratch = pg.config_url("postgres"),
+            "{}{}rto = \"{rto}\"\nrpo = \"{rpo}\"\n",
+            keyed_store(&w),
+            scratch_datastore(
+                "pg",
+                "postgres",
+                &pg.config_url(&db.name),
+                &pg.config_url("postgres")
+            ),
         )
     };
     w.write("dbseal.toml", &config("1h", "1h"));
@@ -853,17 +854,18 @@ fn drills_of_redis_neo4j_and_timescale_measure_record_and_leave_no_scratch_data(
     }
     let w = Work::new();
     let config = |rto: &str| {
+        let objectives = format!("rto = \"{rto}\"\nrpo = \"1h\"\n");
+        let redis_scratch = format!("redis://{}:{}/0", redis.host, redis.port);
         let mut text = format!(
-            "[store]\nurl = \"{store}\"\n[encryption]\nrecipients = [\"{r}\"]\nidentity = \"identity.txt\"\n\
-             [datastores.cache]\nkind = \"redis\"\nurl = \"{redis}\"\nscratch_url = \"redis://{host}:{port}/0\"\nrto = \"{rto}\"\nrpo = \"1h\"\n\
-             [datastores.graph]\nkind = \"neo4j\"\nurl = \"{graph}\"\nscratch_url = \"{scratch}\"\nrto = \"{rto}\"\nrpo = \"1h\"\n",
-            store = w.store().display(),
-            r = w.recipient,
-            redis = redis.url(),
-            host = redis.host,
-            port = redis.port,
-            graph = graph.config_url(),
-            scratch = scratch_graph.config_url(),
+            "{}{}{objectives}{}{objectives}",
+            keyed_store(&w),
+            scratch_datastore("cache", "redis", &redis.url(), &redis_scratch),
+            scratch_datastore(
+                "graph",
+                "neo4j",
+                &graph.config_url(),
+                &scratch_graph.config_url()
+            ),
         );
         if timescale {
             text.push_str(&format!(
@@ -924,7 +926,11 @@ fn drills_of_redis_neo4j_and_timescale_measure_record_and_leave_no_scratch_data(
             (Some(true), Some(true)),
             "{d}"
         );
-        assert_eq!(phase_names(d), ["stored", "content", "load", "verify"], "{d}");
+        assert_eq!(
+            phase_names(d),
+            ["stored", "content", "load", "verify"],
+            "{d}"
+        );
         assert!(d["rto_seconds"].as_f64().unwrap() > 0.0, "{d}");
         let rpo = d["rpo_seconds"].as_f64().unwrap();
         assert!((0.0..600.0).contains(&rpo), "{d}");
@@ -974,14 +980,13 @@ fn an_interrupted_drill_leaves_no_scratch_database_and_no_record() {
     fill_pg(&pg, &db.name, "interrupted", 1_500_000);
     w.write(
         "dbseal.toml",
-        &format!(
-            "[store]\nurl = \"{store}\"\n[encryption]\nrecipients = [\"{r}\"]\nidentity = \"identity.txt\"\n\
-             [datastores.pg]\nkind = \"postgres\"\nurl = \"{url}\"\nscratch_url = \"{scratch}\"\n",
-            store = w.store().display(),
-            r = w.recipient,
-            url = pg.config_url(&db.name),
-            scratch = pg.config_url("postgres"),
-        ),
+        &(keyed_store(&w)
+            + &scratch_datastore(
+                "pg",
+                "postgres",
+                &pg.config_url(&db.name),
+                &pg.config_url("postgres"),
+            )),
     );
     let env = [("PG_PASSWORD", pg.password.as_str())];
     ok(&w.run_env(&["backup", "--datastore", "pg"], &env));
@@ -1023,13 +1028,7 @@ fn an_interrupted_redis_drill_flushes_its_scratch_database() {
     let server = format!("redis://{}:{}/0", redis.host, redis.port);
     w.write(
         "dbseal.toml",
-        &format!(
-            "[store]\nurl = \"{store}\"\n[encryption]\nrecipients = [\"{r}\"]\nidentity = \"identity.txt\"\n\
-             [datastores.cache]\nkind = \"redis\"\nurl = \"{url}\"\nscratch_url = \"{server}\"\n",
-            store = w.store().display(),
-            r = w.recipient,
-            url = redis.url(),
-        ),
+        &(keyed_store(&w) + &scratch_datastore("cache", "redis", &redis.url(), &server)),
     );
     ok(&w.run(&["backup", "--datastore", "cache"]));
     // The scratch database the drill will take: the highest empty one.
@@ -1072,14 +1071,8 @@ fn an_interrupted_neo4j_drill_empties_its_scratch_database() {
     let w = Work::new();
     w.write(
         "dbseal.toml",
-        &format!(
-            "[store]\nurl = \"{store}\"\n[encryption]\nrecipients = [\"{r}\"]\nidentity = \"identity.txt\"\n\
-             [datastores.graph]\nkind = \"neo4j\"\nurl = \"{url}\"\nscratch_url = \"{scratch}\"\n",
-            store = w.store().display(),
-            r = w.recipient,
-            url = graph.config_url(),
-            scratch = scratch.config_url(),
-        ),
+        &(keyed_store(&w)
+            + &scratch_datastore("graph", "neo4j", &graph.config_url(), &scratch.config_url())),
     );
     let env = [("BOLT_PASSWORD", graph.password.as_str())];
     ok(&w.run_env(&["backup", "--datastore", "graph"], &env));
@@ -1091,6 +1084,22 @@ fn an_interrupted_neo4j_drill_empties_its_scratch_database() {
     drill_interrupted_when(&w, &env, || nodes() > 0);
     assert_eq!(nodes(), 0, "the scratch database is empty again");
     assert!(files(&w.store().join("_records/graph/drills")).is_empty());
+}
+
+/// The `[store]` and `[encryption]` of `w`'s store and key, as a config file starts.
+fn keyed_store(w: &Work) -> String {
+    format!(
+        "[store]\nurl = \"{}\"\n[encryption]\nrecipients = [\"{}\"]\nidentity = \"identity.txt\"\n",
+        w.store().display(),
+        w.recipient
+    )
+}
+
+/// `[datastores.NAME]` of `kind` at `url`, verified and drilled in `scratch`.
+fn scratch_datastore(name: &str, kind: &str, url: &str, scratch: &str) -> String {
+    format!(
+        "[datastores.{name}]\nkind = \"{kind}\"\nurl = \"{url}\"\nscratch_url = \"{scratch}\"\n"
+    )
 }
 
 /// The names of a drill's `phases` (`[["stored", 0.1], …]`).
