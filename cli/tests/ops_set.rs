@@ -52,6 +52,16 @@ impl Redis {
         format!("redis://{}:{}/{}", self.host, self.port, self.db)
     }
 
+    /// How many databases the server has (`CONFIG GET databases`).
+    fn databases(&self) -> u32 {
+        self.cli(&["CONFIG", "GET", "databases"])
+            .lines()
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
     /// A fingerprint of the database: every key with its type and value.
     fn snapshot(&self) -> Vec<String> {
         let mut keys: Vec<String> = self.cli(&["--scan"]).lines().map(str::to_string).collect();
@@ -889,13 +899,7 @@ fn drills_of_redis_neo4j_and_timescale_measure_record_and_leave_no_scratch_data(
     for name in names {
         ok(&w.run_env(&["backup", "--datastore", name], &env));
     }
-    let databases: u32 = redis
-        .cli(&["CONFIG", "GET", "databases"])
-        .lines()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let databases = redis.databases();
     let redis_sizes = || -> Vec<String> {
         (0..databases)
             .filter(|db| *db != redis.db)
@@ -1032,13 +1036,7 @@ fn an_interrupted_redis_drill_flushes_its_scratch_database() {
     );
     ok(&w.run(&["backup", "--datastore", "cache"]));
     // The scratch database the drill will take: the highest empty one.
-    let databases: u32 = redis
-        .cli(&["CONFIG", "GET", "databases"])
-        .lines()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let databases = redis.databases();
     let size = |db: u32| -> u64 {
         Redis {
             host: redis.host.clone(),
