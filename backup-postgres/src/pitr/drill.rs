@@ -139,7 +139,7 @@ pub async fn replay_drill(
     let name = &manifest.datastore.name;
     let dbseal = access.dbseal.clone().ok_or_else(|| {
         Error::Config(
-            "a point-in-time drill runs `dbseal wal-fetch` as restore_command: put the dbseal binary on the PATH or name it (Python: dbseal_bin=)".into(),
+            "a point-in-time drill runs `dbseal wal-fetch` as restore_command: put the dbseal binary on the PATH (Python: or set DBSEAL_BIN)".into(),
         )
     })?;
     let ds = ctx.config.as_deref().and_then(|c| c.datastores.get(name));
