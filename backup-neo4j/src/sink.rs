@@ -243,12 +243,7 @@ impl Neo4jSink {
     pub async fn empty_scratch(config: &Neo4jConfig) -> Result<u64> {
         let db = connect(config)?;
         let schema = read_schema(&db, None).await?;
-        let ordered: Vec<&SchemaItem> = schema
-            .iter()
-            .filter(|s| s.kind == SchemaKind::Constraint)
-            .chain(schema.iter().filter(|s| s.kind == SchemaKind::Index))
-            .collect();
-        undo::drop_schema_items(&db, ordered).await?;
+        undo::drop_schema_items(&db, constraints_first(&schema)).await?;
         let op = "emptying the scratch database";
         let nodes = db
             .count(op, query("MATCH (n) RETURN count(n) AS c"))
@@ -256,6 +251,16 @@ impl Neo4jSink {
         let stmt = "MATCH (n) WITH n LIMIT 10000 DETACH DELETE n RETURN count(*) AS c";
         drain(&db, op, stmt, nodes.max(0) as u64, 10_000).await
     }
+}
+
+/// `schema` in the order it is dropped: constraints first (on Neo4j dropping one also
+/// drops the index it owns), then indexes.
+fn constraints_first(schema: &[SchemaItem]) -> Vec<&SchemaItem> {
+    schema
+        .iter()
+        .filter(|s| s.kind == SchemaKind::Constraint)
+        .chain(schema.iter().filter(|s| s.kind == SchemaKind::Index))
+        .collect()
 }
 
 fn rows_param(rows: Vec<BoltType>) -> BoltType {
@@ -762,11 +767,7 @@ async fn prepare_target(
     }
     // Constraints first: on Neo4j dropping one also drops the index it owns (the
     // retries of `drop_schema_items` serve servers that want the other order).
-    let ordered: Vec<&SchemaItem> = schema
-        .iter()
-        .filter(|s| s.kind == SchemaKind::Constraint)
-        .chain(schema.iter().filter(|s| s.kind == SchemaKind::Index))
-        .collect();
+    let ordered = constraints_first(&schema);
     let dropped = undo::drop_schema_items(db, ordered.clone()).await;
     // What is gone is remembered for the rollback (constraints first, as dropped),
     // also when a drop failed midway.
